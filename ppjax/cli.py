@@ -1,0 +1,208 @@
+"""The ``ppjax`` command line: thin, each command parses options and calls the library."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
+
+from ppjax import weights
+
+app = typer.Typer(
+    name="ppjax",
+    help="Protect photos against automatic scene classifiers (MediaEval Pixel Privacy), in JAX.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="List, download and import model weights (the model store).", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", markup=True)
+    return typer.Exit(code)
+
+
+class _DownloadBars:
+    """``progress(filename) -> callback`` for weights.fetch, drawing one rich bar per file."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+
+    def __call__(self, filename: str):
+        task = self.progress.add_task(filename, total=None)
+
+        def update(done: int, total: int | None) -> None:
+            self.progress.update(task, completed=done, total=total)
+
+        return update
+
+
+def _download_progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+@models_app.command("list")
+def models_list(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per model per line.")] = False,
+) -> None:
+    """Show each known model: installed or not, where, and the sha256 of its source files."""
+    rows = []
+    for name, entry in weights.KNOWN_MODELS.items():
+        manifest = weights.read_manifest(name)
+        installed = weights.is_installed(name)
+        rows.append(
+            {
+                "name": name,
+                "description": entry.description,
+                "installed": installed,
+                "path": str(weights.model_dir(name)),
+                "weights_sha256": manifest["weights"]["sha256"] if installed and manifest else None,
+                "sources": manifest["sources"] if installed and manifest else [],
+            }
+        )
+    if as_json:
+        for row in rows:
+            print(json.dumps(row))
+        return
+    table = Table(title=f"ppjax model store: {weights.store_root()}")
+    for col in ("model", "installed", "path", "source sha256"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        shas = "\n".join(f"{s['file']}: {s['sha256']}" for s in row["sources"]) or "-"
+        table.add_row(row["name"], "yes" if row["installed"] else "no", row["path"], shas)
+    out.print(table)
+
+
+@models_app.command("fetch")
+def models_fetch(
+    name: Annotated[str, typer.Argument(help="Model to install, e.g. places365.")],
+    url: Annotated[Optional[str], typer.Option(help="Download the checkpoint from this URL (a mirror) instead of the official one.")] = None,
+    categories_url: Annotated[Optional[str], typer.Option(help="Download the class list from this URL instead of the official one.")] = None,
+    keep_downloads: Annotated[bool, typer.Option(help="Keep the downloaded original files in the store's downloads/ folder.")] = False,
+) -> None:
+    """Download a model's official files (resuming partial downloads), convert and install it."""
+    urls = {k: v for k, v in {"checkpoint": url, "categories": categories_url}.items() if v}
+    try:
+        with _download_progress() as progress:
+            target = weights.fetch(name, urls=urls, progress=_DownloadBars(progress), keep_downloads=keep_downloads)
+    except (weights.ModelStoreError, ValueError) as e:
+        raise _fail(str(e)) from None
+    out.print(f"installed {name} in {target}")
+
+
+@models_app.command("import")
+def models_import(
+    name: Annotated[str, typer.Argument(help="Model to install, e.g. places365.")],
+    path: Annotated[Path, typer.Argument(help="The original checkpoint file you already have.")],
+    categories: Annotated[Optional[Path], typer.Option(help="The class list (categories_places365.txt); downloaded when omitted.")] = None,
+) -> None:
+    """Install a model from a checkpoint file you already have (no internet needed with --categories)."""
+    try:
+        with _download_progress() as progress:
+            target = weights.import_files(name, path, categories=categories, progress=_DownloadBars(progress))
+    except (weights.ModelStoreError, ValueError) as e:
+        raise _fail(str(e)) from None
+    out.print(f"installed {name} in {target}")
+
+
+@app.command()
+def classify(
+    files: Annotated[list[Path], typer.Argument(help="Image files or folders (searched recursively).", show_default=False)],
+    model: Annotated[str, typer.Option(help="Model from the store.")] = "places365",
+    top: Annotated[int, typer.Option(min=1, help="How many classes to show per image.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per image per line.")] = False,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 16,
+    size: Annotated[int, typer.Option(min=0, help="Resize so the shorter side has this many pixels; 0 keeps the image as it is (MediaEval protocol).")] = 0,
+) -> None:
+    """Classify images: top classes with probabilities; sensitive classes are marked."""
+    from ppjax.classify import classify_files
+    from ppjax.io import ImageReadError, iter_image_files
+
+    try:
+        m = weights.load_model(model)
+    except weights.ModelStoreError as e:
+        raise _fail(str(e)) from None
+    paths = [f for f, _rel in iter_image_files(files)]
+    if not paths:
+        raise _fail("no image files found in the given paths", 2)
+    failed = 0
+    for result in classify_files(m, paths, top_k=min(top, m.spec.num_classes), max_batch=batch_size, size=size):
+        if isinstance(result, ImageReadError):
+            failed += 1
+            err.print(f"[red]error:[/] {result}", markup=True)
+            continue
+        if as_json:
+            print(json.dumps(result.to_json()), flush=True)
+            continue
+        title = f"{result.file}" + ("  [bold red]sensitive scene[/]" if result.sensitive else "")
+        table = Table(title=title, title_justify="left")
+        table.add_column("rank", justify="right")
+        table.add_column("class")
+        table.add_column("prob", justify="right")
+        table.add_column("sensitive", justify="center")
+        for rank, t in enumerate(result.top, 1):
+            table.add_row(str(rank), t.label, f"{t.prob:.4f}", "●" if t.index in m.sensitive else "")
+        out.print(table)
+    if failed:
+        err.print(f"{failed} of {len(paths)} files could not be read")
+        raise typer.Exit(1)
+
+
+@app.command()
+def bench(
+    batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8",
+    repeats: Annotated[int, typer.Option(min=1, help="Timed rounds per measurement (median reported).")] = 5,
+    size: Annotated[int, typer.Option(min=32, help="Image side in pixels.")] = 256,
+    as_json: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures to this JSON file.")] = None,
+) -> None:
+    """Throughput of the Places365 ResNet50: JAX vs a PyTorch eager loop on the same weights.
+
+    Needs the export extra (torch). Uses random weights in the official layout, so it runs without
+    the real checkpoint; speed does not depend on the weight values.
+    """
+    try:
+        from ppjax.bench import run_resnet_bench
+    except ImportError as e:
+        raise _fail(f"the benchmark needs PyTorch: pip install 'ppjax[export]' ({e})") from None
+    sizes = [int(b) for b in batch_sizes.split(",") if b.strip()]
+    results = run_resnet_bench(sizes, repeats=repeats, image_size=size, log=lambda s: err.print(s))
+    table = Table(title=f"ResNet50 (365 classes) at {size}x{size}, images/s, median of {repeats}")
+    for col in ("batch", "task", "jax", "pytorch", "jax / pytorch"):
+        table.add_column(col, justify="right")
+    for r in results["rows"]:
+        table.add_row(str(r["batch"]), r["task"], f"{r['jax_ips']:.2f}", f"{r['torch_ips']:.2f}", f"{r['ratio']:.2f}")
+    out.print(table)
+    out.print(results["environment"])
+    if as_json:
+        as_json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

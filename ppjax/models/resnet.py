@@ -1,0 +1,150 @@
+"""ResNet50 in Flax, parameter tree mirroring torchvision's state_dict names.
+
+``layer1.0.conv1.weight`` in PyTorch is ``params/layer1/0/conv1/kernel`` here, ``bn1.running_mean``
+is ``batch_stats/bn1/mean``; see :mod:`ppjax.export.torch_to_flax` for the full rule. The stride of
+each bottleneck sits on its 3x3 convolution (torchvision's layout, which the official Places365
+checkpoint was trained with). BatchNorm always uses its running statistics: ppjax never trains.
+
+Inputs are *normalised* NHWC float arrays; pixel-space wrappers live in :mod:`ppjax.models`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+from flax.traverse_util import flatten_dict, unflatten_dict
+
+from ppjax.models.layers import Conv, max_pool_3x3_s2
+
+_BN_EPS = 1e-5  # torch.nn.BatchNorm2d default
+
+
+def _conv_bn(x, features: int, kernel: int, stride: int, conv_name: str, bn_name: str, fused: bool, dtype: Any):
+    """Convolution then inference BatchNorm; with ``fused`` one convolution with a bias instead."""
+    pad = kernel // 2
+    x = Conv(
+        features,
+        (kernel, kernel),
+        strides=(stride, stride),
+        padding=((pad, pad), (pad, pad)),
+        use_bias=fused,
+        dtype=dtype,
+        name=conv_name,
+    )(x)
+    if fused:
+        return x
+    return nn.BatchNorm(use_running_average=True, epsilon=_BN_EPS, dtype=dtype, name=bn_name)(x)
+
+
+class Downsample(nn.Module):
+    """torchvision's ``downsample`` Sequential: 1x1 strided conv (``0``) then BatchNorm (``1``)."""
+
+    features: int
+    stride: int
+    fused: bool = False
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        return _conv_bn(x, self.features, 1, self.stride, "0", "1", self.fused, self.dtype)
+
+
+class Bottleneck(nn.Module):
+    planes: int
+    stride: int = 1
+    downsample: bool = False
+    fused: bool = False
+    dtype: Any = jnp.float32
+
+    expansion = 4
+
+    @nn.compact
+    def __call__(self, x):
+        identity = x
+        f, dt = self.fused, self.dtype
+        out = nn.relu(_conv_bn(x, self.planes, 1, 1, "conv1", "bn1", f, dt))
+        out = nn.relu(_conv_bn(out, self.planes, 3, self.stride, "conv2", "bn2", f, dt))
+        out = _conv_bn(out, self.planes * self.expansion, 1, 1, "conv3", "bn3", f, dt)
+        if self.downsample:
+            identity = Downsample(self.planes * self.expansion, self.stride, f, dt, name="downsample")(x)
+        return nn.relu(out + identity)
+
+
+class ResLayer(nn.Module):
+    """One of torchvision's ``layerN`` Sequentials; blocks are named ``0``, ``1``, ..."""
+
+    planes: int
+    blocks: int
+    stride: int
+    fused: bool = False
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        needs_projection = self.stride != 1 or x.shape[-1] != self.planes * Bottleneck.expansion
+        x = Bottleneck(self.planes, self.stride, needs_projection, self.fused, self.dtype, name="0")(x)
+        for i in range(1, self.blocks):
+            x = Bottleneck(self.planes, 1, False, self.fused, self.dtype, name=str(i))(x)
+        return x
+
+
+class ResNet(nn.Module):
+    """torchvision ResNet with bottleneck blocks.
+
+    Call with normalised NHWC input of shape (N, H, W, 3); returns float32 logits (N, num_classes).
+    Stage outputs are sown into the ``intermediates`` collection (``stem_out``, ``layer1_out``..``layer4_out``,
+    ``pooled``) for parity tests; they cost nothing unless that collection is made mutable.
+    """
+
+    num_classes: int
+    stage_sizes: Sequence[int] = (3, 4, 6, 3)
+    fused: bool = False
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        x = x.astype(self.dtype)
+        x = nn.relu(_conv_bn(x, 64, 7, 2, "conv1", "bn1", self.fused, self.dtype))
+        x = max_pool_3x3_s2(x)
+        self.sow("intermediates", "stem_out", x)
+        for i, blocks in enumerate(self.stage_sizes):
+            name = f"layer{i + 1}"
+            x = ResLayer(64 * 2**i, blocks, 1 if i == 0 else 2, self.fused, self.dtype, name=name)(x)
+            self.sow("intermediates", f"{name}_out", x)
+        x = jnp.mean(x, axis=(1, 2))
+        self.sow("intermediates", "pooled", x)
+        x = nn.Dense(self.num_classes, dtype=self.dtype, name="fc")(x)
+        return x.astype(jnp.float32)
+
+
+def resnet50(num_classes: int, fused: bool = False, dtype: Any = jnp.float32) -> ResNet:
+    return ResNet(num_classes=num_classes, stage_sizes=(3, 4, 6, 3), fused=fused, dtype=dtype)
+
+
+def fuse_batchnorm(variables: dict) -> dict:
+    """Variables of the ``fused=True`` module from those of the plain one.
+
+    Inference BatchNorm is an affine map per channel, so it folds exactly into the preceding
+    convolution: kernel * s and bias beta - mean * s with s = gamma / sqrt(var + eps). This removes
+    one full read and write of every activation per layer, forward and backward.
+    """
+    params = flatten_dict(variables["params"], sep="/")
+    stats = flatten_dict(variables["batch_stats"], sep="/")
+    fused = {}
+    for key, kernel in params.items():
+        if not key.endswith("/kernel") or key == "fc/kernel":
+            continue
+        conv = key[: -len("/kernel")]
+        bn = _BN_OF_CONV.sub(lambda m: "bn" + m.group(1) if m.group(1) else "1", conv)
+        s = params[f"{bn}/scale"] / jnp.sqrt(stats[f"{bn}/var"] + _BN_EPS)
+        fused[f"{conv}/kernel"] = kernel * s
+        fused[f"{conv}/bias"] = params[f"{bn}/bias"] - stats[f"{bn}/mean"] * s
+    fused["fc/kernel"], fused["fc/bias"] = params["fc/kernel"], params["fc/bias"]
+    return {"params": unflatten_dict(fused, sep="/")}
+
+
+# conv1 -> bn1, layer1/0/conv2 -> layer1/0/bn2, layer1/0/downsample/0 -> layer1/0/downsample/1
+_BN_OF_CONV = re.compile(r"(?:conv(\d)|(?<=downsample/)0)$")

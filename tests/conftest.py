@@ -1,0 +1,160 @@
+"""Shared fixtures: real photos from ../shared, official-layout checkpoints, a loopback HTTP server."""
+
+from __future__ import annotations
+
+import csv
+import http.server
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+DATA = SHARED / "data"
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared/data, skipping the test with a clear message when it is absent."""
+    p = DATA.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"needs {p} (the ../shared data folder beside the project)")
+    return p
+
+
+@pytest.fixture(scope="session")
+def places_samples() -> list[tuple[Path, int]]:
+    """(file, label) of the real 256x256 Places365 validation photos in ../shared."""
+    folder = shared_path("places365_val_samples")
+    with open(folder / "labels.csv", newline="") as f:
+        rows = [(folder / r["file"], int(r["label"])) for r in csv.DictReader(f)]
+    from PIL import Image
+
+    return [(p, y) for p, y in rows if Image.open(p).size == (256, 256)]
+
+
+@pytest.fixture(scope="session")
+def places_batch(places_samples) -> np.ndarray:
+    """The real 256x256 photos as one (N, 256, 256, 3) float32 batch in [0, 1]."""
+    from ppjax.io import read_image, to_float01
+
+    return np.stack([to_float01(read_image(p).rgb) for p, _ in places_samples])
+
+
+@dataclass
+class GeneratedCheckpoint:
+    path: Path  # legacy torch.save file in the official layout
+    model: object  # the torch module holding the same weights, eval mode
+    categories: Path
+
+
+@pytest.fixture(scope="session")
+def official_checkpoint(tmp_path_factory, places_batch) -> GeneratedCheckpoint:
+    """A ResNet50 checkpoint in exactly the official Places365 layout, with seeded random weights.
+
+    BatchNorm statistics are calibrated on the real photos so activations stay normalised through
+    50 layers and the outputs depend on the image. Saved the way the official file was: legacy
+    (non-zip) serialization of {'epoch', 'arch', 'state_dict', 'best_prec1'}, DataParallel keys.
+    """
+    torch = pytest.importorskip("torch")
+    from ppjax.export.torch_resnet import resnet50
+
+    torch.manual_seed(365)
+    model = resnet50(365)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = None  # cumulative average over the calibration batch
+            m.reset_running_stats()
+            torch.nn.init.uniform_(m.weight, 0.5, 1.5)
+            torch.nn.init.uniform_(m.bias, -0.2, 0.2)
+    mean = np.array([0.485, 0.456, 0.406], np.float32)
+    std = np.array([0.229, 0.224, 0.225], np.float32)
+    x = torch.from_numpy(((places_batch - mean) / std).transpose(0, 3, 1, 2).copy())
+    model.train()
+    with torch.no_grad():
+        model(x)
+    model.eval()
+    state_dict = {f"module.{k}": v for k, v in model.state_dict().items()}
+    path = tmp_path_factory.mktemp("official") / "resnet50_places365.pth.tar"
+    torch.save(
+        {"epoch": 90, "arch": "resnet50", "state_dict": state_dict, "best_prec1": 54.65},
+        path,
+        _use_new_zipfile_serialization=False,
+    )
+    return GeneratedCheckpoint(path, model, shared_path("places365", "categories_places365.txt"))
+
+
+@dataclass
+class LoopbackServer:
+    """Serves ``files`` (URL path -> bytes) on 127.0.0.1 with HTTP Range support.
+
+    ``cut_after[path] = n``: the next ``cut_times[path]`` responses for that path announce the
+    full length but send only ``n`` bytes and close, as a dropped connection does.
+    """
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    cut_after: dict[str, int] = field(default_factory=dict)
+    cut_times: dict[str, int] = field(default_factory=dict)
+    requests: list[tuple[str, str | None]] = field(default_factory=list)
+    port: int = 0
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+@pytest.fixture
+def loopback_server():
+    state = LoopbackServer()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):  # keep test output clean
+            pass
+
+        def do_GET(self):
+            rng = self.headers.get("Range")
+            state.requests.append((self.path, rng))
+            body = state.files.get(self.path)
+            if body is None:
+                self.send_error(404)
+                return
+            start = 0
+            if rng:
+                start = int(rng.removeprefix("bytes=").split("-")[0])
+                if start >= len(body):
+                    self.send_error(416)
+                    return
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+            else:
+                self.send_response(200)
+            payload = body[start:]
+            self.send_header("Content-Length", str(len(payload)))
+            self.send_header("Accept-Ranges", "bytes")
+            self.end_headers()
+            if state.cut_times.get(self.path, 0) > 0:
+                state.cut_times[self.path] -= 1
+                self.wfile.write(payload[: state.cut_after[self.path]])
+                self.wfile.flush()
+                self.close_connection = True
+                return
+            self.wfile.write(payload)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch) -> Path:
+    """An empty model store for this test (``$PPJAX_HOME``)."""
+    root = tmp_path / "store"
+    monkeypatch.setenv("PPJAX_HOME", str(root))
+    return root
