@@ -124,6 +124,18 @@ def models_import(
     out.print(f"installed {name} in {target}")
 
 
+def _load_or_fetch(name: str):
+    """The installed model, fetching it first (conversion on first use) when it is missing."""
+    try:
+        if name in weights.KNOWN_MODELS and not weights.is_installed(name):
+            err.print(f"model {name} is not installed yet: fetching the official files once ({weights.store_root()})")
+            with _download_progress() as progress:
+                weights.fetch(name, progress=_DownloadBars(progress))
+        return weights.load_model(name)
+    except (weights.ModelStoreError, ValueError) as e:
+        raise _fail(str(e)) from None
+
+
 @app.command()
 def classify(
     files: Annotated[list[Path], typer.Argument(help="Image files or folders (searched recursively).", show_default=False)],
@@ -137,10 +149,7 @@ def classify(
     from ppjax.classify import classify_files
     from ppjax.io import ImageReadError, iter_image_files
 
-    try:
-        m = weights.load_model(model)
-    except weights.ModelStoreError as e:
-        raise _fail(str(e)) from None
+    m = _load_or_fetch(model)
     paths = [f for f, _rel in iter_image_files(files)]
     if not paths:
         raise _fail("no image files found in the given paths", 2)

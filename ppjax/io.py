@@ -38,8 +38,8 @@ __all__ = [
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"})
 
 #: Largest image accepted by default, in pixels (width x height): 80 megapixels, beyond any phone
-#: camera, below Pillow's own decompression-bomb warning. A file claiming more is refused before
-#: its pixels are decoded.
+#: camera. A file claiming more is refused from its header, before its pixels are decoded. Pillow
+#: refuses anything above twice its own warning level (about 179 megapixels) whatever this is.
 DEFAULT_MAX_PIXELS = 80_000_000
 
 _SRGB = ImageCms.createProfile("sRGB")
@@ -129,12 +129,13 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         raise ImageReadError(path, "empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # ppjax applies its own limit below; Pillow's hard error (2x its warning level) remains.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
             width, height = img.size
             if width * height > max_pixels:
                 raise ImageReadError(
-                    path, f"{width}x{height} pixels exceeds the limit of {max_pixels:,} pixels (possible decompression bomb)"
+                    path, f"{width}x{height} image exceeds the limit of {max_pixels:,} pixels (possible decompression bomb)"
                 )
             fmt = img.format or "unknown"
             img.seek(0)  # first frame of animations
@@ -147,8 +148,10 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         raise
     except UnidentifiedImageError:
         raise ImageReadError(path, "not an image, or a format ppjax cannot read") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageReadError(path, f"too many pixels (possible decompression bomb): {e}") from None
+    except Image.DecompressionBombError:
+        raise ImageReadError(
+            path, f"image size exceeds the limit of {min(max_pixels, 2 * Image.MAX_IMAGE_PIXELS):,} pixels (possible decompression bomb)"
+        ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         reason = str(e) or type(e).__name__
         if "truncated" in reason.lower() or isinstance(e, EOFError):

@@ -54,6 +54,7 @@ __all__ = [
 ]
 
 ENV_HOME = "PPJAX_HOME"
+ENV_OFFLINE = "PPJAX_OFFLINE"  # "1": never download; fail with the offline instructions instead
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
 LABELS = "labels.txt"
@@ -200,6 +201,8 @@ def download(
     cannot be reached and :class:`DownloadError` otherwise; a partial file is kept for next time.
     """
     dest = Path(dest)
+    if os.environ.get(ENV_OFFLINE, "") not in ("", "0"):
+        raise OfflineError(f"not downloading {url}: {ENV_OFFLINE} is set")
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     last_error: Exception | None = None

@@ -158,3 +158,9 @@ def store(tmp_path, monkeypatch) -> Path:
     root = tmp_path / "store"
     monkeypatch.setenv("PPJAX_HOME", str(root))
     return root
+
+
+@pytest.fixture(autouse=True)
+def _never_download_from_outside(monkeypatch):
+    """Tests reach only the loopback server; official URLs must never be contacted."""
+    monkeypatch.setenv("PPJAX_OFFLINE", "1")

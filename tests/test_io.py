@@ -1,0 +1,303 @@
+"""Image reading and writing on generated files of every kind the issue names."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms
+
+from ppjax.io import (
+    DEFAULT_MAX_PIXELS,
+    ImageReadError,
+    ImageWriteError,
+    iter_image_files,
+    read_image,
+    resize_shorter_side,
+    to_float01,
+    to_uint8,
+    write_image,
+)
+
+RNG = np.random.default_rng(0)
+_yy, _xx = np.mgrid[0:12, 0:16]
+# Smooth content (as photos are) plus mild noise: JPEG must be able to keep it close.
+PIXELS = np.clip(
+    np.stack([_xx * 15, _yy * 20, 255 - _xx * 8 - _yy * 6], -1) + RNG.integers(-6, 7, (12, 16, 3)), 0, 255
+).astype(np.uint8)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def png_rgb16(arr: np.ndarray) -> bytes:
+    """A 16-bit-per-channel RGB PNG, encoded by hand (Pillow cannot write one)."""
+    h, w, _ = arr.shape
+    raw = b"".join(b"\x00" + arr[y].astype(">u2").tobytes() for y in range(h))
+    header = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(raw)) + _png_chunk(b"IEND", b"")
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims a size but holds no pixel data (what a decompression bomb looks like up front)."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _png_chunk(b"IEND", b"")
+
+
+def icc_swapped_red_blue() -> bytes:
+    """A minimal ICC v2 RGB display profile whose red and blue primaries are sRGB's blue and red."""
+    s15 = lambda v: struct.pack(">i", round(v * 65536))  # noqa: E731
+    xyz = lambda x, y, z: b"XYZ \0\0\0\0" + s15(x) + s15(y) + s15(z)  # noqa: E731
+    curve = b"curv\0\0\0\0" + struct.pack(">IH", 1, round(2.2 * 256)) + b"\0\0"
+    tags = [
+        (b"rXYZ", xyz(0.1430804, 0.0606169, 0.7141733)),  # sRGB blue (D50)
+        (b"gXYZ", xyz(0.3850649, 0.7168786, 0.0971045)),
+        (b"bXYZ", xyz(0.4360747, 0.2225045, 0.0139322)),  # sRGB red (D50)
+        (b"wtpt", xyz(0.9642, 1.0, 0.8249)),
+        (b"rTRC", curve),
+        (b"gTRC", curve),
+        (b"bTRC", curve),
+    ]
+    offset = 128 + 4 + 12 * len(tags)
+    table, data = b"", b""
+    for sig, body in tags:
+        table += sig + struct.pack(">II", offset + len(data), len(body))
+        data += body + b"\0" * (-len(body) % 4)
+    size = offset + len(data)
+    header = (
+        struct.pack(">I", size) + b"none" + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ "
+        + b"\0" * 12 + b"acsp" + b"\0" * 24 + b"\0" * 4 + s15(0.9642) + s15(1.0) + s15(0.8249) + b"\0" * 48
+    )  # fmt: skip
+    assert len(header) == 128
+    return header + struct.pack(">I", len(tags)) + table + data
+
+
+def _save(img: Image.Image, path: Path, fmt: str | None = None, **kw) -> Path:
+    img.save(path, format=fmt, **kw)
+    return path
+
+
+@pytest.mark.parametrize(
+    "suffix, fmt, kw, lossless",
+    [
+        (".png", "PNG", {}, True),
+        (".bmp", "BMP", {}, True),
+        (".tif", "TIFF", {}, True),
+        (".webp", "WEBP", {"lossless": True}, True),
+        (".jpg", "JPEG", {"quality": 95, "subsampling": 0}, False),
+    ],
+)
+def test_reads_common_formats(tmp_path, suffix, fmt, kw, lossless):
+    path = _save(Image.fromarray(PIXELS), tmp_path / f"a{suffix}", fmt, **kw)
+    img = read_image(path)
+    assert img.rgb.dtype == np.uint8 and img.rgb.shape == PIXELS.shape and img.alpha is None
+    assert img.format == fmt
+    err = np.abs(img.rgb.astype(int) - PIXELS).mean()
+    assert err == 0 if lossless else err < 3
+
+
+def test_gif_first_frame(tmp_path):
+    frames = [Image.fromarray(np.full((8, 8, 3), v, np.uint8)).quantize(4) for v in (10, 200)]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=50)
+    assert (np.abs(read_image(path).rgb.astype(int) - 10) <= 2).all()
+
+
+def test_grayscale_and_16bit(tmp_path):
+    gray = RNG.integers(0, 256, (6, 5), dtype=np.uint8)
+    img = read_image(_save(Image.fromarray(gray, "L"), tmp_path / "g.png"))
+    assert (img.rgb == gray[..., None]).all()
+
+    g16 = RNG.integers(0, 65536, (6, 5)).astype(np.uint16)
+    img = read_image(_save(Image.fromarray(g16), tmp_path / "g16.png"))
+    assert Image.open(tmp_path / "g16.png").mode.startswith("I")
+    assert np.abs(img.rgb[..., 0].astype(int) - np.rint(g16 / 257)).max() <= 1
+    assert (img.rgb[..., 0] == img.rgb[..., 2]).all()
+
+    rgb16 = RNG.integers(0, 65536, (6, 5, 3)).astype(np.uint16)
+    (tmp_path / "c16.png").write_bytes(png_rgb16(rgb16))
+    assert np.abs(read_image(tmp_path / "c16.png").rgb.astype(int) - rgb16 / 257).max() <= 1
+
+
+def test_palette_rgba_and_alpha_round_trip(tmp_path):
+    pal = Image.fromarray(PIXELS).quantize(16)
+    img = read_image(_save(pal, tmp_path / "p.png"))
+    assert (img.rgb == np.asarray(pal.convert("RGB"))).all() and img.alpha is None
+
+    alpha = RNG.integers(0, 256, PIXELS.shape[:2], dtype=np.uint8)
+    rgba = np.dstack([PIXELS, alpha])
+    img = read_image(_save(Image.fromarray(rgba, "RGBA"), tmp_path / "a.png"))
+    assert (img.rgb == PIXELS).all() and (img.alpha == alpha).all()
+    out = write_image(tmp_path / "out.png", img.rgb, img.alpha)
+    assert (np.asarray(Image.open(out)) == rgba).all()
+
+    ptrans = pal.copy()
+    ptrans.info["transparency"] = 0
+    img = read_image(_save(ptrans, tmp_path / "pt.png", transparency=0))
+    assert img.alpha is not None and set(np.unique(img.alpha)) <= {0, 255} and (img.alpha == 0).any()
+
+
+def test_cmyk_jpeg_becomes_rgb(tmp_path):
+    cyan = Image.new("CMYK", (8, 8), (255, 0, 0, 0))
+    rgb = read_image(_save(cyan, tmp_path / "c.jpg", "JPEG", quality=95)).rgb
+    r, g, b = rgb.reshape(-1, 3).mean(0)
+    assert r < 40 and g > 200 and b > 200
+
+
+def test_icc_profile_is_converted_to_srgb(tmp_path):
+    icc = icc_swapped_red_blue()
+    ImageCms.ImageCmsProfile(io.BytesIO(icc))  # the hand-built profile is valid for LittleCMS
+    red_in_file = Image.new("RGB", (4, 4), (200, 0, 0))
+    for name, fmt in (("i.png", "PNG"), ("i.jpg", "JPEG"), ("i.tif", "TIFF")):
+        rgb = read_image(_save(red_in_file, tmp_path / name, fmt, icc_profile=icc)).rgb
+        r, g, b = rgb.reshape(-1, 3).mean(0)
+        assert b > 150 and r < 40, (name, r, g, b)  # it was blue all along
+
+
+def test_exif_orientation_applied(tmp_path):
+    arr = np.zeros((8, 16, 3), np.uint8)
+    arr[:4, :4] = (255, 0, 0)  # red block in the top-left corner as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: display after rotating 90 degrees clockwise
+    for name, fmt in (("o.jpg", "JPEG"), ("o.png", "PNG")):
+        path = _save(Image.fromarray(arr), tmp_path / name, fmt, exif=exif.tobytes())
+        rgb = read_image(path).rgb.astype(int)
+        assert rgb.shape[:2] == (16, 8)
+        assert rgb[1, 6, 0] > 200 and rgb[1, 1, 0] < 60, name  # top-left moved to top-right
+
+
+def test_written_files_carry_no_metadata(tmp_path):
+    exif = Image.Exif()
+    gps = {1: "N", 2: (48.0, 51.0, 29.0), 3: "E", 4: (2.0, 17.0, 40.0)}
+    exif[0x8825] = gps
+    exif[0x010F] = "CameraMaker"
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/">secret-location</x:xmpmeta>'
+    src = _save(Image.fromarray(PIXELS), tmp_path / "src.jpg", "JPEG", exif=exif.tobytes(), xmp=xmp, icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    assert Image.open(src).getexif().get_ifd(0x8825)
+    img = read_image(src)
+    for name in ("out.png", "out.jpg"):
+        out = write_image(tmp_path / name, img.rgb, jpeg_quality=90)
+        data = out.read_bytes()
+        reopened = Image.open(out)
+        assert not reopened.getexif() and "exif" not in reopened.info and "icc_profile" not in reopened.info
+        assert b"CameraMaker" not in data and b"secret-location" not in data and b"Exif" not in data
+
+
+def test_write_is_atomic_and_never_overwrites_inputs(tmp_path, monkeypatch):
+    src = _save(Image.fromarray(PIXELS), tmp_path / "in.png")
+    before = src.read_bytes()
+    with pytest.raises(ImageWriteError, match="refusing to overwrite an input"):
+        write_image(src, PIXELS, sources=[src])
+    link = tmp_path / "alias.png"
+    link.symlink_to(src)
+    with pytest.raises(ImageWriteError, match="refusing"):
+        write_image(link, PIXELS, sources=[src])
+    assert src.read_bytes() == before
+
+    dest = tmp_path / "sub" / "out.png"
+    write_image(dest, PIXELS)
+    good = dest.read_bytes()
+
+    def broken_save(self, fp, format=None, **kw):
+        fp.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", broken_save)
+    with pytest.raises(ImageWriteError, match="No space left"):
+        write_image(dest, 255 - PIXELS)
+    assert dest.read_bytes() == good  # the old file is intact, no partial write under its name
+    assert [p.name for p in dest.parent.iterdir()] == ["out.png"]  # no temporary file left behind
+
+
+def test_write_rejects_bad_arguments(tmp_path):
+    with pytest.raises(ImageWriteError, match="unsupported output format"):
+        write_image(tmp_path / "x.gif", PIXELS)
+    with pytest.raises(ImageWriteError, match="uint8"):
+        write_image(tmp_path / "x.png", PIXELS.astype(np.float32))
+    with pytest.raises(ImageWriteError, match="quality"):
+        write_image(tmp_path / "x.jpg", PIXELS, jpeg_quality=0)
+
+
+def test_jpeg_quality_option(tmp_path):
+    smooth = np.asarray(Image.fromarray(PIXELS).resize((64, 48)))
+    low = write_image(tmp_path / "q10.jpg", smooth, jpeg_quality=10).stat().st_size
+    high = write_image(tmp_path / "q95.jpg", smooth, jpeg_quality=95).stat().st_size
+    assert low < high
+
+
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda p: p.write_bytes(b""), "empty file"),
+        (lambda p: p.write_text("just some notes, not a picture"), "not an image"),
+        (lambda p: p.write_bytes(_jpeg_bytes()[:400]), "truncated"),
+        (lambda p: p.write_bytes(png_header_only(10_000, 8_500)), "exceeds the limit of 80,000,000 pixels"),
+        (lambda p: p.write_bytes(png_header_only(20_000, 20_000)), "exceeds the limit of 80,000,000 pixels"),
+    ],
+    ids=["zero-bytes", "not-an-image", "truncated", "bomb-above-ppjax-limit", "bomb-above-pillow-limit"],
+)
+def test_bad_inputs_give_one_clear_line(tmp_path, make, reason):
+    path = tmp_path / "bad.jpg"
+    make(path)
+    with pytest.raises(ImageReadError) as e:
+        read_image(path)
+    message = str(e.value)
+    assert str(path) in message and reason in message and "\n" not in message
+
+
+def test_unreadable_paths(tmp_path):
+    with pytest.raises(ImageReadError, match="cannot read"):
+        read_image(tmp_path / "missing.png")
+    with pytest.raises(ImageReadError, match="is a directory"):
+        read_image(tmp_path)
+
+
+def test_pixel_limit_is_configurable(tmp_path):
+    path = _save(Image.fromarray(PIXELS), tmp_path / "a.png")
+    with pytest.raises(ImageReadError, match="exceeds the limit of 100 pixels"):
+        read_image(path, max_pixels=100)
+    assert DEFAULT_MAX_PIXELS == 80_000_000
+
+
+def _jpeg_bytes() -> bytes:
+    b = io.BytesIO()
+    Image.fromarray(np.asarray(Image.fromarray(PIXELS).resize((160, 120)))).save(b, "JPEG", quality=90)
+    return b.getvalue()
+
+
+def test_iter_image_files(tmp_path):
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    (tmp_path / "d" / ".hidden").mkdir()
+    for rel in ("d/b.JPG", "d/a.png", "d/sub/c.webp", "d/notes.txt", "d/.hidden/x.png", "d/.y.png"):
+        (tmp_path / rel).write_bytes(b"x")
+    single = tmp_path / "d" / "notes.txt"
+    found = [(str(f.relative_to(tmp_path)), str(r)) for f, r in iter_image_files([tmp_path / "d", single])]
+    assert found == [("d/a.png", "a.png"), ("d/b.JPG", "b.JPG"), ("d/sub/c.webp", "sub/c.webp"), ("d/notes.txt", "notes.txt")]
+
+
+def test_float_conversions_round_trip():
+    x = to_float01(PIXELS)
+    assert x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+    assert (to_uint8(x) == PIXELS).all()
+    assert (to_uint8(np.array([-0.2, 0.4 / 255, 0.6 / 255, 1.7])) == [0, 0, 1, 255]).all()
+
+
+def test_resize_shorter_side():
+    out = resize_shorter_side(PIXELS, 6)
+    assert out.shape == (6, 8, 3) and out.dtype == np.uint8
+    assert resize_shorter_side(PIXELS, 12) is PIXELS
+
+
+def test_read_does_not_follow_into_permissions_it_lacks(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root reads files regardless of permissions")
+    path = _save(Image.fromarray(PIXELS), tmp_path / "locked.png")
+    path.chmod(0)
+    with pytest.raises(ImageReadError, match="cannot read"):
+        read_image(path)
