@@ -1,0 +1,26 @@
+"""`ppjax bench` runs and reports consistent figures (no timing thresholds: those belong to the benchmark)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from ppjax.cli import app
+
+pytest.importorskip("torch")
+
+
+def test_bench_command_reports_both_frameworks(tmp_path):
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(app, ["bench", "--batch-sizes", "1,2", "--repeats", "1", "--size", "64", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert [(r["batch"], r["task"]) for r in report["rows"]] == [
+        (1, "forward"), (1, "forward+input grad"), (2, "forward"), (2, "forward+input grad"),
+    ]  # fmt: skip
+    for r in report["rows"]:
+        assert r["jax_ips"] > 0 and r["torch_ips"] > 0
+        assert r["ratio"] == pytest.approx(r["jax_ips"] / r["torch_ips"])
+    assert "jax / pytorch" in result.stdout and "torch" in report["environment"]
