@@ -37,3 +37,40 @@ def group_batches(items: Sequence[T], key: Iterable[Hashable], max_batch: int) -
     for idx in groups.values():
         for start in range(0, len(idx), max_batch):
             yield idx[start : start + max_batch]
+
+
+def run_batched(fn, images: Sequence[np.ndarray], max_batch: int) -> list[np.ndarray]:
+    """``fn`` over uint8 (H, W, 3) images of any sizes, in shape-grouped, bucket-padded batches.
+
+    ``fn`` maps a (B, H, W, 3) float32 [0, 1] batch to an array with a leading axis B; the result
+    is one row per input image, in input order.
+    """
+    rows: list[np.ndarray | None] = [None] * len(images)
+    for idx in group_batches(images, (im.shape for im in images), max_batch):
+        x = np.stack([images[i] for i in idx]).astype(np.float32) / np.float32(255.0)
+        out = np.asarray(fn(pad_batch(x, bucket_size(len(idx), max_batch))))
+        for j, i in enumerate(idx):
+            rows[i] = out[j]
+    return rows  # type: ignore[return-value]
+
+
+def map_image_files(fn, files: Sequence, max_batch: int, prepare=None, chunk: int | None = None):
+    """Yield ``(LoadedImage, row)`` or the ``ImageReadError`` of each file, in input order.
+
+    Files are decoded ``chunk`` at a time (default 4 batches) so memory stays bounded on large
+    folders; ``prepare`` may transform each decoded uint8 image (e.g. resize) before batching.
+    """
+    from ppjax.io import ImageReadError, read_image
+
+    chunk = chunk or 4 * max_batch
+    for start in range(0, len(files), chunk):
+        loaded = []
+        for f in files[start : start + chunk]:
+            try:
+                loaded.append(read_image(f))
+            except ImageReadError as e:
+                loaded.append(e)
+        ok = [im for im in loaded if not isinstance(im, ImageReadError)]
+        rows = iter(run_batched(fn, [prepare(im.rgb) if prepare else im.rgb for im in ok], max_batch))
+        for item in loaded:
+            yield item if isinstance(item, ImageReadError) else (item, next(rows))

@@ -94,8 +94,8 @@ def models_list(
 
 @models_app.command("fetch")
 def models_fetch(
-    name: Annotated[str, typer.Argument(help="Model to install, e.g. places365.")],
-    url: Annotated[Optional[str], typer.Option(help="Download the checkpoint from this URL (a mirror) instead of the official one.")] = None,
+    name: Annotated[str, typer.Argument(help="Model to install: places365 or nima.")],
+    url: Annotated[Optional[str], typer.Option(help="Download the checkpoint (or NIMA weights) from this URL (a mirror) instead of the official one.")] = None,
     categories_url: Annotated[Optional[str], typer.Option(help="Download the class list from this URL instead of the official one.")] = None,
     keep_downloads: Annotated[bool, typer.Option(help="Keep the downloaded original files in the store's downloads/ folder.")] = False,
 ) -> None:
@@ -111,9 +111,9 @@ def models_fetch(
 
 @models_app.command("import")
 def models_import(
-    name: Annotated[str, typer.Argument(help="Model to install, e.g. places365.")],
-    path: Annotated[Path, typer.Argument(help="The original checkpoint file you already have.")],
-    categories: Annotated[Optional[Path], typer.Option(help="The class list (categories_places365.txt); downloaded when omitted.")] = None,
+    name: Annotated[str, typer.Argument(help="Model to install: places365 or nima.")],
+    path: Annotated[Path, typer.Argument(help="The original file you already have: resnet50_places365.pth.tar or mobilenet_weights.h5.")],
+    categories: Annotated[Optional[Path], typer.Option(help="places365 only: the class list (categories_places365.txt); downloaded when omitted.")] = None,
 ) -> None:
     """Install a model from a checkpoint file you already have (no internet needed with --categories)."""
     try:
@@ -124,14 +124,14 @@ def models_import(
     out.print(f"installed {name} in {target}")
 
 
-def _load_or_fetch(name: str):
+def _load_or_fetch(name: str, **options):
     """The installed model, fetching it first (conversion on first use) when it is missing."""
     try:
         if name in weights.KNOWN_MODELS and not weights.is_installed(name):
             err.print(f"model {name} is not installed yet: fetching the official files once ({weights.store_root()})")
             with _download_progress() as progress:
                 weights.fetch(name, progress=_DownloadBars(progress))
-        return weights.load_model(name)
+        return weights.load_model(name, **options)
     except (weights.ModelStoreError, ValueError) as e:
         raise _fail(str(e)) from None
 
@@ -170,6 +170,43 @@ def classify(
         table.add_column("sensitive", justify="center")
         for rank, t in enumerate(result.top, 1):
             table.add_row(str(rank), t.label, f"{t.prob:.4f}", "●" if t.index in m.sensitive else "")
+        out.print(table)
+    if failed:
+        err.print(f"{failed} of {len(paths)} files could not be read")
+        raise typer.Exit(1)
+
+
+@app.command()
+def score(
+    files: Annotated[list[Path], typer.Argument(help="Image files or folders (searched recursively).", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per image per line.")] = False,
+    policy: Annotated[str, typer.Option(help="Input policy: 'as-is' (the image at its own size, titu1994's default) or 'keras-224' (nearest-neighbour resize to 224x224 as Keras' load_img).")] = "as-is",
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 16,
+) -> None:
+    """Aesthetic appeal with NIMA: mean score (1..10) and its standard deviation per image."""
+    from ppjax.io import ImageReadError, iter_image_files
+    from ppjax.models.nima import POLICIES
+    from ppjax.score import score_files
+
+    if policy not in POLICIES:
+        raise _fail(f"--policy must be one of {', '.join(POLICIES)}", 2)
+    model = _load_or_fetch("nima", policy=policy)
+    paths = [f for f, _rel in iter_image_files(files)]
+    if not paths:
+        raise _fail("no image files found in the given paths", 2)
+    table = Table(title=f"NIMA aesthetic score ({policy})", title_justify="left")
+    table.add_column("file", overflow="fold")
+    table.add_column("NIMA mean ± std", justify="right")
+    failed = 0
+    for result in score_files(model, paths, max_batch=batch_size):
+        if isinstance(result, ImageReadError):
+            failed += 1
+            err.print(f"[red]error:[/] {result}", markup=True)
+        elif as_json:
+            print(json.dumps(result.to_json()), flush=True)
+        else:
+            table.add_row(str(result.file), f"{result.mean:.3f} ± {result.std:.3f}")
+    if not as_json and table.row_count:
         out.print(table)
     if failed:
         err.print(f"{failed} of {len(paths)} files could not be read")

@@ -90,7 +90,8 @@ class StoreEntry:
 
     ``converter`` and ``loader`` are ``module:function`` names, imported only when needed so that
     listing the store stays instant. The converter takes ``{role: path}`` and returns
-    ``(flat Flax arrays, labels text)``; the loader takes the installed folder and returns a Model.
+    ``(flat Flax arrays, labels text or None)``; the loader takes the installed folder (and
+    model-specific keyword options) and returns the loaded model.
     """
 
     name: str
@@ -122,10 +123,23 @@ KNOWN_MODELS: dict[str, StoreEntry] = {
         converter="ppjax.weights:_convert_places365",
         loader="ppjax.models.places365:load",
     ),
+    "nima": StoreEntry(
+        name="nima",
+        description="NIMA aesthetics (titu1994 neural-image-assessment, MobileNet, AVA): mean score 1..10",
+        sources=(
+            SourceFile(
+                "checkpoint",
+                "https://raw.githubusercontent.com/titu1994/neural-image-assessment/master/weights/mobilenet_weights.h5",
+                "mobilenet_weights.h5",
+            ),
+        ),
+        converter="ppjax.weights:_convert_nima",
+        loader="ppjax.models.nima:load",
+    ),
 }
 
 
-def _convert_places365(files: Mapping[str, Path]) -> tuple[dict[str, np.ndarray], str]:
+def _convert_places365(files: Mapping[str, Path]) -> tuple[dict[str, np.ndarray], str | None]:
     from ppjax.export.convert_places365 import convert
     from ppjax.models.places365 import parse_categories
 
@@ -133,6 +147,12 @@ def _convert_places365(files: Mapping[str, Path]) -> tuple[dict[str, np.ndarray]
     names = parse_categories(text)
     labels = "".join(f"{n} {i}\n" for i, n in enumerate(names))
     return convert(files["checkpoint"]), labels
+
+
+def _convert_nima(files: Mapping[str, Path]) -> tuple[dict[str, np.ndarray], None]:
+    from ppjax.export.convert_nima import convert
+
+    return convert(files["checkpoint"]), None
 
 
 def _entry(name: str) -> StoreEntry:
@@ -270,7 +290,8 @@ def _install(entry: StoreEntry, files: Mapping[str, Path], origins: Mapping[str,
     tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=target.parent))
     try:
         save_variables(tmp / WEIGHTS, arrays, {"model": entry.name})
-        (tmp / LABELS).write_text(labels, encoding="utf-8")
+        if labels is not None:
+            (tmp / LABELS).write_text(labels, encoding="utf-8")
         from ppjax import __version__
 
         manifest = {
@@ -351,6 +372,8 @@ def import_files(
     and without internet the error says to pass it.
     """
     entry = _entry(name)
+    if categories is not None and not any(s.role == "categories" for s in entry.sources):
+        raise ModelStoreError(f"--categories does not apply to {name}")
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise ModelStoreError(f"{checkpoint}: no such file")

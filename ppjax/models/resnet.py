@@ -117,7 +117,7 @@ class ResNet(nn.Module):
         x = jnp.mean(x, axis=(1, 2))
         self.sow("intermediates", "pooled", x)
         x = nn.Dense(self.num_classes, dtype=self.dtype, name="fc")(x)
-        return x.astype(jnp.float32)
+        return x.astype(jnp.promote_types(x.dtype, jnp.float32))  # float32 logits from bfloat16 compute
 
 
 def resnet50(num_classes: int, fused: bool = False, dtype: Any = jnp.float32) -> ResNet:
