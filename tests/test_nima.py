@@ -216,7 +216,7 @@ def test_fetch_nima_from_loopback(store, loopback_server, keras_reference, monke
     manifest = weights.read_manifest("nima")
     assert manifest["sources"][0]["sha256"] == weights.sha256_file(keras_reference[1])
     listed = [json.loads(line) for line in CliRunner().invoke(app, ["models", "list", "--json"]).stdout.splitlines()]
-    assert {r["name"]: r["installed"] for r in listed} == {"places365": False, "nima": True}
+    assert {r["name"]: r["installed"] for r in listed} == {"places365": False, "nima": True, "efficientnet-lite0": False}
 
 
 def test_score_command(installed_nima, keras_reference, places_samples, tmp_path):

