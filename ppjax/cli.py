@@ -76,6 +76,7 @@ def models_list(
                 "installed": installed,
                 "path": str(weights.model_dir(name)),
                 "weights_sha256": manifest["weights"]["sha256"] if installed and manifest else None,
+                "onnx": (manifest or {}).get("onnx") if installed else None,
                 "sources": manifest["sources"] if installed and manifest else [],
             }
         )
@@ -84,11 +85,13 @@ def models_list(
             print(json.dumps(row))
         return
     table = Table(title=f"ppjax model store: {weights.store_root()}")
-    for col in ("model", "installed", "path", "source sha256"):
+    for col in ("model", "installed", "path", "source sha256", "onnx"):
         table.add_column(col, overflow="fold")
     for row in rows:
         shas = "\n".join(f"{s['file']}: {s['sha256']}" for s in row["sources"]) or "-"
-        table.add_row(row["name"], "yes" if row["installed"] else "no", row["path"], shas)
+        onnx = row["onnx"]
+        onnx_text = onnx["file"] if isinstance(onnx, dict) else (onnx or "-")
+        table.add_row(row["name"], "yes" if row["installed"] else "no", row["path"], shas, onnx_text)
     out.print(table)
 
 

@@ -58,6 +58,8 @@ ENV_OFFLINE = "PPJAX_OFFLINE"  # "1": never download; fail with the offline inst
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
 LABELS = "labels.txt"
+ONNX = "model.onnx"
+ONNX_MODELS = ("places365", "efficientnet-lite0")  # classifiers with an original PyTorch definition
 
 ProgressFn = Callable[[int, int | None], None]
 """Called with (bytes so far, total bytes or None) while downloading."""
@@ -314,6 +316,7 @@ def _install(entry: StoreEntry, files: Mapping[str, Path], origins: Mapping[str,
         save_variables(tmp / WEIGHTS, arrays, {"model": entry.name})
         if labels is not None:
             (tmp / LABELS).write_text(labels, encoding="utf-8")
+        onnx_record = _export_onnx(entry.name, files["checkpoint"], tmp / ONNX)
         from ppjax import __version__
 
         manifest = {
@@ -322,6 +325,7 @@ def _install(entry: StoreEntry, files: Mapping[str, Path], origins: Mapping[str,
             "installed_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "ppjax_version": __version__,
             "weights": {"file": WEIGHTS, "sha256": sha256_file(tmp / WEIGHTS), "bytes": (tmp / WEIGHTS).stat().st_size},
+            "onnx": onnx_record,
             "sources": [
                 {
                     "role": role,
@@ -345,6 +349,18 @@ def _install(entry: StoreEntry, files: Mapping[str, Path], origins: Mapping[str,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def _export_onnx(name: str, checkpoint: Path, out: Path) -> dict | str | None:
+    """Export the ONNX graph when the model has one and torch is installed; the manifest's record."""
+    if name not in ONNX_MODELS:
+        return None
+    try:
+        from ppjax.export.onnx_export import export_onnx
+    except ImportError as e:
+        return f"not exported: needs PyTorch (pip install 'ppjax[export]'; {e})"
+    export_onnx(name, checkpoint, out)
+    return {"file": ONNX, "sha256": sha256_file(out), "bytes": out.stat().st_size, "exported_from": "pytorch"}
 
 
 def fetch(

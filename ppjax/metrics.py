@@ -1,0 +1,126 @@
+"""Image quality between an original and its protected version, in JAX (differentiable).
+
+All functions take float images (..., H, W, 3) with pixel values in [0, 1] and return one value per
+image (the leading axes). Definitions follow the usual references so numbers compare with papers:
+
+* PSNR in dB with peak 1 (equivalently 255 on uint8); identical images give +inf.
+* SSIM (Wang et al. 2004): per channel on [0, 1] data, Gaussian window sigma 1.5 truncated to
+  11x11, K1 = 0.01, K2 = 0.03, averaged over the valid (un-padded) window positions and the
+  channels. This equals scikit-image's ``structural_similarity(..., gaussian_weights=True,
+  sigma=1.5, use_sample_covariance=False, data_range=1, channel_axis=-1)``.
+* CIEDE2000 (Sharma, Wu & Dalal 2005) between sRGB pixels converted to CIELAB (D65, the CIE's
+  exact constants 216/24389 and 24389/27), averaged over pixels. Finite gradients everywhere,
+  including at unchanged pixels.
+* Linf in 1/255 units: the largest change of any channel of any pixel.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["psnr", "ssim", "ciede2000", "linf_255", "srgb_to_lab"]
+
+
+def psnr(x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
+    mse = jnp.mean((x - y) ** 2, axis=(-3, -2, -1))
+    return 10.0 * jnp.log10(1.0 / mse)
+
+
+def _gaussian_window(sigma: float = 1.5, radius: int = 5) -> np.ndarray:
+    t = np.arange(-radius, radius + 1, dtype=np.float64)
+    w = np.exp(-0.5 * (t / sigma) ** 2)
+    return (w / w.sum()).astype(np.float32)
+
+
+def _filter_valid(x: jnp.ndarray, w: np.ndarray) -> jnp.ndarray:
+    """Separable 'valid' filtering over H and W of (..., H, W, C)."""
+    k = len(w)
+    h, wd = x.shape[-3], x.shape[-2]
+    rows = sum(w[i] * x[..., i : h - k + 1 + i, :, :] for i in range(k))
+    return sum(w[j] * rows[..., :, j : wd - k + 1 + j, :] for j in range(k))
+
+
+def ssim(x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
+    """Mean SSIM per image (see module docstring); images must be at least 11x11."""
+    if x.shape[-3] < 11 or x.shape[-2] < 11:
+        raise ValueError(f"SSIM needs images of at least 11x11 pixels, got {x.shape[-3]}x{x.shape[-2]}")
+    w = _gaussian_window()
+    c1, c2 = 0.01**2, 0.03**2
+    mx, my = _filter_valid(x, w), _filter_valid(y, w)
+    sxx = _filter_valid(x * x, w) - mx * mx
+    syy = _filter_valid(y * y, w) - my * my
+    sxy = _filter_valid(x * y, w) - mx * my
+    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+    return jnp.mean(s, axis=(-3, -2, -1))
+
+
+def srgb_to_lab(rgb: jnp.ndarray) -> jnp.ndarray:
+    """sRGB in [0, 1] (..., 3) to CIELAB (D65 white), L in [0, 100]."""
+    linear = jnp.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    m = jnp.asarray(
+        [[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]], rgb.dtype
+    )
+    xyz = linear @ m.T / jnp.asarray([0.95047, 1.0, 1.08883], rgb.dtype)
+    eps = 216.0 / 24389.0
+    f = jnp.where(xyz > eps, jnp.cbrt(jnp.maximum(xyz, eps)), (24389.0 / 27.0 * xyz + 16.0) / 116.0)
+    return jnp.stack([116.0 * f[..., 1] - 16.0, 500.0 * (f[..., 0] - f[..., 1]), 200.0 * (f[..., 1] - f[..., 2])], -1)
+
+
+def _sqrt0(v: jnp.ndarray) -> jnp.ndarray:
+    """sqrt with a zero (not NaN) gradient at 0: unchanged pixels are where attacks start."""
+    positive = v > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, v, 1.0)), 0.0)
+
+
+def _hue_degrees(b: jnp.ndarray, a: jnp.ndarray) -> jnp.ndarray:
+    """Hue angle in [0, 360); 0 for achromatic (a = b = 0), with a finite gradient there."""
+    zero = (a == 0) & (b == 0)
+    return jnp.where(zero, 0.0, jnp.degrees(jnp.arctan2(jnp.where(zero, 1.0, b), jnp.where(zero, 1.0, a))) % 360)
+
+
+def _delta_e_2000(lab1: jnp.ndarray, lab2: jnp.ndarray) -> jnp.ndarray:
+    """CIEDE2000 colour difference between CIELAB triples (..., 3)."""
+    l1, a1, b1 = lab1[..., 0], lab1[..., 1], lab1[..., 2]
+    l2, a2, b2 = lab2[..., 0], lab2[..., 1], lab2[..., 2]
+    c_bar = (_sqrt0(a1**2 + b1**2) + _sqrt0(a2**2 + b2**2)) / 2
+    g = 0.5 * (1 - _sqrt0(c_bar**7 / (c_bar**7 + 25.0**7)))
+    a1p, a2p = (1 + g) * a1, (1 + g) * a2
+    c1p, c2p = _sqrt0(a1p**2 + b1**2), _sqrt0(a2p**2 + b2**2)
+    h1p, h2p = _hue_degrees(b1, a1p), _hue_degrees(b2, a2p)
+    dlp, dcp = l2 - l1, c2p - c1p
+    dh = h2p - h1p
+    dh = jnp.where(dh > 180, dh - 360, jnp.where(dh < -180, dh + 360, dh))
+    dh = jnp.where(c1p * c2p == 0, 0.0, dh)
+    dhp = 2 * _sqrt0(c1p * c2p) * jnp.sin(jnp.radians(dh) / 2)
+    lbp, cbp = (l1 + l2) / 2, (c1p + c2p) / 2
+    hsum = h1p + h2p
+    hbp = jnp.where(
+        c1p * c2p == 0,
+        hsum,
+        jnp.where(jnp.abs(h1p - h2p) <= 180, hsum / 2, jnp.where(hsum < 360, (hsum + 360) / 2, (hsum - 360) / 2)),
+    )
+    t = (
+        1
+        - 0.17 * jnp.cos(jnp.radians(hbp - 30))
+        + 0.24 * jnp.cos(jnp.radians(2 * hbp))
+        + 0.32 * jnp.cos(jnp.radians(3 * hbp + 6))
+        - 0.20 * jnp.cos(jnp.radians(4 * hbp - 63))
+    )
+    d_theta = 30 * jnp.exp(-(((hbp - 275) / 25) ** 2))
+    rc = 2 * _sqrt0(cbp**7 / (cbp**7 + 25.0**7))
+    sl = 1 + 0.015 * (lbp - 50) ** 2 / jnp.sqrt(20 + (lbp - 50) ** 2)
+    sc = 1 + 0.045 * cbp
+    sh = 1 + 0.015 * cbp * t
+    rt = -jnp.sin(jnp.radians(2 * d_theta)) * rc
+    return _sqrt0((dlp / sl) ** 2 + (dcp / sc) ** 2 + (dhp / sh) ** 2 + rt * (dcp / sc) * (dhp / sh))
+
+
+def ciede2000(x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
+    """Mean CIEDE2000 per image between sRGB images in [0, 1]."""
+    return jnp.mean(_delta_e_2000(srgb_to_lab(x), srgb_to_lab(y)), axis=(-2, -1))  # (..., H, W) per pixel
+
+
+def linf_255(x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
+    """Largest absolute change per image, in 1/255 units."""
+    return jnp.max(jnp.abs(x - y), axis=(-3, -2, -1)) * 255.0
