@@ -219,6 +219,74 @@ def score(
 
 
 @app.command()
+def evaluate(
+    originals: Annotated[Path, typer.Argument(help="Folder of original images.", show_default=False)],
+    protected: Annotated[Path, typer.Argument(help="Folder or zip of protected images (paired by name; extensions may differ).", show_default=False)],
+    model: Annotated[str, typer.Option(help="Classifier from the store: places365 or efficientnet-lite0.")] = "places365",
+    engine: Annotated[str, typer.Option(help="jax, onnx, or both (ONNX Runtime on the graph exported from PyTorch).")] = "both",
+    labels: Annotated[Optional[Path], typer.Option(help="True labels: MediaEval CSV, places365_val.txt, file,label CSV, or images.csv (TrueLabel). Default: the model's predictions on the originals.")] = None,
+    jpeg_quality: Annotated[Optional[int], typer.Option(min=1, max=100, help="Re-encode protected images as JPEG at this quality first (the 2020 task used 90).")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full report here as JSON, and a Markdown summary beside it (.md).")] = None,
+) -> None:
+    """Measure protection (both engines), image quality and appeal of protected images against originals."""
+    import jax
+    from rich.progress import MofNCompleteColumn
+
+    from ppjax import evaluate as ev
+    from ppjax.labels import LabelsError, read_labels
+
+    if engine not in ("jax", "onnx", "both"):
+        raise _fail("--engine must be jax, onnx or both", 2)
+    if model not in ("places365", "efficientnet-lite0"):
+        raise _fail("--model must be a classifier: places365 or efficientnet-lite0", 2)
+    try:
+        truth = read_labels(labels) if labels else None
+    except LabelsError as e:
+        raise _fail(str(e), 2) from None
+    m = _load_or_fetch(model)
+    engines = {}
+    if engine in ("jax", "both"):
+        logits = jax.jit(m.apply)
+        engines["jax"] = lambda x01: logits(m.variables, x01)
+    if engine in ("onnx", "both"):
+        from ppjax.onnx_eval import OnnxClassifier
+
+        onnx_path = weights.model_dir(model) / weights.ONNX
+        if not onnx_path.is_file():
+            raise _fail(
+                f"{model} has no ONNX graph: install the export extra (pip install 'ppjax[export]') and run "
+                f"`ppjax models import {model} ...` again, or use --engine jax"
+            )
+        engines["onnx"] = OnnxClassifier(onnx_path).logits
+    nima = weights.load_model("nima") if weights.is_installed("nima") else None
+    try:
+        with ev.open_protected(protected) as protected_dir:
+            pairs, only_orig, only_prot = ev.pair_images(originals, protected_dir)
+            if not pairs:
+                raise _fail("no image in PROTECTED has a matching original (files are paired by name)", 2)
+            with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err) as bar:
+                task = bar.add_task("pairs", total=len(pairs))
+                report = ev.evaluate(
+                    m, pairs, engines=engines, labels=truth, jpeg_quality=jpeg_quality, nima=nima,
+                    progress=lambda i: bar.update(task, completed=i),
+                )
+    except ev.PairingError as e:
+        raise _fail(str(e), 2) from None
+    report["unpaired"] = {"originals": only_orig, "protected": only_prot}
+    if only_prot:
+        err.print(f"warning: {len(only_prot)} protected images have no original, e.g. {only_prot[0]}")
+    summary = ev.markdown_summary(report)
+    out.print(summary, markup=False)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report, indent=2) + "\n")
+        json_out.with_suffix(".md").write_text(summary)
+        err.print(f"wrote {json_out} and {json_out.with_suffix('.md')}")
+    if report["skipped"]:
+        raise typer.Exit(1)
+
+
+@app.command()
 def bench(
     batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8",
     repeats: Annotated[int, typer.Option(min=1, help="Timed rounds per measurement (median reported).")] = 5,
