@@ -227,6 +227,8 @@ def evaluate(
     labels: Annotated[Optional[Path], typer.Option(help="True labels: MediaEval CSV, places365_val.txt, file,label CSV, or images.csv (TrueLabel). Default: the model's predictions on the originals.")] = None,
     jpeg_quality: Annotated[Optional[int], typer.Option(min=1, max=100, help="Re-encode protected images as JPEG at this quality first (the 2020 task used 90).")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full report here as JSON, and a Markdown summary beside it (.md).")] = None,
+    task: Annotated[Optional[str], typer.Option(help="Check PROTECTED against a task's submission rules before scoring: mediaeval2019.")] = None,
+    task_list: Annotated[Optional[Path], typer.Option(help="With --task: the task's test list (MEPP19test.csv).")] = None,
 ) -> None:
     """Measure protection (both engines), image quality and appeal of protected images against originals."""
     import jax
@@ -243,6 +245,19 @@ def evaluate(
         truth = read_labels(labels) if labels else None
     except LabelsError as e:
         raise _fail(str(e), 2) from None
+    if task is not None:
+        from ppjax.mediaeval import check_run, read_test_list
+
+        if task != "mediaeval2019":
+            raise _fail("--task must be mediaeval2019", 2)
+        if task_list is None or not task_list.is_file():
+            raise _fail("--task mediaeval2019 needs --task-list MEPP19test.csv (the task's list of 600 test images)", 2)
+        violations = check_run(protected, read_test_list(task_list))
+        for v in violations:
+            err.print(f"[red]violation:[/] {v}", markup=True)
+        if violations:
+            raise _fail(f"the run breaks the MediaEval 2019 rules in {len(violations)} ways; not scored")
+        err.print("the run follows the MediaEval 2019 submission rules")
     m = _load_or_fetch(model)
     engines = {}
     if engine in ("jax", "both"):
