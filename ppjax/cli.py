@@ -227,6 +227,7 @@ def evaluate(
     labels: Annotated[Optional[Path], typer.Option(help="True labels: MediaEval CSV, places365_val.txt, file,label CSV, or images.csv (TrueLabel). Default: the model's predictions on the originals.")] = None,
     jpeg_quality: Annotated[Optional[int], typer.Option(min=1, max=100, help="Re-encode protected images as JPEG at this quality first (the 2020 task used 90).")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full report here as JSON, and a Markdown summary beside it (.md).")] = None,
+    html_out: Annotated[Optional[Path], typer.Option("--html", help="Write a page with originals, protected images, amplified differences and predictions side by side.")] = None,
     task: Annotated[Optional[str], typer.Option(help="Check PROTECTED against a task's submission rules before scoring: mediaeval2019.")] = None,
     task_list: Annotated[Optional[Path], typer.Option(help="With --task: the task's test list (MEPP19test.csv).")] = None,
 ) -> None:
@@ -280,11 +281,17 @@ def evaluate(
             if not pairs:
                 raise _fail("no image in PROTECTED has a matching original (files are paired by name)", 2)
             with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err) as bar:
-                task = bar.add_task("pairs", total=len(pairs))
+                progress_task = bar.add_task("pairs", total=len(pairs))
                 report = ev.evaluate(
                     m, pairs, engines=engines, labels=truth, jpeg_quality=jpeg_quality, nima=nima,
-                    progress=lambda i: bar.update(task, completed=i),
+                    progress=lambda i: bar.update(progress_task, completed=i),
                 )
+            if html_out:  # while a zip's extracted images still exist
+                from ppjax.report_html import render_html
+
+                html_out.parent.mkdir(parents=True, exist_ok=True)
+                html_out.write_text(render_html(report, jpeg_roundtrip=ev.jpeg_roundtrip), encoding="utf-8")
+                err.print(f"wrote {html_out}")
     except ev.PairingError as e:
         raise _fail(str(e), 2) from None
     report["unpaired"] = {"originals": only_orig, "protected": only_prot}

@@ -189,3 +189,37 @@ def test_unreadable_and_mismatched_pairs_are_listed(lite0_store, tmp_path, monke
     assert report["n"] == 1
     reasons = {s["key"]: s["reason"] for s in report["skipped"]}
     assert "sizes differ" in reasons["b"] and "empty file" in reasons["c"]
+
+
+def test_html_report_renders_in_a_real_browser(lite0_store, tmp_path, monkeypatch):
+    import shutil
+    import subprocess
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("needs Debian's chromium for the screenshot (apt-get install chromium)")
+    root, _ = lite0_store
+    monkeypatch.setenv("PPJAX_HOME", str(root))
+    for d in ("o", "p"):
+        (tmp_path / d).mkdir()
+    rng = np.random.default_rng(0)
+    for i, f in enumerate(sorted(shared_path("imagenet_compatible", "images").glob("*.png"))[:3]):
+        rgb = np.asarray(Image.open(f).convert("RGB").resize((256, 256)))
+        Image.fromarray(rgb).save(tmp_path / "o" / f.name)
+        Image.fromarray(_perturb(rgb, ("noise", "blur", "same")[i], rng)).save(tmp_path / "p" / f.name)
+    page = tmp_path / "report.html"
+    result = CliRunner().invoke(app, ["evaluate", "--model", "efficientnet-lite0", "--html", str(page), str(tmp_path / "o"), str(tmp_path / "p")])
+    assert result.exit_code == 0, result.output
+    text = page.read_text()
+    assert text.count("data:image/jpeg;base64,") == 6 and text.count("data:image/png;base64,") == 3
+    assert "no change" in text and "difference ×" in text
+    shot = tmp_path / "shot.png"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--hide-scrollbars", f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
+    subprocess.run([browser, *flags, "--window-size=1280,1400", f"--screenshot={shot}", page.as_uri()], check=True, timeout=120, capture_output=True)
+    pixels = np.asarray(Image.open(shot).convert("RGB"))
+    assert pixels.shape == (1400, 1280, 3)
+    # The photos were drawn: a page of text and boxes alone has a few hundred colours, not tens of thousands.
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20_000
+    # The dark page background fills the margins.
+    assert (pixels[5:20, 5:20] < 40).all()
