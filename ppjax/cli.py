@@ -127,6 +127,22 @@ def models_import(
     out.print(f"installed {name} in {target}")
 
 
+def _image_paths(inputs: list[Path]) -> list[Path]:
+    """Image files named or found under folders; a usage error (exit 2) when there are none."""
+    from ppjax.io import iter_image_files
+
+    paths = [f for f, _rel in iter_image_files(inputs)]
+    if not paths:
+        raise _fail("no image files found in the given paths", 2)
+    return paths
+
+
+def _exit_if_failed(failed: int, total: int) -> None:
+    if failed:
+        err.print(f"{failed} of {total} files could not be read")
+        raise typer.Exit(1)
+
+
 def _load_or_fetch(name: str, **options):
     """The installed model, fetching it first (conversion on first use) when it is missing."""
     try:
@@ -150,12 +166,10 @@ def classify(
 ) -> None:
     """Classify images: top classes with probabilities; sensitive classes are marked."""
     from ppjax.classify import classify_files
-    from ppjax.io import ImageReadError, iter_image_files
+    from ppjax.io import ImageReadError
 
     m = _load_or_fetch(model)
-    paths = [f for f, _rel in iter_image_files(files)]
-    if not paths:
-        raise _fail("no image files found in the given paths", 2)
+    paths = _image_paths(files)
     failed = 0
     for result in classify_files(m, paths, top_k=min(top, m.spec.num_classes), max_batch=batch_size, size=size):
         if isinstance(result, ImageReadError):
@@ -176,9 +190,7 @@ def classify(
             mark = ["●" if t.index in m.sensitive else ""] if m.sensitive else []
             table.add_row(str(rank), t.label, f"{t.prob:.4f}", *mark)
         out.print(table)
-    if failed:
-        err.print(f"{failed} of {len(paths)} files could not be read")
-        raise typer.Exit(1)
+    _exit_if_failed(failed, len(paths))
 
 
 @app.command()
@@ -189,16 +201,14 @@ def score(
     batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 16,
 ) -> None:
     """Aesthetic appeal with NIMA: mean score (1..10) and its standard deviation per image."""
-    from ppjax.io import ImageReadError, iter_image_files
+    from ppjax.io import ImageReadError
     from ppjax.models.nima import POLICIES
     from ppjax.score import score_files
 
     if policy not in POLICIES:
         raise _fail(f"--policy must be one of {', '.join(POLICIES)}", 2)
     model = _load_or_fetch("nima", policy=policy)
-    paths = [f for f, _rel in iter_image_files(files)]
-    if not paths:
-        raise _fail("no image files found in the given paths", 2)
+    paths = _image_paths(files)
     table = Table(title=f"NIMA aesthetic score ({policy})", title_justify="left")
     table.add_column("file", overflow="fold")
     table.add_column("NIMA mean ± std", justify="right")
@@ -213,9 +223,7 @@ def score(
             table.add_row(str(result.file), f"{result.mean:.3f} ± {result.std:.3f}")
     if not as_json and table.row_count:
         out.print(table)
-    if failed:
-        err.print(f"{failed} of {len(paths)} files could not be read")
-        raise typer.Exit(1)
+    _exit_if_failed(failed, len(paths))
 
 
 @app.command()

@@ -9,11 +9,16 @@ from the converted ``weights.safetensors`` in the store.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import Any, Callable
 
+import jax
 import jax.numpy as jnp
 
-__all__ = ["ModelSpec", "Model"]
+from ppjax.checkpoint import flat_shapes, load_variables
+
+__all__ = ["ModelSpec", "Model", "abstract_shapes", "normalised_apply", "load_classifier"]
 
 
 @dataclass(frozen=True)
@@ -49,3 +54,25 @@ class Model:
 
     def logits(self, x01: jnp.ndarray) -> jnp.ndarray:
         return self.apply(self.variables, x01)
+
+
+def abstract_shapes(module, size: int) -> dict[str, tuple[int, ...]]:
+    """Flat variable key -> shape of ``module`` for (1, size, size, 3) inputs, computed abstractly."""
+    x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+    return flat_shapes(jax.eval_shape(partial(module.init, jax.random.key(0)), x))
+
+
+def normalised_apply(module, spec: ModelSpec) -> Callable[[Any, jnp.ndarray], jnp.ndarray]:
+    """Pure ``apply(variables, x01) -> logits`` with ``spec``'s normalisation inside."""
+
+    def apply(variables, x01):
+        return module.apply(variables, spec.normalise(x01))
+
+    return apply
+
+
+def load_classifier(model_dir: str | Path, spec: ModelSpec, module, labels: tuple[str, ...], sensitive=frozenset()) -> Model:
+    """A :class:`Model` from a store folder's ``weights.safetensors``, filled strictly into ``module``."""
+    expected = abstract_shapes(module, spec.native_size)
+    variables = jax.tree_util.tree_map(jnp.asarray, load_variables(Path(model_dir) / "weights.safetensors", expected))
+    return Model(spec=spec, apply=normalised_apply(module, spec), variables=variables, labels=labels, sensitive=frozenset(sensitive))

@@ -11,16 +11,13 @@ Input: normalised (N, H, W, 3); output (N, 1000) float32 logits.
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
-from ppjax.checkpoint import flat_shapes, load_variables
-from ppjax.models import Model, ModelSpec
+from ppjax.models import Model, ModelSpec, abstract_shapes, load_classifier, normalised_apply
 from ppjax.models.layers import Conv
 
 _BN_EPS = 1e-3
@@ -129,24 +126,18 @@ def build(dtype=jnp.float32) -> EfficientNetLite0:
 
 
 def expected_shapes() -> dict[str, tuple[int, ...]]:
-    x = jax.ShapeDtypeStruct((1, SPEC.native_size, SPEC.native_size, 3), jnp.float32)
-    return flat_shapes(jax.eval_shape(partial(build().init, jax.random.key(0)), x))
+    return abstract_shapes(build(), SPEC.native_size)
 
 
 def make_apply(module: EfficientNetLite0):
     """Pure ``apply(variables, x01) -> logits`` with the Lite normalisation inside."""
-
-    def apply(variables, x01):
-        return module.apply(variables, SPEC.normalise(x01))
-
-    return apply
+    return normalised_apply(module, SPEC)
 
 
 def load(model_dir: str | Path, dtype=jnp.float32) -> Model:
     """Load the converted model from a store folder (``weights.safetensors`` + ``labels.txt``)."""
-    model_dir = Path(model_dir)
-    variables = jax.tree_util.tree_map(jnp.asarray, load_variables(model_dir / "weights.safetensors", expected_shapes()))
-    labels = tuple((model_dir / "labels.txt").read_text(encoding="utf-8").splitlines())
+    path = Path(model_dir) / "labels.txt"
+    labels = tuple(path.read_text(encoding="utf-8").splitlines())
     if len(labels) != SPEC.num_classes:
-        raise ValueError(f"{model_dir / 'labels.txt'}: expected {SPEC.num_classes} class names, found {len(labels)}")
-    return Model(spec=SPEC, apply=make_apply(build(dtype)), variables=variables, labels=labels)
+        raise ValueError(f"{path}: expected {SPEC.num_classes} class names, found {len(labels)}")
+    return load_classifier(model_dir, SPEC, build(dtype), labels)

@@ -20,7 +20,6 @@ entry here, plus a store entry; the Keras HDF5 conversion rule is shared.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,7 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ppjax.checkpoint import flat_shapes, load_variables
+from ppjax.checkpoint import load_variables
+from ppjax.models import abstract_shapes
 from ppjax.models.mobilenet import MobileNet
 
 __all__ = ["POLICIES", "BACKBONES", "Nima", "NimaModel", "score_moments", "keras_nearest_resize", "expected_shapes", "load"]
@@ -124,9 +124,7 @@ def make_apply(backbone: str = "mobilenet", policy: str = "as-is", dtype=jnp.flo
 
 
 def expected_shapes(backbone: str = "mobilenet") -> dict[str, tuple[int, ...]]:
-    size = BACKBONES[backbone].native_size
-    x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
-    return flat_shapes(jax.eval_shape(partial(Nima(backbone).init, jax.random.key(0)), x))
+    return abstract_shapes(Nima(backbone), BACKBONES[backbone].native_size)
 
 
 def load(model_dir: str | Path, policy: str = "as-is", backbone: str = "mobilenet", dtype=jnp.float32) -> NimaModel:

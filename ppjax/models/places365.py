@@ -7,14 +7,11 @@ the network pools globally).
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 
-from ppjax.checkpoint import flat_shapes, load_variables
-from ppjax.models import Model, ModelSpec
+from ppjax.models import Model, ModelSpec, abstract_shapes, load_classifier, normalised_apply
 from ppjax.models.resnet import ResNet, resnet50
 
 __all__ = ["SPEC", "SENSITIVE_CATEGORIES", "parse_categories", "build", "expected_shapes", "make_apply", "load"]
@@ -86,28 +83,15 @@ def build(dtype=jnp.float32) -> ResNet:
 
 def expected_shapes() -> dict[str, tuple[int, ...]]:
     """Flat variable key -> shape, computed abstractly (no weights allocated)."""
-    x = jax.ShapeDtypeStruct((1, SPEC.native_size, SPEC.native_size, 3), jnp.float32)
-    return flat_shapes(jax.eval_shape(partial(build().init, jax.random.key(0)), x))
+    return abstract_shapes(build(), SPEC.native_size)
 
 
 def make_apply(module: ResNet):
     """Pure ``apply(variables, x01) -> logits`` with the ImageNet normalisation inside."""
-
-    def apply(variables, x01):
-        return module.apply(variables, SPEC.normalise(x01))
-
-    return apply
+    return normalised_apply(module, SPEC)
 
 
 def load(model_dir: str | Path, dtype=jnp.float32) -> Model:
     """Load the converted model from a store folder (``weights.safetensors`` + ``labels.txt``)."""
-    model_dir = Path(model_dir)
-    variables = jax.tree_util.tree_map(jnp.asarray, load_variables(model_dir / "weights.safetensors", expected_shapes()))
-    labels = parse_categories((model_dir / "labels.txt").read_text(encoding="utf-8"))
-    return Model(
-        spec=SPEC,
-        apply=make_apply(build(dtype)),
-        variables=variables,
-        labels=labels,
-        sensitive=frozenset(SENSITIVE_CATEGORIES.values()),
-    )
+    labels = parse_categories((Path(model_dir) / "labels.txt").read_text(encoding="utf-8"))
+    return load_classifier(model_dir, SPEC, build(dtype), labels, SENSITIVE_CATEGORIES.values())
