@@ -238,3 +238,27 @@ def test_score_command(installed_nima, keras_reference, places_samples, tmp_path
     human = runner.invoke(app, ["score", str(files[0])])
     assert human.exit_code == 0 and f"{rows[0]['mean']:.3f} ± {rows[0]['std']:.3f}" in human.stdout
     assert runner.invoke(app, ["score", "--policy", "bilinear", str(files[0])]).exit_code == 2
+
+
+def test_evaluate_reports_appeal_when_nima_is_installed(installed_nima, official_checkpoint, places_samples, tmp_path):
+    weights.import_files("places365", official_checkpoint.path, categories=official_checkpoint.categories)
+    for d in ("o", "p"):
+        (tmp_path / d).mkdir()
+    for p, _ in places_samples[:3]:
+        rgb = np.asarray(Image.open(p).convert("RGB"))
+        Image.fromarray(rgb).save(tmp_path / "o" / f"{p.stem}.png")
+        Image.fromarray(255 - rgb).save(tmp_path / "p" / f"{p.stem}.png")  # a drastic change of appeal
+    out = tmp_path / "r.json"
+    runner = CliRunner()
+    result = runner.invoke(app, ["evaluate", "--engine", "jax", "--json", str(out), str(tmp_path / "o"), str(tmp_path / "p")])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    scores = {}
+    for d in ("o", "p"):
+        listed = runner.invoke(app, ["score", "--json", str(tmp_path / d)])
+        scores[d] = {Path(json.loads(line)["file"]).stem: json.loads(line)["mean"] for line in listed.stdout.splitlines()}
+    for im in report["images"]:
+        assert im["nima"]["before"] == pytest.approx(scores["o"][im["key"]], abs=1e-4)
+        assert im["nima"]["after"] == pytest.approx(scores["p"][im["key"]], abs=1e-4)
+    assert report["appeal"]["nima_after_mean"] == pytest.approx(np.mean(list(scores["p"].values())), abs=1e-4)
+    assert "Appeal (NIMA mean score)" in out.with_suffix(".md").read_text()
