@@ -247,6 +247,7 @@ def protect(
     """Change photos as little as needed so the classifier no longer infers their scene; verified on the written bytes."""
     import time
 
+    import jax
     from rich.progress import MofNCompleteColumn
 
     from ppjax import attacks
@@ -273,6 +274,9 @@ def protect(
         else:
             obj = attacks.margin() if objective == "margin" else attacks.cross_entropy()
         targets.append(attacks.Target(m.apply, m.variables, obj))
+    # Compiled programs persist in the store, so a second run on same-sized photos skips compiling.
+    jax.config.update("jax_compilation_cache_dir", str(weights.store_root() / "jit-cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     protector = Protector(targets, method=method, eps=eps, steps=steps, early_stop=not no_early_stop)
     start = time.perf_counter()
     with Progress(TextColumn("protecting"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err) as bar:
