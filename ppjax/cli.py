@@ -395,8 +395,21 @@ def evaluate(
         raise typer.Exit(1)
 
 
-@app.command()
+bench_app = typer.Typer(help="Benchmarks: JAX against PyTorch on the same weights (needs the export extra).")
+app.add_typer(bench_app, name="bench")
+
+
+def _bench_module():
+    try:
+        from ppjax import bench as module
+    except ImportError as e:
+        raise _fail(f"the benchmark needs PyTorch: pip install 'ppjax[export]' ({e})") from None
+    return module
+
+
+@bench_app.callback(invoke_without_command=True)
 def bench(
+    ctx: typer.Context,
     batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8",
     repeats: Annotated[int, typer.Option(min=1, help="Timed rounds per measurement (median reported).")] = 5,
     size: Annotated[int, typer.Option(min=32, help="Image side in pixels.")] = 256,
@@ -404,20 +417,39 @@ def bench(
 ) -> None:
     """Throughput of the Places365 ResNet50: JAX vs a PyTorch eager loop on the same weights.
 
-    Needs the export extra (torch). Uses random weights in the official layout, so it runs without
-    the real checkpoint; speed does not depend on the weight values.
+    Uses random weights in the official layout, so it runs without the real checkpoint; speed does
+    not depend on the weight values. `ppjax bench attack` measures whole attacks.
     """
-    try:
-        from ppjax.bench import run_resnet_bench
-    except ImportError as e:
-        raise _fail(f"the benchmark needs PyTorch: pip install 'ppjax[export]' ({e})") from None
+    if ctx.invoked_subcommand is not None:
+        return
     sizes = [int(b) for b in batch_sizes.split(",") if b.strip()]
-    results = run_resnet_bench(sizes, repeats=repeats, image_size=size, log=lambda s: err.print(s))
+    results = _bench_module().run_resnet_bench(sizes, repeats=repeats, image_size=size, log=lambda s: err.print(s))
     table = Table(title=f"ResNet50 (365 classes) at {size}x{size}, images/s, median of {repeats}")
     for col in ("batch", "task", "jax", "pytorch", "jax / pytorch"):
         table.add_column(col, justify="right")
     for r in results["rows"]:
         table.add_row(str(r["batch"]), r["task"], f"{r['jax_ips']:.2f}", f"{r['torch_ips']:.2f}", f"{r['ratio']:.2f}")
+    out.print(table)
+    out.print(results["environment"])
+    if as_json:
+        as_json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+@bench_app.command("attack")
+def bench_attack(
+    batch: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 8,
+    steps: Annotated[int, typer.Option(min=1, help="PGD steps per attack.")] = 10,
+    repeats: Annotated[int, typer.Option(min=1, help="Timed rounds (median reported).")] = 3,
+    size: Annotated[int, typer.Option(min=32, help="Image side in pixels.")] = 256,
+    as_json: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures to this JSON file.")] = None,
+) -> None:
+    """Attack-step throughput (images x steps / s): ppjax PGD vs the PyTorch eager PGD loop, per model."""
+    results = _bench_module().run_attack_bench(batch=batch, steps=steps, repeats=repeats, image_size=size, log=lambda s: err.print(s))
+    table = Table(title=f"PGD L-inf {results['eps_255']:g}/255, {steps} steps, batch {batch}, {size}x{size}: images x steps / s, median of {repeats}")
+    for col in ("model", "ppjax (JAX)", "PyTorch loop", "ratio"):
+        table.add_column(col, justify="right")
+    for r in results["rows"]:
+        table.add_row(r["model"], f"{r['jax']:.2f}", f"{r['torch']:.2f}", f"{r['ratio']:.2f}")
     out.print(table)
     out.print(results["environment"])
     if as_json:

@@ -24,3 +24,13 @@ def test_bench_command_reports_both_frameworks(tmp_path):
         assert r["jax_ips"] > 0 and r["torch_ips"] > 0
         assert r["ratio"] == pytest.approx(r["jax_ips"] / r["torch_ips"])
     assert "jax / pytorch" in result.stdout and "torch" in report["environment"]
+
+
+def test_bench_attack_reports_each_model(tmp_path):
+    out = tmp_path / "attack.json"
+    result = CliRunner().invoke(app, ["bench", "attack", "--batch", "1", "--steps", "2", "--repeats", "1", "--size", "64", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["rows"][0]["model"].startswith("places365")
+    for r in report["rows"]:
+        assert r["jax"] > 0 and r["torch"] > 0 and r["ratio"] == pytest.approx(r["jax"] / r["torch"])
