@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
