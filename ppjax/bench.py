@@ -149,7 +149,7 @@ def run_attack_bench(*, batch: int = 8, steps: int = 10, repeats: int = 3, image
         pgd = jax.jit(attacks.make_pgd([target], eps=eps, steps=steps, early_stop=False, step_size=eps / 4))
         xj, key = jnp.asarray(x), jax.random.key(seed)
         xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-        yt = torch.from_numpy(np.asarray(labels)).long()
+        yt = torch.from_numpy(np.array(labels)).long()  # a writable copy for torch
         mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
         std = torch.tensor(spec.std).view(1, 3, 1, 1)
         t = _timed_rounds(
