@@ -111,8 +111,9 @@ def protect_files(
     """Protect each (input, output) pair; outputs that already exist are kept unless ``overwrite``.
 
     Images are grouped by size and padded to bucket sizes so each shape compiles a few times at
-    most. The key for a batch is derived from ``seed`` and the batch's first input path, so a
-    resumed run writes the same bytes as an uninterrupted one.
+    most. The key for a batch is derived from ``seed`` and the batch's first input path: the same
+    inputs, seed and batch size give the same bytes. A resumed run batches the remaining images
+    differently, so their random starts (and bytes) may differ from an uninterrupted run's.
     """
     from ppjax import metrics
 
