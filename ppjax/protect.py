@@ -23,9 +23,14 @@ from ppjax.io import ImageReadError, ImageWriteError, read_image, write_image
 __all__ = ["quantise", "Protector", "ProtectResult", "protect_files"]
 
 
+def lattice_radius(eps: float) -> float:
+    """The largest whole number of 1/255 steps inside a budget of ``eps``/255."""
+    return float(np.floor(eps + 1e-6))
+
+
 def quantise(x01: jnp.ndarray, x0_uint8: jnp.ndarray, eps: float) -> jnp.ndarray:
     """Round to uint8 values without leaving the L-infinity budget ``eps``/255 or [0, 255] (float array)."""
-    r = np.floor(eps + 1e-6)
+    r = lattice_radius(eps)
     x0 = x0_uint8.astype(jnp.float32)
     return jnp.clip(jnp.clip(jnp.rint(x01 * 255.0), x0 - r, x0 + r), 0.0, 255.0)
 
@@ -34,8 +39,8 @@ def quantise(x01: jnp.ndarray, x0_uint8: jnp.ndarray, eps: float) -> jnp.ndarray
 class Protector:
     """Jitted protection of (N, H, W, 3) uint8 batches against ``targets``.
 
-    ``method`` is a name in :data:`ppjax.attacks.METHODS`; ``labels_of`` maps each target's logits
-    on the originals to the labels to move away from (default: the model's own top-1).
+    ``method`` is a name in :data:`ppjax.attacks.METHODS`. Each target is attacked away from its
+    own top-1 class on the original image.
     """
 
     targets: Sequence[attacks.Target]
@@ -55,7 +60,7 @@ class Protector:
         make = attacks.METHODS[self.method]
         attack = make(targets, eps=self.eps, steps=self.steps, early_stop=self.early_stop, stop_margin=self.margin, **self.options)
         refine = attacks.iterate(
-            targets, attacks.sign_step(), attacks.linf_ball(np.floor(self.eps + 1e-6)),
+            targets, attacks.sign_step(), attacks.linf_ball(lattice_radius(self.eps)),
             steps=self.lattice_steps, step_size=1.0, stop_margin=self.margin,
         )  # fmt: skip
 
