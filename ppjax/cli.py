@@ -233,13 +233,25 @@ def protect(
     inputs: Annotated[list[Path], typer.Argument(help="Image files or folders (searched recursively; non-images ignored).", show_default=False)],
     out_dir: Annotated[Path, typer.Option("-o", "--out-dir", help="Where protected images go, keeping each input's relative path and stem.")],
     model: Annotated[str, typer.Option(help="Classifier(s) to protect against, comma-separated for an ensemble: places365, efficientnet-lite0.")] = "places365",
-    method: Annotated[str, typer.Option(help="Attack: pgd, fgsm, bim or mifgsm.")] = "pgd",
+    method: Annotated[
+        str,
+        typer.Option(
+            help="Attack: pgd, fgsm, bim, mifgsm, cw (C&W-L2, Adam), pfgsm (towards a random class), "
+            "masked (Concealed FGSM: only textured, non-salient areas change) or coupled (Concealed FGSM: classifier and NIMA gradients; needs NIMA)."
+        ),
+    ] = "pgd",
     objective: Annotated[str, typer.Option(help="ce (move away from the predicted class), margin (C&W margin), or sensitive (places365: leave all 60 sensitive scenes).")] = "ce",
     eps: Annotated[float, typer.Option(min=0.0, help="Budget: the largest change of any pixel, in 1/255 units (4 means 4/255).")] = 4.0,
     steps: Annotated[int, typer.Option(min=1, help="Attack steps (iterative methods).")] = 20,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same bytes.")] = 0,
     fmt: Annotated[str, typer.Option("--format", help="Output format: png (lossless) or jpeg.")] = "png",
     jpeg_quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG quality with --format jpeg.")] = 95,
+    appeal: Annotated[
+        Optional[float],
+        typer.Option(min=0.0, help="Weight of NIMA's mean score (appeal) in the objective; needs the nima model. Default 0, or 1 with --method coupled."),
+    ] = None,
+    penalty: Annotated[Optional[str], typer.Option(help="Perceptual penalty added to the objective: ssim or ciede2000.")] = None,
+    penalty_weight: Annotated[float, typer.Option(min=0.0, help="Weight of --penalty (SSIM is in [0, 1]; CIEDE2000 in its own units, ~2.3 just noticeable).")] = 10.0,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 8,
     no_early_stop: Annotated[bool, typer.Option("--no-early-stop", help="Run all steps even for images already protected (for timing).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace outputs that already exist (by default a re-run skips them, so an interrupted run resumes).")] = False,
@@ -256,6 +268,12 @@ def protect(
 
     if method not in attacks.METHODS:
         raise _fail(f"--method must be one of {', '.join(attacks.METHODS)}", 2)
+    if appeal is None:
+        appeal = 1.0 if method in attacks.NEEDS_APPEAL else 0.0
+    if method in attacks.NEEDS_APPEAL and appeal == 0:
+        raise _fail(f"--method {method} needs --appeal > 0 (it steers by NIMA's gradient)", 2)
+    if penalty not in (None, "ssim", "ciede2000"):
+        raise _fail("--penalty must be ssim or ciede2000", 2)
     if fmt not in ("png", "jpeg"):
         raise _fail("--format must be png or jpeg", 2)
     names = [n.strip() for n in model.split(",") if n.strip()]
@@ -274,10 +292,16 @@ def protect(
         else:
             obj = attacks.margin() if objective == "margin" else attacks.cross_entropy()
         targets.append(attacks.Target(m.apply, m.variables, obj))
+    terms = []
+    if appeal > 0:
+        nima_model = _load_or_fetch("nima")
+        terms.append(attacks.appeal(nima_model.apply, nima_model.variables, appeal))
+    if penalty:
+        terms.append(attacks.perceptual(penalty, penalty_weight))
     # Compiled programs persist in the store, so a second run on same-sized photos skips compiling.
     jax.config.update("jax_compilation_cache_dir", str(weights.store_root() / "jit-cache"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-    protector = Protector(targets, method=method, eps=eps, steps=steps, early_stop=not no_early_stop)
+    protector = Protector(targets, method=method, eps=eps, steps=steps, early_stop=not no_early_stop, terms=terms)
     start = time.perf_counter()
     with Progress(TextColumn("protecting"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err) as bar:
         task = bar.add_task("images", total=len(jobs), rate="")

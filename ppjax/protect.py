@@ -3,7 +3,9 @@
 What is written is what was verified. The attack works in float; the output is rounded to the uint8
 lattice (staying inside the budget), the classifiers are run again on exactly those bytes, and an
 image that rounding un-protected gets more sign steps of 1/255 *on the lattice* until it is
-protected or the extra steps run out. With JPEG output the verdict is taken on the decoded JPEG.
+protected or the extra steps run out. With JPEG output the verdict is taken on the decoded JPEG;
+an image the encoder un-protected gets further lattice steps from its decoded pixels and is
+encoded again, for up to ``jpeg_rounds`` rounds.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ class Protector:
     """Jitted protection of (N, H, W, 3) uint8 batches against ``targets``.
 
     ``method`` is a name in :data:`ppjax.attacks.METHODS`. Each target is attacked away from its
-    own top-1 class on the original image.
+    own top-1 class on the original image. ``terms`` (appeal, perceptual penalties) go to the
+    attack; the lattice refinement only looks at the classifiers.
     """
 
     targets: Sequence[attacks.Target]
@@ -53,12 +56,15 @@ class Protector:
     #: keeps the result protected across frameworks and encoders: at margin 0 images sit on the
     #: decision boundary, where a 1e-5 difference between JAX and ONNX Runtime flips them back.
     margin: float = 2.0
+    terms: Sequence[attacks.Term] = ()
     options: dict = field(default_factory=dict)
 
     def __post_init__(self):
         targets = tuple(self.targets)
         make = attacks.METHODS[self.method]
-        attack = make(targets, eps=self.eps, steps=self.steps, early_stop=self.early_stop, stop_margin=self.margin, **self.options)
+        attack = make(
+            targets, eps=self.eps, steps=self.steps, early_stop=self.early_stop, stop_margin=self.margin, terms=tuple(self.terms), **self.options
+        )
         refine = attacks.iterate(
             targets, attacks.sign_step(), attacks.linf_ball(lattice_radius(self.eps)),
             steps=self.lattice_steps, step_size=1.0, stop_margin=self.margin,
@@ -79,13 +85,27 @@ class Protector:
             q = quantise(refine(key, q / 255.0, labels), x_uint8, self.eps)
             return q.astype(jnp.uint8), labels, status(q / 255.0, labels)
 
+        def refine_from(key, x_uint8, start_uint8, labels):
+            q = quantise(refine(key, start_uint8.astype(jnp.float32) / 255.0, labels), x_uint8, self.eps)
+            return q.astype(jnp.uint8), status(q / 255.0, labels)
+
         self._run = jax.jit(run)
         self._status = jax.jit(status)
+        self._refine_from = jax.jit(refine_from)
 
     def __call__(self, key: jax.Array, x_uint8: np.ndarray):
-        """(protected uint8 batch, labels per target, protected-as-computed flags)."""
+        """(protected uint8 batch, labels per target, protected-as-computed flags).
+
+        ``key``: one key for the batch, or (N,) keys, one per image.
+        """
         q, labels, ok = self._run(key, jnp.asarray(x_uint8))
         return np.asarray(q), labels, np.asarray(ok)
+
+    def refine_from(self, key: jax.Array, x_uint8: np.ndarray, start_uint8: np.ndarray, labels):
+        """More lattice steps from ``start_uint8`` (e.g. a decoded JPEG), within the budget around
+        the originals ``x_uint8``: (uint8 batch, protected flags)."""
+        q, ok = self._refine_from(key, jnp.asarray(x_uint8), jnp.asarray(start_uint8), labels)
+        return np.asarray(q), np.asarray(ok)
 
     def verify(self, x_uint8: np.ndarray, labels) -> np.ndarray:
         """Protected flags for uint8 images (e.g. decoded from the written files)."""
@@ -110,15 +130,17 @@ def protect_files(
     seed: int = 0,
     max_batch: int = 8,
     jpeg_quality: int = 95,
+    jpeg_rounds: int = 3,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> list[ProtectResult]:
     """Protect each (input, output) pair; outputs that already exist are kept unless ``overwrite``.
 
     Images are grouped by size and padded to bucket sizes so each shape compiles a few times at
-    most. The key for a batch is derived from ``seed`` and the batch's first input path: the same
-    inputs, seed and batch size give the same bytes. A resumed run batches the remaining images
-    differently, so their random starts (and bytes) may differ from an uninterrupted run's.
+    most. Each image's key comes from ``seed`` and its input path, so its random draws do not
+    depend on the batch it lands in: the same inputs, seed and batch size give the same bytes,
+    and a resumed run draws the same random starts. (Its bytes can still differ in rare pixels
+    when the batch differs: a batch of another size is computed in another float order.)
     """
     from ppjax import metrics
 
@@ -142,21 +164,29 @@ def protect_files(
     sources = [src for src, _ in jobs]
     for idx in group_batches(loaded, (im.rgb.shape for im in loaded), max_batch):
         batch = np.stack([loaded[i].rgb for i in idx])
-        key = jax.random.key(seed)
-        key = jax.random.fold_in(key, _stable_hash(str(todo[idx[0]][0])))
-        padded = pad_batch(batch, bucket_size(len(idx), max_batch))
-        q, labels, _ = protector(key, padded)
-        q = q[: len(idx)]
+        size = bucket_size(len(idx), max_batch)
+        base = jax.random.key(seed)
+        keys = jnp.stack([jax.random.fold_in(base, _stable_hash(str(todo[i][0]))) for i in idx])
+        keys = jnp.concatenate([keys, jnp.repeat(keys[-1:], size - len(idx), axis=0)])
+        padded = pad_batch(batch, size)
+        q, labels, _ = protector(keys, padded)
+        written = _write_and_reload(q[: len(idx)], [todo[i] for i in idx], [loaded[i].alpha for i in idx], jpeg_quality, sources, results)
+        is_jpeg = [todo[i][1].suffix.lower() in (".jpg", ".jpeg") for i in idx]
+        for _ in range(jpeg_rounds if any(is_jpeg) else 0):
+            # The encoder may have undone the protection: step on from the decoded pixels and encode again.
+            start = padded.copy()
+            for j, w in enumerate(written):
+                if w is not None:
+                    start[j] = w
+            flags = protector.verify(start, labels)
+            redo = [j for j, w in enumerate(written) if w is not None and is_jpeg[j] and not flags[j]]
+            if not redo:
+                break
+            q2, _ = protector.refine_from(keys, padded, start, labels)
+            again = _write_and_reload(q2[redo], [todo[idx[j]] for j in redo], [loaded[idx[j]].alpha for j in redo], jpeg_quality, sources, results)
+            for j, w in zip(redo, again):
+                written[j] = w
         labels = tuple(y[: len(idx)] for y in labels)
-        written = []
-        for j, i in enumerate(idx):
-            src, out = todo[i]
-            try:
-                write_image(out, q[j], loaded[i].alpha, jpeg_quality=jpeg_quality, sources=sources)
-                written.append(read_image(out).rgb)  # the bytes on disk, decoded again
-            except (ImageWriteError, ImageReadError) as e:
-                results.append(ProtectResult(src, None, error=str(e)))
-                written.append(None)
         ok_rows = [j for j, w in enumerate(written) if w is not None]
         if ok_rows:
             on_disk = np.stack([written[j] for j in ok_rows])
@@ -170,6 +200,20 @@ def protect_files(
             progress(done_count)
     order = {src: n for n, (src, _) in enumerate(jobs)}
     return sorted(results, key=lambda r: order[r.source])
+
+
+def _write_and_reload(q, jobs, alphas, jpeg_quality, sources, results) -> list:
+    """Write each image; return the decoded bytes on disk per image (None where writing failed,
+    with the error appended to ``results``)."""
+    written = []
+    for img, (src, out), alpha in zip(q, jobs, alphas):
+        try:
+            write_image(out, img, alpha, jpeg_quality=jpeg_quality, sources=sources)
+            written.append(read_image(out).rgb)  # the bytes on disk, decoded again
+        except (ImageWriteError, ImageReadError) as e:
+            results.append(ProtectResult(src, None, error=str(e)))
+            written.append(None)
+    return written
 
 
 def _stable_hash(text: str) -> int:

@@ -12,8 +12,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from ppjax import attacks, weights
+from ppjax import attacks, concealment, weights
 from ppjax.cli import app
+from ppjax.models import nima
 from ppjax.protect import Protector, quantise
 
 from .conftest import shared_path
@@ -42,32 +43,65 @@ def tiny():
     return attacks.Target(apply, variables, attacks.cross_entropy())
 
 
+class LinearNet(nn.Module):
+    """Logits linear in the pixels and large: every image is within reach of a small budget."""
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.avg_pool(x - 0.5, (4, 4), (4, 4))
+        return nn.Dense(10)(x.reshape(x.shape[0], -1)) * 30.0
+
+
+@pytest.fixture(scope="module")
+def linear():
+    module = LinearNet()
+    return attacks.Target(module.apply, module.init(jax.random.key(3), jnp.zeros((1, 32, 32, 3))), attacks.cross_entropy())
+
+
+@pytest.fixture(scope="module")
+def generated_nima():
+    """NIMA-MobileNet with generated weights. Kernels are doubled from Flax's default init so that
+    the features survive 27 ReLU6 layers and the score depends on the image."""
+    variables = nima.Nima("mobilenet").init(jax.random.key(5), jnp.zeros((1, 32, 32, 3)))
+    variables = jax.tree_util.tree_map_with_path(lambda path, a: a * 2.0 if "kernel" in str(path) else a, variables)
+    return nima.make_apply("mobilenet", "as-is"), variables
+
+
 @pytest.fixture(scope="module")
 def photos(places_batch):
     """Real photo crops as uint8 (6, 32, 32, 3)."""
     return np.asarray(np.rint(places_batch[:6, 100:132, 80:112] * 255), np.uint8)
 
 
-METHOD_OPTIONS = [("fgsm", {}), ("bim", {}), ("pgd", {}), ("pgd", {"norm": "l2"}), ("mifgsm", {})]
-IDS = ["fgsm", "bim", "pgd-linf", "pgd-l2", "mifgsm"]
+METHOD_OPTIONS = [
+    ("fgsm", {}), ("bim", {}), ("pgd", {}), ("pgd", {"norm": "l2"}), ("mifgsm", {}),
+    ("cw", {}), ("pfgsm", {}), ("masked", {}), ("coupled", {}),
+]  # fmt: skip
+IDS = ["fgsm", "bim", "pgd-linf", "pgd-l2", "mifgsm", "cw", "pfgsm", "masked", "coupled"]
+
+
+def _terms(method, generated_nima):
+    return (attacks.appeal(*generated_nima, 1.0),) if method in attacks.NEEDS_APPEAL else ()
 
 
 @pytest.mark.parametrize("method, options", METHOD_OPTIONS, ids=IDS)
-def test_eps_zero_is_identity(tiny, photos, method, options):
+def test_eps_zero_is_identity(tiny, photos, generated_nima, method, options):
     x0 = jnp.asarray(photos, jnp.float32) / 255
     labels = (jnp.argmax(tiny.apply(tiny.variables, x0), -1),)
-    adv = attacks.METHODS[method]([tiny], eps=0.0, steps=5, **options)(jax.random.key(0), x0, labels)
+    terms = _terms(method, generated_nima)
+    adv = attacks.METHODS[method]([tiny], eps=0.0, steps=5, terms=terms, **options)(jax.random.key(0), x0, labels)
     assert np.abs(np.asarray(adv) - np.asarray(x0)).max() <= 1e-7
-    q, _, _ = Protector([tiny], method=method, eps=0.0, steps=5, options=options)(jax.random.key(0), photos)
+    q, _, _ = Protector([tiny], method=method, eps=0.0, steps=5, terms=terms, options=options)(jax.random.key(0), photos)
     assert (q == photos).all()
 
 
 @pytest.mark.parametrize("method, options", METHOD_OPTIONS, ids=IDS)
-def test_outputs_stay_in_box_and_budget(tiny, photos, method, options):
+def test_outputs_stay_in_box_and_budget(tiny, photos, generated_nima, method, options):
     eps = 6.0
     x0 = jnp.asarray(photos, jnp.float32) / 255
     labels = (jnp.argmax(tiny.apply(tiny.variables, x0), -1),)
-    adv = np.asarray(attacks.METHODS[method]([tiny], eps=eps, steps=5, early_stop=False, **options)(jax.random.key(1), x0, labels))
+    terms = _terms(method, generated_nima)
+    adv = np.asarray(attacks.METHODS[method]([tiny], eps=eps, steps=5, early_stop=False, terms=terms, **options)(jax.random.key(1), x0, labels))
     assert adv.min() >= 0.0 and adv.max() <= 1.0
     delta = adv - np.asarray(x0)
     if options.get("norm") == "l2":
@@ -75,16 +109,30 @@ def test_outputs_stay_in_box_and_budget(tiny, photos, method, options):
     else:
         assert np.abs(delta).max() <= eps / 255 + 1e-6
     assert np.abs(delta).max() > 0  # it did move
-    q, _, _ = Protector([tiny], method=method, eps=eps, steps=5, options=options)(jax.random.key(1), photos)
+    q, _, _ = Protector([tiny], method=method, eps=eps, steps=5, terms=terms, options=options)(jax.random.key(1), photos)
     assert q.dtype == np.uint8 and np.abs(q.astype(int) - photos).max() <= eps
 
 
-def test_same_key_same_bytes_other_key_other_start(tiny, photos):
-    p = Protector([tiny], method="pgd", eps=4.0, steps=3, early_stop=False, margin=100.0)
+@pytest.mark.parametrize("method", ["pgd", "pfgsm", "cw"])
+def test_same_key_same_bytes_other_key_other_result(tiny, photos, method):
+    p = Protector([tiny], method=method, eps=4.0, steps=3, early_stop=False, margin=100.0)
     a, _, _ = p(jax.random.key(7), photos)
     b, _, _ = p(jax.random.key(7), photos)
-    c, _, _ = p(jax.random.key(8), photos)
-    assert (a == b).all() and (a != c).any()
+    assert (a == b).all()
+    if method != "cw":  # C&W draws nothing at random
+        c, _, _ = p(jax.random.key(8), photos)
+        assert (a != c).any()
+
+
+def test_per_image_keys_make_random_starts_independent_of_the_batch(photos):
+    x0 = jnp.asarray(photos, jnp.float32) / 255
+    keys = jax.random.split(jax.random.key(0), len(photos))
+    for ball in (attacks.linf_ball(4.0), attacks.l2_ball(200.0)):
+        together = np.asarray(ball.sample(keys, x0))
+        alone = np.asarray(ball.sample(keys[2:3], x0[2:3]))
+        # The same draw; only float rounding in the projection may differ with the batch's shape.
+        assert np.abs(together[2] - alone[0]).max() <= 1e-6
+        assert np.abs(together[2] - together[3]).max() > 1e-3
 
 
 def test_no_recompilation_across_batches_of_one_bucket(tiny, photos):
@@ -101,6 +149,89 @@ def test_quantise_respects_budget_and_lattice():
     adv = jnp.asarray([[-0.1, 14.6 / 255, 1.2]]).reshape(1, 1, 1, 3)
     assert np.asarray(quantise(adv, x0, 4.0)).ravel().tolist() == [0.0, 14.0, 255.0]
     assert np.asarray(quantise(adv, x0, 2.5)).ravel().tolist() == [0.0, 12.0, 255.0]
+
+
+def test_cw_protects_with_less_change_than_pgd(linear, photos):
+    x0 = jnp.asarray(photos, jnp.float32) / 255
+    labels = (jnp.argmax(linear.apply(linear.variables, x0), -1),)
+    results = {}
+    for method in ("pgd", "cw"):
+        options = {"search_steps": 3} if method == "cw" else {}  # c = 1 is too small for some; the search raises it
+        adv = attacks.METHODS[method]([linear], eps=4.0, steps=30, stop_margin=1.0, **options)(jax.random.key(0), x0, labels)
+        lead = np.asarray(attacks.objective_and_lead([linear], adv, labels)[1])
+        results[method] = (lead, np.sqrt(((np.asarray(adv) - np.asarray(x0)) ** 2).sum(axis=(1, 2, 3))))
+    ok = results["pgd"][0] > 1.0
+    assert ok.sum() >= 4 and (results["cw"][0][ok] > 1.0).all()  # one photo is out of reach at 4/255 for both
+    cw_l2, pgd_l2 = results["cw"][1][ok], results["pgd"][1][ok]
+    assert (cw_l2 < pgd_l2).all() and cw_l2.sum() < 0.8 * pgd_l2.sum()
+
+
+def test_pfgsm_reaches_a_class_outside_the_top5(linear, photos):
+    x0 = jnp.asarray(photos, jnp.float32) / 255
+    logits = linear.apply(linear.variables, x0)
+    labels = (jnp.argmax(logits, -1),)
+    adv = attacks.make_pfgsm([linear], eps=16.0, steps=20, threshold=0.9)(jax.random.key(0), x0, labels)
+    p = np.asarray(jax.nn.softmax(linear.apply(linear.variables, adv)))
+    top5 = np.asarray(jax.lax.top_k(logits, 5)[1])
+    reached = p.max(axis=1) >= 0.9
+    assert reached.sum() >= 5
+    assert (p.max(axis=1)[reached] < 0.99).all()  # stopped soon after passing the threshold
+    assert not any(p[i].argmax() in top5[i] for i in np.flatnonzero(reached))
+    other = np.asarray(jax.nn.softmax(linear.apply(linear.variables, attacks.make_pfgsm([linear], eps=16.0, steps=20, threshold=0.9)(jax.random.key(1), x0, labels))))
+    assert (other.argmax(1) != p.argmax(1)).any()  # the target is drawn from the key
+
+
+def test_pfgsm_never_aims_at_the_sensitive_group(linear, photos):
+    x0 = jnp.asarray(photos, jnp.float32) / 255
+    logits = linear.apply(linear.variables, x0)
+    group = [int(c) for c in np.argsort(np.asarray(logits[0]))[:5]]  # the classes it would otherwise pick from
+    target = attacks.Target(linear.apply, linear.variables, attacks.away_from_group(group, 10))
+    adv = attacks.make_pfgsm([target], eps=8.0, steps=20, threshold=0.9, exclude_top=0)(jax.random.key(0), x0[:1], (jnp.argmax(logits[:1], -1),))
+    assert int(np.argmax(np.asarray(linear.apply(linear.variables, adv))[0])) not in group
+
+
+def test_masked_leaves_flat_and_salient_areas_untouched(linear):
+    rng = np.random.default_rng(0)
+    x = np.full((2, 64, 64, 3), 0.5, np.float32)
+    x[:, :, 32:] = rng.random((2, 64, 32, 3))  # right half textured, left half flat
+    mask = np.asarray(concealment.concealment_map(jnp.asarray(x)))
+    assert mask.shape == (2, 64, 64, 1) and mask.min() >= 0 and mask.max() == pytest.approx(1.0)
+    assert mask[:, :, :16].max() == 0.0 and mask[:, :, 40:].mean() > 0.1
+    module = LinearNet()
+    variables = module.init(jax.random.key(3), jnp.zeros((1, 64, 64, 3)))
+    target = attacks.Target(module.apply, variables, attacks.cross_entropy())
+    labels = (jnp.argmax(module.apply(variables, jnp.asarray(x)), -1),)
+    adv = np.asarray(attacks.make_masked([target], eps=4.0, steps=10, early_stop=False)(jax.random.key(0), jnp.asarray(x), labels))
+    assert np.abs(adv - x)[:, :, :16].max() == 0.0 and np.abs(adv - x)[:, :, 40:].max() > 0
+
+
+def test_coupled_keeps_appeal_where_the_summed_objective_loses_protection(linear, photos, generated_nima):
+    x0 = jnp.asarray(photos, jnp.float32) / 255
+    labels = (jnp.argmax(linear.apply(linear.variables, x0), -1),)
+    term = attacks.appeal(*generated_nima, 1.0)
+    plain = attacks.make_bim([linear], eps=4.0, steps=20, stop_margin=1.0)(jax.random.key(0), x0, labels)
+    coupled = attacks.make_coupled([linear], eps=4.0, steps=20, stop_margin=1.0, terms=[term])(jax.random.key(0), x0, labels)
+    summed = attacks.make_bim([linear], eps=4.0, steps=20, stop_margin=1.0, terms=[term])(jax.random.key(0), x0, labels)
+    score = lambda x: np.asarray(term.value(x, x0))  # noqa: E731
+    protected = lambda x: int((np.asarray(attacks.objective_and_lead([linear], x, labels)[1]) > 0).sum())  # noqa: E731
+    # The random NIMA's gradient is far larger than the classifier's: added as is, it takes over.
+    assert protected(coupled) >= 5 and protected(summed) < protected(coupled)
+    assert (score(coupled) > score(plain)).all()
+    with pytest.raises(ValueError, match="appeal"):
+        attacks.make_coupled([linear], terms=())
+
+
+def test_terms_values(generated_nima):
+    x0 = jnp.asarray(np.random.default_rng(0).random((2, 32, 32, 3)), jnp.float32)
+    x = jnp.clip(x0 + 0.05, 0, 1)
+    apply, variables = generated_nima
+    expected = nima.score_moments(apply(variables, x))[0]
+    assert np.allclose(np.asarray(attacks.appeal(apply, variables, 3.0).value(x, x0)), np.asarray(expected), atol=1e-5)
+    assert np.allclose(np.asarray(attacks.perceptual("ssim", 1.0).value(x0, x0)), 0.0, atol=1e-6)
+    assert (np.asarray(attacks.perceptual("ssim", 1.0).value(x, x0)) < 0).all()
+    assert (np.asarray(attacks.perceptual("ciede2000", 1.0).value(x, x0)) < 0).all()
+    with pytest.raises(ValueError):
+        attacks.perceptual("psnr", 1.0)
 
 
 def test_objectives_leads():

@@ -19,7 +19,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from ppjax.models import Model, ModelSpec, abstract_shapes, load_classifier, normalised_apply
-from ppjax.models.layers import Conv
+from ppjax.models.layers import Conv, relu6
 
 _BN_EPS = 1e-3
 
@@ -58,9 +58,6 @@ def _bn(x, name: str, dtype: Any):
     return nn.BatchNorm(use_running_average=True, epsilon=_BN_EPS, dtype=dtype, name=name)(x)
 
 
-def _relu6(x):
-    return jnp.clip(x, 0.0, 6.0)
-
 
 class MBConvBlock(nn.Module):
     kernel: int
@@ -77,9 +74,9 @@ class MBConvBlock(nn.Module):
         hidden = self.in_filters * self.expand
         size = self.static_size
         if self.expand != 1:
-            x = _relu6(_bn(_conv(x, hidden, 1, 1, "_expand_conv", self.dtype, size), "_bn0", self.dtype))
+            x = relu6(_bn(_conv(x, hidden, 1, 1, "_expand_conv", self.dtype, size), "_bn0", self.dtype))
         x = _conv(x, hidden, self.kernel, self.stride, "_depthwise_conv", self.dtype, size, groups=hidden)
-        x = _relu6(_bn(x, "_bn1", self.dtype))
+        x = relu6(_bn(x, "_bn1", self.dtype))
         x = _bn(_conv(x, self.out_filters, 1, 1, "_project_conv", self.dtype, size), "_bn2", self.dtype)
         if self.stride == 1 and self.in_filters == self.out_filters:
             x = x + inputs
@@ -111,9 +108,9 @@ class EfficientNetLite0(nn.Module):
     @nn.compact
     def __call__(self, x):
         x = x.astype(self.dtype)
-        x = _relu6(_bn(_conv(x, 32, 3, 2, "_conv_stem", self.dtype, _STATIC_SIZE), "_bn0", self.dtype))
+        x = relu6(_bn(_conv(x, 32, 3, 2, "_conv_stem", self.dtype, _STATIC_SIZE), "_bn0", self.dtype))
         x = Blocks(self.dtype, name="_blocks")(x)
-        x = _relu6(_bn(_conv(x, 1280, 1, 1, "_conv_head", self.dtype, 7), "_bn1", self.dtype))
+        x = relu6(_bn(_conv(x, 1280, 1, 1, "_conv_head", self.dtype, 7), "_bn1", self.dtype))
         x = jnp.mean(x, axis=(1, 2))
         x = nn.Dense(self.num_classes, dtype=self.dtype, name="_fc")(x)
         return x.astype(jnp.promote_types(x.dtype, jnp.float32))

@@ -17,7 +17,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from ppjax.models.layers import Conv
+from ppjax.models.layers import Conv, relu6
 
 _BN_EPS = 1e-3  # Keras BatchNormalization default
 
@@ -32,7 +32,7 @@ def _tf_same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
 
 def _bn_relu6(x, name: str, dtype: Any):
     x = nn.BatchNorm(use_running_average=True, epsilon=_BN_EPS, dtype=dtype, name=name)(x)
-    return jnp.clip(x, 0.0, 6.0)
+    return relu6(x)
 
 
 class MobileNet(nn.Module):
