@@ -90,6 +90,30 @@ def test_logits_match_pytorch_on_odd_sizes(lite0, torch_lite0, h, w):
     assert np.abs(out - ref).max() < 1e-4
 
 
+def test_input_gradient_matches_pytorch_in_float64(lite0, torch_lite0, imagenet_photos):
+    """The attack's gradient, through the port's own depthwise, ReLU6 and convolution gradients,
+    against PyTorch autograd on the same weights, both in float64 (no float32 noise floor)."""
+    model, _ = lite0
+    x, labels = imagenet_photos[0][:2].astype(np.float64), imagenet_photos[1][:2]
+    spec = efficientnet_lite.SPEC
+    xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_(True)
+    mean, std = (torch.tensor(v, dtype=torch.float64).view(1, 3, 1, 1) for v in (spec.mean, spec.std))
+    loss = torch.nn.functional.cross_entropy(torch_lite0.double()((xt - mean) / std), torch.from_numpy(labels), reduction="sum")
+    (ref,) = torch.autograd.grad(loss, xt)
+    torch_lite0.float()
+    ref = ref.numpy().transpose(0, 2, 3, 1)
+    with jax.enable_x64(True):
+        module = efficientnet_lite.build(jnp.float64)
+        variables = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), model.variables)
+
+        def f(x01):
+            logp = jax.nn.log_softmax(module.apply(variables, spec.normalise(x01)))
+            return -jnp.take_along_axis(logp, jnp.asarray(labels)[:, None], axis=1).sum()
+
+        got = np.asarray(jax.grad(f)(jnp.asarray(x)))
+    assert np.linalg.norm(got - ref) / np.linalg.norm(ref) < 1e-6
+
+
 def test_top1_on_300_real_photos_and_the_preprocessing_it_needs(lite0, imagenet_photos):
     model, _ = lite0
     x, labels = imagenet_photos
