@@ -133,6 +133,7 @@ def protect_files(
     jpeg_rounds: int = 3,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
+    chunk: int = 64,
 ) -> list[ProtectResult]:
     """Protect each (input, output) pair; outputs that already exist are kept unless ``overwrite``.
 
@@ -141,63 +142,69 @@ def protect_files(
     depend on the batch it lands in: the same inputs, seed and batch size give the same bytes,
     and a resumed run draws the same random starts. (Its bytes can still differ in rare pixels
     when the batch differs: a batch of another size is computed in another float order.)
+    Inputs are decoded ``chunk`` at a time; batches are formed within a chunk.
     """
     from ppjax import metrics
 
     results: list[ProtectResult] = []
-    todo, loaded = [], []
+    pending = []
     done_count = 0
     for src, out in jobs:
         if out.exists() and not overwrite:
             results.append(ProtectResult(src, out, skipped="output exists (use --overwrite)"))
             done_count += 1
-            continue
-        try:
-            loaded.append(read_image(src))
-            todo.append((src, out))
-        except ImageReadError as e:
-            results.append(ProtectResult(src, None, error=str(e)))
-            done_count += 1
+        else:
+            pending.append((src, out))
     if progress:
         progress(done_count)
     quality = jax.jit(lambda a, b: (metrics.psnr(a, b), metrics.ssim(a, b)))
     sources = [src for src, _ in jobs]
-    for idx in group_batches(loaded, (im.rgb.shape for im in loaded), max_batch):
-        batch = np.stack([loaded[i].rgb for i in idx])
-        size = bucket_size(len(idx), max_batch)
-        base = jax.random.key(seed)
-        keys = jnp.stack([jax.random.fold_in(base, _stable_hash(str(todo[i][0]))) for i in idx])
-        keys = jnp.concatenate([keys, jnp.repeat(keys[-1:], size - len(idx), axis=0)])
-        padded = pad_batch(batch, size)
-        q, labels, _ = protector(keys, padded)
-        written = _write_and_reload(q[: len(idx)], [todo[i] for i in idx], [loaded[i].alpha for i in idx], jpeg_quality, sources, results)
-        is_jpeg = [todo[i][1].suffix.lower() in (".jpg", ".jpeg") for i in idx]
-        for _ in range(jpeg_rounds if any(is_jpeg) else 0):
-            # The encoder may have undone the protection: step on from the decoded pixels and encode again.
-            start = padded.copy()
-            for j, w in enumerate(written):
-                if w is not None:
-                    start[j] = w
-            flags = protector.verify(start, labels)
-            redo = [j for j, w in enumerate(written) if w is not None and is_jpeg[j] and not flags[j]]
-            if not redo:
-                break
-            q2, _ = protector.refine_from(keys, padded, start, labels)
-            again = _write_and_reload(q2[redo], [todo[idx[j]] for j in redo], [loaded[idx[j]].alpha for j in redo], jpeg_quality, sources, results)
-            for j, w in zip(redo, again):
-                written[j] = w
-        labels = tuple(y[: len(idx)] for y in labels)
-        ok_rows = [j for j, w in enumerate(written) if w is not None]
-        if ok_rows:
-            on_disk = np.stack([written[j] for j in ok_rows])
-            flags = protector.verify(on_disk, tuple(y[jnp.asarray(ok_rows)] for y in labels))
-            p, s = quality(jnp.asarray(batch[ok_rows], jnp.float32) / 255.0, jnp.asarray(on_disk, jnp.float32) / 255.0)
-            for k, j in enumerate(ok_rows):
-                src, out = todo[idx[j]]
-                results.append(ProtectResult(src, out, protected=bool(flags[k]), psnr=float(p[k]), ssim=float(s[k])))
-        done_count += len(idx)
-        if progress:
-            progress(done_count)
+    # Decoded a chunk at a time, so a folder of thousands of photos does not sit in memory at once.
+    for first in range(0, len(pending), chunk):
+        todo, loaded = [], []
+        for src, out in pending[first : first + chunk]:
+            try:
+                loaded.append(read_image(src))
+                todo.append((src, out))
+            except ImageReadError as e:
+                results.append(ProtectResult(src, None, error=str(e)))
+                done_count += 1
+        for idx in group_batches(loaded, (im.rgb.shape for im in loaded), max_batch):
+            batch = np.stack([loaded[i].rgb for i in idx])
+            size = bucket_size(len(idx), max_batch)
+            base = jax.random.key(seed)
+            keys = jnp.stack([jax.random.fold_in(base, _stable_hash(str(todo[i][0]))) for i in idx])
+            keys = jnp.concatenate([keys, jnp.repeat(keys[-1:], size - len(idx), axis=0)])
+            padded = pad_batch(batch, size)
+            q, labels, _ = protector(keys, padded)
+            written = _write_and_reload(q[: len(idx)], [todo[i] for i in idx], [loaded[i].alpha for i in idx], jpeg_quality, sources, results)
+            is_jpeg = [todo[i][1].suffix.lower() in (".jpg", ".jpeg") for i in idx]
+            for _ in range(jpeg_rounds if any(is_jpeg) else 0):
+                # The encoder may have undone the protection: step on from the decoded pixels and encode again.
+                start = padded.copy()
+                for j, w in enumerate(written):
+                    if w is not None:
+                        start[j] = w
+                flags = protector.verify(start, labels)
+                redo = [j for j, w in enumerate(written) if w is not None and is_jpeg[j] and not flags[j]]
+                if not redo:
+                    break
+                q2, _ = protector.refine_from(keys, padded, start, labels)
+                again = _write_and_reload(q2[redo], [todo[idx[j]] for j in redo], [loaded[idx[j]].alpha for j in redo], jpeg_quality, sources, results)
+                for j, w in zip(redo, again):
+                    written[j] = w
+            labels = tuple(y[: len(idx)] for y in labels)
+            ok_rows = [j for j, w in enumerate(written) if w is not None]
+            if ok_rows:
+                on_disk = np.stack([written[j] for j in ok_rows])
+                flags = protector.verify(on_disk, tuple(y[jnp.asarray(ok_rows)] for y in labels))
+                p, s = quality(jnp.asarray(batch[ok_rows], jnp.float32) / 255.0, jnp.asarray(on_disk, jnp.float32) / 255.0)
+                for k, j in enumerate(ok_rows):
+                    src, out = todo[idx[j]]
+                    results.append(ProtectResult(src, out, protected=bool(flags[k]), psnr=float(p[k]), ssim=float(s[k])))
+            done_count += len(idx)
+            if progress:
+                progress(done_count)
     order = {src: n for n, (src, _) in enumerate(jobs)}
     return sorted(results, key=lambda r: order[r.source])
 

@@ -324,3 +324,24 @@ def test_jpeg_output_is_verified_after_decoding_and_refined_from_it(tmp_path, li
         counts[rounds] = int(flags.sum())
     # Measured on this machine at quality 75: 2/8 without rounds, 5/8 with three.
     assert counts[3] >= counts[0] + 2
+
+
+def test_protect_files_in_chunks_reports_bad_inputs_and_keeps_order(tiny, photos, tmp_path):
+    from ppjax.protect import protect_files
+
+    (tmp_path / "in").mkdir()
+    jobs = []
+    for i, img in enumerate(photos):
+        Image.fromarray(img).save(tmp_path / "in" / f"{i}.png")
+        jobs.append((tmp_path / "in" / f"{i}.png", tmp_path / "out" / f"{i}.png"))
+    (tmp_path / "in" / "bad.png").write_bytes(b"not an image")
+    jobs.insert(2, (tmp_path / "in" / "bad.png", tmp_path / "out" / "bad.png"))
+    protector = Protector([tiny], method="bim", eps=4.0, steps=3)
+    seen = []
+    results = protect_files(protector, jobs, chunk=3, max_batch=2, progress=seen.append)
+    assert [r.source for r in results] == [src for src, _ in jobs]
+    assert results[2].error and results[2].output is None
+    assert all(r.output.exists() and r.protected is not None for k, r in enumerate(results) if k != 2)
+    assert seen[-1] == len(jobs) and seen == sorted(seen)
+    again = protect_files(protector, jobs, chunk=64, max_batch=2)
+    assert sum(r.skipped is not None for r in again) == len(photos)
