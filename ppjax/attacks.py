@@ -506,6 +506,10 @@ def make_cw(
 
     grad = jax.grad(losses, has_aux=True)
 
+    def keep_best(x, dist, lead, best_x, best_d, found):
+        better = (lead > stop_margin) & (dist < best_d)
+        return jnp.where(better[:, None, None, None], x, best_x), jnp.where(better, dist, best_d), found | better
+
     def attack(key, x01, labels):
         labels = tuple(labels)
         x0 = x01
@@ -518,19 +522,14 @@ def make_cw(
             def step(_, carry):
                 w, state, best_x, best_d, found = carry
                 g, (x, dist, lead) = grad(w, x0, labels, c_img)
-                better = (lead > stop_margin) & (dist < best_d)
-                best_x = jnp.where(better[:, None, None, None], x, best_x)
-                best_d = jnp.where(better, dist, best_d)
+                best_x, best_d, found = keep_best(x, dist, lead, best_x, best_d, found)
                 updates, state = opt.update(g, state, w)
-                return optax.apply_updates(w, updates), state, best_x, best_d, found | better
+                return optax.apply_updates(w, updates), state, best_x, best_d, found
 
             w, state, best_x, best_d, found = jax.lax.fori_loop(0, steps, step, (w, opt.init(w), best_x, best_d, jnp.zeros((n,), bool)))
             # The last iterate is checked too (the loop checks before each update).
             _, (x, dist, lead) = grad(w, x0, labels, c_img)
-            better = (lead > stop_margin) & (dist < best_d)
-            best_x = jnp.where(better[:, None, None, None], x, best_x)
-            best_d = jnp.where(better, dist, best_d)
-            found = found | better
+            best_x, best_d, found = keep_best(x, dist, lead, best_x, best_d, found)
             hi = jnp.where(found, jnp.minimum(hi, c_img), hi)
             lo = jnp.where(found, lo, jnp.maximum(lo, c_img))
             c_img = jnp.where(jnp.isinf(hi), c_img * 10.0, (lo + hi) / 2.0)

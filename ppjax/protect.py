@@ -179,34 +179,39 @@ def protect_files(
             q, labels, _ = protector(keys, padded)
             written = _write_and_reload(q[: len(idx)], [todo[i] for i in idx], [loaded[i].alpha for i in idx], jpeg_quality, sources, results)
             is_jpeg = [todo[i][1].suffix.lower() in (".jpg", ".jpeg") for i in idx]
+            # Verdicts and quality on the padded batch, so every call keeps the bucket's shape.
+            current = _with_rows(padded, written)
+            flags = protector.verify(current, labels)
             for _ in range(jpeg_rounds if any(is_jpeg) else 0):
                 # The encoder may have undone the protection: step on from the decoded pixels and encode again.
-                start = padded.copy()
-                for j, w in enumerate(written):
-                    if w is not None:
-                        start[j] = w
-                flags = protector.verify(start, labels)
                 redo = [j for j, w in enumerate(written) if w is not None and is_jpeg[j] and not flags[j]]
                 if not redo:
                     break
-                q2, _ = protector.refine_from(keys, padded, start, labels)
+                q2, _ = protector.refine_from(keys, padded, current, labels)
                 again = _write_and_reload(q2[redo], [todo[idx[j]] for j in redo], [loaded[idx[j]].alpha for j in redo], jpeg_quality, sources, results)
                 for j, w in zip(redo, again):
                     written[j] = w
-            labels = tuple(y[: len(idx)] for y in labels)
-            ok_rows = [j for j, w in enumerate(written) if w is not None]
-            if ok_rows:
-                on_disk = np.stack([written[j] for j in ok_rows])
-                flags = protector.verify(on_disk, tuple(y[jnp.asarray(ok_rows)] for y in labels))
-                p, s = quality(jnp.asarray(batch[ok_rows], jnp.float32) / 255.0, jnp.asarray(on_disk, jnp.float32) / 255.0)
-                for k, j in enumerate(ok_rows):
+                current = _with_rows(padded, written)
+                flags = protector.verify(current, labels)
+            p, s = quality(jnp.asarray(padded, jnp.float32) / 255.0, jnp.asarray(current, jnp.float32) / 255.0)
+            for j, w in enumerate(written):
+                if w is not None:
                     src, out = todo[idx[j]]
-                    results.append(ProtectResult(src, out, protected=bool(flags[k]), psnr=float(p[k]), ssim=float(s[k])))
+                    results.append(ProtectResult(src, out, protected=bool(flags[j]), psnr=float(p[j]), ssim=float(s[j])))
             done_count += len(idx)
             if progress:
                 progress(done_count)
     order = {src: n for n, (src, _) in enumerate(jobs)}
     return sorted(results, key=lambda r: order[r.source])
+
+
+def _with_rows(padded: np.ndarray, written: list) -> np.ndarray:
+    """``padded`` with row j replaced by ``written[j]`` (the decoded file) where there is one."""
+    out = padded.copy()
+    for j, w in enumerate(written):
+        if w is not None:
+            out[j] = w
+    return out
 
 
 def _write_and_reload(q, jobs, alphas, jpeg_quality, sources, results) -> list:
