@@ -305,15 +305,20 @@ def iterate(
     With ``early_stop`` an image stops changing once its lead over every target exceeds
     ``stop_margin`` (logits); the loop ends when all images have stopped or after ``steps``.
     ``terms`` are added to the objective as :func:`_gradient` describes for ``combine``.
+    The returned ``attack(key, x01, labels, start=None)`` starts from ``start`` when given (e.g. an
+    earlier result) instead of ``x01`` or a random point; the budget is always around ``x01``.
     """
     targets, terms = tuple(targets), tuple(terms)
     alpha = step_size / 255.0
     grad_fn = _gradient(targets, terms, combine)
 
-    def attack(key: jax.Array, x01: jnp.ndarray, labels) -> jnp.ndarray:
+    def attack(key: jax.Array, x01: jnp.ndarray, labels, start: jnp.ndarray | None = None) -> jnp.ndarray:
         labels = tuple(labels)
         x0 = x01
-        x = projection.sample(key, x0) if random_start else x0
+        if start is not None:  # continue from an earlier result, still inside the budget around x01
+            x = projection.project(start, x0)
+        else:
+            x = projection.sample(key, x0) if random_start else x0
         done = jnp.zeros(x0.shape[0], bool)
 
         def cond(carry):

@@ -4,8 +4,9 @@ What is written is what was verified. The attack works in float; the output is r
 lattice (staying inside the budget), the classifiers are run again on exactly those bytes, and an
 image that rounding un-protected gets more sign steps of 1/255 *on the lattice* until it is
 protected or the extra steps run out. With JPEG output the verdict is taken on the decoded JPEG;
-an image the encoder un-protected gets further lattice steps from its decoded pixels and is
-encoded again, for up to ``jpeg_rounds`` rounds.
+an image the encoder un-protected gets further lattice steps against the classifiers behind a
+differentiable JPEG round trip (:mod:`ppjax.jpeg`) and is encoded again, for up to ``jpeg_rounds``
+rounds.
 """
 
 from __future__ import annotations
@@ -65,10 +66,7 @@ class Protector:
         attack = make(
             targets, eps=self.eps, steps=self.steps, early_stop=self.early_stop, stop_margin=self.margin, terms=tuple(self.terms), **self.options
         )
-        refine = attacks.iterate(
-            targets, attacks.sign_step(), attacks.linf_ball(lattice_radius(self.eps)),
-            steps=self.lattice_steps, step_size=1.0, stop_margin=self.margin,
-        )  # fmt: skip
+        refine = self._lattice_refinement(targets)
 
         def labels_of(x01):
             return tuple(jnp.argmax(t.apply(t.variables, x01), axis=-1) for t in targets)
@@ -82,16 +80,18 @@ class Protector:
             q = quantise(attack(key, x0, labels), x_uint8, self.eps)
             # Extra steps on the lattice for images the rounding un-protected: sign steps of 1/255
             # from the quantised image; protected images are left as they are (early stop).
-            q = quantise(refine(key, q / 255.0, labels), x_uint8, self.eps)
+            q = quantise(refine(key, x0, labels, start=q / 255.0), x_uint8, self.eps)
             return q.astype(jnp.uint8), labels, status(q / 255.0, labels)
-
-        def refine_from(key, x_uint8, start_uint8, labels):
-            q = quantise(refine(key, start_uint8.astype(jnp.float32) / 255.0, labels), x_uint8, self.eps)
-            return q.astype(jnp.uint8), status(q / 255.0, labels)
 
         self._run = jax.jit(run)
         self._status = jax.jit(status)
-        self._refine_from = jax.jit(refine_from)
+        self._for_jpeg = {}
+
+    def _lattice_refinement(self, targets):
+        return attacks.iterate(
+            targets, attacks.sign_step(), attacks.linf_ball(lattice_radius(self.eps)),
+            steps=self.lattice_steps, step_size=1.0, stop_margin=self.margin,
+        )  # fmt: skip
 
     def __call__(self, key: jax.Array, x_uint8: np.ndarray):
         """(protected uint8 batch, labels per target, protected-as-computed flags).
@@ -101,10 +101,26 @@ class Protector:
         q, labels, ok = self._run(key, jnp.asarray(x_uint8))
         return np.asarray(q), labels, np.asarray(ok)
 
-    def refine_from(self, key: jax.Array, x_uint8: np.ndarray, start_uint8: np.ndarray, labels):
-        """More lattice steps from ``start_uint8`` (e.g. a decoded JPEG), within the budget around
-        the originals ``x_uint8``: (uint8 batch, protected flags)."""
-        q, ok = self._refine_from(key, jnp.asarray(x_uint8), jnp.asarray(start_uint8), labels)
+    def refine_for_jpeg(self, key: jax.Array, x_uint8: np.ndarray, start_uint8: np.ndarray, labels, quality: int):
+        """More lattice steps from ``start_uint8`` (what was encoded last), within the budget around
+        the originals ``x_uint8``, against the classifiers *behind* a JPEG round trip at ``quality``
+        (:func:`ppjax.jpeg.jpeg_round_trip`): (uint8 batch to encode, protected-after-JPEG flags as
+        the differentiable stand-in predicts them)."""
+        if quality not in self._for_jpeg:
+            from ppjax.jpeg import jpeg_round_trip
+
+            behind = tuple(
+                attacks.Target(lambda v, x, apply=t.apply: apply(v, jpeg_round_trip(x, quality)), t.variables, t.objective) for t in self.targets
+            )
+            refine = self._lattice_refinement(behind)
+
+            def refine_from(key, x_uint8, start_uint8, labels):
+                x0 = x_uint8.astype(jnp.float32) / 255.0
+                q = quantise(refine(key, x0, labels, start=start_uint8.astype(jnp.float32) / 255.0), x_uint8, self.eps)
+                return q.astype(jnp.uint8), attacks.objective_and_lead(behind, q / 255.0, labels)[1] > 0.0
+
+            self._for_jpeg[quality] = jax.jit(refine_from)
+        q, ok = self._for_jpeg[quality](key, jnp.asarray(x_uint8), jnp.asarray(start_uint8), labels)
         return np.asarray(q), np.asarray(ok)
 
     def verify(self, x_uint8: np.ndarray, labels) -> np.ndarray:
@@ -182,15 +198,19 @@ def protect_files(
             # Verdicts and quality on the padded batch, so every call keeps the bucket's shape.
             current = _with_rows(padded, written)
             flags = protector.verify(current, labels)
+            encoded = _with_rows(padded, list(q[: len(idx)]))
             for _ in range(jpeg_rounds if any(is_jpeg) else 0):
-                # The encoder may have undone the protection: step on from the decoded pixels and encode again.
+                # The encoder may have undone the protection: step on from what was encoded, against
+                # the classifiers behind a differentiable JPEG round trip, and encode again.
                 redo = [j for j, w in enumerate(written) if w is not None and is_jpeg[j] and not flags[j]]
                 if not redo:
                     break
-                q2, _ = protector.refine_from(keys, padded, current, labels)
+                q2, _ = protector.refine_for_jpeg(keys, padded, encoded, labels, jpeg_quality)
                 again = _write_and_reload(q2[redo], [todo[idx[j]] for j in redo], [loaded[idx[j]].alpha for j in redo], jpeg_quality, sources, results)
                 for j, w in zip(redo, again):
                     written[j] = w
+                    if w is not None:
+                        encoded[j] = q2[j]
                 current = _with_rows(padded, written)
                 flags = protector.verify(current, labels)
             p, s = quality(jnp.asarray(padded, jnp.float32) / 255.0, jnp.asarray(current, jnp.float32) / 255.0)

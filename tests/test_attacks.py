@@ -272,12 +272,14 @@ def test_pgd_protects_real_photos_as_written(tmp_path, lite0_store):
     root, model = lite0_store
     (tmp_path / "in").mkdir()
     names, labels = [], []
-    for image_id, rgb, label in _imagenet_photos(40):  # a CI-sized share of the 300
-        logits = np.asarray(model.apply(model.variables, jnp.asarray(rgb[None], jnp.float32) / 255))
-        if logits.argmax() == label:
+    photos = _imagenet_photos(20)  # a CI-sized share of the 300
+    top1 = jax.jit(lambda x: jnp.argmax(model.apply(model.variables, x), -1))  # one (20, ...) shape: one compile
+    seen = np.asarray(top1(jnp.asarray(np.stack([rgb for _, rgb, _ in photos]), jnp.float32) / 255))
+    for (image_id, rgb, label), guess in zip(photos, seen):
+        if guess == label:
             Image.fromarray(rgb).save(tmp_path / "in" / f"{image_id}.png")
             names.append(image_id), labels.append(label)
-    assert len(names) >= 30
+    assert len(names) >= 15
     import os
 
     os.environ["PPJAX_HOME"] = str(root)
@@ -293,7 +295,8 @@ def test_pgd_protects_real_photos_as_written(tmp_path, lite0_store):
     originals = np.stack([np.asarray(Image.open(tmp_path / "in" / f"{n}.png")) for n in names])
     assert np.abs(written.astype(int) - originals).max() <= 4
     x = written.astype(np.float32) / 255
-    jax_top1 = np.concatenate([np.asarray(model.apply(model.variables, jnp.asarray(x[i : i + 8]))).argmax(1) for i in range(0, len(x), 8)])
+    padded = np.concatenate([x, np.zeros((len(photos) - len(x), *x.shape[1:]), np.float32)])
+    jax_top1 = np.asarray(top1(jnp.asarray(padded)))[: len(x)]
     assert (jax_top1 != np.array(labels)).all()
     from ppjax.onnx_eval import OnnxClassifier
 
@@ -301,29 +304,59 @@ def test_pgd_protects_real_photos_as_written(tmp_path, lite0_store):
     assert (onnx_top1 != np.array(labels)).all()
 
 
-def test_jpeg_output_is_verified_after_decoding_and_refined_from_it(tmp_path, lite0_store):
-    """JPEG re-encoding undoes much of a 4/255 perturbation. Each round steps on from the decoded
-    JPEG and encodes again; protection is judged on the decoded file."""
+def test_jpeg_rounds_protect_real_photos_as_decoded(tmp_path, lite0_store):
+    """JPEG re-encoding undoes much of a 4/255 perturbation. `ppjax bench jpeg` protects the same
+    photos without and with the rounds that step on against the classifier behind a differentiable
+    JPEG round trip, and counts the decoded files the classifier no longer recognises."""
+    import json
+    import os
+
+    root, _ = lite0_store
+    src = shared_path("imagenet_compatible")
+    with open(src / "images.csv", newline="") as f:
+        files = [str(src / "images" / f"{r['ImageId']}.png") for r in list(csv.DictReader(f))[:8]]
+    os.environ["PPJAX_HOME"] = str(root)
+    try:
+        report = tmp_path / "jpeg.json"
+        result = CliRunner().invoke(app, ["bench", "jpeg", *files, "--qualities", "75", "--json", str(report)])
+    finally:
+        del os.environ["PPJAX_HOME"]
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(report.read_text())["rows"]
+    # Measured at quality 75: 2/8 without rounds, 8/8 with them (24 photos: 8/24 and 24/24, also
+    # 24/24 at qualities 50 and 90). Stepping from the decoded pixels instead reached 3 to 5 of 8.
+    assert row["images"] == 8 and row["without"] <= 6 and row["with"] == 8
+    assert row["psnr_with"] > 30
+
+
+def test_jpeg_verdict_is_the_decoded_files(tiny, photos, tmp_path):
     from ppjax.protect import protect_files
 
-    _, model = lite0_store
     (tmp_path / "in").mkdir()
-    for image_id, rgb, _ in _imagenet_photos(8):
-        Image.fromarray(rgb).save(tmp_path / "in" / f"{image_id}.png")
-    protector = Protector([attacks.Target(model.apply, model.variables, attacks.cross_entropy())], eps=4.0, steps=20)
-    inputs = sorted((tmp_path / "in").glob("*.png"))
-    counts = {}
-    for rounds in (0, 3):
-        jobs = [(f, tmp_path / f"out{rounds}" / f"{f.stem}.jpg") for f in inputs]
-        results = protect_files(protector, jobs, jpeg_quality=75, jpeg_rounds=rounds)
-        assert all(r.error is None for r in results)
-        assert all(Image.open(r.output).format == "JPEG" for r in results)
-        decoded = np.stack([np.asarray(Image.open(r.output).convert("RGB")) for r in results])
-        flags = protector.verify(decoded, protector(jax.random.key(0), np.stack([np.asarray(Image.open(f)) for f in inputs]))[1])
-        assert [r.protected for r in results] == flags.tolist()  # the summary's verdict is the decoded file's
-        counts[rounds] = int(flags.sum())
-    # Measured on this machine at quality 75: 2/8 without rounds, 5/8 with three.
-    assert counts[3] >= counts[0] + 2
+    inputs = []
+    for n, rgb in enumerate(photos):
+        inputs.append(tmp_path / "in" / f"{n}.png")
+        Image.fromarray(rgb).save(inputs[-1])
+    protector = Protector([tiny], eps=2.0, steps=3)
+    results = protect_files(protector, [(f, tmp_path / "out" / f"{f.stem}.jpg") for f in inputs], jpeg_quality=60, max_batch=4)
+    assert all(r.error is None and Image.open(r.output).format == "JPEG" for r in results)
+    decoded = np.stack([np.asarray(Image.open(r.output).convert("RGB")) for r in results])
+    assert np.abs(decoded.astype(int) - photos).max() > 2  # the encoder's own change, beyond the budget
+    labels = protector(jax.random.key(0), photos)[1]
+    assert [r.protected for r in results] == protector.verify(decoded, labels).tolist()
+
+
+def test_iterate_continues_from_start_inside_the_original_budget(linear, photos):
+    x0 = jnp.asarray(photos[:4], jnp.float32) / 255.0
+    labels = (jnp.argmax(linear.apply(linear.variables, x0), -1),)
+    far = jnp.clip(x0 + 10 / 255.0, 0, 1)  # outside a 3/255 budget around x0
+    kwargs = dict(step_size=1.0, early_stop=False)
+    stay = attacks.iterate([linear], attacks.sign_step(), attacks.linf_ball(3.0), steps=0, **kwargs)
+    np.testing.assert_allclose(stay(jax.random.key(0), x0, labels, start=far), jnp.clip(far, x0 - 3 / 255, x0 + 3 / 255), atol=1e-7)
+    refine = attacks.iterate([linear], attacks.sign_step(), attacks.linf_ball(3.0), steps=2, **kwargs)
+    out = refine(jax.random.key(0), x0, labels, start=far)
+    assert float(jnp.abs(out - x0).max()) <= 3 / 255.0 + 1e-6
+    assert not np.allclose(np.asarray(out), np.asarray(refine(jax.random.key(0), x0, labels)))
 
 
 def test_protect_files_in_chunks_reports_bad_inputs_and_keeps_order(tiny, photos, tmp_path):
