@@ -14,12 +14,10 @@ pytest.importorskip("torch")
 
 def test_bench_command_reports_both_frameworks(tmp_path):
     out = tmp_path / "bench.json"
-    result = CliRunner().invoke(app, ["bench", "--batch-sizes", "1,2", "--repeats", "1", "--size", "64", "--json", str(out)])
+    result = CliRunner().invoke(app, ["bench", "--batch-sizes", "2", "--repeats", "1", "--size", "64", "--json", str(out)])
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
-    assert [(r["batch"], r["task"]) for r in report["rows"]] == [
-        (1, "forward"), (1, "forward+input grad"), (2, "forward"), (2, "forward+input grad"),
-    ]  # fmt: skip
+    assert [(r["batch"], r["task"]) for r in report["rows"]] == [(2, "forward"), (2, "forward+input grad")]
     for r in report["rows"]:
         assert r["jax_ips"] > 0 and r["torch_ips"] > 0
         assert r["ratio"] == pytest.approx(r["jax_ips"] / r["torch_ips"])
