@@ -134,10 +134,36 @@ def _attack_models(seed: int):
     return out
 
 
+def _torch_protect_script(model, mean, std, files, out_dir, eps, alpha, steps):
+    """What a PyTorch user would run to protect files: read the PNGs, the PGD loop, round to
+    uint8 inside the budget, write PNGs (no verification)."""
+    from PIL import Image
+
+    x = torch.from_numpy(np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        y = model((x - mean) / std).argmax(1)
+    adv = _torch_pgd(model, mean, std, x, y, eps, alpha, steps)
+    q = torch.minimum(torch.maximum(torch.round(adv * 255), torch.round(x * 255) - round(eps * 255)), torch.round(x * 255) + round(eps * 255))
+    for img, f in zip(q.clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy(), files):
+        Image.fromarray(img).save(out_dir / f.name)
+
+
 def run_attack_bench(*, batch: int = 8, steps: int = 10, repeats: int = 3, image_size: int = 256, eps: float = 4.0, seed: int = 0, log=print) -> dict:
     """Attack-step throughput (images x steps / s): ppjax PGD (jitted lax loop, no early stop)
-    against the PyTorch eager PGD loop, on the same weights and images, rounds interleaved."""
+    against the PyTorch eager PGD loop, on the same weights and images, rounds interleaved.
+
+    ``end_to_end`` rows time whole runs on ``batch`` PNG files, warm (after one run that compiles):
+    :func:`ppjax.protect.protect_files` (read, PGD with every step taken, uint8 lattice, verify,
+    write, read back, PSNR/SSIM) against a PyTorch script (read, the same PGD loop, round, write),
+    in images x steps / s.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from PIL import Image
+
     from ppjax import attacks
+    from ppjax.protect import Protector, protect_files
 
     rng = np.random.default_rng(seed)
     x = rng.random((batch, image_size, image_size, 3), dtype=np.float32)
@@ -160,6 +186,25 @@ def run_attack_bench(*, batch: int = 8, steps: int = 10, repeats: int = 3, image
             repeats,
         )
         jax_rate, torch_rate = batch * steps / t["jax"], batch * steps / t["torch"]
-        rows.append({"model": name, "jax": jax_rate, "torch": torch_rate, "ratio": jax_rate / torch_rate})
+        rows.append({"model": name, "task": "attack", "jax": jax_rate, "torch": torch_rate, "ratio": jax_rate / torch_rate})
+        with tempfile.TemporaryDirectory(prefix="ppjax-bench-") as tmp:
+            tmp_path = Path(tmp)
+            for d in ("in", "jax", "torch"):
+                (tmp_path / d).mkdir()
+            files = []
+            for n, img in enumerate(np.rint(x * 255).astype(np.uint8)):
+                files.append(tmp_path / "in" / f"{n:04d}.png")
+                Image.fromarray(img).save(files[-1])
+            protector = Protector([target], eps=eps, steps=steps, early_stop=False)
+            jobs = [(f, tmp_path / "jax" / f.name) for f in files]
+            t = _timed_rounds(
+                {
+                    "jax": lambda: protect_files(protector, jobs, max_batch=batch, overwrite=True),
+                    "torch": lambda: _torch_protect_script(tmodel, mean, std, files, tmp_path / "torch", eps / 255, eps / 4 / 255, steps),
+                },
+                repeats,
+            )
+        jax_rate, torch_rate = batch * steps / t["jax"], batch * steps / t["torch"]
+        rows.append({"model": name, "task": "protect end to end", "jax": jax_rate, "torch": torch_rate, "ratio": jax_rate / torch_rate})
     env = f"jax {jax.__version__} on {jax.devices()[0].platform}, torch {torch.__version__} with {torch.get_num_threads()} threads"
     return {"batch": batch, "steps": steps, "image_size": image_size, "eps_255": eps, "repeats": repeats, "rows": rows, "environment": env}

@@ -468,13 +468,14 @@ def bench_attack(
     size: Annotated[int, typer.Option(min=32, help="Image side in pixels.")] = 256,
     as_json: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures to this JSON file.")] = None,
 ) -> None:
-    """Attack-step throughput (images x steps / s): ppjax PGD vs the PyTorch eager PGD loop, per model."""
+    """Attack throughput (images x steps / s) per model: ppjax PGD vs the PyTorch eager PGD loop,
+    and `protect` end to end on PNG files (warm) vs the same loop as a PyTorch script."""
     results = _bench_module().run_attack_bench(batch=batch, steps=steps, repeats=repeats, image_size=size, log=lambda s: err.print(s))
     table = Table(title=f"PGD L-inf {results['eps_255']:g}/255, {steps} steps, batch {batch}, {size}x{size}: images x steps / s, median of {repeats}")
-    for col in ("model", "ppjax (JAX)", "PyTorch loop", "ratio"):
+    for col in ("model", "task", "ppjax (JAX)", "PyTorch", "ratio"):
         table.add_column(col, justify="right")
     for r in results["rows"]:
-        table.add_row(r["model"], f"{r['jax']:.2f}", f"{r['torch']:.2f}", f"{r['ratio']:.2f}")
+        table.add_row(r["model"], r["task"], f"{r['jax']:.2f}", f"{r['torch']:.2f}", f"{r['ratio']:.2f}")
     out.print(table)
     out.print(results["environment"])
     if as_json:

@@ -30,5 +30,6 @@ def test_bench_attack_reports_each_model(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert report["rows"][0]["model"].startswith("places365")
+    assert [r["task"] for r in report["rows"][:2]] == ["attack", "protect end to end"]
     for r in report["rows"]:
         assert r["jax"] > 0 and r["torch"] > 0 and r["ratio"] == pytest.approx(r["jax"] / r["torch"])
