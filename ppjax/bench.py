@@ -152,10 +152,10 @@ def run_attack_bench(*, batch: int = 8, steps: int = 10, repeats: int = 3, image
     """Attack-step throughput (images x steps / s): ppjax PGD (jitted lax loop, no early stop)
     against the PyTorch eager PGD loop, on the same weights and images, rounds interleaved.
 
-    ``end_to_end`` rows time whole runs on ``batch`` PNG files, warm (after one run that compiles):
-    :func:`ppjax.protect.protect_files` (read, PGD with every step taken, uint8 lattice, verify,
-    write, read back, PSNR/SSIM) against a PyTorch script (read, the same PGD loop, round, write),
-    in images x steps / s.
+    Rows with task "protect end to end" time whole runs on ``batch`` PNG files, warm (after one run
+    that compiles): :func:`ppjax.protect.protect_files` (read, PGD with every step taken, uint8
+    lattice and its refinement, verify, write, read back, PSNR/SSIM) against a PyTorch script
+    (read, the same number of PGD steps, round, write), in images x steps / s.
     """
     import tempfile
     from pathlib import Path
