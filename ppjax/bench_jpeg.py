@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
+from ppjax.io import ImageReadError, read_image
 from ppjax.protect import Protector, protect_files
 
 __all__ = ["run_jpeg_bench"]
@@ -32,8 +33,9 @@ def run_jpeg_bench(
     """Protected-as-decoded counts per JPEG quality, without and with ``rounds`` refinement rounds.
 
     ``photos`` are resized to ``size`` × ``size`` (bicubic) first when ``size`` is given, as the
-    task's classifier sees them. Returns ``{"rows": [{quality, images, without, with, psnr_without,
-    psnr_with, seconds_without, seconds_with}], ...}`` with PSNR in dB against the inputs.
+    task's classifier sees them; unreadable ones are skipped (and logged). Returns
+    ``{"rows": [{quality, images, without, with, psnr_without, psnr_with, seconds_without,
+    seconds_with}], ...}`` with PSNR in dB against the inputs.
     """
     rows = []
     with tempfile.TemporaryDirectory(prefix="ppjax-bench-jpeg-") as tmp:
@@ -41,7 +43,11 @@ def run_jpeg_bench(
         (tmp_path / "in").mkdir()
         inputs = []
         for n, src in enumerate(photos):
-            img = Image.open(src).convert("RGB")
+            try:
+                img = Image.fromarray(read_image(src).rgb)
+            except ImageReadError as e:
+                log(f"skipped: {e}")
+                continue
             if size:
                 img = img.resize((size, size), Image.BICUBIC)
             dst = tmp_path / "in" / f"{n:05d}.png"

@@ -491,8 +491,8 @@ def bench_jpeg(
     steps: Annotated[int, typer.Option(min=1, help="Attack steps.")] = 20,
     qualities: Annotated[str, typer.Option(help="Comma-separated JPEG qualities.")] = "90,75,50",
     rounds: Annotated[int, typer.Option(min=1, help="JPEG refinement rounds to compare with none.")] = 3,
-    limit: Annotated[int, typer.Option(min=1, help="Use at most this many photos (in sorted order).")] = 24,
-    size: Annotated[int, typer.Option(min=32, help="Resize photos to size x size first (0 keeps them as they are).")] = 256,
+    limit: Annotated[int, typer.Option(min=1, help="Use at most this many photos (files in the order given, folders sorted).")] = 24,
+    size: Annotated[int, typer.Option(min=0, help="Resize photos to size x size first (0 keeps them as they are).")] = 256,
     as_json: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures to this JSON file.")] = None,
 ) -> None:
     """Protection that survives JPEG output: protected-as-decoded counts per quality, without and with the JPEG rounds."""

@@ -378,3 +378,17 @@ def test_protect_files_in_chunks_reports_bad_inputs_and_keeps_order(tiny, photos
     assert seen[-1] == len(jobs) and seen == sorted(seen)
     again = protect_files(protector, jobs, chunk=64, max_batch=2)
     assert sum(r.skipped is not None for r in again) == len(photos)
+
+
+def test_jpeg_bench_counts_readable_photos_and_logs_the_rest(tiny, photos, tmp_path):
+    from ppjax.bench_jpeg import run_jpeg_bench
+
+    good = tmp_path / "good.png"
+    Image.fromarray(photos[0]).save(good)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    logged = []
+    report = run_jpeg_bench(Protector([tiny], eps=2.0, steps=2), [bad, good], [60], rounds=1, size=32, log=logged.append)
+    (row,) = report["rows"]
+    assert row["quality"] == 60 and row["images"] == 1 and 0 <= row["without"] <= 1 and 0 <= row["with"] <= 1
+    assert any("skipped" in line and "bad.png" in line for line in logged)
