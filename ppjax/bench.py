@@ -150,12 +150,15 @@ def _torch_protect_script(model, mean, std, files, out_dir, eps, alpha, steps):
 
 def run_attack_bench(*, batch: int = 8, steps: int = 10, repeats: int = 3, image_size: int = 256, eps: float = 4.0, seed: int = 0, log=print) -> dict:
     """Attack-step throughput (images x steps / s): ppjax PGD (jitted lax loop, no early stop)
-    against the PyTorch eager PGD loop, on the same weights and images, rounds interleaved.
+    against the PyTorch eager PGD loop, on the same weights and images, rounds interleaved. The
+    loop runs twice: on a contiguous NCHW batch (as torchattacks gets it from ``ToTensor``) and on
+    a channels-last one, which PyTorch's CPU convolutions run faster.
 
     Rows with task "protect end to end" time whole runs on ``batch`` PNG files, warm (after one run
     that compiles): :func:`ppjax.protect.protect_files` (read, PGD with every step taken, uint8
     lattice and its refinement, verify, write, read back, PSNR/SSIM) against a PyTorch script
-    (read, the same number of PGD steps, round, write), in images x steps / s.
+    (read, the same number of PGD steps, round, write; its batch comes out of ``permute``
+    channels-last), in images x steps / s.
     """
     import tempfile
     from pathlib import Path
@@ -178,15 +181,21 @@ def run_attack_bench(*, batch: int = 8, steps: int = 10, repeats: int = 3, image
         yt = torch.from_numpy(np.array(labels)).long()  # a writable copy for torch
         mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
         std = torch.tensor(spec.std).view(1, 3, 1, 1)
+        xt_last = xt.contiguous(memory_format=torch.channels_last)
         t = _timed_rounds(
             {
                 "jax": lambda: pgd(key, xj, (labels,)).block_until_ready(),
                 "torch": lambda: _torch_pgd(tmodel, mean, std, xt, yt, eps / 255, eps / 4 / 255, steps),
+                "torch_channels_last": lambda: _torch_pgd(tmodel, mean, std, xt_last, yt, eps / 255, eps / 4 / 255, steps),
             },
             repeats,
         )
         jax_rate, torch_rate = batch * steps / t["jax"], batch * steps / t["torch"]
-        rows.append({"model": name, "task": "attack", "jax": jax_rate, "torch": torch_rate, "ratio": jax_rate / torch_rate})
+        last_rate = batch * steps / t["torch_channels_last"]
+        rows.append({
+            "model": name, "task": "attack", "jax": jax_rate, "torch": torch_rate, "ratio": jax_rate / torch_rate,
+            "torch_channels_last": last_rate, "ratio_channels_last": jax_rate / last_rate,
+        })  # fmt: skip
         with tempfile.TemporaryDirectory(prefix="ppjax-bench-") as tmp:
             tmp_path = Path(tmp)
             for d in ("in", "jax", "torch"):

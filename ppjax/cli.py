@@ -472,10 +472,11 @@ def bench_attack(
     and `protect` end to end on PNG files (warm) vs the same loop as a PyTorch script."""
     results = _bench_module().run_attack_bench(batch=batch, steps=steps, repeats=repeats, image_size=size, log=lambda s: err.print(s))
     table = Table(title=f"PGD L-inf {results['eps_255']:g}/255, {steps} steps, batch {batch}, {size}x{size}: images x steps / s, median of {repeats}")
-    for col in ("model", "task", "ppjax (JAX)", "PyTorch", "ratio"):
+    for col in ("model", "task", "ppjax (JAX)", "PyTorch", "ratio", "PyTorch channels-last", "ratio"):
         table.add_column(col, justify="right")
     for r in results["rows"]:
-        table.add_row(r["model"], r["task"], f"{r['jax']:.2f}", f"{r['torch']:.2f}", f"{r['ratio']:.2f}")
+        last = [f"{r['torch_channels_last']:.2f}", f"{r['ratio_channels_last']:.2f}"] if "torch_channels_last" in r else ["(as PyTorch)", ""]
+        table.add_row(r["model"], r["task"], f"{r['jax']:.2f}", f"{r['torch']:.2f}", f"{r['ratio']:.2f}", *last)
     out.print(table)
     out.print(results["environment"])
     if as_json:
