@@ -323,9 +323,10 @@ def test_jpeg_rounds_protect_real_photos_as_decoded(tmp_path, lite0_store):
         del os.environ["PPJAX_HOME"]
     assert result.exit_code == 0, result.output
     (row,) = json.loads(report.read_text())["rows"]
-    # Measured at quality 75: 2/8 without rounds, 8/8 with them (24 photos: 8/24 and 24/24, also
-    # 24/24 at qualities 50 and 90). Stepping from the decoded pixels instead reached 3 to 5 of 8.
-    assert row["images"] == 8 and row["without"] <= 6 and row["with"] == 8
+    # Measured at quality 75: 2/8 without rounds, 8/8 with them (24 photos, two sets of random
+    # starts: 8 and 10 of 24 without, 24/24 with, also at qualities 50 and 90). Stepping from the
+    # decoded pixels instead reached 3 to 5 of 8. One image of slack for other CPUs' float order.
+    assert row["images"] == 8 and row["without"] <= 6 and row["with"] >= 7
     assert row["psnr_with"] > 30
 
 
