@@ -7,11 +7,14 @@ function instead of through the identity.
 
 It follows baseline libjpeg (what Pillow calls) with the settings of :func:`ppjax.io.write_image`:
 JFIF RGB→YCbCr, 4:4:4 (no chroma subsampling), level shift, orthonormal 8×8 DCT-II, the Annex K
-tables scaled by quality as ``jpeg_set_quality`` does, rounding, and the inverse. Two roundings
-(of the coefficients and of the decoded pixels) pass gradients straight through: their forward
-values are exact, so the function's output is within a grey level or so of the real decoder's,
-and the gradient is that of the linear transform around them (the "straight-through" estimator;
-Shin & Song 2017 make JPEG differentiable the same way, with a cubic surrogate for rounding).
+tables scaled by quality as ``jpeg_set_quality`` does, rounding, and the inverse. Its integer
+roundings (colour planes, coefficients, decoded planes, pixels) pass gradients straight through:
+their forward values are exact, so the output is on average within half a grey level of Pillow's
+decoder (a coefficient on a rounding boundary, which libjpeg's integer DCT rounds the other way,
+can differ by a whole quantisation step), and the gradient is that of the linear transforms
+around them (the "straight-through" estimator; Shin & Song 2017 make JPEG differentiable the same
+way, with a cubic surrogate for rounding). The matrix products run at full float32 precision, so
+TF32 on GPUs does not add error of its own.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["quant_tables", "jpeg_round_trip"]
+
+_EXACT = jax.lax.Precision.HIGHEST
 
 # ITU-T T.81 Annex K.1 and K.2: the example luminance and chrominance tables libjpeg scales.
 _LUMA = np.array([
@@ -88,17 +93,17 @@ def jpeg_round_trip(x01: jnp.ndarray, quality: int) -> jnp.ndarray:
     ph, pw = -h % 8, -w % 8
     x = jnp.pad(x01 * 255.0, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge")
     # Every stage works on integers in libjpeg; rounding them here keeps the forward value close.
-    ycc = jnp.einsum("nhwc,dc->nhwd", x, jnp.asarray(_RGB_TO_YCC, jnp.float32)) + jnp.array([0.0, 128.0, 128.0])
+    ycc = jnp.einsum("nhwc,dc->nhwd", x, jnp.asarray(_RGB_TO_YCC, jnp.float32), precision=_EXACT) + jnp.array([0.0, 128.0, 128.0])
     ycc = jnp.clip(_straight_through_round(ycc), 0.0, 255.0) - 128.0
     # Blocks: (N, H/8, 8, W/8, 8, 3); the DCT runs over the two within-block axes.
     blocks = ycc.reshape(n, (h + ph) // 8, 8, (w + pw) // 8, 8, 3)
     c = jnp.asarray(_dct_matrix())
-    coef = jnp.einsum("ua,vb,nyaxbd->nyuxvd", c, c, blocks)
+    coef = jnp.einsum("ua,vb,nyaxbd->nyuxvd", c, c, blocks, precision=_EXACT)
     tables = quant_tables(quality)
     steps = jnp.asarray(np.stack([tables[0], tables[1], tables[1]], axis=-1))[None, None, :, None, :, :]
     coef = _straight_through_round(coef / steps) * steps
-    back = jnp.einsum("ua,vb,nyuxvd->nyaxbd", c, c, coef).reshape(n, h + ph, w + pw, 3)
+    back = jnp.einsum("ua,vb,nyuxvd->nyaxbd", c, c, coef, precision=_EXACT).reshape(n, h + ph, w + pw, 3)
     back = jnp.clip(_straight_through_round(back + 128.0), 0.0, 255.0) - jnp.array([0.0, 128.0, 128.0])
-    rgb = jnp.einsum("nhwd,cd->nhwc", back, jnp.asarray(_YCC_TO_RGB, jnp.float32))
+    rgb = jnp.einsum("nhwd,cd->nhwc", back, jnp.asarray(_YCC_TO_RGB, jnp.float32), precision=_EXACT)
     rgb = jnp.clip(_straight_through_round(rgb), 0.0, 255.0)
     return rgb[:, :h, :w, :] / 255.0
