@@ -104,8 +104,8 @@ class Protector:
     def refine_for_jpeg(self, key: jax.Array, x_uint8: np.ndarray, start_uint8: np.ndarray, labels, quality: int):
         """More lattice steps from ``start_uint8`` (what was encoded last), within the budget around
         the originals ``x_uint8``, against the classifiers *behind* a JPEG round trip at ``quality``
-        (:func:`ppjax.jpeg.jpeg_round_trip`): (uint8 batch to encode, protected-after-JPEG flags as
-        the differentiable stand-in predicts them)."""
+        (:func:`ppjax.jpeg.jpeg_round_trip`): the uint8 batch to encode. The verdict is left to
+        :meth:`verify` on the decoded file, not to the differentiable stand-in."""
         if quality not in self._for_jpeg:
             from ppjax.jpeg import jpeg_round_trip
 
@@ -117,11 +117,10 @@ class Protector:
             def refine_from(key, x_uint8, start_uint8, labels):
                 x0 = x_uint8.astype(jnp.float32) / 255.0
                 q = quantise(refine(key, x0, labels, start=start_uint8.astype(jnp.float32) / 255.0), x_uint8, self.eps)
-                return q.astype(jnp.uint8), attacks.objective_and_lead(behind, q / 255.0, labels)[1] > 0.0
+                return q.astype(jnp.uint8)
 
             self._for_jpeg[quality] = jax.jit(refine_from)
-        q, ok = self._for_jpeg[quality](key, jnp.asarray(x_uint8), jnp.asarray(start_uint8), labels)
-        return np.asarray(q), np.asarray(ok)
+        return np.asarray(self._for_jpeg[quality](key, jnp.asarray(x_uint8), jnp.asarray(start_uint8), labels))
 
     def verify(self, x_uint8: np.ndarray, labels) -> np.ndarray:
         """Protected flags for uint8 images (e.g. decoded from the written files)."""
@@ -205,7 +204,7 @@ def protect_files(
                 redo = [j for j, w in enumerate(written) if w is not None and is_jpeg[j] and not flags[j]]
                 if not redo:
                     break
-                q2, _ = protector.refine_for_jpeg(keys, padded, encoded, labels, jpeg_quality)
+                q2 = protector.refine_for_jpeg(keys, padded, encoded, labels, jpeg_quality)
                 again = _write_and_reload(q2[redo], [todo[idx[j]] for j in redo], [loaded[idx[j]].alpha for j in redo], jpeg_quality, sources, results)
                 for j, w in zip(redo, again):
                     written[j] = w
