@@ -253,9 +253,12 @@ def objective_and_lead(targets: Sequence[Target], x, labels, terms: Sequence[Ter
         total = total + target.objective.value(logits, y)
         this = target.objective.lead(logits, y)
         lead = this if lead is None else jnp.minimum(lead, this)
-    for term in terms:
-        total = total + term.weight * term.value(x, x0)
-    return jnp.sum(total), lead
+    return jnp.sum(total + _weighted_terms(terms, x, x0)), lead
+
+
+def _weighted_terms(terms: Sequence[Term], x, x0):
+    """(N,) sum of weight * value over ``terms`` (0.0 without terms)."""
+    return sum((t.weight * t.value(x, x0) for t in terms), 0.0)
 
 
 def _unit(g):
@@ -505,8 +508,7 @@ def make_cw(
         x = jnp.clip(x0 + r * jnp.tanh(w), 0.0, 1.0)
         _, lead = objective_and_lead(targets, x, labels)
         dist = jnp.sum((x - x0) ** 2, axis=_PER_IMAGE)
-        extra = sum((t.weight * t.value(x, x0) for t in terms), jnp.zeros_like(dist))
-        loss = dist + c_img * jnp.maximum(stop_margin - lead, 0.0) - extra
+        loss = dist + c_img * jnp.maximum(stop_margin - lead, 0.0) - _weighted_terms(terms, x, x0)
         return jnp.sum(loss), (x, dist, lead)
 
     grad = jax.grad(losses, has_aux=True)
