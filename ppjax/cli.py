@@ -469,14 +469,15 @@ def bench_attack(
     as_json: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures to this JSON file.")] = None,
 ) -> None:
     """Attack throughput (images x steps / s) per model: ppjax PGD vs the PyTorch eager PGD loop,
-    and `protect` end to end on PNG files (warm) vs the same loop as a PyTorch script."""
+    and `protect` end to end on PNG files (warm) vs the same loop as a PyTorch script; PyTorch on
+    contiguous NCHW batches and on channels-last ones."""
     results = _bench_module().run_attack_bench(batch=batch, steps=steps, repeats=repeats, image_size=size, log=lambda s: err.print(s))
     table = Table(title=f"PGD L-inf {results['eps_255']:g}/255, {steps} steps, batch {batch}, {size}x{size}: images x steps / s, median of {repeats}")
     for col in ("model", "task", "ppjax (JAX)", "PyTorch", "ratio", "PyTorch channels-last", "ratio"):
         table.add_column(col, justify="right")
     for r in results["rows"]:
-        last = [f"{r['torch_channels_last']:.2f}", f"{r['ratio_channels_last']:.2f}"] if "torch_channels_last" in r else ["(as PyTorch)", ""]
-        table.add_row(r["model"], r["task"], f"{r['jax']:.2f}", f"{r['torch']:.2f}", f"{r['ratio']:.2f}", *last)
+        rates = (r["jax"], r["torch"], r["ratio"], r["torch_channels_last"], r["ratio_channels_last"])
+        table.add_row(r["model"], r["task"], *(f"{v:.2f}" for v in rates))
     out.print(table)
     out.print(results["environment"])
     if as_json:

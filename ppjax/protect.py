@@ -2,11 +2,11 @@
 
 What is written is what was verified. The attack works in float; the output is rounded to the uint8
 lattice (staying inside the budget), the classifiers are run again on exactly those bytes, and an
-image that rounding un-protected gets more sign steps of 1/255 *on the lattice* until it is
-protected or the extra steps run out. With JPEG output the verdict is taken on the decoded JPEG;
-an image the encoder un-protected gets further lattice steps against the classifiers behind a
-differentiable JPEG round trip (:mod:`ppjax.jpeg`) and is encoded again, for up to ``jpeg_rounds``
-rounds.
+image that is not protected with margin on the lattice (rounding un-protected it, or the attack's
+steps were not enough) gets up to ``lattice_steps`` more sign steps of 1/255 *on the lattice*. With
+JPEG output the verdict is taken on the decoded JPEG; an image the encoder un-protected gets
+further lattice steps against the classifiers behind a differentiable JPEG round trip
+(:mod:`ppjax.jpeg`) and is encoded again, for up to ``jpeg_rounds`` rounds.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ppjax import attacks
+from ppjax import attacks, metrics
 from ppjax.batching import bucket_size, group_batches, pad_batch
 from ppjax.io import ImageReadError, ImageWriteError, read_image, write_image
 
@@ -71,17 +71,28 @@ class Protector:
         def labels_of(x01):
             return tuple(jnp.argmax(t.apply(t.variables, x01), axis=-1) for t in targets)
 
+        def lead(x01, labels):
+            return attacks.objective_and_lead(targets, x01, labels)[1]
+
         def status(x01, labels):
-            return attacks.objective_and_lead(targets, x01, labels)[1] > 0.0
+            return lead(x01, labels) > 0.0
 
         def run(key, x_uint8):
             x0 = x_uint8.astype(jnp.float32) / 255.0
             labels = labels_of(x0)
             q = quantise(attack(key, x0, labels), x_uint8, self.eps)
-            # Extra steps on the lattice for images the rounding un-protected: sign steps of 1/255
-            # from the quantised image; protected images are left as they are (early stop).
-            q = quantise(refine(key, x0, labels, start=q / 255.0), x_uint8, self.eps)
-            return q.astype(jnp.uint8), labels, status(q / 255.0, labels)
+            q_lead = lead(q / 255.0, labels)
+
+            def refined(q):
+                # Sign steps of 1/255 from the quantised image; images already protected with
+                # margin are left as they are (early stop).
+                r = quantise(refine(key, x0, labels, start=q / 255.0), x_uint8, self.eps)
+                return r, lead(r / 255.0, labels)
+
+            # The refinement's first step costs a gradient even when every image is already
+            # protected with margin on the lattice (the usual case): skip it then.
+            q, q_lead = jax.lax.cond(jnp.any(q_lead <= self.margin), refined, lambda q: (q, q_lead), q)
+            return q.astype(jnp.uint8), labels, q_lead > 0.0
 
         self._run = jax.jit(run)
         self._status = jax.jit(status)
@@ -159,8 +170,6 @@ def protect_files(
     when the batch differs: a batch of another size is computed in another float order.)
     Inputs are decoded ``chunk`` at a time; batches are formed within a chunk.
     """
-    from ppjax import metrics
-
     results: list[ProtectResult] = []
     pending = []
     done_count = 0
@@ -172,7 +181,6 @@ def protect_files(
             pending.append((src, out))
     if progress:
         progress(done_count)
-    quality = jax.jit(lambda a, b: (metrics.psnr(a, b), metrics.ssim(a, b)))
     sources = [src for src, _ in jobs]
     # Decoded a chunk at a time, so a folder of thousands of photos does not sit in memory at once.
     for first in range(0, len(pending), chunk):
@@ -191,12 +199,14 @@ def protect_files(
             keys = jnp.stack([jax.random.fold_in(base, _stable_hash(str(todo[i][0]))) for i in idx])
             keys = jnp.concatenate([keys, jnp.repeat(keys[-1:], size - len(idx), axis=0)])
             padded = pad_batch(batch, size)
-            q, labels, _ = protector(keys, padded)
+            q, labels, flags = protector(keys, padded)
             written = _write_and_reload(q[: len(idx)], [todo[i] for i in idx], [loaded[i].alpha for i in idx], jpeg_quality, sources, results)
             is_jpeg = [todo[i][1].suffix.lower() in (".jpg", ".jpeg") for i in idx]
             # Verdicts and quality on the padded batch, so every call keeps the bucket's shape.
             current = _with_rows(padded, written)
-            flags = protector.verify(current, labels)
+            if not all(w is None or np.array_equal(w, q[j]) for j, w in enumerate(written)):
+                # Lossy files: the protector's flags were for other bytes; judge what was decoded.
+                flags = protector.verify(current, labels)
             encoded = _with_rows(padded, list(q[: len(idx)]))
             for _ in range(jpeg_rounds if any(is_jpeg) else 0):
                 # The encoder may have undone the protection: step on from what was encoded, against
@@ -210,9 +220,13 @@ def protect_files(
                     written[j] = w
                     if w is not None:
                         encoded[j] = q2[j]
+                    else:
+                        # The error is reported; the earlier round's file must not stay behind,
+                        # or a resumed run would skip this image as done.
+                        todo[idx[j]][1].unlink(missing_ok=True)
                 current = _with_rows(padded, written)
                 flags = protector.verify(current, labels)
-            p, s = quality(jnp.asarray(padded, jnp.float32) / 255.0, jnp.asarray(current, jnp.float32) / 255.0)
+            p, s = _psnr_ssim(jnp.asarray(padded, jnp.float32) / 255.0, jnp.asarray(current, jnp.float32) / 255.0)
             for j, w in enumerate(written):
                 if w is not None:
                     src, out = todo[idx[j]]
@@ -222,6 +236,12 @@ def protect_files(
                 progress(done_count)
     order = {src: n for n, (src, _) in enumerate(jobs)}
     return sorted(results, key=lambda r: order[r.source])
+
+
+@jax.jit
+def _psnr_ssim(a, b):
+    """Per-image PSNR (dB) and SSIM of (N, H, W, 3) batches in [0, 1]."""
+    return metrics.psnr(a, b), metrics.ssim(a, b)
 
 
 def _with_rows(padded: np.ndarray, written: list) -> np.ndarray:

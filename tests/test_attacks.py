@@ -393,3 +393,50 @@ def test_jpeg_bench_counts_readable_photos_and_logs_the_rest(tiny, photos, tmp_p
     (row,) = report["rows"]
     assert row["quality"] == 60 and row["images"] == 1 and 0 <= row["without"] <= 1 and 0 <= row["with"] <= 1
     assert any("skipped" in line and "bad.png" in line for line in logged)
+
+
+def test_lattice_refinement_runs_only_while_images_lack_margin(linear, photos):
+    x0 = jnp.asarray(photos, jnp.float32) / 255.0
+    labels = (jnp.argmax(linear.apply(linear.variables, x0), -1),)
+    lead = lambda q: np.asarray(attacks.objective_and_lead([linear], jnp.asarray(q, jnp.float32) / 255.0, labels)[1])  # noqa: E731
+    # BIM with one step of 1/255 leaves the linear model's images short of a margin of 50 logits.
+    few = dict(method="bim", eps=4.0, steps=1, margin=50.0)
+    bare = Protector([linear], lattice_steps=0, **few)(jax.random.key(0), photos)[0]
+    assert (lead(bare) <= 50.0).any()
+    refined, _, ok = Protector([linear], lattice_steps=4, **few)(jax.random.key(0), photos)
+    assert (lead(refined) > lead(bare)).any()
+    assert ok.tolist() == (lead(refined) > 0).tolist()
+    assert np.abs(refined.astype(int) - photos).max() <= 4
+    # With margin 0 the attack already protects every image: the refinement leaves them alone.
+    enough = dict(method="bim", eps=4.0, steps=4, margin=0.0)
+    np.testing.assert_array_equal(
+        Protector([linear], lattice_steps=0, **enough)(jax.random.key(0), photos)[0],
+        Protector([linear], lattice_steps=4, **enough)(jax.random.key(0), photos)[0],
+    )
+
+
+def test_failed_jpeg_rewrite_leaves_no_stale_output(tiny, photos, tmp_path, monkeypatch):
+    import ppjax.protect as protect_module
+
+    (tmp_path / "in").mkdir()
+    jobs = []
+    for n, rgb in enumerate(photos[:2]):
+        Image.fromarray(rgb).save(tmp_path / "in" / f"{n}.png")
+        jobs.append((tmp_path / "in" / f"{n}.png", tmp_path / "out" / f"{n}.jpg"))
+    protector = Protector([tiny], eps=2.0, steps=1)
+    # Every decoded JPEG judged unprotected, so both images go to a JPEG round; the disk is full then.
+    monkeypatch.setattr(protector, "verify", lambda x, labels: np.zeros(len(x), bool))
+    writes = []
+    real_write = protect_module.write_image
+
+    def write_then_fail(path, *args, **kwargs):
+        writes.append(path)
+        if writes.count(path) > 1 and path.stem == "1":
+            raise protect_module.ImageWriteError(f"{path}: cannot write (No space left on device)")
+        return real_write(path, *args, **kwargs)
+
+    monkeypatch.setattr(protect_module, "write_image", write_then_fail)
+    results = protect_module.protect_files(protector, jobs, jpeg_rounds=1, max_batch=2)
+    assert writes.count(jobs[1][1]) == 2
+    assert [r.error is None for r in results] == [True, False] and "No space" in results[1].error
+    assert jobs[0][1].exists() and not jobs[1][1].exists()
