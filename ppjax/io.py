@@ -196,7 +196,9 @@ def write_image(
         img = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
     else:
         img = Image.fromarray(rgb, "RGB")
-    options = {"optimize": True} if suffix == ".png" else {"quality": jpeg_quality, "subsampling": 0}
+    # zlib level 6, not PIL's optimize=True (level 9 and filter trials): 2.0 s against 0.45 s for
+    # a 1024x1024 photo, for files 2.6% smaller; a 12-megapixel photo would wait ~20 s to be written.
+    options = {"compress_level": 6} if suffix == ".png" else {"quality": jpeg_quality, "subsampling": 0}
     fmt = "PNG" if suffix == ".png" else "JPEG"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
