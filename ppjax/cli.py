@@ -424,6 +424,14 @@ bench_app = typer.Typer(help="Benchmarks: JAX against PyTorch on the same weight
 app.add_typer(bench_app, name="bench")
 
 
+_DTYPE_HELP = "Compute dtype of both frameworks: float32 or bfloat16 (PyTorch through autocast; images and logits stay float32)."
+
+
+def _check_dtype(dtype: str, module) -> None:
+    if dtype not in module.DTYPES:
+        raise _fail(f"--dtype must be one of {', '.join(module.DTYPES)}", 2)
+
+
 def _bench_module():
     try:
         from ppjax import bench as module
@@ -438,18 +446,22 @@ def bench(
     batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8",
     repeats: Annotated[int, typer.Option(min=1, help="Timed rounds per measurement (median reported).")] = 5,
     size: Annotated[int, typer.Option(min=32, help="Image side in pixels.")] = 256,
+    dtype: Annotated[str, typer.Option(help=_DTYPE_HELP)] = "float32",
     as_json: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures to this JSON file.")] = None,
 ) -> None:
     """Throughput of the Places365 ResNet50: JAX vs a PyTorch eager loop on the same weights.
 
     Uses random weights in the official layout, so it runs without the real checkpoint; speed does
-    not depend on the weight values. `ppjax bench attack` measures whole attacks.
+    not depend on the weight values. `ppjax bench attack` measures whole attacks. On a GPU,
+    PyTorch runs on CUDA too when it has it (the last line says where each ran).
     """
     if ctx.invoked_subcommand is not None:
         return
+    module = _bench_module()
+    _check_dtype(dtype, module)
     sizes = [int(b) for b in batch_sizes.split(",") if b.strip()]
-    results = _bench_module().run_resnet_bench(sizes, repeats=repeats, image_size=size, log=lambda s: err.print(s))
-    table = Table(title=f"ResNet50 (365 classes) at {size}x{size}, images/s, median of {repeats}")
+    results = module.run_resnet_bench(sizes, repeats=repeats, image_size=size, dtype=dtype, log=lambda s: err.print(s))
+    table = Table(title=f"ResNet50 (365 classes) at {size}x{size}, {dtype}, images/s, median of {repeats}")
     for col in ("batch", "task", "jax", "pytorch", "jax / pytorch"):
         table.add_column(col, justify="right")
     for r in results["rows"]:
@@ -466,18 +478,24 @@ def bench_attack(
     steps: Annotated[int, typer.Option(min=1, help="PGD steps per attack.")] = 10,
     repeats: Annotated[int, typer.Option(min=1, help="Timed rounds (median reported).")] = 3,
     size: Annotated[int, typer.Option(min=32, help="Image side in pixels.")] = 256,
+    dtype: Annotated[str, typer.Option(help=_DTYPE_HELP)] = "float32",
     as_json: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures to this JSON file.")] = None,
 ) -> None:
     """Attack throughput (images x steps / s) per model: ppjax PGD vs the PyTorch eager PGD loop,
     and `protect` end to end on PNG files (warm) vs the same loop as a PyTorch script; PyTorch on
-    contiguous NCHW batches and on channels-last ones."""
-    results = _bench_module().run_attack_bench(batch=batch, steps=steps, repeats=repeats, image_size=size, log=lambda s: err.print(s))
-    table = Table(title=f"PGD L-inf {results['eps_255']:g}/255, {steps} steps, batch {batch}, {size}x{size}: images x steps / s, median of {repeats}")
-    for col in ("model", "task", "ppjax (JAX)", "PyTorch", "ratio", "PyTorch channels-last", "ratio"):
-        table.add_column(col, justify="right")
+    contiguous NCHW batches and on channels-last ones. On a GPU, PyTorch runs on CUDA too when it
+    has it (the last line says where each ran)."""
+    module = _bench_module()
+    _check_dtype(dtype, module)
+    results = module.run_attack_bench(batch=batch, steps=steps, repeats=repeats, image_size=size, dtype=dtype, log=lambda s: err.print(s))
+    title = f"PGD L-inf {results['eps_255']:g}/255, {steps} steps, batch {batch}, {size}x{size}, {dtype}: images x steps / s, median of {repeats}"
+    table = Table(title=title)
+    table.caption = "torch: PyTorch on contiguous NCHW batches; torch CL: on channels-last ones; ratio: ppjax / torch"
+    for col in ("model", "task", "ppjax", "torch", "ratio", "torch CL", "ratio"):
+        table.add_column(col, justify="right", no_wrap=True)
     for r in results["rows"]:
         rates = (r["jax"], r["torch"], r["ratio"], r["torch_channels_last"], r["ratio_channels_last"])
-        table.add_row(r["model"], r["task"], *(f"{v:.2f}" for v in rates))
+        table.add_row(r["model"].split(" (")[0], r["task"].replace("protect end to end", "protect"), *(f"{v:.2f}" for v in rates))
     out.print(table)
     out.print(results["environment"])
     if as_json:
