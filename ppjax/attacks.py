@@ -36,7 +36,7 @@ __all__ = [
     "appeal", "perceptual",
     "sign_step", "momentum_sign_step", "l2_step", "masked_sign_step",
     "linf_ball", "l2_ball", "per_image_keys",
-    "objective_and_lead", "iterate",
+    "variables_of", "bind", "objective_and_lead", "iterate",
     "make_fgsm", "make_bim", "make_pgd", "make_mifgsm", "make_cw", "make_pfgsm", "make_masked", "make_coupled",
     "METHODS", "NEEDS_APPEAL",
 ]  # fmt: skip
@@ -123,10 +123,31 @@ def _lead_of_others(logits, labels):
 
 class Term(NamedTuple):
     """A quantity of the image itself to maximise alongside the objective, with its weight:
-    ``value(x, x0) -> (N,)`` for the current image ``x`` and the original ``x0``."""
+    ``value(variables, x, x0) -> (N,)`` for the current image ``x`` and the original ``x0``;
+    ``variables`` are the term's own weights (NIMA's for appeal, ``()`` for the others)."""
 
-    value: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]
+    value: Callable[[Any, jnp.ndarray, jnp.ndarray], jnp.ndarray]
     weight: float
+    variables: Any = ()
+
+
+def variables_of(targets: Sequence[Target], terms: Sequence[Term] = ()):
+    """All weights held by ``targets`` and ``terms``, as one pytree for :func:`bind`.
+
+    Pass it to a jitted function as an argument and :func:`bind` it inside: weights a jitted
+    closure captures are embedded in the compiled program as constants, which makes each cached
+    program as large as the models (about 190 MB for ResNet50, per image size).
+    """
+    return tuple(t.variables for t in targets), tuple(t.variables for t in terms)
+
+
+def bind(targets: Sequence[Target], terms: Sequence[Term], variables) -> tuple[tuple[Target, ...], tuple[Term, ...]]:
+    """``targets`` and ``terms`` holding ``variables`` (from :func:`variables_of`, possibly traced)."""
+    target_vars, term_vars = variables
+    return (
+        tuple(t._replace(variables=v) for t, v in zip(targets, target_vars, strict=True)),
+        tuple(t._replace(variables=v) for t, v in zip(terms, term_vars, strict=True)),
+    )
 
 
 def appeal(nima_apply: Callable, nima_variables: Any, weight: float) -> Term:
@@ -135,11 +156,11 @@ def appeal(nima_apply: Callable, nima_variables: Any, weight: float) -> Term:
     ``nima_apply(variables, x01) -> (N, 10)`` score probabilities, e.g. ``NimaModel.apply``.
     """
 
-    def value(x, x0):
-        p = nima_apply(nima_variables, x).astype(jnp.float32)
+    def value(variables, x, x0):
+        p = nima_apply(variables, x).astype(jnp.float32)
         return jnp.sum(p * jnp.arange(1, p.shape[-1] + 1, dtype=jnp.float32), axis=-1)
 
-    return Term(value, weight)
+    return Term(value, weight, nima_variables)
 
 
 def perceptual(kind: str, weight: float) -> Term:
@@ -148,9 +169,9 @@ def perceptual(kind: str, weight: float) -> Term:
     from ppjax import metrics
 
     if kind == "ssim":
-        return Term(lambda x, x0: metrics.ssim(x, x0) - 1.0, weight)
+        return Term(lambda _, x, x0: metrics.ssim(x, x0) - 1.0, weight)
     if kind == "ciede2000":
-        return Term(lambda x, x0: -metrics.ciede2000(x, x0), weight)
+        return Term(lambda _, x, x0: -metrics.ciede2000(x, x0), weight)
     raise ValueError(f"perceptual penalty must be 'ssim' or 'ciede2000', got {kind!r}")
 
 
@@ -258,7 +279,7 @@ def objective_and_lead(targets: Sequence[Target], x, labels, terms: Sequence[Ter
 
 def _weighted_terms(terms: Sequence[Term], x, x0):
     """(N,) sum of weight * value over ``terms`` (0.0 without terms)."""
-    return sum((t.weight * t.value(x, x0) for t in terms), 0.0)
+    return sum((t.weight * t.value(t.variables, x, x0) for t in terms), 0.0)
 
 
 def _unit(g):
@@ -278,7 +299,7 @@ def _gradient(targets, terms, combine):
     if combine != "unit":
         raise ValueError(f"combine must be 'sum' or 'unit', got {combine!r}")
     cls_grad = jax.grad(lambda x, labels: objective_and_lead(targets, x, labels), has_aux=True)
-    term_grads = [jax.grad(lambda x, x0, t=t: jnp.sum(t.value(x, x0))) for t in terms]
+    term_grads = [jax.grad(lambda x, x0, t=t: jnp.sum(t.value(t.variables, x, x0))) for t in terms]
 
     def grad(x, x0, labels):
         g, lead = cls_grad(x, labels)

@@ -254,7 +254,12 @@ def run_attack_bench(
         tmodel.to(device)
         labels = jnp.argmax(jax.jit(apply)(variables, jnp.asarray(x)), -1)
         target = attacks.Target(apply, variables, attacks.cross_entropy())
-        pgd = jax.jit(attacks.make_pgd([target], eps=eps, steps=steps, early_stop=False, step_size=eps / 4))
+
+        @jax.jit
+        def pgd(variables, key, x01, labels):  # weights as an argument, as Protector passes them
+            bound = [attacks.Target(apply, variables, target.objective)]
+            return attacks.make_pgd(bound, eps=eps, steps=steps, early_stop=False, step_size=eps / 4)(key, x01, labels)
+
         xj, key = jnp.asarray(x), jax.random.key(seed)
         xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).to(device)
         yt = torch.from_numpy(np.array(labels)).long().to(device)  # np.array: a writable copy for torch
@@ -267,7 +272,7 @@ def run_attack_bench(
 
         t = _timed_rounds(
             {
-                "jax": lambda: pgd(key, xj, (labels,)).block_until_ready(),
+                "jax": lambda: pgd(variables, key, xj, (labels,)).block_until_ready(),
                 "torch": _synced(lambda: torch_loop(xt), device),
                 "torch_channels_last": _synced(lambda: torch_loop(xt_last), device),
             },

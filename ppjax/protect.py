@@ -61,39 +61,46 @@ class Protector:
     options: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        targets = tuple(self.targets)
         make = attacks.METHODS[self.method]
-        attack = make(
-            targets, eps=self.eps, steps=self.steps, early_stop=self.early_stop, stop_margin=self.margin, terms=tuple(self.terms), **self.options
-        )
-        refine = self._lattice_refinement(targets)
+        # The weights go into the compiled programs as arguments, not as captured constants: the
+        # persistent cache then holds a few MB per image size rather than the models' size.
+        self._variables = attacks.variables_of(self.targets, self.terms)
 
-        def labels_of(x01):
+        def bound(variables):
+            return attacks.bind(self.targets, self.terms, variables)
+
+        def labels_of(targets, x01):
             return tuple(jnp.argmax(t.apply(t.variables, x01), axis=-1) for t in targets)
 
-        def lead(x01, labels):
+        def lead(targets, x01, labels):
             return attacks.objective_and_lead(targets, x01, labels)[1]
 
-        def status(x01, labels):
-            return lead(x01, labels) > 0.0
+        def status(variables, x01, labels):
+            return lead(bound(variables)[0], x01, labels) > 0.0
 
-        def run(key, x_uint8):
+        def run(variables, key, x_uint8):
+            targets, terms = bound(variables)
+            attack = make(
+                targets, eps=self.eps, steps=self.steps, early_stop=self.early_stop, stop_margin=self.margin, terms=terms, **self.options
+            )
+            refine = self._lattice_refinement(targets)
             x0 = x_uint8.astype(jnp.float32) / 255.0
-            labels = labels_of(x0)
+            labels = labels_of(targets, x0)
             q = quantise(attack(key, x0, labels), x_uint8, self.eps)
-            q_lead = lead(q / 255.0, labels)
+            q_lead = lead(targets, q / 255.0, labels)
 
             def refined(q):
                 # Sign steps of 1/255 from the quantised image; images already protected with
                 # margin are left as they are (early stop).
                 r = quantise(refine(key, x0, labels, start=q / 255.0), x_uint8, self.eps)
-                return r, lead(r / 255.0, labels)
+                return r, lead(targets, r / 255.0, labels)
 
             # The refinement's first step costs a gradient even when every image is already
             # protected with margin on the lattice (the usual case): skip it then.
             q, q_lead = jax.lax.cond(jnp.any(q_lead <= self.margin), refined, lambda q: (q, q_lead), q)
             return q.astype(jnp.uint8), labels, q_lead > 0.0
 
+        self._bound = bound
         self._run = jax.jit(run)
         self._status = jax.jit(status)
         self._for_jpeg = {}
@@ -109,7 +116,7 @@ class Protector:
 
         ``key``: one key for the batch, or (N,) keys, one per image.
         """
-        q, labels, ok = self._run(key, jnp.asarray(x_uint8))
+        q, labels, ok = self._run(self._variables, key, jnp.asarray(x_uint8))
         return np.asarray(q), labels, np.asarray(ok)
 
     def refine_for_jpeg(self, key: jax.Array, x_uint8: np.ndarray, start_uint8: np.ndarray, labels, quality: int):
@@ -120,22 +127,23 @@ class Protector:
         if quality not in self._for_jpeg:
             from ppjax.jpeg import jpeg_round_trip
 
-            behind = tuple(
-                attacks.Target(lambda v, x, apply=t.apply: apply(v, jpeg_round_trip(x, quality)), t.variables, t.objective) for t in self.targets
-            )
-            refine = self._lattice_refinement(behind)
-
-            def refine_from(key, x_uint8, start_uint8, labels):
+            def refine_from(variables, key, x_uint8, start_uint8, labels):
+                behind = tuple(
+                    attacks.Target(lambda v, x, apply=t.apply: apply(v, jpeg_round_trip(x, quality)), t.variables, t.objective)
+                    for t in self._bound(variables)[0]
+                )
+                refine = self._lattice_refinement(behind)
                 x0 = x_uint8.astype(jnp.float32) / 255.0
                 q = quantise(refine(key, x0, labels, start=start_uint8.astype(jnp.float32) / 255.0), x_uint8, self.eps)
                 return q.astype(jnp.uint8)
 
             self._for_jpeg[quality] = jax.jit(refine_from)
-        return np.asarray(self._for_jpeg[quality](key, jnp.asarray(x_uint8), jnp.asarray(start_uint8), labels))
+        refine = self._for_jpeg[quality]
+        return np.asarray(refine(self._variables, key, jnp.asarray(x_uint8), jnp.asarray(start_uint8), labels))
 
     def verify(self, x_uint8: np.ndarray, labels) -> np.ndarray:
         """Protected flags for uint8 images (e.g. decoded from the written files)."""
-        return np.asarray(self._status(jnp.asarray(x_uint8, jnp.float32) / 255.0, labels))
+        return np.asarray(self._status(self._variables, jnp.asarray(x_uint8, jnp.float32) / 255.0, labels))
 
 
 @dataclass

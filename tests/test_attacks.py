@@ -212,7 +212,7 @@ def test_coupled_keeps_appeal_where_the_summed_objective_loses_protection(linear
     plain = attacks.make_bim([linear], eps=4.0, steps=20, stop_margin=1.0)(jax.random.key(0), x0, labels)
     coupled = attacks.make_coupled([linear], eps=4.0, steps=20, stop_margin=1.0, terms=[term])(jax.random.key(0), x0, labels)
     summed = attacks.make_bim([linear], eps=4.0, steps=20, stop_margin=1.0, terms=[term])(jax.random.key(0), x0, labels)
-    score = lambda x: np.asarray(term.value(x, x0))  # noqa: E731
+    score = lambda x: np.asarray(term.value(term.variables, x, x0))  # noqa: E731
     protected = lambda x: int((np.asarray(attacks.objective_and_lead([linear], x, labels)[1]) > 0).sum())  # noqa: E731
     # The random NIMA's gradient is far larger than the classifier's: added as is, it takes over.
     assert protected(coupled) >= 5 and protected(summed) < protected(coupled)
@@ -226,10 +226,12 @@ def test_terms_values(generated_nima):
     x = jnp.clip(x0 + 0.05, 0, 1)
     apply, variables = generated_nima
     expected = nima.score_moments(apply(variables, x))[0]
-    assert np.allclose(np.asarray(attacks.appeal(apply, variables, 3.0).value(x, x0)), np.asarray(expected), atol=1e-5)
-    assert np.allclose(np.asarray(attacks.perceptual("ssim", 1.0).value(x0, x0)), 0.0, atol=1e-6)
-    assert (np.asarray(attacks.perceptual("ssim", 1.0).value(x, x0)) < 0).all()
-    assert (np.asarray(attacks.perceptual("ciede2000", 1.0).value(x, x0)) < 0).all()
+    term = attacks.appeal(apply, variables, 3.0)
+    assert np.allclose(np.asarray(term.value(term.variables, x, x0)), np.asarray(expected), atol=1e-5)
+    ssim, ciede = attacks.perceptual("ssim", 1.0), attacks.perceptual("ciede2000", 1.0)
+    assert np.allclose(np.asarray(ssim.value(ssim.variables, x0, x0)), 0.0, atol=1e-6)
+    assert (np.asarray(ssim.value(ssim.variables, x, x0)) < 0).all()
+    assert (np.asarray(ciede.value(ciede.variables, x, x0)) < 0).all()
     with pytest.raises(ValueError):
         attacks.perceptual("psnr", 1.0)
 
@@ -440,3 +442,31 @@ def test_failed_jpeg_rewrite_leaves_no_stale_output(tiny, photos, tmp_path, monk
     assert writes.count(jobs[1][1]) == 2
     assert [r.error is None for r in results] == [True, False] and "No space" in results[1].error
     assert jobs[0][1].exists() and not jobs[1][1].exists()
+
+
+class WideLinearNet(nn.Module):
+    """A classifier whose weights (4.5 MB) dwarf the program that attacks it."""
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(365)(x.reshape(x.shape[0], -1) - 0.5)
+
+
+def test_cached_programs_leave_the_weights_out(photos, generated_nima, tmp_path):
+    """The persistent cache holds programs, not models: captured as constants, ResNet50's weights
+    made each cached program about 190 MB, once per image size."""
+    from jax.experimental.compilation_cache import compilation_cache
+
+    module = WideLinearNet()
+    target = attacks.Target(module.apply, module.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3))), attacks.cross_entropy())
+    term = attacks.appeal(*generated_nima, 1.0)
+    weight_bytes = sum(a.nbytes for a in jax.tree_util.tree_leaves((target.variables, term.variables)))
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path / "jit-cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    compilation_cache.reset_cache()
+    protector = Protector([target], method="coupled", eps=2.0, steps=2, terms=[term])
+    q, _, _ = protector(jax.random.key(0), photos)
+    protector.verify(q, (jnp.zeros(len(photos), jnp.int32),))
+    entries = [f for f in (tmp_path / "jit-cache").rglob("*") if f.is_file()]
+    assert len(entries) >= 2  # the protection and the verification programs were written
+    assert max(f.stat().st_size for f in entries) < weight_bytes / 4
