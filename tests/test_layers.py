@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from ppjax.models.layers import conv_stride1, depthwise_conv, relu6
+from ppjax.models.layers import conv_stride1, conv_strided, depthwise_conv, relu6
 
 DIMS = ("NHWC", "HWIO", "NHWC")
 
@@ -46,6 +46,24 @@ def test_conv_stride1_matches_convolution(kernel, padding):
         return lax.conv_general_dilated(x, k, (1, 1), padding, dimension_numbers=DIMS)
 
     _compare(lambda x, k: conv_stride1(x, k, padding), reference, (2, 9, 8, 3), (kernel, kernel, 3, 5))
+
+
+@pytest.mark.parametrize(
+    "size, channels, kernel, strides, padding",
+    [
+        ((17, 16), 3, 7, (2, 2), ((3, 3), (3, 3))),  # a stem: all phases in one convolution
+        ((9, 10), 3, 3, (2, 2), ((0, 1), (1, 0))),
+        ((9, 8), 20, 3, (2, 2), ((1, 1), (1, 1))),  # many channels: one convolution per phase
+        ((11, 12), 20, 5, (3, 2), ((2, 2), (1, 2))),
+        ((8, 8), 20, 3, (2, 2), ((0, 4), (0, 4))),  # padding past the last output
+        ((8, 9), 20, 1, (2, 2), ((0, 0), (0, 0))),  # a kernel smaller than the stride
+    ],
+)
+def test_conv_strided_matches_convolution(size, channels, kernel, strides, padding):
+    def reference(x, k):
+        return lax.conv_general_dilated(x, k, strides, padding, dimension_numbers=DIMS)
+
+    _compare(lambda x, k: conv_strided(x, k, strides, padding), reference, (2, *size, channels), (kernel, kernel, channels, 5))
 
 
 def test_relu6_gradient_is_pytorchs():
