@@ -1,8 +1,8 @@
 """Throughput benchmark: the JAX port against a PyTorch eager loop, same weights, same run.
 
-Each measurement is the median over ``repeats`` rounds; rounds alternate between JAX and PyTorch so
-that both see the same machine load (on a shared 2-core machine the speed drifts by tens of
-percent within minutes). Needs torch (the ``export`` extra); imported only by ``ppjax bench``.
+Rates are medians over ``repeats`` rounds; rounds alternate between JAX and PyTorch so that both
+see the same machine load (on a shared 2-core machine the speed drifts by tens of percent within
+minutes), and ratios are medians of the ratios within each round. Needs torch (the ``export`` extra); imported only by ``ppjax bench``.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from ppjax.export.torch_to_flax import torch_to_flax
 from ppjax.models import places365
 
 
-def _timed_rounds(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
-    """Median seconds per call of each function, after one warm-up call each (compilation)."""
+def _timed_rounds(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, list[float]]:
+    """Seconds of each call of each function, ``repeats`` rounds with the functions interleaved
+    within each round, after one warm-up call each (compilation)."""
     for f in fns.values():
         f()
     times: dict[str, list[float]] = {k: [] for k in fns}
@@ -33,7 +34,14 @@ def _timed_rounds(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str,
             t = time.perf_counter()
             f()
             times[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return times
+
+
+def _speed_ratio(times: dict[str, list[float]], faster: str, slower: str) -> float:
+    """How many times as fast ``faster`` ran as ``slower``: the median over rounds of the ratio
+    within each round. A shared machine's speed drifts between rounds; both calls of one round
+    ran side by side, so their ratio is steadier than a ratio of medians."""
+    return statistics.median(b / a for a, b in zip(times[faster], times[slower], strict=True))
 
 
 #: Compute dtype name -> (JAX model dtype, PyTorch autocast dtype or None for plain float32).
@@ -164,9 +172,12 @@ def run_resnet_bench(batch_sizes, *, repeats: int = 5, image_size: int = 256, dt
             repeats,
         )
         for task in ("forward", "grad"):
-            jax_ips, torch_ips = b / t[f"jax_{task}"], b / t[f"torch_{task}"]
+            jax_ips, torch_ips = b / statistics.median(t[f"jax_{task}"]), b / statistics.median(t[f"torch_{task}"])
             name = "forward" if task == "forward" else "forward+input grad"
-            rows.append({"batch": b, "task": name, "jax_ips": jax_ips, "torch_ips": torch_ips, "ratio": jax_ips / torch_ips})
+            rows.append({
+                "batch": b, "task": name, "jax_ips": jax_ips, "torch_ips": torch_ips, "ratio": _speed_ratio(t, f"jax_{task}", f"torch_{task}"),
+                "seconds": {"jax": t[f"jax_{task}"], "torch": t[f"torch_{task}"]},
+            })  # fmt: skip
     return {"image_size": image_size, "dtype": dtype, "repeats": repeats, "rows": rows, "environment": _environment(device, dtype)}
 
 
@@ -200,12 +211,14 @@ def _torch_protect_script(model, mean, std, files, out_dir, eps, alpha, steps, c
         Image.fromarray(img).save(out_dir / f.name)
 
 
-def _rates_row(model: str, task: str, work: int, seconds: dict[str, float]) -> dict:
-    """Images x steps / s from median seconds of "jax", "torch" and "torch_channels_last", and ratios."""
-    rates = {k: work / v for k, v in seconds.items()}
+def _rates_row(model: str, task: str, work: int, times: dict[str, list[float]]) -> dict:
+    """Images x steps / s from the median seconds of "jax", "torch" and "torch_channels_last",
+    and ppjax's speed ratios to each (see :func:`_speed_ratio`)."""
+    rates = {k: work / statistics.median(v) for k, v in times.items()}
     return {
-        "model": model, "task": task, "jax": rates["jax"], "torch": rates["torch"], "ratio": rates["jax"] / rates["torch"],
-        "torch_channels_last": rates["torch_channels_last"], "ratio_channels_last": rates["jax"] / rates["torch_channels_last"],
+        "model": model, "task": task, "jax": rates["jax"], "torch": rates["torch"], "ratio": _speed_ratio(times, "jax", "torch"),
+        "torch_channels_last": rates["torch_channels_last"], "ratio_channels_last": _speed_ratio(times, "jax", "torch_channels_last"),
+        "seconds": times,
     }  # fmt: skip
 
 

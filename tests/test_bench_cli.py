@@ -21,7 +21,8 @@ def test_bench_command_reports_both_frameworks(tmp_path):
     assert [(r["batch"], r["task"]) for r in report["rows"]] == [(2, "forward"), (2, "forward+input grad")]
     for r in report["rows"]:
         assert r["jax_ips"] > 0 and r["torch_ips"] > 0
-        assert r["ratio"] == pytest.approx(r["jax_ips"] / r["torch_ips"])
+        assert r["ratio"] == pytest.approx(r["jax_ips"] / r["torch_ips"])  # one round: the same ratio
+        assert len(r["seconds"]["jax"]) == len(r["seconds"]["torch"]) == 1
     assert "jax / pytorch" in result.stdout and "torch" in report["environment"]
     assert report["dtype"] == "bfloat16" and report["environment"].startswith("bfloat16;") and "bfloat16" in result.stdout
 
@@ -38,6 +39,17 @@ def test_bench_attack_reports_each_model(tmp_path):
     for r in report["rows"]:
         assert r["jax"] > 0 and r["torch"] > 0 and r["ratio"] == pytest.approx(r["jax"] / r["torch"])
         assert r["torch_channels_last"] > 0 and r["ratio_channels_last"] == pytest.approx(r["jax"] / r["torch_channels_last"])
+        assert sorted(r["seconds"]) == ["jax", "torch", "torch_channels_last"]
+
+
+def test_speed_ratio_pairs_the_calls_of_each_round():
+    from ppjax.bench import _speed_ratio
+
+    # The machine slowed down in the last round: each round's ratio says 2, 1, 3 (median 2),
+    # whereas the medians of the times (2 and 2) would say 1.
+    times = {"jax": [1.0, 2.0, 4.0], "torch": [2.0, 2.0, 12.0]}
+    assert _speed_ratio(times, "jax", "torch") == 2.0
+    assert _speed_ratio(times, "torch", "jax") == 0.5
 
 
 @pytest.mark.parametrize("command", [["bench"], ["bench", "attack"]])
