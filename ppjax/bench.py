@@ -2,7 +2,8 @@
 
 Rates are medians over ``repeats`` rounds; rounds alternate between JAX and PyTorch so that both
 see the same machine load (on a shared 2-core machine the speed drifts by tens of percent within
-minutes), and ratios are medians of the ratios within each round. Needs torch (the ``export`` extra); imported only by ``ppjax bench``.
+minutes), and ratios are medians of the ratios within each round. Needs torch (the ``export``
+extra); imported only by ``ppjax bench``.
 """
 
 from __future__ import annotations
