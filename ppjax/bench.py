@@ -271,8 +271,7 @@ def run_attack_bench(
 
         @jax.jit
         def pgd(variables, key, x01, labels):  # weights as an argument, as Protector passes them
-            bound = [attacks.Target(apply, variables, target.objective)]
-            return attacks.make_pgd(bound, eps=eps, steps=steps, early_stop=False, step_size=eps / 4)(key, x01, labels)
+            return attacks.make_pgd([target._replace(variables=variables)], eps=eps, steps=steps, early_stop=False, step_size=eps / 4)(key, x01, labels)
 
         xj, key = jnp.asarray(x), jax.random.key(seed)
         xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).to(device)

@@ -67,9 +67,6 @@ class Protector:
         # the device once, so that NumPy weights are not copied over again on every call.
         self._variables = jax.device_put(attacks.variables_of(self.targets, self.terms))
 
-        def bound(variables):
-            return attacks.bind(self.targets, self.terms, variables)
-
         def labels_of(targets, x01):
             return tuple(jnp.argmax(t.apply(t.variables, x01), axis=-1) for t in targets)
 
@@ -77,10 +74,10 @@ class Protector:
             return attacks.objective_and_lead(targets, x01, labels)[1]
 
         def status(variables, x01, labels):
-            return lead(bound(variables)[0], x01, labels) > 0.0
+            return lead(self._bound(variables)[0], x01, labels) > 0.0
 
         def run(variables, key, x_uint8):
-            targets, terms = bound(variables)
+            targets, terms = self._bound(variables)
             attack = make(
                 targets, eps=self.eps, steps=self.steps, early_stop=self.early_stop, stop_margin=self.margin, terms=terms, **self.options
             )
@@ -101,10 +98,13 @@ class Protector:
             q, q_lead = jax.lax.cond(jnp.any(q_lead <= self.margin), refined, lambda q: (q, q_lead), q)
             return q.astype(jnp.uint8), labels, q_lead > 0.0
 
-        self._bound = bound
         self._run = jax.jit(run)
         self._status = jax.jit(status)
         self._for_jpeg = {}
+
+    def _bound(self, variables):
+        """(targets, terms) holding ``variables``, the traced weights inside a jitted function."""
+        return attacks.bind(self.targets, self.terms, variables)
 
     def _lattice_refinement(self, targets):
         return attacks.iterate(
