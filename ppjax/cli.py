@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+import warnings
 
 import numpy as np
 from pathlib import Path
@@ -48,6 +50,23 @@ class _DownloadBars:
             self.progress.update(task, completed=done, total=total)
 
         return update
+
+
+@contextlib.contextmanager
+def _installing():
+    """Download bars on stderr while a model installs; the reader's notes on skipped checkpoint
+    metadata printed after it, one ``note:`` line each."""
+    from ppjax.torch_checkpoint import CheckpointNote
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CheckpointNote)
+        try:
+            with _download_progress() as progress:
+                yield _DownloadBars(progress)
+        finally:
+            notes = dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, CheckpointNote))
+            for note in notes:  # the ONNX export reads the checkpoint again: each note once
+                err.print(f"note: {note}", markup=False)
 
 
 def _download_progress() -> Progress:
@@ -107,8 +126,8 @@ def models_fetch(
     """Download a model's official files (resuming partial downloads), convert and install it."""
     urls = {k: v for k, v in {"checkpoint": url, "categories": categories_url}.items() if v}
     try:
-        with _download_progress() as progress:
-            target = weights.fetch(name, urls=urls, progress=_DownloadBars(progress), keep_downloads=keep_downloads)
+        with _installing() as bars:
+            target = weights.fetch(name, urls=urls, progress=bars, keep_downloads=keep_downloads)
     except (weights.ModelStoreError, ValueError) as e:
         raise _fail(str(e)) from None
     out.print(f"installed {name} in {target}")
@@ -122,8 +141,8 @@ def models_import(
 ) -> None:
     """Install a model from a file you already have (no internet needed; places365 also wants --categories)."""
     try:
-        with _download_progress() as progress:
-            target = weights.import_files(name, path, categories=categories, progress=_DownloadBars(progress))
+        with _installing() as bars:
+            target = weights.import_files(name, path, categories=categories, progress=bars)
     except (weights.ModelStoreError, ValueError) as e:
         raise _fail(str(e)) from None
     out.print(f"installed {name} in {target}")
@@ -150,8 +169,8 @@ def _load_or_fetch(name: str, **options):
     try:
         if name in weights.KNOWN_MODELS and not weights.is_installed(name):
             err.print(f"model {name} is not installed yet: fetching the official files once ({weights.store_root()})")
-            with _download_progress() as progress:
-                weights.fetch(name, progress=_DownloadBars(progress))
+            with _installing() as bars:
+                weights.fetch(name, progress=bars)
         return weights.load_model(name, **options)
     except (weights.ModelStoreError, ValueError) as e:
         raise _fail(str(e)) from None

@@ -308,7 +308,12 @@ def _download_once(url: str, part: Path, progress: ProgressFn | None, timeout: f
 
 def _install(entry: StoreEntry, files: Mapping[str, Path], origins: Mapping[str, str], root) -> Path:
     """Convert ``files`` and atomically place the result at ``model_dir(entry.name)``."""
-    arrays, labels = _resolve(entry.converter)(files)
+    try:
+        arrays, labels = _resolve(entry.converter)(files)
+    except (ModelStoreError, ValueError):
+        raise  # their messages already name the file
+    except Exception as e:  # noqa: BLE001 - h5py, zip and pickle errors: one line, never a traceback
+        raise ModelStoreError(f"{files['checkpoint']}: cannot be converted ({type(e).__name__}: {e})") from None
     target = model_dir(entry.name, root)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=target.parent))

@@ -86,6 +86,19 @@ def official_checkpoint(tmp_path_factory, places_batch) -> GeneratedCheckpoint:
     return GeneratedCheckpoint(path, model, shared_path("places365", "categories_places365.txt"))
 
 
+@pytest.fixture(scope="session")
+def official_checkpoint_2017(tmp_path_factory, official_checkpoint) -> GeneratedCheckpoint:
+    """The same weights written as the official file really is: by Python 2.7 + PyTorch 0.2 from a
+    GPU model (Python 2 byte strings, ``torch.cuda.FloatStorage`` at ``cuda:0``, a NumPy float64
+    ``best_prec1``, a non-ASCII byte string), opcode by opcode (see tests/py2_checkpoint.py)."""
+    from .py2_checkpoint import Bytes2, write_2017_checkpoint
+
+    state_dict = {k: v.detach().numpy() for k, v in official_checkpoint.model.state_dict().items()}
+    path = tmp_path_factory.mktemp("official_2017") / "resnet50_places365.pth.tar"
+    write_2017_checkpoint(path, state_dict, extra={"comment": Bytes2("Places365 r\u00e9seau".encode())})
+    return GeneratedCheckpoint(path, official_checkpoint.model, official_checkpoint.categories)
+
+
 @dataclass
 class LoopbackServer:
     """Serves ``files`` (URL path -> bytes) on 127.0.0.1 with HTTP Range support.

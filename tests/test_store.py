@@ -141,3 +141,83 @@ def test_classify_without_model_tries_to_fetch_then_says_how_to_import(store, pl
     assert "not installed yet: fetching" in result.stderr
     assert result.exit_code == 1 and "PPJAX_OFFLINE is set" in result.stderr
     assert "ppjax models import places365 PATH" in result.stderr
+
+
+def _independent_pytorch_model(path):
+    """A fresh torchvision-layout ResNet50 filled by PyTorch itself from ``path``, loaded the way the
+    official demo loads the real file on Python 3."""
+    import torch
+
+    from ppjax.export.torch_resnet import resnet50
+
+    checkpoint = torch.load(path, map_location=lambda storage, loc: storage, encoding="latin1", weights_only=False)
+    model = resnet50(365)
+    model.load_state_dict({k.removeprefix("module."): v for k, v in checkpoint["state_dict"].items()}, strict=True)
+    return model.eval()
+
+
+def _assert_classify_top5_matches(model, files):
+    import torch
+
+    from ppjax.io import read_image, to_float01
+
+    result = CliRunner().invoke(app, ["classify", "--json", *map(str, files)])
+    assert result.exit_code == 0, result.output
+    got = [json.loads(line) for line in result.stdout.splitlines()]
+    x = np.stack([to_float01(read_image(f).rgb) for f in files])
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        probs = torch.softmax(model((torch.from_numpy(x.transpose(0, 3, 1, 2).copy()) - mean) / std), 1).numpy()
+    for d, p in zip(got, probs):
+        assert [t["index"] for t in d["top"]] == list(np.argsort(-p)[:5])
+        assert np.abs(np.array([t["prob"] for t in d["top"]]) - np.sort(p)[::-1][:5]).max() < 1e-4
+
+
+@pytest.mark.slow
+def test_2017_era_official_file_imports_and_classifies(store, official_checkpoint_2017, places_samples):
+    """The Python 2 / CUDA-era replica through `ppjax models import`, then `ppjax classify` on the
+    shared Places365 photos against an independent PyTorch model loaded from the same file."""
+    ckpt = official_checkpoint_2017
+    result = CliRunner().invoke(app, ["models", "import", "places365", str(ckpt.path), "--categories", str(ckpt.categories)])
+    assert result.exit_code == 0, result.output
+    assert weights.read_manifest("places365")["onnx"]["exported_from"] == "pytorch"
+    _assert_classify_top5_matches(_independent_pytorch_model(ckpt.path), [p for p, _ in places_samples])
+
+
+@pytest.mark.slow
+def test_2017_era_official_file_fetches_from_loopback(store, loopback_server, official_checkpoint_2017, places_samples, monkeypatch):
+    monkeypatch.setenv("PPJAX_OFFLINE", "0")
+    loopback_server.files[CKPT] = official_checkpoint_2017.path.read_bytes()
+    loopback_server.files[CATS] = official_checkpoint_2017.categories.read_bytes()
+    result = CliRunner().invoke(app, _fetch_args(loopback_server))
+    assert result.exit_code == 0, result.output
+    _assert_classify_top5_matches(_independent_pytorch_model(official_checkpoint_2017.path), [p for p, _ in places_samples[:8]])
+
+
+def test_refused_checkpoint_is_one_line_naming_file_and_cause(store, official_checkpoint, tmp_path):
+    import torch
+
+    path = tmp_path / "whole_resnet.pth.tar"
+    torch.save(official_checkpoint.model, path, _use_new_zipfile_serialization=False)
+    result = CliRunner().invoke(
+        app, ["models", "import", "places365", str(path), "--categories", str(official_checkpoint.categories)]
+    )
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and str(path) in line and "pickled ppjax.export.torch_resnet.ResNet object" in line
+
+
+@pytest.mark.slow
+def test_skipped_metadata_is_a_note_and_the_model_installs(store, official_checkpoint, tmp_path):
+    from .py2_checkpoint import Global, Reduce, write_2017_checkpoint
+
+    path = tmp_path / "resnet50_places365.pth.tar"
+    state_dict = {k: v.detach().numpy() for k, v in official_checkpoint.model.state_dict().items()}
+    write_2017_checkpoint(path, state_dict, extra={"optimizer": Reduce(Global("torch.optim.sgd", "SGD"), ())})
+    result = CliRunner().invoke(
+        app, ["models", "import", "places365", str(path), "--categories", str(official_checkpoint.categories)]
+    )
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
+    assert notes == ["note: resnet50_places365.pth.tar: skipped checkpoint['optimizer']: a torch.optim.sgd.SGD object, not rebuilt"]
