@@ -141,10 +141,17 @@ def test_classify_command_and_store_entry(lite0, imagenet_photos, monkeypatch):
 
 def test_bfloat16_compute_matches_pytorch_autocast(lite0, torch_lite0, imagenet_photos):
     """``build(jnp.bfloat16)`` (attacks on GPUs, `ppjax bench --dtype bfloat16`) against PyTorch
-    under bfloat16 autocast, same weights, on real photos: float32 logits and input gradients come
-    back, the two bfloat16 results agree with each other far better than either agrees with float32,
-    and the port is no further from float32 than PyTorch is (with convolutions summed in bfloat16,
-    as the port first did, its logits were up to 1.7 times as far, and this test failed)."""
+    under bfloat16 autocast, same weights, on real photos. Only what holds on every processor is
+    asserted: PyTorch's CPU autocast runs real bfloat16 kernels where the CPU has them (AVX-512 BF16)
+    and emulates them otherwise (AVX2), with other roundings, while XLA's result does not change.
+
+    Figures of the quantities below, on one AMD EPYC (Zen 5) with its own AVX-512 BF16 and with
+    PyTorch, oneDNN and XLA held to AVX2 (``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
+    XLA_FLAGS=--xla_cpu_max_isa=AVX2``, the machine of the issue that made this test what it is):
+    port vs autocast logits 0.0069 / 0.0069; autocast vs float32 0.0138 / 0.0120; port vs float32
+    0.0149 / 0.0149; gradient cosines port-autocast 0.992 / 0.992, port-float32 0.876 / 0.876,
+    autocast-float32 0.884 / 0.886.
+    """
     model, _ = lite0
     x, labels = imagenet_photos[0][:4], imagenet_photos[1][:4]
     spec = efficientnet_lite.SPEC
@@ -176,8 +183,17 @@ def test_bfloat16_compute_matches_pytorch_autocast(lite0, torch_lite0, imagenet_
         return float(np.vdot(a[1], b[1]) / np.linalg.norm(a[1]) / np.linalg.norm(b[1]))
 
     t32, t16, j16 = torch_run(False), torch_run(True), jax_run(jnp.bfloat16)
+    # bfloat16 keeps 8 significant bits: each rounding errs by at most u = 2^-8 relative. The 50
+    # weighted layers each round their input and their output; independent errors add up like a
+    # random walk, so logits may drift ~u * sqrt(2 * 50) ~ 0.039 of their scale from float32.
+    drift = 2.0**-8 * np.sqrt(2 * 50)
     assert (j16[0].argmax(1) == t32[0].argmax(1)).all()
-    assert logit_error(j16, t16) < 0.5 * logit_error(t16, t32)
-    assert cosine(j16, t16) > 0.97 and cosine(t16, t32) < 0.95
-    assert logit_error(j16, t32) < 1.3 * logit_error(t16, t32)
-    assert cosine(j16, t32) > cosine(t16, t32) - 0.03
+    assert logit_error(j16, t32) < drift and logit_error(t16, t32) < drift
+    # Both bfloat16 runs round the same weights and inputs, so they share most of their error and
+    # agree with each other better than either with float32 (ratio 0.50 and 0.57 measured).
+    assert logit_error(j16, t16) < logit_error(t16, t32)
+    assert cosine(j16, t16) > 0.97
+    # The port is no further from float32 than PyTorch's autocast is (measured: 1.08x and 1.24x the
+    # autocast's logit error; cosines 0.008 and 0.010 lower), with margin for other processors.
+    assert logit_error(j16, t32) < 1.6 * logit_error(t16, t32)
+    assert cosine(j16, t32) > cosine(t16, t32) - 0.05

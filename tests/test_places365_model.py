@@ -108,6 +108,8 @@ def test_input_gradient_matches_pytorch(official_checkpoint, converted, places_b
     def rel(a):
         return np.linalg.norm(a - ref64) / np.linalg.norm(ref64)
 
+    # Both float32 errors depend on the processor's summation order (oneDNN's and XLA's kernels
+    # per instruction set). Measured rel(g32) / rel(ref32): 1.09 on AVX-512, 0.91 held to AVX2.
     assert rel(g32) <= 1.5 * rel(ref32) + 1e-6
 
 
