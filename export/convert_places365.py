@@ -17,10 +17,10 @@ from typing import Mapping
 
 import numpy as np
 
-from ppjax.checkpoint import save_variables
+from ppjax.store.variables import save_variables
 from ppjax.export.torch_to_flax import torch_to_flax
 from ppjax.models import places365
-from ppjax.torch_checkpoint import CheckpointFormatError, load_torch_checkpoint
+from ppjax.store.torch_checkpoint import CheckpointFormatError, load_torch_checkpoint
 
 
 def state_dict_from_checkpoint(obj, source: str) -> Mapping[str, np.ndarray]:
@@ -38,6 +38,12 @@ def convert(checkpoint: str | Path) -> dict[str, np.ndarray]:
     """Flat Flax arrays for :mod:`ppjax.models.places365` from the official checkpoint file."""
     sd = state_dict_from_checkpoint(load_torch_checkpoint(checkpoint), str(checkpoint))
     return torch_to_flax(sd, places365.expected_shapes(), str(checkpoint))
+
+
+def from_files(files: Mapping[str, Path]) -> tuple[dict[str, np.ndarray], str]:
+    """The store's converter: flat Flax arrays and labels text from ``{"checkpoint", "categories"}``."""
+    names = places365.parse_categories(files["categories"].read_text(encoding="utf-8-sig"))
+    return convert(files["checkpoint"]), "".join(f"{n} {i}\n" for i, n in enumerate(names))
 
 
 def main(argv=None) -> None:

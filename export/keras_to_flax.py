@@ -27,8 +27,8 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from ppjax.checkpoint import CheckpointMismatchError
-from ppjax.torch_checkpoint import CheckpointFormatError
+from ppjax.store.variables import CheckpointMismatchError
+from ppjax.store.torch_checkpoint import CheckpointFormatError
 
 _LEAF = {
     "kernel": ("params", "kernel"),

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ppjax.models import ModelSpec
-from ppjax.torch_checkpoint import load_torch_checkpoint
+from ppjax.store.torch_checkpoint import load_torch_checkpoint
 
 OPSET = 18
 
@@ -46,21 +46,14 @@ def _state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 def original_module(name: str, checkpoint: Path) -> tuple[nn.Module, ModelSpec]:
     """The original PyTorch model ``name`` with the weights of ``checkpoint``, loaded strictly, eval mode."""
-    if name == "places365":
-        from ppjax.export.torch_resnet import resnet50
-        from ppjax.models.places365 import SPEC
+    from ppjax.store.registry import entry
 
-        model = resnet50(SPEC.num_classes)
-    elif name == "efficientnet-lite0":
-        from efficientnet_lite_pytorch import EfficientNet
-
-        from ppjax.models.efficientnet_lite import SPEC
-
-        model = EfficientNet.from_name("efficientnet-lite0")
-    else:
-        raise ValueError(f"no ONNX export for {name!r}")
+    e = entry(name)
+    if e.original is None:
+        raise ValueError(f"no ONNX export for {name!r}: it has no original PyTorch definition")
+    model = e.piece("original")()
     model.load_state_dict(_state_dict(checkpoint), strict=True)
-    return model.eval(), SPEC
+    return model.eval(), e.piece("spec")
 
 
 def export_onnx(name: str, checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
@@ -85,7 +78,9 @@ def export_onnx(name: str, checkpoint: str | os.PathLike, out: str | os.PathLike
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Export a model's original PyTorch definition to ONNX.")
-    parser.add_argument("model", choices=["places365", "efficientnet-lite0"])
+    from ppjax.store.registry import onnx_model_names
+
+    parser.add_argument("model", choices=onnx_model_names())
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("out", type=Path)
     args = parser.parse_args(argv)

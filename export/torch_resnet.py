@@ -71,3 +71,8 @@ class ResNet(nn.Module):
 
 def resnet50(num_classes: int = 1000) -> ResNet:
     return ResNet((3, 4, 6, 3), num_classes)
+
+
+def places365_resnet50() -> ResNet:
+    """The Places365-Standard ResNet50: torchvision's ResNet50 with 365 classes."""
+    return resnet50(365)

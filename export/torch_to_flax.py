@@ -23,7 +23,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ppjax.checkpoint import SEP, CheckpointMismatchError
+from ppjax.store.variables import SEP, CheckpointMismatchError
 
 _DROPPED_LEAVES = {"num_batches_tracked"}
 

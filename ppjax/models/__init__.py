@@ -1,9 +1,10 @@
 """Models known to ppjax, all behind one contract.
 
-A :class:`Model` bundles a pure ``apply(variables, x01) -> logits`` (pixels in [0, 1], NHWC,
-float32; normalisation happens inside), its variables, class labels and a :class:`ModelSpec`.
-Each model family's module provides ``load(model_dir) -> Model``, filling the Flax module strictly
-from the converted ``weights.safetensors`` in the store.
+A :class:`Model` bundles a pure ``apply(variables, x01)`` (pixels in [0, 1], NHWC, float32;
+preprocessing happens inside) with its variables, labels and a :class:`ModelSpec`. Classifiers
+return (N, C) logits over their classes; NIMA returns (N, 10) probabilities over its score bins
+(``output``). Each model family's module provides ``load(model_dir) -> Model``, filling the Flax
+module strictly from the converted ``weights.safetensors`` in the store.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from ppjax.checkpoint import flat_shapes, load_variables
+from ppjax.store.variables import flat_shapes, load_variables
 
 __all__ = ["ModelSpec", "Model", "abstract_shapes", "normalised_apply", "load_classifier"]
 
@@ -44,16 +45,24 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class Model:
-    """A loaded classifier. ``apply(variables, x01)`` maps (N, H, W, 3) [0, 1] pixels to (N, C) logits."""
+    """A loaded model. ``apply(variables, x01)`` maps (N, H, W, 3) [0, 1] pixels to (N, C) outputs:
+    logits for classifiers (``output="logits"``), probabilities for NIMA's score bins."""
 
     spec: ModelSpec
     apply: Callable[[Any, jnp.ndarray], jnp.ndarray]
     variables: Any
     labels: tuple[str, ...]
     sensitive: frozenset[int] = frozenset()
+    output: str = "logits"
 
     def logits(self, x01: jnp.ndarray) -> jnp.ndarray:
         return self.apply(self.variables, x01)
+
+    def compiled(self, then: Callable[[jnp.ndarray], jnp.ndarray] | None = None) -> Callable[[Any], jnp.ndarray]:
+        """Jitted ``fn(x01) -> outputs`` (``then(outputs)`` when given, e.g. a softmax) bound to
+        this model's weights, which enter the program as an argument, not as constants."""
+        fn = jax.jit(lambda variables, x01: (then or (lambda y: y))(self.apply(variables, x01)))
+        return lambda x01: fn(self.variables, jnp.asarray(x01))
 
 
 def abstract_shapes(module, size: int) -> dict[str, tuple[int, ...]]:

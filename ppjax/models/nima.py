@@ -28,11 +28,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ppjax.checkpoint import load_variables
-from ppjax.models import abstract_shapes
+from ppjax.store.variables import load_variables
+from ppjax.models import Model, ModelSpec, abstract_shapes
 from ppjax.models.mobilenet import MobileNet
 
-__all__ = ["POLICIES", "BACKBONES", "Nima", "NimaModel", "score_moments", "keras_nearest_resize", "expected_shapes", "load"]
+__all__ = ["POLICIES", "BACKBONES", "Nima", "mean_score", "spec", "score_moments", "keras_nearest_resize", "expected_shapes", "load"]
 
 POLICIES = ("as-is", "keras-224")
 BINS = 10
@@ -95,18 +95,17 @@ def keras_nearest_resize(x: jnp.ndarray, size: int) -> jnp.ndarray:
     return x[:, rows][:, :, cols]
 
 
-@dataclass(frozen=True)
-class NimaModel:
-    """A loaded NIMA. ``apply(variables, x01)``: (N, H, W, 3) pixels in [0, 1] -> (N, 10) probabilities."""
+def mean_score(model, x01: jnp.ndarray) -> jnp.ndarray:
+    """(N,) mean NIMA score (1..10) of a loaded NIMA :class:`~ppjax.models.Model`, differentiable in ``x01``."""
+    return score_moments(model.apply(model.variables, x01))[0]
 
-    backbone: str
-    policy: str
-    apply: Callable[[Any, jnp.ndarray], jnp.ndarray]
-    variables: Any
 
-    def mean_score(self, x01: jnp.ndarray) -> jnp.ndarray:
-        """(N,) mean NIMA score, differentiable in ``x01``."""
-        return score_moments(self.apply(self.variables, x01))[0]
+def spec(backbone: str = "mobilenet") -> ModelSpec:
+    """NIMA's static facts: 10 score bins; its preprocessing (Keras MobileNet's 2x - 1) as mean/std."""
+    return ModelSpec(
+        name="nima", description=f"NIMA ({backbone}, AVA): probabilities of the scores 1..10", num_classes=BINS,
+        native_size=BACKBONES[backbone].native_size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+    )  # fmt: skip
 
 
 def make_apply(backbone: str = "mobilenet", policy: str = "as-is", dtype=jnp.float32):
@@ -127,8 +126,10 @@ def expected_shapes(backbone: str = "mobilenet") -> dict[str, tuple[int, ...]]:
     return abstract_shapes(Nima(backbone), BACKBONES[backbone].native_size)
 
 
-def load(model_dir: str | Path, policy: str = "as-is", backbone: str = "mobilenet", dtype=jnp.float32) -> NimaModel:
-    """Load a converted NIMA from a store folder (``weights.safetensors``)."""
+def load(model_dir: str | Path, policy: str = "as-is", backbone: str = "mobilenet", dtype=jnp.float32) -> Model:
+    """Load a converted NIMA from a store folder (``weights.safetensors``): a :class:`~ppjax.models.Model`
+    whose ``apply`` gives (N, 10) score probabilities, seeing images as ``policy`` says."""
     variables = load_variables(Path(model_dir) / "weights.safetensors", expected_shapes(backbone))
     variables = jax.tree_util.tree_map(jnp.asarray, variables)
-    return NimaModel(backbone, policy, make_apply(backbone, policy, dtype), variables)
+    labels = tuple(str(score) for score in range(1, BINS + 1))
+    return Model(spec=spec(backbone), apply=make_apply(backbone, policy, dtype), variables=variables, labels=labels, output="probabilities")

@@ -1,0 +1,42 @@
+"""Attacks as pure, jitted functions assembled from small parts, the way optax assembles optimisers.
+
+* :mod:`.objectives`: what to maximise against each classifier (:class:`Target`, :class:`Objective`)
+  and on the image itself (:class:`Term`: appeal, perceptual penalties);
+* :mod:`.steps`: step rules as optax ``GradientTransformation`` s (sign, momentum sign, L2, masked);
+* :mod:`.projections`: back into the budget (L-infinity or L2 ball) and the [0, 1] box;
+* :mod:`.loop`: :func:`iterate`, the one loop, with per-image early stop;
+* :mod:`.methods`: the eight methods as rows of parts (:data:`METHODS`) and :func:`build`;
+  C&W (:mod:`.cw`) and P-FGSM (:mod:`.pfgsm`) have loops of their own.
+
+Pixels are float32 (N, H, W, 3) in [0, 1]; budgets (``eps``) and step sizes are in 1/255 units.
+Every attack takes a PRNG key, even deterministic ones: same key, same result.
+"""
+
+from ppjax.attacks.loop import COMBINE, iterate
+from ppjax.attacks.methods import COMMON_OPTIONS, METHODS, NEEDS_APPEAL, Method, build, options_of
+from ppjax.attacks.objectives import (
+    Objective,
+    Target,
+    Term,
+    appeal,
+    away_from_group,
+    bind,
+    cross_entropy,
+    margin,
+    objective_and_lead,
+    perceptual,
+    toward_class,
+    variables_of,
+    weighted_terms,
+)
+from ppjax.attacks.projections import Projection, l2_ball, linf_ball, per_image_keys
+from ppjax.attacks.steps import l2_step, masked_sign_step, momentum_sign_step, sign_step
+
+__all__ = [
+    "COMBINE", "iterate",
+    "COMMON_OPTIONS", "METHODS", "NEEDS_APPEAL", "Method", "build", "options_of",
+    "Objective", "Target", "Term", "appeal", "away_from_group", "bind", "cross_entropy", "margin",
+    "objective_and_lead", "perceptual", "toward_class", "variables_of", "weighted_terms",
+    "Projection", "l2_ball", "linf_ball", "per_image_keys",
+    "l2_step", "masked_sign_step", "momentum_sign_step", "sign_step",
+]  # fmt: skip

@@ -1,0 +1,141 @@
+"""The attack methods as data: each row of :data:`METHODS` names its parts (step rule, budget,
+step size, random start, how terms combine) and its own options; :func:`build` assembles one.
+
+Every method accepts the common options ``eps`` (budget, 1/255 units), ``steps``, ``early_stop``
+and ``stop_margin`` (logits), plus its own; an option no method row lists raises ``TypeError``
+naming the options that method accepts, so a misspelt option is never dropped silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, Sequence
+
+import optax
+
+from ppjax.attacks.cw import build_cw
+from ppjax.attacks.loop import iterate
+from ppjax.attacks.objectives import Target, Term
+from ppjax.attacks.pfgsm import build_pfgsm
+from ppjax.attacks.projections import l2_ball, linf_ball
+from ppjax.attacks.steps import l2_step, masked_sign_step, momentum_sign_step, sign_step
+
+__all__ = ["Method", "METHODS", "NEEDS_APPEAL", "COMMON_OPTIONS", "build", "options_of"]
+
+COMMON_OPTIONS = ("eps", "steps", "early_stop", "stop_margin")
+
+
+def _masked_rule(options) -> optax.GradientTransformation:
+    from ppjax.ops.concealment import concealment_map
+
+    sigma = options["sigma"]
+    return masked_sign_step(lambda x0: concealment_map(x0, sigma))
+
+
+def _pgd_rule(options) -> optax.GradientTransformation:
+    return {"linf": sign_step, "l2": l2_step}[options["norm"]]()
+
+
+@dataclass(frozen=True)
+class Method:
+    """One attack method, as parts for :func:`ppjax.attacks.iterate`, or a ``custom`` builder for the
+    methods with loops of their own (``custom(targets, terms, eps=, steps=, early_stop=,
+    stop_margin=, **options)``).
+
+    ``rule(options)`` makes the step rule; ``step_size(eps, steps, options)`` the step in 1/255;
+    ``ball`` is ``"linf"`` or the name of an option choosing ``linf``/``l2``; ``steps`` the default
+    number of steps (``fixed_steps`` overrides any given); ``options`` the method's own options
+    with their defaults.
+    """
+
+    summary: str
+    steps: int
+    rule: Callable[[Mapping[str, Any]], optax.GradientTransformation] = lambda options: sign_step()
+    step_size: Callable[[float, int, Mapping[str, Any]], float] = lambda eps, steps, options: eps / steps
+    ball: str = "linf"
+    random_start: bool = False
+    combine: str = "sum"
+    early_stop: bool | None = None  # None: as the caller says; False: never (one-shot methods)
+    fixed_steps: int | None = None
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    needs_appeal: bool = False
+    custom: Callable[..., Callable] | None = None
+
+
+def _madry_step(eps: float, steps: int, options) -> float:
+    return options["step_size"] if options.get("step_size") is not None else 2.5 * eps / steps
+
+
+METHODS: Mapping[str, Method] = MappingProxyType({
+    "fgsm": Method("FGSM (Goodfellow et al. 2015): one sign step of eps/255", steps=1, fixed_steps=1,
+                   step_size=lambda eps, steps, o: eps, early_stop=False),
+    "bim": Method("I-FGSM / BIM (Kurakin et al. 2017): sign steps of eps/steps from the image itself", steps=10),
+    "pgd": Method("PGD (Madry et al. 2018): random start in the ball, sign (L-inf) or unit-L2 steps of "
+                  "2.5 * eps / steps unless step_size is given", steps=20, rule=_pgd_rule, step_size=_madry_step,
+                  ball="norm", random_start=True, options=MappingProxyType({"norm": "linf", "step_size": None})),
+    "mifgsm": Method("MI-FGSM (Dong et al. 2018): momentum over L1-normalised gradients, steps of eps/steps",
+                     steps=10, rule=lambda o: momentum_sign_step(o["decay"]), options=MappingProxyType({"decay": 1.0})),
+    "masked": Method("Concealed FGSM, method 1 (Linardos et al., MediaEval 2019), iterated: sign steps of "
+                     "2.5 * eps / steps scaled by the concealment map (sigma: its blur, pixels)", steps=20,
+                     rule=_masked_rule, step_size=lambda eps, steps, o: 2.5 * eps / steps,
+                     options=MappingProxyType({"sigma": 10.0})),
+    "coupled": Method("Concealed FGSM, method 2: the classifier's and NIMA's gradients at unit length, added "
+                      "with the appeal weight; sign steps of 2.5 * eps / steps", steps=20,
+                      step_size=lambda eps, steps, o: 2.5 * eps / steps, combine="unit", needs_appeal=True),
+    "pfgsm": Method("P-FGSM (Li et al. 2019): sign steps of eps/steps towards a random class outside the top "
+                    "exclude_top until its probability passes threshold", steps=20, custom=build_pfgsm,
+                    options=MappingProxyType({"threshold": 0.99, "exclude_top": 5})),
+    "cw": Method("C&W-L2 (Carlini & Wagner 2017) with Adam, every pixel within eps/255: the smallest change "
+                 "protected with margin", steps=100, custom=build_cw,
+                 options=MappingProxyType({"c": 1.0, "search_steps": 1, "learning_rate": 0.1})),
+})  # fmt: skip
+
+#: Methods that cannot run without an appeal term (a NIMA model).
+NEEDS_APPEAL = frozenset(name for name, m in METHODS.items() if m.needs_appeal)
+
+
+def options_of(method: str) -> tuple[str, ...]:
+    """Every option ``method`` accepts: the common ones, then its own."""
+    return (*COMMON_OPTIONS, *_method(method).options)
+
+
+def _method(name: str) -> Method:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown attack method {name!r}; known: {', '.join(METHODS)}") from None
+
+
+def build(
+    method: str,
+    targets: Sequence[Target],
+    *,
+    terms: Sequence[Term] = (),
+    eps: float = 4.0,
+    steps: int | None = None,
+    early_stop: bool = True,
+    stop_margin: float = 0.0,
+    **options,
+) -> Callable:
+    """The attack ``method`` against ``targets``: ``attack(key, x01, labels) -> x01_adv`` (see
+    :mod:`ppjax.attacks.loop`). ``steps`` None takes the method's default."""
+    m = _method(method)
+    unknown = sorted(set(options) - set(m.options))
+    if unknown:
+        raise TypeError(f"attack method {method!r} has no option {', '.join(map(repr, unknown))}; it accepts: {', '.join(options_of(method))}")
+    opts = {**m.options, **options}
+    steps = m.fixed_steps or (m.steps if steps is None else steps)
+    if m.needs_appeal and not any(t.weight for t in terms):
+        raise ValueError(f"the {method} method needs an appeal term (NIMA) with a non-zero weight")
+    if m.custom is not None:
+        return m.custom(tuple(targets), tuple(terms), eps=eps, steps=steps, early_stop=early_stop, stop_margin=stop_margin, **opts)
+    ball = opts[m.ball] if m.ball in opts else m.ball
+    if ball not in ("linf", "l2"):
+        raise ValueError(f"norm must be 'linf' or 'l2', got {ball!r}")
+    return iterate(
+        targets, m.rule(opts), linf_ball(eps) if ball == "linf" else l2_ball(eps),
+        steps=steps, step_size=m.step_size(eps, steps, opts), random_start=m.random_start,
+        early_stop=early_stop if m.early_stop is None else m.early_stop, stop_margin=stop_margin,
+        terms=terms, combine=m.combine,
+    )  # fmt: skip

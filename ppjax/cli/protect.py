@@ -1,0 +1,79 @@
+"""`ppjax protect`: options into a :class:`~ppjax.protect.ProtectConfig`, then :func:`ppjax.protect.run`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ppjax import store
+from ppjax.cli.common import err, fail, load_or_fetch, out
+from ppjax.protect.config import Method, ObjectiveKind, OutputFormat, Penalty, ProtectConfig
+
+_METHOD_HELP = (
+    "Attack: pgd, fgsm, bim, mifgsm, cw (C&W-L2, Adam), pfgsm (towards a random class), masked (Concealed FGSM: "
+    "only textured, non-salient areas change) or coupled (Concealed FGSM: classifier and NIMA gradients; needs NIMA)."
+)
+
+
+def protect(
+    inputs: Annotated[list[Path], typer.Argument(help="Image files or folders (searched recursively; non-images ignored).", show_default=False)],
+    out_dir: Annotated[Path, typer.Option("-o", "--out-dir", help="Where protected images go, keeping each input's relative path and stem.")],
+    model: Annotated[str, typer.Option(help=f"Classifier(s) to protect against, comma-separated for an ensemble: {', '.join(store.classifier_names())}.")] = "places365",
+    method: Annotated[Method, typer.Option(help=_METHOD_HELP)] = Method("pgd"),
+    objective: Annotated[ObjectiveKind, typer.Option(help="ce (move away from the predicted class), margin (C&W margin), or sensitive (places365: leave all 60 sensitive scenes).")] = ObjectiveKind.CE,
+    eps: Annotated[float, typer.Option(min=0.0, help="Budget: the largest change of any pixel, in 1/255 units (4 means 4/255).")] = 4.0,
+    steps: Annotated[int, typer.Option(min=1, help="Attack steps (iterative methods).")] = 20,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same bytes.")] = 0,
+    fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format: png (lossless) or jpeg.")] = OutputFormat.PNG,
+    jpeg_quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG quality with --format jpeg.")] = 95,
+    jpeg_rounds: Annotated[int, typer.Option(min=0, help="With --format jpeg: rounds of extra steps through a differentiable JPEG for images the encoder un-protected.")] = 3,
+    appeal: Annotated[Optional[float], typer.Option(min=0.0, help="Weight of NIMA's mean score (appeal) in the objective; needs the nima model. Default 0, or 1 with --method coupled.")] = None,
+    penalty: Annotated[Optional[Penalty], typer.Option(help="Perceptual penalty added to the objective: ssim or ciede2000.")] = None,
+    penalty_weight: Annotated[float, typer.Option(min=0.0, help="Weight of --penalty (SSIM is in [0, 1]; CIEDE2000 in its own units, ~2.3 just noticeable).")] = 10.0,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 8,
+    no_early_stop: Annotated[bool, typer.Option("--no-early-stop", help="Run all steps even for images already protected (for timing).")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace outputs that already exist (by default a re-run skips them, so an interrupted run resumes).")] = False,
+) -> None:
+    """Change photos as little as needed so the classifier no longer infers their scene; verified on the written bytes."""
+    import jax
+
+    from ppjax import protect as protection
+
+    try:
+        config = ProtectConfig(
+            tuple(inputs), out_dir, models=tuple(model.split(",")), method=method, objective=objective, eps=eps, steps=steps,
+            seed=seed, format=fmt, jpeg_quality=jpeg_quality, jpeg_rounds=jpeg_rounds, appeal=appeal, penalty=penalty,
+            penalty_weight=penalty_weight, batch_size=batch_size, early_stop=not no_early_stop, overwrite=overwrite,
+        )  # fmt: skip
+    except ValueError as e:
+        raise fail(str(e), 2) from None
+    jobs = protection.plan_jobs(config)
+    if not jobs:
+        raise fail("no image files found in the given paths", 2)
+    protector = protection.build_protector(config, load_or_fetch)  # may fetch models: before the bar
+    # This process is one run: its compiled programs persist in the store, so that the next run on
+    # photos of the same sizes skips compiling.
+    jax.config.update("jax_compilation_cache_dir", str(store.store_root() / "jit-cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    columns = (TextColumn("protecting"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
+    with Progress(*columns, console=err) as bar:
+        task = bar.add_task("images", total=len(jobs), rate="")
+        start = time.perf_counter()
+
+        def advance(n: int) -> None:
+            elapsed = time.perf_counter() - start
+            bar.update(task, completed=n, rate=f"{n / elapsed:.2f} img/s" if elapsed > 0 else "")
+
+        summary = protection.run(config, load_or_fetch, progress=advance, jobs=jobs, protector=protector)
+    for r in summary.failed:
+        err.print(f"[red]error:[/] {r.error}", markup=True)
+    for r in summary.written:
+        if not r.protected:
+            err.print(f"[yellow]not protected:[/] {r.output} (the classifier still sees the original class)", markup=True)
+    out.print(summary.line())
+    if summary.failed:
+        raise typer.Exit(1)

@@ -1,0 +1,66 @@
+"""The engines that judge a run: the JAX port, and ONNX Runtime as an independent engine (the same
+pixels through a graph exported from the original framework, never from the port).
+
+ONNX Runtime uses the CUDA execution provider when onnxruntime-gpu sees a GPU, the CPU otherwise.
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+__all__ = ["Engines", "EngineError", "providers", "OnnxClassifier", "make_engines"]
+
+
+class Engines(str, enum.Enum):
+    JAX = "jax"
+    ONNX = "onnx"
+    BOTH = "both"
+
+
+class EngineError(Exception):
+    """An engine cannot be built; the message says what to install or run."""
+
+
+def providers() -> list[str]:
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    return (["CUDAExecutionProvider"] if "CUDAExecutionProvider" in available else []) + ["CPUExecutionProvider"]
+
+
+class OnnxClassifier:
+    """``logits(x01)``: (N, H, W, 3) float pixels in [0, 1] -> (N, C) logits, via ONNX Runtime."""
+
+    def __init__(self, path: str | Path):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        self.session = ort.InferenceSession(str(self.path), providers=providers())
+        self.input = self.session.get_inputs()[0].name
+
+    def logits(self, x01: np.ndarray) -> np.ndarray:
+        nchw = np.ascontiguousarray(np.asarray(x01, np.float32).transpose(0, 3, 1, 2))
+        return self.session.run(None, {self.input: nchw})[0]
+
+
+def make_engines(model, name: str, which: Engines, model_dir: Path) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    """``{engine name: logits(x01)}`` for the loaded ``model`` (store name ``name``, installed in
+    ``model_dir``): ``jax`` runs the port, jitted; ``onnx`` the graph exported at install."""
+    engines = {}
+    if which in (Engines.JAX, Engines.BOTH):
+        engines["jax"] = model.compiled()
+    if which in (Engines.ONNX, Engines.BOTH):
+        from ppjax.store import ONNX
+
+        path = Path(model_dir) / ONNX
+        if not path.is_file():
+            raise EngineError(
+                f"{name} has no ONNX graph: install the export extra (pip install 'ppjax[export]') and run "
+                f"`ppjax models import {name} ...` again, or use --engine jax"
+            )
+        engines["onnx"] = OnnxClassifier(path).logits
+    return engines

@@ -1,0 +1,181 @@
+"""The evaluation report as typed values, and its renderings: JSON (:meth:`Report.to_json`, the
+schema ``ppjax evaluate --json`` writes) and Markdown (:func:`markdown_summary`; the HTML page is
+:mod:`ppjax.evaluate.html`). Rates are shares in [0, 1]; None where nothing was measured."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+__all__ = ["Verdict", "ImageQuality", "ImageRecord", "EngineStats", "QualityStats", "Appeal", "Skipped", "Report", "markdown_summary"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One engine's top-5 class indices before and after protection, and the top-1 names."""
+
+    before_top5: list[int]
+    after_top5: list[int]
+    before_label: str
+    after_label: str
+
+    @property
+    def before_top1(self) -> int:
+        return self.before_top5[0]
+
+    @property
+    def after_top1(self) -> int:
+        return self.after_top5[0]
+
+    def to_json(self) -> dict:
+        return {
+            "before_top5": self.before_top5, "after_top5": self.after_top5, "before_top1": self.before_top1,
+            "after_top1": self.after_top1, "before_label": self.before_label, "after_label": self.after_label,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ImageQuality:
+    """PSNR in dB (None for an unchanged image: infinite, which JSON cannot hold), SSIM, mean
+    CIEDE2000, and the largest change in 1/255 units."""
+
+    psnr: float | None
+    ssim: float
+    ciede2000: float
+    linf_255: float
+
+    def __post_init__(self):
+        if self.psnr is not None and not math.isfinite(self.psnr):
+            object.__setattr__(self, "psnr", None)
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    key: str
+    original: str
+    protected: str
+    quality: ImageQuality
+    engines: dict[str, Verdict]
+    label: int | None = None
+    nima: tuple[float, float] | None = None  # mean score before, after
+
+    def to_json(self) -> dict:
+        out = {
+            "key": self.key, "original": self.original, "protected": self.protected, "quality": vars(self.quality).copy(),
+            "engines": {name: v.to_json() for name, v in self.engines.items()},
+        }  # fmt: skip
+        if self.nima is not None:
+            out["nima"] = {"before": self.nima[0], "after": self.nima[1]}
+        out["label"] = self.label
+        return out
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    """Accuracy before and after, and the protection rate: the share of images classified correctly
+    before whose top-1 changed (MediaEval 2019); for Places365, the share still sensitive after."""
+
+    top1_before: float | None
+    top1_after: float | None
+    top5_before: float | None
+    top5_after: float | None
+    protection_rate: float | None
+    n_correct_before: int
+    sensitive_after: float | None = None
+
+    def to_json(self) -> dict:
+        out = dict(vars(self))
+        if self.sensitive_after is None:
+            del out["sensitive_after"]
+        return out
+
+
+@dataclass(frozen=True)
+class QualityStats:
+    psnr_mean: float | None  # over changed images
+    n_unchanged: int
+    ssim_mean: float | None
+    ciede2000_mean: float | None
+    linf_max_255: float | None
+
+
+@dataclass(frozen=True)
+class Appeal:
+    nima_before_mean: float | None
+    nima_after_mean: float | None
+
+
+@dataclass(frozen=True)
+class Skipped:
+    key: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Report:
+    model: str
+    labels: str  # "given" or "model predictions on the originals"
+    jpeg_quality: int | None
+    engines: dict[str, EngineStats]
+    quality: QualityStats
+    images: list[ImageRecord]
+    skipped: list[Skipped]
+    agreement_top1: float | None = None  # with two engines: the share whose protected top-1 agree
+    appeal: Appeal | None = None
+    unpaired: dict[str, list[str]] = field(default_factory=lambda: {"originals": [], "protected": []})
+
+    @property
+    def n(self) -> int:
+        return len(self.images)
+
+    def to_json(self) -> dict:
+        out: dict = {
+            "model": self.model, "n": self.n, "labels": self.labels, "jpeg_quality": self.jpeg_quality,
+            "engines": {name: s.to_json() for name, s in self.engines.items()},
+        }  # fmt: skip
+        if len(self.engines) == 2:
+            out["agreement_top1"] = self.agreement_top1
+        out["quality"] = dict(vars(self.quality))
+        if self.appeal is not None:
+            out["appeal"] = dict(vars(self.appeal))
+        out["images"] = [im.to_json() for im in self.images]
+        out["skipped"] = [dict(vars(s)) for s in self.skipped]
+        out["unpaired"] = self.unpaired
+        return out
+
+
+def _fmt(v, digits=3) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def markdown_summary(report: Report) -> str:
+    """The report's headline numbers as Markdown."""
+    lines = [
+        f"# ppjax evaluation: {report.model}",
+        "",
+        f"{report.n} image pairs; labels: {report.labels}"
+        + (f"; protected images re-encoded as JPEG quality {report.jpeg_quality}" if report.jpeg_quality else "")
+        + (f"; {len(report.skipped)} pairs skipped" if report.skipped else ""),
+        "",
+        "| engine | top-1 before | top-1 after | top-5 before | top-5 after | protection rate | sensitive after |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, s in report.engines.items():
+        lines.append(
+            f"| {name} | {_fmt(s.top1_before)} | {_fmt(s.top1_after)} | {_fmt(s.top5_before)} | "
+            f"{_fmt(s.top5_after)} | {_fmt(s.protection_rate)} | {_fmt(s.sensitive_after)} |"
+        )
+    if len(report.engines) == 2:
+        lines += ["", f"JAX and ONNX Runtime agree on the top-1 of {_fmt(report.agreement_top1)} of the protected images."]
+    q = report.quality
+    lines += [
+        "",
+        f"Quality: PSNR {_fmt(q.psnr_mean, 2)} dB (over changed images), SSIM {_fmt(q.ssim_mean, 4)}, "
+        f"CIEDE2000 {_fmt(q.ciede2000_mean, 3)}, largest change {_fmt(q.linf_max_255, 0)}/255.",
+    ]
+    if report.appeal is not None:
+        a = report.appeal
+        lines += ["", f"Appeal (NIMA mean score): {_fmt(a.nima_before_mean)} before, {_fmt(a.nima_after_mean)} after."]
+    for s in report.skipped:
+        lines.append(f"- skipped {s.key}: {s.reason}")
+    return "\n".join(lines) + "\n"

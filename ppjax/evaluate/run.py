@@ -1,0 +1,137 @@
+"""One evaluation report for a set of protected images, computed by up to two independent engines.
+
+Originals and protected images come paired (:mod:`ppjax.evaluate.pairing`). The JAX
+engine runs the Flax port; the ONNX engine runs the graph exported from the original PyTorch model
+with ONNX Runtime. Both read the same decoded bytes. With ``jpeg_quality`` the protected images are
+first re-encoded as JPEG, as a sharing platform would.
+
+Measures (per engine): top-1 and top-5 accuracy before and after, and the protection rate: the
+share of images the model classified correctly before whose top-1 changed (MediaEval 2019). For
+Places365, also the share of protected images still predicted inside the 60 sensitive
+categories. Without labels, each engine's prediction on the original serves as the label.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ppjax.evaluate.pairing import Pair, jpeg_roundtrip
+from ppjax.evaluate.report import Appeal, EngineStats, ImageQuality, ImageRecord, QualityStats, Report, Skipped, Verdict
+from ppjax.io import ImageReadError, read_image
+from ppjax.models import Model
+from ppjax.models.nima import score_moments
+from ppjax.ops import metrics
+
+__all__ = ["evaluate"]
+
+
+@jax.jit
+def _quality(x: jnp.ndarray, y: jnp.ndarray) -> dict[str, jnp.ndarray]:
+    return {
+        "psnr": metrics.psnr(x, y),
+        "ssim": metrics.ssim(x, y),
+        "ciede2000": metrics.ciede2000(x, y),
+        "linf_255": metrics.linf_255(x, y),
+    }
+
+
+def _topk(logits: np.ndarray, k: int = 5) -> list[int]:
+    return [int(i) for i in np.argsort(-logits)[:k]]
+
+
+def evaluate(
+    model: Model,
+    pairs: list[Pair],
+    *,
+    engines: dict[str, Callable[[np.ndarray], np.ndarray]],
+    labels: dict[str, int] | None = None,
+    jpeg_quality: int | None = None,
+    nima: Model | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Report:
+    """The :class:`~ppjax.evaluate.report.Report` over ``pairs``.
+
+    ``engines`` maps an engine name to ``logits(x01 (N, H, W, 3)) -> (N, C)``; ``nima`` (a loaded
+    NIMA) adds appeal before and after. Pairs whose images cannot be read, whose sizes differ, or
+    that lack a label when ``labels`` is given are listed under ``skipped`` with the reason.
+    """
+    images, skipped = [], []
+    nima_scores = nima.compiled(lambda probs: score_moments(probs)[0]) if nima is not None else None
+    for i, pair in enumerate(pairs):
+        try:
+            a, b = read_image(pair.original).rgb, read_image(pair.protected).rgb
+        except ImageReadError as e:
+            skipped.append(Skipped(pair.key, str(e)))
+            continue
+        finally:
+            if progress:
+                progress(i + 1)
+        if a.shape != b.shape:
+            skipped.append(Skipped(pair.key, f"sizes differ: original {a.shape[1]}x{a.shape[0]}, protected {b.shape[1]}x{b.shape[0]}"))
+            continue
+        if labels is not None and pair.key not in labels:
+            skipped.append(Skipped(pair.key, "no label for this image"))
+            continue
+        if jpeg_quality is not None:
+            b = jpeg_roundtrip(b, jpeg_quality)
+        x = np.stack([a, b]).astype(np.float32) / 255.0
+        q = {k: float(v[0]) for k, v in _quality(jnp.asarray(x[:1]), jnp.asarray(x[1:])).items()}
+        verdicts = {}
+        for name, logits_fn in engines.items():
+            lg = np.asarray(logits_fn(x))
+            before, after = _topk(lg[0]), _topk(lg[1])
+            verdicts[name] = Verdict(before, after, model.labels[before[0]], model.labels[after[0]])
+        score = (float(s) for s in np.asarray(nima_scores(x))) if nima_scores is not None else None
+        images.append(
+            ImageRecord(
+                pair.key, str(pair.original), str(pair.protected), ImageQuality(**q), verdicts,
+                label=labels[pair.key] if labels is not None else None, nima=tuple(score) if score is not None else None,
+            )
+        )  # fmt: skip
+    return _summarise(model, images, skipped, list(engines), labels is not None, jpeg_quality)
+
+
+def _engine_stats(model: Model, images: list[ImageRecord], name: str, labelled: bool) -> EngineStats:
+    rows = [im.engines[name] for im in images]
+    truth = [im.label if labelled else r.before_top1 for im, r in zip(images, rows)]
+    correct_before = [r.before_top1 == t for r, t in zip(rows, truth)]
+    return EngineStats(
+        top1_before=_mean(correct_before),
+        top1_after=_mean(r.after_top1 == t for r, t in zip(rows, truth)),
+        top5_before=_mean(t in r.before_top5 for r, t in zip(rows, truth)),
+        top5_after=_mean(t in r.after_top5 for r, t in zip(rows, truth)),
+        protection_rate=_mean(r.after_top1 != t for r, t, c in zip(rows, truth, correct_before) if c),
+        n_correct_before=int(sum(correct_before)),
+        sensitive_after=_mean(r.after_top1 in model.sensitive for r in rows) if model.sensitive else None,
+    )
+
+
+def _summarise(model: Model, images: list[ImageRecord], skipped: list[Skipped], engines: list[str], labelled: bool, jpeg_quality) -> Report:
+    agreement = None
+    if len(engines) == 2:
+        a, b = engines
+        agreement = _mean(im.engines[a].after_top1 == im.engines[b].after_top1 for im in images)
+    quality = QualityStats(
+        psnr_mean=_mean(im.quality.psnr for im in images if im.quality.psnr is not None),
+        n_unchanged=sum(im.quality.linf_255 == 0 for im in images),
+        ssim_mean=_mean(im.quality.ssim for im in images),
+        ciede2000_mean=_mean(im.quality.ciede2000 for im in images),
+        linf_max_255=max((im.quality.linf_255 for im in images), default=None),
+    )
+    appeal = None
+    if images and images[0].nima is not None:
+        appeal = Appeal(_mean(im.nima[0] for im in images), _mean(im.nima[1] for im in images))
+    return Report(
+        model=model.spec.name, labels="given" if labelled else "model predictions on the originals", jpeg_quality=jpeg_quality,
+        engines={name: _engine_stats(model, images, name, labelled) for name in engines}, quality=quality, images=images,
+        skipped=skipped, agreement_top1=agreement, appeal=appeal,
+    )  # fmt: skip
+
+
+def _mean(values) -> float | None:
+    values = [float(v) for v in values]
+    return float(np.mean(values)) if values else None

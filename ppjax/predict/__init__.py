@@ -1,0 +1,2 @@
+"""Models applied to image files: scene classification (:mod:`.classify`) and NIMA appeal
+(:mod:`.score`), in shape-grouped, bucket-padded batches."""

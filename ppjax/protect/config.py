@@ -1,0 +1,99 @@
+"""What `ppjax protect` is asked to do, as one frozen, validated value.
+
+The choices are Enums, so the command line's ``--help`` and its validation come from here, and a
+library caller gets the same checks: :class:`ProtectConfig` raises ``ValueError`` for any
+combination that cannot run.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+
+from ppjax import attacks
+
+__all__ = ["Method", "ObjectiveKind", "OutputFormat", "Penalty", "ProtectConfig"]
+
+#: The attack methods, one member per row of :data:`ppjax.attacks.METHODS`.
+Method = enum.Enum("Method", {name.upper(): name for name in attacks.METHODS}, type=str)
+Method.__doc__ = "An attack method (see :data:`ppjax.attacks.METHODS`)."
+
+
+class ObjectiveKind(str, enum.Enum):
+    """ce: away from the predicted class; margin: C&W margin; sensitive: out of all 60 sensitive
+    Places365 scenes (places365 only)."""
+
+    CE = "ce"
+    MARGIN = "margin"
+    SENSITIVE = "sensitive"
+
+
+class OutputFormat(str, enum.Enum):
+    PNG = "png"
+    JPEG = "jpeg"
+
+    @property
+    def suffix(self) -> str:
+        return ".png" if self is OutputFormat.PNG else ".jpg"
+
+
+class Penalty(str, enum.Enum):
+    SSIM = "ssim"
+    CIEDE2000 = "ciede2000"
+
+
+@dataclass(frozen=True)
+class ProtectConfig:
+    """Everything one protection run needs. ``eps`` is in 1/255 units; ``appeal`` None means 0, or 1
+    for methods that steer by NIMA (``coupled``)."""
+
+    inputs: tuple[Path, ...]
+    out_dir: Path
+    models: tuple[str, ...] = ("places365",)
+    method: Method = Method("pgd")
+    objective: ObjectiveKind = ObjectiveKind.CE
+    eps: float = 4.0
+    steps: int = 20
+    seed: int = 0
+    format: OutputFormat = OutputFormat.PNG
+    jpeg_quality: int = 95
+    jpeg_rounds: int = 3
+    appeal: float | None = None
+    penalty: Penalty | None = None
+    penalty_weight: float = 10.0
+    batch_size: int = 8
+    early_stop: bool = True
+    overwrite: bool = False
+
+    def __post_init__(self):
+        set_ = object.__setattr__
+        set_(self, "inputs", tuple(Path(p) for p in self.inputs))
+        set_(self, "models", tuple(m.strip() for m in self.models if m.strip()))
+        for name, kind in (("method", Method), ("objective", ObjectiveKind), ("format", OutputFormat)):
+            set_(self, name, _member(kind, getattr(self, name), name))
+        if self.penalty is not None:
+            set_(self, "penalty", _member(Penalty, self.penalty, "penalty"))
+        if self.appeal is None:
+            set_(self, "appeal", 1.0 if self.method.value in attacks.NEEDS_APPEAL else 0.0)
+        if not self.models:
+            raise ValueError("--model names no model")
+        if self.method.value in attacks.NEEDS_APPEAL and self.appeal <= 0:
+            raise ValueError(f"--method {self.method.value} needs --appeal > 0 (it steers by NIMA's gradient)")
+        if self.objective is ObjectiveKind.SENSITIVE and self.models != ("places365",):
+            raise ValueError("--objective sensitive needs --model places365 (its 60 sensitive scenes)")
+        for name, low in (("eps", 0.0), ("appeal", 0.0), ("penalty_weight", 0.0)):
+            if getattr(self, name) < low:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least {low:g}")
+        for name in ("steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+        if not 1 <= self.jpeg_quality <= 100 or self.jpeg_rounds < 0:
+            raise ValueError("--jpeg-quality must be in 1..100 and --jpeg-rounds at least 0")
+
+
+def _member(kind: type[enum.Enum], value, name: str):
+    try:
+        return kind(value)
+    except ValueError:
+        raise ValueError(f"--{name} must be one of {', '.join(m.value for m in kind)}, not {value!r}") from None

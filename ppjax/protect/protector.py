@@ -1,0 +1,156 @@
+"""The jitted core of protection: attack, round to the uint8 lattice, verify, refine where needed.
+
+What is written is what was verified. The attack works in float; the result is rounded to the
+uint8 lattice (staying inside the budget), the classifiers are run again on exactly those values,
+and an image that is not protected with margin on the lattice (rounding un-protected it, or the
+attack's steps were not enough) gets up to ``lattice_steps`` more sign steps of 1/255 *on the
+lattice*. For JPEG output, :meth:`Protector.refine_for_jpeg` steps against the classifiers behind a
+differentiable JPEG round trip (:mod:`ppjax.ops.jpeg`).
+
+Pixels are float32 (N, H, W, 3) in [0, 1] in and out; inputs are expected on the uint8 lattice
+(decoded files), and outputs are on it (``k / 255``), so :func:`ppjax.io.to_uint8` recovers the
+exact bytes that were verified.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ppjax import attacks
+
+__all__ = ["lattice_radius", "quantise", "Protector"]
+
+
+def lattice_radius(eps: float) -> float:
+    """The largest whole number of 1/255 steps inside a budget of ``eps``/255."""
+    return float(np.floor(eps + 1e-6))
+
+
+def quantise(x01: jnp.ndarray, x0_01: jnp.ndarray, eps: float) -> jnp.ndarray:
+    """``x01`` rounded to the uint8 lattice (``k / 255``) without leaving the L-infinity budget
+    ``eps``/255 around the original ``x0_01`` (itself on the lattice) or [0, 1]."""
+    return _quantise255(x01, jnp.rint(x0_01 * 255.0), eps) / 255.0
+
+
+def _quantise255(x01, x0_255, eps):
+    r = lattice_radius(eps)
+    return jnp.clip(jnp.clip(jnp.rint(x01 * 255.0), x0_255 - r, x0_255 + r), 0.0, 255.0)
+
+
+@dataclass(frozen=True, eq=False)
+class Protector:
+    """Jitted protection of (N, H, W, 3) float [0, 1] batches against ``targets``; immutable, so its
+    compiled programs always match its settings (:func:`dataclasses.replace` makes a new one).
+
+    ``method`` is a name in :data:`ppjax.attacks.METHODS` and ``options`` its own options (an
+    unknown one raises here). Each target is attacked away from its own top-1 class on the
+    original image. ``terms`` (appeal, perceptual penalties) go to the attack; the lattice
+    refinement only looks at the classifiers.
+    """
+
+    targets: Sequence[attacks.Target]
+    method: str = "pgd"
+    eps: float = 4.0
+    steps: int = 20
+    early_stop: bool = True
+    lattice_steps: int = 10
+    #: Logit lead at which an image counts as protected with margin and stops changing. A margin
+    #: keeps the result protected across frameworks and encoders: at margin 0 images sit on the
+    #: decision boundary, where a 1e-5 difference between JAX and ONNX Runtime flips them back.
+    margin: float = 2.0
+    terms: Sequence[attacks.Term] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+    _variables: Any = field(init=False, repr=False)
+    _programs: dict = field(init=False, repr=False)
+
+    def __post_init__(self):
+        set_ = object.__setattr__
+        set_(self, "targets", tuple(self.targets))
+        set_(self, "terms", tuple(self.terms))
+        set_(self, "options", MappingProxyType(dict(self.options)))
+        self._attack(self.targets, self.terms)  # unknown methods and options raise now, not at the first batch
+        # The weights go into the compiled programs as arguments, not as captured constants: the
+        # persistent cache then holds a few MB per image size rather than the models' size. On
+        # the device once, so that NumPy weights are not copied over again on every call.
+        set_(self, "_variables", jax.device_put(attacks.variables_of(self.targets, self.terms)))
+        set_(self, "_programs", {"run": jax.jit(self._run), "status": jax.jit(self._status), "jpeg": {}})
+
+    def _attack(self, targets, terms):
+        return attacks.build(
+            self.method, targets, terms=terms, eps=self.eps, steps=self.steps, early_stop=self.early_stop,
+            stop_margin=self.margin, **self.options,
+        )  # fmt: skip
+
+    def _bound(self, variables):
+        """(targets, terms) holding ``variables``, the traced weights inside a jitted function."""
+        return attacks.bind(self.targets, self.terms, variables)
+
+    def _lattice_refinement(self, targets):
+        return attacks.iterate(
+            targets, attacks.sign_step(), attacks.linf_ball(lattice_radius(self.eps)),
+            steps=self.lattice_steps, step_size=1.0, stop_margin=self.margin,
+        )  # fmt: skip
+
+    @staticmethod
+    def _lead(targets, x01, labels):
+        return attacks.objective_and_lead(targets, x01, labels)[1]
+
+    def _status(self, variables, x01, labels):
+        return self._lead(self._bound(variables)[0], x01, labels) > 0.0
+
+    def _run(self, variables, key, x01):
+        targets, terms = self._bound(variables)
+        refine = self._lattice_refinement(targets)
+        x0_255 = jnp.rint(x01 * 255.0)
+        labels = tuple(jnp.argmax(t.apply(t.variables, x01), axis=-1) for t in targets)
+        q = _quantise255(self._attack(targets, terms)(key, x01, labels), x0_255, self.eps)
+        q_lead = self._lead(targets, q / 255.0, labels)
+
+        def refined(q):
+            # Sign steps of 1/255 from the quantised image; images already protected with margin
+            # are left as they are (early stop).
+            r = _quantise255(refine(key, x01, labels, start=q / 255.0), x0_255, self.eps)
+            return r, self._lead(targets, r / 255.0, labels)
+
+        # The refinement's first step costs a gradient even when every image is already protected
+        # with margin on the lattice (the usual case): skip it then.
+        q, q_lead = jax.lax.cond(jnp.any(q_lead <= self.margin), refined, lambda q: (q, q_lead), q)
+        return q / 255.0, labels, q_lead > 0.0
+
+    def __call__(self, key: jax.Array, x01) -> tuple[np.ndarray, tuple, np.ndarray]:
+        """(protected batch on the uint8 lattice, labels per target, protected-as-computed flags).
+
+        ``key``: one key for the batch, or (N,) keys, one per image.
+        """
+        q, labels, ok = self._programs["run"](self._variables, key, jnp.asarray(x01, jnp.float32))
+        return np.asarray(q), labels, np.asarray(ok)
+
+    def refine_for_jpeg(self, key: jax.Array, x01, start01, labels, quality: int) -> np.ndarray:
+        """More lattice steps from ``start01`` (what was encoded last), within the budget around the
+        originals ``x01``, against the classifiers *behind* a JPEG round trip at ``quality``
+        (:func:`ppjax.ops.jpeg.jpeg_round_trip`): the batch to encode, on the lattice. The verdict is
+        left to :meth:`verify` on the decoded file, not to the differentiable stand-in."""
+        programs = self._programs["jpeg"]
+        if quality not in programs:
+            programs[quality] = jax.jit(lambda *args: self._refine_for_jpeg(quality, *args))
+        return np.asarray(programs[quality](self._variables, key, jnp.asarray(x01, jnp.float32), jnp.asarray(start01, jnp.float32), labels))
+
+    def _refine_for_jpeg(self, quality, variables, key, x01, start01, labels):
+        from ppjax.ops.jpeg import jpeg_round_trip
+
+        behind = tuple(
+            attacks.Target(lambda v, x, apply=t.apply: apply(v, jpeg_round_trip(x, quality)), t.variables, t.objective)
+            for t in self._bound(variables)[0]
+        )
+        q = _quantise255(self._lattice_refinement(behind)(key, x01, labels, start=start01), jnp.rint(x01 * 255.0), self.eps)
+        return q / 255.0
+
+    def verify(self, x01, labels) -> np.ndarray:
+        """Protected flags for images (e.g. decoded from the written files), float [0, 1]."""
+        return np.asarray(self._programs["status"](self._variables, jnp.asarray(x01, jnp.float32), labels))

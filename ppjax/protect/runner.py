@@ -1,0 +1,96 @@
+"""One protection run from a :class:`~ppjax.protect.config.ProtectConfig`: targets and terms from
+the store's models, a :class:`~ppjax.protect.protector.Protector`, and the files written.
+
+The run never touches process-global JAX state (such as the persistent compilation cache); that is
+the caller's choice (`ppjax protect` makes it for its one-shot process).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ppjax import attacks
+from ppjax.io.images import iter_image_files
+from ppjax.protect.config import ObjectiveKind, ProtectConfig
+from ppjax.protect.files import ProtectResult, protect_files
+from ppjax.protect.protector import Protector
+
+__all__ = ["ProtectSummary", "plan_jobs", "build_protector", "run"]
+
+
+@dataclass(frozen=True)
+class ProtectSummary:
+    results: tuple[ProtectResult, ...]
+    seconds: float
+
+    @property
+    def written(self) -> list[ProtectResult]:
+        return [r for r in self.results if r.protected is not None]
+
+    @property
+    def failed(self) -> list[ProtectResult]:
+        return [r for r in self.results if r.error]
+
+    @property
+    def skipped(self) -> int:
+        return sum(r.skipped is not None for r in self.results)
+
+    def line(self) -> str:
+        """The one-line summary: protected share as written, mean PSNR (dB) and SSIM, time."""
+        written, failed = self.written, self.failed
+        text = f"protected {sum(r.protected for r in written)}/{len(written)} images as written"
+        if written:
+            psnr = [r.psnr for r in written if np.isfinite(r.psnr)] or [float("nan")]
+            text += f", mean PSNR {np.mean(psnr):.2f} dB, mean SSIM {np.mean([r.ssim for r in written]):.4f}"
+        text += f", {self.seconds:.1f} s"
+        text += f"; {self.skipped} skipped (output exists)" if self.skipped else ""
+        return text + (f"; {len(failed)} failed" if failed else "")
+
+
+def plan_jobs(config: ProtectConfig) -> list:
+    """(input, output) pairs: each image under the inputs, written under ``out_dir`` at its
+    relative path with the output format's suffix."""
+    return [(f, (config.out_dir / rel).with_suffix(config.format.suffix)) for f, rel in iter_image_files(config.inputs)]
+
+
+def build_protector(config: ProtectConfig, load: Callable[[str], object]) -> Protector:
+    """The protector ``config`` describes; ``load(name)`` returns an installed model by name."""
+    targets = []
+    for name in config.models:
+        m = load(name)
+        if config.objective is ObjectiveKind.SENSITIVE:
+            obj = attacks.away_from_group(sorted(m.sensitive), m.spec.num_classes)
+        else:
+            obj = attacks.margin() if config.objective is ObjectiveKind.MARGIN else attacks.cross_entropy()
+        targets.append(attacks.Target(m.apply, m.variables, obj))
+    terms = []
+    if config.appeal > 0:
+        nima = load("nima")
+        terms.append(attacks.appeal(nima.apply, nima.variables, config.appeal))
+    if config.penalty is not None:
+        terms.append(attacks.perceptual(config.penalty.value, config.penalty_weight))
+    return Protector(targets, method=config.method.value, eps=config.eps, steps=config.steps, early_stop=config.early_stop, terms=terms)
+
+
+def run(
+    config: ProtectConfig,
+    load: Callable[[str], object],
+    *,
+    progress: Callable[[int], None] | None = None,
+    jobs=None,
+    protector: Protector | None = None,
+) -> ProtectSummary:
+    """Protect every image of ``config``; ``progress(n)`` is called with the number done so far.
+    ``jobs`` and ``protector`` default to :func:`plan_jobs` and :func:`build_protector`'s."""
+    jobs = plan_jobs(config) if jobs is None else jobs
+    protector = build_protector(config, load) if protector is None else protector
+    start = time.perf_counter()
+    results = protect_files(
+        protector, jobs, seed=config.seed, max_batch=config.batch_size, jpeg_quality=config.jpeg_quality,
+        jpeg_rounds=config.jpeg_rounds, overwrite=config.overwrite, progress=progress,
+    )  # fmt: skip
+    return ProtectSummary(tuple(results), time.perf_counter() - start)

@@ -1,0 +1,30 @@
+"""The model store: which models ppjax knows (:mod:`.registry`), how their files arrive
+(:mod:`.download`), how they are converted once and loaded (:mod:`.install`), and the readers
+behind conversion: PyTorch checkpoints without running pickled code (:mod:`.torch_checkpoint`)
+and the converted Flax variables as safetensors (:mod:`.variables`).
+"""
+
+from ppjax.store.download import DownloadError, ModelStoreError, OfflineError, download
+from ppjax.store.install import (
+    LABELS,
+    MANIFEST,
+    ONNX,
+    WEIGHTS,
+    fetch,
+    import_files,
+    is_installed,
+    listing,
+    load_model,
+    model_dir,
+    read_manifest,
+    sha256_file,
+    store_root,
+)
+from ppjax.store.registry import KNOWN_MODELS, SourceFile, StoreEntry, classifier_names, entry, onnx_model_names
+
+__all__ = [
+    "DownloadError", "ModelStoreError", "OfflineError", "download",
+    "LABELS", "MANIFEST", "ONNX", "WEIGHTS",
+    "fetch", "import_files", "is_installed", "listing", "load_model", "model_dir", "read_manifest", "sha256_file", "store_root",
+    "KNOWN_MODELS", "SourceFile", "StoreEntry", "classifier_names", "entry", "onnx_model_names",
+]  # fmt: skip

@@ -1,0 +1,44 @@
+"""ProtectConfig: every choice an Enum, every impossible combination refused with the option named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ppjax.cli import app
+from ppjax.protect import Method, ObjectiveKind, OutputFormat, ProtectConfig
+
+
+def test_defaults_and_coercion():
+    c = ProtectConfig(("a.png",), Path("out"), models=(" places365", ""), method="coupled", format="jpeg")
+    assert c.models == ("places365",) and c.method is Method.COUPLED and c.format is OutputFormat.JPEG
+    assert c.appeal == 1.0 and c.objective is ObjectiveKind.CE and c.inputs == (Path("a.png"),)
+    assert ProtectConfig(("a.png",), Path("out")).appeal == 0.0
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"method": "pgdd"}, "--method must be one of fgsm, bim, pgd"),
+        ({"method": "coupled", "appeal": 0.0}, "--method coupled needs --appeal > 0"),
+        ({"objective": "sensitive", "models": ("efficientnet-lite0",)}, "--objective sensitive needs --model places365"),
+        ({"models": ("", " ")}, "--model names no model"),
+        ({"eps": -1.0}, "--eps must be at least 0"),
+        ({"steps": 0}, "--steps must be at least 1"),
+        ({"jpeg_quality": 0}, "--jpeg-quality must be in 1..100"),
+    ],
+)
+def test_impossible_settings_are_refused(options, message):
+    with pytest.raises(ValueError, match=message):
+        ProtectConfig(("a.png",), Path("out"), **options)
+
+
+def test_cli_choices_come_from_the_enums(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"")
+    result = CliRunner().invoke(app, ["protect", "-o", str(tmp_path / "o"), "--method", "pgdd", str(tmp_path)])
+    text = " ".join(line.strip("│ ") for line in result.output.splitlines())
+    assert result.exit_code == 2 and "Invalid value for '--method'" in text and "'pgdd' is not one of" in text
+    result = CliRunner().invoke(app, ["protect", "-o", str(tmp_path / "o"), "--objective", "sensitive", "--model", "efficientnet-lite0", str(tmp_path)])
+    assert result.exit_code == 2 and "--objective sensitive needs --model places365" in result.stderr

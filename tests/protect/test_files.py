@@ -1,0 +1,73 @@
+"""Protecting files: order, bad inputs, resumed runs, and the verdict on what was written."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from PIL import Image
+
+from ppjax.io import to_float01
+from ppjax.protect import Protector
+
+
+def test_jpeg_verdict_is_the_decoded_files(tiny, photos, tmp_path):
+    from ppjax.protect import protect_files
+
+    (tmp_path / "in").mkdir()
+    inputs = []
+    for n, rgb in enumerate(photos):
+        inputs.append(tmp_path / "in" / f"{n}.png")
+        Image.fromarray(rgb).save(inputs[-1])
+    protector = Protector([tiny], eps=2.0, steps=3)
+    results = protect_files(protector, [(f, tmp_path / "out" / f"{f.stem}.jpg") for f in inputs], jpeg_quality=60, max_batch=4)
+    assert all(r.error is None and Image.open(r.output).format == "JPEG" for r in results)
+    decoded = np.stack([np.asarray(Image.open(r.output).convert("RGB")) for r in results])
+    assert np.abs(decoded.astype(int) - photos).max() > 2  # the encoder's own change, beyond the budget
+    labels = protector(jax.random.key(0), to_float01(photos))[1]
+    assert [r.protected for r in results] == protector.verify(to_float01(decoded), labels).tolist()
+
+def test_protect_files_in_chunks_reports_bad_inputs_and_keeps_order(tiny, photos, tmp_path):
+    from ppjax.protect import protect_files
+
+    (tmp_path / "in").mkdir()
+    jobs = []
+    for i, img in enumerate(photos):
+        Image.fromarray(img).save(tmp_path / "in" / f"{i}.png")
+        jobs.append((tmp_path / "in" / f"{i}.png", tmp_path / "out" / f"{i}.png"))
+    (tmp_path / "in" / "bad.png").write_bytes(b"not an image")
+    jobs.insert(2, (tmp_path / "in" / "bad.png", tmp_path / "out" / "bad.png"))
+    protector = Protector([tiny], method="bim", eps=4.0, steps=3)
+    seen = []
+    results = protect_files(protector, jobs, chunk=3, max_batch=2, progress=seen.append)
+    assert [r.source for r in results] == [src for src, _ in jobs]
+    assert results[2].error and results[2].output is None
+    assert all(r.output.exists() and r.protected is not None for k, r in enumerate(results) if k != 2)
+    assert seen[-1] == len(jobs) and seen == sorted(seen)
+    again = protect_files(protector, jobs, chunk=64, max_batch=2)
+    assert sum(r.skipped is not None for r in again) == len(photos)
+
+def test_failed_jpeg_rewrite_leaves_no_stale_output(tiny, photos, tmp_path, monkeypatch):
+    import ppjax.protect.files as protect_module
+
+    (tmp_path / "in").mkdir()
+    jobs = []
+    for n, rgb in enumerate(photos[:2]):
+        Image.fromarray(rgb).save(tmp_path / "in" / f"{n}.png")
+        jobs.append((tmp_path / "in" / f"{n}.png", tmp_path / "out" / f"{n}.jpg"))
+    protector = Protector([tiny], eps=2.0, steps=1)
+    # Every decoded JPEG judged unprotected, so both images go to a JPEG round; the disk is full then.
+    monkeypatch.setattr(Protector, "verify", lambda self, x, labels: np.zeros(len(x), bool))
+    writes = []
+    real_write = protect_module.write_image
+
+    def write_then_fail(path, *args, **kwargs):
+        writes.append(path)
+        if writes.count(path) > 1 and path.stem == "1":
+            raise protect_module.ImageWriteError(f"{path}: cannot write (No space left on device)")
+        return real_write(path, *args, **kwargs)
+
+    monkeypatch.setattr(protect_module, "write_image", write_then_fail)
+    results = protect_module.protect_files(protector, jobs, jpeg_rounds=1, max_batch=2)
+    assert writes.count(jobs[1][1]) == 2
+    assert [r.error is None for r in results] == [True, False] and "No space" in results[1].error
+    assert jobs[0][1].exists() and not jobs[1][1].exists()
