@@ -45,28 +45,67 @@ def _text(value) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
-def read_keras2_weights(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
-    """``{layer name: {weight name without ':0': array}}`` in file order, layers without weights omitted."""
+def read_keras2_weights(path: str | Path, *, timeout: float = 120.0, memory_bytes: int = 4 << 30) -> dict[str, dict[str, np.ndarray]]:
+    """``{layer name: {weight name without ':0': array}}`` in file order, layers without weights omitted.
+
+    The file is parsed in a child process limited to ``memory_bytes`` of address space and
+    ``timeout`` seconds: HDF5 is a C library, and fuzzing found damaged files on which it loops
+    forever or asks for terabytes. Whatever the child does, the caller gets the arrays or one
+    :class:`CheckpointFormatError` naming the file.
+    """
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="ppjax-hdf5-") as tmp:
+        out = Path(tmp) / "weights.npz"
+        cmd = [sys.executable, "-m", "ppjax.export.keras_to_flax", str(path), str(out), "--memory-bytes", str(memory_bytes)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise CheckpointFormatError(f"{path}: the HDF5 reader did not finish within {timeout:g} s (a damaged file?)") from None
+        if proc.returncode != 0:
+            said = [line[len("error: "):] for line in proc.stderr.splitlines() if line.startswith("error: ")]
+            reason = said[-1] if said else f"the HDF5 reader failed (exit status {proc.returncode}; a damaged file?)"
+            raise CheckpointFormatError(reason if reason.startswith(str(path)) else f"{path}: {reason}")
+        try:
+            with np.load(out, allow_pickle=False) as arrays:
+                index = json.loads(str(arrays["index"]))
+                return {str(layer): {str(w): arrays[key] for w, key in weights} for layer, weights in index}
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise CheckpointFormatError(f"{path}: the HDF5 reader's output is unreadable ({e})") from None
+
+
+def _read_in_process(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
     import h5py
 
     try:
         f = h5py.File(path, "r")
     except OSError as e:
         raise CheckpointFormatError(f"{path}: not an HDF5 file ({e})") from None
-    with f:
-        root = f["model_weights"] if "model_weights" in f else f
-        if "layer_names" not in root.attrs:
-            raise CheckpointFormatError(f"{path}: no 'layer_names' attribute: not a Keras-2 weights file")
-        layers: dict[str, dict[str, np.ndarray]] = {}
-        for layer in map(_text, root.attrs["layer_names"]):
-            group = root[layer]
-            weights = {}
-            for full in map(_text, group.attrs.get("weight_names", [])):
-                short = full.rsplit("/", 1)[-1].split(":")[0]
-                weights[short] = np.asarray(group[full][()])
-            if weights:
-                layers[layer] = weights
-        return layers
+    try:
+        with f:
+            root = f["model_weights"] if "model_weights" in f else f
+            if "layer_names" not in root.attrs:
+                raise CheckpointFormatError(f"{path}: no 'layer_names' attribute: not a Keras-2 weights file")
+            layers: dict[str, dict[str, np.ndarray]] = {}
+            for layer in map(_text, root.attrs["layer_names"]):
+                group = root[layer]
+                weights = {}
+                for full in map(_text, group.attrs.get("weight_names", [])):
+                    short = full.rsplit("/", 1)[-1].split(":")[0]
+                    value = np.asarray(group[full][()])
+                    if value.dtype.kind not in "biuf":
+                        raise CheckpointFormatError(f"{path}: weight {layer}/{short} holds {value.dtype} values, not numbers")
+                    weights[short] = value
+                if weights:
+                    layers[layer] = weights
+            return layers
+    except CheckpointFormatError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a damaged HDF5 file raises anything from h5py; one clear line
+        raise CheckpointFormatError(f"{path}: damaged Keras-2 weights file ({type(e).__name__}: {e})") from None
 
 
 def keras_to_flax(
@@ -113,3 +152,36 @@ def _keras_guess(flax_key: str) -> str:
     if leaf == "bias" and layer.endswith("_bn"):
         name = "beta"
     return f"{layer}/{name}"
+
+
+def main(argv=None) -> int:
+    """The child of :func:`read_keras2_weights`: parse SRC under resource limits, write OUT.npz."""
+    import argparse
+    import json
+    import resource
+    import sys
+
+    parser = argparse.ArgumentParser(description="Read a Keras-2 weights file into an .npz (used in a child process).")
+    parser.add_argument("src", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--memory-bytes", type=int, default=4 << 30)
+    args = parser.parse_args(argv)
+    resource.setrlimit(resource.RLIMIT_AS, (args.memory_bytes, args.memory_bytes))
+    try:
+        layers = _read_in_process(args.src)
+    except CheckpointFormatError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"error: {args.src}: the HDF5 reader ran out of its {args.memory_bytes >> 20} MB (a damaged file?)", file=sys.stderr)
+        return 2
+    arrays, index = {}, []
+    for i, (layer, weights) in enumerate(layers.items()):
+        index.append([layer, [[w, f"a{i}_{j}"] for j, w in enumerate(weights)]])
+        arrays.update({f"a{i}_{j}": v for j, v in enumerate(weights.values())})
+    np.savez(args.out, index=np.array(json.dumps(index)), **arrays)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

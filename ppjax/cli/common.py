@@ -82,5 +82,5 @@ def image_paths(inputs: list[Path]) -> list[Path]:
 
 def exit_if_failed(failed: int, total: int) -> None:
     if failed:
-        err.print(f"{failed} of {total} files could not be read")
+        err.print(f"{failed} of {total} files could not be read or processed")
         raise typer.Exit(1)

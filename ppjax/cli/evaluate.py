@@ -91,7 +91,12 @@ def _check_task(protected: Path, task_list: Path | None) -> None:
 
     if task_list is None or not task_list.is_file():
         raise fail("--task mediaeval2019 needs --task-list MEPP19test.csv (the task's list of 600 test images)", 2)
-    violations = check_run(protected, read_test_list(task_list))
+    from ppjax.evaluate.labels import LabelsError
+
+    try:
+        violations = check_run(protected, read_test_list(task_list))
+    except LabelsError as e:
+        raise fail(str(e), 2) from None
     for v in violations:
         err.print(f"[red]violation:[/] {v}", markup=True)
     if violations:

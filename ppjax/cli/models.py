@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from ppjax import store
-from ppjax.cli.common import fail, installing, out
+from ppjax.cli.common import err, fail, installing, out
 
 app = typer.Typer(help="List, download and import model weights (the model store).", no_args_is_help=True)
 _NAMES = ", ".join(store.KNOWN_MODELS)
@@ -67,3 +67,24 @@ def models_import(
     except (store.ModelStoreError, ValueError) as e:
         raise fail(str(e)) from None
     out.print(f"installed {name} in {target}")
+
+
+@app.command("verify")
+def models_verify(
+    names: Annotated[Optional[list[str]], typer.Argument(help="Models to check (default: every installed one).", show_default=False)] = None,
+) -> None:
+    """Check installed models' weights and ONNX graphs against the sha256 recorded at install."""
+    names = names or [row["name"] for row in store.listing() if row["installed"]]
+    bad = 0
+    for name in names:
+        try:
+            problems = store.verify(name) if store.is_installed(name) else [f"{name}: not installed"]
+        except store.ModelStoreError as e:
+            problems = [str(e)]
+        for p in problems:
+            err.print(f"[bold red]error:[/] {p}", markup=True)
+        bad += bool(problems)
+        if not problems:
+            out.print(f"{name}: intact")
+    if bad:
+        raise typer.Exit(1)

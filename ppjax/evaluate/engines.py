@@ -39,7 +39,9 @@ class OnnxClassifier:
         import onnxruntime as ort
 
         self.path = Path(path)
-        self.session = ort.InferenceSession(str(self.path), providers=providers())
+        options = ort.SessionOptions()
+        options.log_severity_level = 4  # failures reach the caller as exceptions; no log lines of its own
+        self.session = ort.InferenceSession(str(self.path), options, providers=providers())
         self.input = self.session.get_inputs()[0].name
 
     def logits(self, x01: np.ndarray) -> np.ndarray:

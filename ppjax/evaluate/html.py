@@ -141,7 +141,7 @@ def render_html(report: Report, *, jpeg_roundtrip: Callable[[np.ndarray, int], n
             + (f"difference ×{gain:.3g} (brightest = {255 / gain:.0f}/255)" if gain else "no change")
             + "</figcaption></figure></div>"
             "<table><tr><th>engine</th><th>before</th><th>after</th></tr>" + "".join(rows) + "</table>"
-            f"<div class='q'>PSNR {_fmt(qi.psnr, '.1f')} dB · SSIM {qi.ssim:.4f} · CIEDE2000 {qi.ciede2000:.2f}"
+            f"<div class='q'>PSNR {_fmt(qi.psnr, '.1f')} dB · SSIM {_fmt(qi.ssim, '.4f')} · CIEDE2000 {qi.ciede2000:.2f}"
             f" · max change {qi.linf_255:.0f}/255{nima}</div></article>"
         )
     parts.append("</section></body></html>")

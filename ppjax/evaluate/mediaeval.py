@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 
 from ppjax.io import ImageReadError, read_image
-from ppjax.evaluate.labels import image_key
+from ppjax.evaluate.labels import LabelsError, image_key
 
 __all__ = ["RUN_NAME", "read_test_list", "check_run"]
 
@@ -22,8 +22,12 @@ RUN_NAME = re.compile(r"(?P<runcode>[A-Za-z0-9-]+(?:_[A-Za-z0-9-]+)*)_(?P<image>
 
 def read_test_list(path: str | Path) -> list[str]:
     """Places365 names (without extension) of a task test list such as ``MEPP19test.csv``."""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise LabelsError(f"{path}: cannot read the test list ({e})") from None
     names = []
-    for line in Path(path).read_text(encoding="utf-8-sig").splitlines():
+    for line in text.splitlines():
         field = line.split(",")[0].strip().strip('"')
         if field and field.lower() != "file":
             names.append(image_key(field))

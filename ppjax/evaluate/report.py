@@ -36,17 +36,19 @@ class Verdict:
 
 @dataclass(frozen=True)
 class ImageQuality:
-    """PSNR in dB (None for an unchanged image: infinite, which JSON cannot hold), SSIM, mean
-    CIEDE2000, and the largest change in 1/255 units."""
+    """PSNR in dB (None for an unchanged image: infinite, which JSON cannot hold), SSIM (None for
+    images under 11x11, too small for its window), mean CIEDE2000, the largest change in 1/255."""
 
     psnr: float | None
-    ssim: float
+    ssim: float | None
     ciede2000: float
     linf_255: float
 
     def __post_init__(self):
-        if self.psnr is not None and not math.isfinite(self.psnr):
-            object.__setattr__(self, "psnr", None)
+        for name in ("psnr", "ssim"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                object.__setattr__(self, name, None)
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,10 @@ __all__ = ["evaluate"]
 
 @jax.jit
 def _quality(x: jnp.ndarray, y: jnp.ndarray) -> dict[str, jnp.ndarray]:
+    """PSNR, SSIM (NaN where the images are under 11x11), CIEDE2000 and Linf of one pair."""
     return {
         "psnr": metrics.psnr(x, y),
-        "ssim": metrics.ssim(x, y),
+        "ssim": metrics.ssim(x, y) if metrics.ssim_defined(x.shape) else jnp.full(x.shape[0], jnp.nan),
         "ciede2000": metrics.ciede2000(x, y),
         "linf_255": metrics.linf_255(x, y),
     }
@@ -76,23 +77,27 @@ def evaluate(
         if labels is not None and pair.key not in labels:
             skipped.append(Skipped(pair.key, "no label for this image"))
             continue
-        if jpeg_quality is not None:
-            b = jpeg_roundtrip(b, jpeg_quality)
-        x = np.stack([a, b]).astype(np.float32) / 255.0
-        q = {k: float(v[0]) for k, v in _quality(jnp.asarray(x[:1]), jnp.asarray(x[1:])).items()}
-        verdicts = {}
-        for name, logits_fn in engines.items():
-            lg = np.asarray(logits_fn(x))
-            before, after = _topk(lg[0]), _topk(lg[1])
-            verdicts[name] = Verdict(before, after, model.labels[before[0]], model.labels[after[0]])
-        score = (float(s) for s in np.asarray(nima_scores(x))) if nima_scores is not None else None
-        images.append(
-            ImageRecord(
-                pair.key, str(pair.original), str(pair.protected), ImageQuality(**q), verdicts,
-                label=labels[pair.key] if labels is not None else None, nima=tuple(score) if score is not None else None,
-            )
-        )  # fmt: skip
+        try:
+            images.append(_record(model, pair, a, b, engines, labels, jpeg_quality, nima_scores))
+        except Exception as e:  # noqa: BLE001 - a size an engine cannot take: this pair only
+            skipped.append(Skipped(pair.key, f"cannot be evaluated at {a.shape[1]}x{a.shape[0]} pixels ({type(e).__name__}: {e})"))
     return _summarise(model, images, skipped, list(engines), labels is not None, jpeg_quality)
+
+
+def _record(model, pair, a, b, engines, labels, jpeg_quality, nima_scores) -> ImageRecord:
+    """One pair's quality, each engine's verdict and its appeal."""
+    if jpeg_quality is not None:
+        b = jpeg_roundtrip(b, jpeg_quality)
+    x = np.stack([a, b]).astype(np.float32) / 255.0
+    q = {k: float(v[0]) for k, v in _quality(jnp.asarray(x[:1]), jnp.asarray(x[1:])).items()}
+    verdicts = {}
+    for name, logits_fn in engines.items():
+        lg = np.asarray(logits_fn(x))
+        before, after = _topk(lg[0]), _topk(lg[1])
+        verdicts[name] = Verdict(before, after, model.labels[before[0]], model.labels[after[0]])
+    score = tuple(float(s) for s in np.asarray(nima_scores(x))) if nima_scores is not None else None
+    label = labels[pair.key] if labels is not None else None
+    return ImageRecord(pair.key, str(pair.original), str(pair.protected), ImageQuality(**q), verdicts, label=label, nima=score)
 
 
 def _engine_stats(model: Model, images: list[ImageRecord], name: str, labelled: bool) -> EngineStats:
@@ -118,7 +123,7 @@ def _summarise(model: Model, images: list[ImageRecord], skipped: list[Skipped], 
     quality = QualityStats(
         psnr_mean=_mean(im.quality.psnr for im in images if im.quality.psnr is not None),
         n_unchanged=sum(im.quality.linf_255 == 0 for im in images),
-        ssim_mean=_mean(im.quality.ssim for im in images),
+        ssim_mean=_mean(im.quality.ssim for im in images if im.quality.ssim is not None),
         ciede2000_mean=_mean(im.quality.ciede2000 for im in images),
         linf_max_255=max((im.quality.linf_255 for im in images), default=None),
     )

@@ -39,19 +39,25 @@ def group_batches(items: Sequence[T], key: Iterable[Hashable], max_batch: int) -
             yield idx[start : start + max_batch]
 
 
-def run_batched(fn, images: Sequence[np.ndarray], max_batch: int) -> list[np.ndarray]:
+def run_batched(fn, images: Sequence[np.ndarray], max_batch: int) -> list:
     """``fn`` over uint8 (H, W, 3) images of any sizes, in shape-grouped, bucket-padded batches.
 
     ``fn`` maps a (B, H, W, 3) float32 [0, 1] batch to an array with a leading axis B; the result
-    is one row per input image, in input order.
+    is one row per input image, in input order. Where ``fn`` fails on a group (a size the model
+    cannot take), each of its images gets the exception instead of a row, and the rest go on.
     """
-    rows: list[np.ndarray | None] = [None] * len(images)
+    rows: list = [None] * len(images)
     for idx in group_batches(images, (im.shape for im in images), max_batch):
         x = np.stack([images[i] for i in idx]).astype(np.float32) / np.float32(255.0)
-        out = np.asarray(fn(pad_batch(x, bucket_size(len(idx), max_batch))))
+        try:
+            out = np.asarray(fn(pad_batch(x, bucket_size(len(idx), max_batch))))
+        except Exception as e:  # noqa: BLE001 - reported per image by the caller, never ends the run
+            for i in idx:
+                rows[i] = e
+            continue
         for j, i in enumerate(idx):
             rows[i] = out[j]
-    return rows  # type: ignore[return-value]
+    return rows
 
 
 def decode_in_chunks(files: Sequence, chunk: int):
@@ -79,6 +85,22 @@ def map_image_files(fn, files: Sequence, max_batch: int, prepare=None, chunk: in
 
     for loaded in decode_in_chunks(files, chunk or 4 * max_batch):
         ok = [im for im in loaded if not isinstance(im, ImageReadError)]
-        rows = iter(run_batched(fn, [prepare(im.rgb) if prepare else im.rgb for im in ok], max_batch))
+        prepared = []
+        for im in ok:
+            try:
+                prepared.append(prepare(im.rgb) if prepare else im.rgb)
+            except Exception as e:  # noqa: BLE001 - as for a failing batch: this image only
+                prepared.append(e)
+        shaped = [p for p in prepared if not isinstance(p, Exception)]
+        rows = iter(run_batched(fn, shaped, max_batch))
+        results = iter([p if isinstance(p, Exception) else next(rows) for p in prepared])
         for item in loaded:
-            yield item if isinstance(item, ImageReadError) else (item, next(rows))
+            if isinstance(item, ImageReadError):
+                yield item
+                continue
+            row = next(results)
+            if isinstance(row, Exception):
+                h, w = item.size
+                yield ImageReadError(item.path, f"cannot be processed at {w}x{h} pixels ({type(row).__name__}: {row})")
+            else:
+                yield item, row

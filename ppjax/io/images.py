@@ -46,7 +46,8 @@ _SRGB = ImageCms.createProfile("sRGB")
 
 
 class ImageReadError(Exception):
-    """A file could not be read as an image; ``str()`` is one line naming the file."""
+    """A file could not be read as an image (or a model could not process it); ``str()`` is one
+    line naming the file."""
 
     def __init__(self, path: str | os.PathLike, reason: str):
         self.path = Path(path)
@@ -160,6 +161,20 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     return LoadedImage(path=path, rgb=np.ascontiguousarray(rgb), alpha=alpha, format=fmt)
 
 
+def _umask() -> int:
+    """The process's umask. Linux reports it in /proc; elsewhere it can only be read by setting it,
+    so it is set back at once."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return a.exists() and b.exists() and os.path.samefile(a, b)
@@ -203,6 +218,9 @@ def write_image(
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
+        # mkstemp makes the file 0600; a normal write gets 0666 less the umask (0644 usually), so
+        # a protected photo copied to a web folder stays readable there.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             img.save(f, format=fmt, **options)
             f.flush()

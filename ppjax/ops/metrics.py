@@ -19,7 +19,15 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["psnr", "ssim", "ciede2000", "linf_255", "srgb_to_lab"]
+__all__ = ["psnr", "ssim", "ssim_defined", "SSIM_MIN_SIDE", "ciede2000", "linf_255", "srgb_to_lab"]
+
+#: SSIM's 11x11 Gaussian window needs images at least this many pixels high and wide.
+SSIM_MIN_SIDE = 11
+
+
+def ssim_defined(shape) -> bool:
+    """Whether :func:`ssim` is defined for images of ``shape`` (..., H, W, C)."""
+    return shape[-3] >= SSIM_MIN_SIDE and shape[-2] >= SSIM_MIN_SIDE
 
 
 def psnr(x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
@@ -42,8 +50,8 @@ def _filter_valid(x: jnp.ndarray, w: np.ndarray) -> jnp.ndarray:
 
 
 def ssim(x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
-    """Mean SSIM per image (see module docstring); images must be at least 11x11."""
-    if x.shape[-3] < 11 or x.shape[-2] < 11:
+    """Mean SSIM per image (see module docstring); images must be at least 11x11 (:func:`ssim_defined`)."""
+    if not ssim_defined(x.shape):
         raise ValueError(f"SSIM needs images of at least 11x11 pixels, got {x.shape[-3]}x{x.shape[-2]}")
     w = _gaussian_window()
     c1, c2 = 0.01**2, 0.03**2

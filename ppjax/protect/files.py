@@ -33,7 +33,7 @@ class ProtectResult:
     skipped: str | None = None  # why nothing was written (existing output)
     error: str | None = None
     psnr: float | None = None  # dB
-    ssim: float | None = None
+    ssim: float | None = None  # None where the image is smaller than SSIM's 11x11 window
 
 
 def protect_files(
@@ -78,7 +78,14 @@ def protect_files(
                 todo.append(job)
                 loaded.append(item)
         for idx in group_batches(loaded, (im.rgb.shape for im in loaded), max_batch):
-            batch.protect([todo[i] for i in idx], [loaded[i] for i in idx])
+            try:
+                batch.protect([todo[i] for i in idx], [loaded[i] for i in idx])
+            except Exception as e:  # noqa: BLE001 - one odd size must never end the run
+                h, w = loaded[idx[0]].size
+                for i in idx:
+                    src, out = todo[i]
+                    if not any(r.source == src for r in results):
+                        results.append(ProtectResult(src, None, error=f"{src}: cannot be protected at {w}x{h} pixels ({type(e).__name__}: {e})"))
             done_count += len(idx)
             if progress:
                 progress(done_count)
@@ -139,7 +146,8 @@ class _Batch:
         for j, w in enumerate(written):
             if w is not None:
                 src, out = jobs[j]
-                self.results.append(ProtectResult(src, out, protected=bool(flags[j]), psnr=float(p[j]), ssim=float(s[j])))
+                ssim = float(s[j]) if np.isfinite(s[j]) else None  # absent, not raised, for tiny images
+                self.results.append(ProtectResult(src, out, protected=bool(flags[j]), psnr=float(p[j]), ssim=ssim))
 
     def _write_and_reload(self, q, jobs, alphas) -> list:
         """Write each image; the decoded bytes on disk per image (None where writing failed, with
@@ -157,8 +165,10 @@ class _Batch:
 
 @jax.jit
 def _psnr_ssim(a, b):
-    """Per-image PSNR (dB) and SSIM of (N, H, W, 3) batches in [0, 1]."""
-    return metrics.psnr(a, b), metrics.ssim(a, b)
+    """Per-image PSNR (dB) and SSIM (NaN where the images are too small for it) of (N, H, W, 3)
+    batches in [0, 1]."""
+    ssim = metrics.ssim(a, b) if metrics.ssim_defined(a.shape) else jnp.full(a.shape[0], jnp.nan)
+    return metrics.psnr(a, b), ssim
 
 
 def _with_rows(padded: np.ndarray, written: list) -> np.ndarray:

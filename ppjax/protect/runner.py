@@ -44,8 +44,10 @@ class ProtectSummary:
         written, failed = self.written, self.failed
         text = f"protected {sum(r.protected for r in written)}/{len(written)} images as written"
         if written:
-            psnr = [r.psnr for r in written if np.isfinite(r.psnr)] or [float("nan")]
-            text += f", mean PSNR {np.mean(psnr):.2f} dB, mean SSIM {np.mean([r.ssim for r in written]):.4f}"
+            psnr = [r.psnr for r in written if np.isfinite(r.psnr)]
+            ssim = [r.ssim for r in written if r.ssim is not None]
+            text += f", mean PSNR {np.mean(psnr):.2f} dB" if psnr else ", mean PSNR - (no image changed)"
+            text += f", mean SSIM {np.mean(ssim):.4f}" if ssim else ", mean SSIM - (images under 11x11)"
         text += f", {self.seconds:.1f} s"
         text += f"; {self.skipped} skipped (output exists)" if self.skipped else ""
         return text + (f"; {len(failed)} failed" if failed else "")

@@ -19,12 +19,13 @@ from ppjax.store.install import (
     read_manifest,
     sha256_file,
     store_root,
+    verify,
 )
 from ppjax.store.registry import KNOWN_MODELS, SourceFile, StoreEntry, classifier_names, entry, onnx_model_names
 
 __all__ = [
     "DownloadError", "ModelStoreError", "OfflineError", "download",
     "LABELS", "MANIFEST", "ONNX", "WEIGHTS",
-    "fetch", "import_files", "is_installed", "listing", "load_model", "model_dir", "read_manifest", "sha256_file", "store_root",
+    "fetch", "import_files", "is_installed", "listing", "load_model", "model_dir", "read_manifest", "sha256_file", "store_root", "verify",
     "KNOWN_MODELS", "SourceFile", "StoreEntry", "classifier_names", "entry", "onnx_model_names",
 ]  # fmt: skip

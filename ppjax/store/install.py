@@ -33,7 +33,7 @@ from ppjax.store.variables import save_variables
 
 __all__ = [
     "ENV_HOME", "MANIFEST", "WEIGHTS", "LABELS", "ONNX",
-    "store_root", "model_dir", "read_manifest", "is_installed", "sha256_file", "fetch", "import_files", "load_model", "listing",
+    "store_root", "model_dir", "read_manifest", "is_installed", "sha256_file", "fetch", "import_files", "load_model", "listing", "verify",
 ]  # fmt: skip
 
 ENV_HOME = "PPJAX_HOME"
@@ -234,7 +234,34 @@ def load_model(name: str, root: str | os.PathLike | None = None, **kwargs):
             f"run `ppjax models fetch {name}` (internet) or `ppjax models import {name} PATH` (a file you have)"
         )
         raise ModelStoreError(f"model {name!r} is not installed in {store_root(root)}; {how}")
+    problems = verify(name, root, files=(WEIGHTS,))
+    if problems:
+        raise ModelStoreError(problems[0])
     return _resolve(entry.loader)(model_dir(name, root), **kwargs)
+
+
+def verify(name: str, root: str | os.PathLike | None = None, files: tuple[str, ...] = (WEIGHTS, ONNX)) -> list[str]:
+    """What is wrong with an installed model's ``files`` (weights, ONNX graph) against the sha256
+    its manifest recorded at install: one line per problem naming the file; empty when intact."""
+    d = model_dir(name, root)
+    manifest = read_manifest(name, root)
+    if manifest is None:
+        return [f"{d / MANIFEST}: missing; reinstall with `ppjax models fetch {name}` or `ppjax models import {name} ...`"]
+    records = {WEIGHTS: manifest.get("weights"), ONNX: manifest.get("onnx")}
+    problems = []
+    for file in files:
+        record = records.get(file)
+        if not isinstance(record, dict):
+            continue  # not part of this install (no ONNX graph without PyTorch)
+        path = d / file
+        if not path.is_file():
+            problems.append(f"{path}: missing; reinstall with `ppjax models fetch {name}` or `ppjax models import {name} ...`")
+        elif (got := sha256_file(path)) != record.get("sha256"):
+            problems.append(
+                f"{path}: sha256 {got[:16]}... differs from the {str(record.get('sha256'))[:16]}... recorded at install "
+                f"(changed or truncated); reinstall with `ppjax models fetch {name}` or `ppjax models import {name} ...`"
+            )
+    return problems
 
 
 def listing(root: str | os.PathLike | None = None) -> list[dict]:

@@ -68,28 +68,47 @@ __all__ = [
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
 
-def _materialise(obj, path: str, notes: list[str]):
-    """Arrays for pending tensors; placeholders dropped from containers with a note."""
-    if isinstance(obj, _PendingTensor):
-        return obj.materialise()
-    if isinstance(obj, dict):
-        out = obj.__class__() if isinstance(obj, collections.OrderedDict) else {}
-        for k, v in obj.items():
-            if _is_placeholder(k) or _is_placeholder(v):
-                what = (v if _is_placeholder(v) else k).origin
-                notes.append(f"skipped {path}[{k if isinstance(k, str) else '?'!r}]: a {what} object, not rebuilt")
-                continue
-            out[k] = _materialise(v, f"{path}[{k!r}]", notes)
+class _Materialiser:
+    """Arrays for pending tensors, placeholders dropped from containers with a note.
+
+    Shared references stay shared (a pickle can nest one list in itself twice per level, which
+    expanded as a tree is 2^depth visits), and the tensors' bytes together may not exceed twice the
+    file's: views of one large storage, repeated, would otherwise copy it again and again.
+    """
+
+    def __init__(self, file_bytes: int):
+        self.notes: list[str] = []
+        self.budget = 2 * file_bytes + (1 << 20)
+        self.done: dict[int, object] = {}
+
+    def __call__(self, obj, path: str = "checkpoint"):
+        if id(obj) in self.done:
+            return self.done[id(obj)]
+        if isinstance(obj, _PendingTensor):
+            out = obj.materialise()
+            self.budget -= out.nbytes
+            if self.budget < 0:
+                raise CheckpointFormatError("its tensors add up to more than twice the bytes in the file")
+        elif isinstance(obj, dict):
+            out = obj.__class__() if isinstance(obj, collections.OrderedDict) else {}
+            for k, v in obj.items():
+                if _is_placeholder(k) or _is_placeholder(v):
+                    what = (v if _is_placeholder(v) else k).origin
+                    self.notes.append(f"skipped {path}[{k if isinstance(k, str) else '?'!r}]: a {what} object, not rebuilt")
+                    continue
+                out[k] = self(v, f"{path}[{k!r:.40}]")
+        elif isinstance(obj, (list, tuple)):
+            kept = []
+            for i, v in enumerate(obj):
+                if _is_placeholder(v):
+                    self.notes.append(f"skipped {path}[{i}]: a {v.origin} object, not rebuilt")
+                    continue
+                kept.append(self(v, f"{path}[{i}]"))
+            out = kept if isinstance(obj, list) else tuple(kept)
+        else:
+            return obj
+        self.done[id(obj)] = out
         return out
-    if isinstance(obj, (list, tuple)):
-        kept = []
-        for i, v in enumerate(obj):
-            if _is_placeholder(v):
-                notes.append(f"skipped {path}[{i}]: a {v.origin} object, not rebuilt")
-                continue
-            kept.append(_materialise(v, f"{path}[{i}]", notes))
-        return kept if isinstance(obj, list) else tuple(kept)
-    return obj
 
 
 def _refuse_placeholders_in_state_dict(obj) -> None:
@@ -192,8 +211,8 @@ def load_torch_checkpoint(path: str | Path) -> Any:
         else:
             result = _load_legacy(path.read_bytes())
         _refuse_placeholders_in_state_dict(result)
-        notes: list[str] = []
-        loaded = _materialise(result, "checkpoint", notes)
+        materialise = _Materialiser(path.stat().st_size)
+        loaded, notes = materialise(result), materialise.notes
     except CheckpointError as e:
         raise type(e)(f"{path}: {e}") from None
     except (OSError, MemoryError) as e:

@@ -110,7 +110,7 @@ class _PendingTensor:
         if self.storage is None:
             raise CheckpointFormatError("a tensor object was never given its storage")
         flat = self.storage.data
-        if flat is None:
+        if not isinstance(flat, np.ndarray):
             raise CheckpointFormatError(f"a tensor refers to storage {self.storage.key}, which the file never provides")
         _check_extent(self.offset, self.size, self.stride, len(flat), self.storage.key)
         if not self.size:
@@ -244,14 +244,32 @@ _ALLOWED_GLOBALS = {
     ("numpy._core.multiarray", "scalar"): _numpy_scalar,
 }
 _TENSOR_CLASS_NAMES = {name.replace("Storage", "Tensor") for name in _STORAGE_DTYPES}
+#: Objects whose state a pickle may set (BUILD): tensors of PyTorch 0.1, NumPy dtypes (byte order),
+#: placeholders (state ignored) and OrderedDicts (a state_dict's ``_metadata`` attribute).
+_BUILDABLE = (_LegacyTensorClass, _DTypeSpec, _Placeholder, collections.OrderedDict)
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+class _RestrictedUnpickler(pickle._Unpickler):  # noqa: SLF001 - the Python unpickler, to restrict BUILD
+    """The pure-Python unpickler with ``find_class`` handing out stand-ins and ``BUILD`` (which sets
+    an object's state) allowed only on objects that are meant to take it: otherwise a file could set
+    attributes on the reader's own shared stand-ins. Checkpoint pickles are small (the tensors'
+    bytes are read outside the pickle), so the Python implementation costs nothing noticeable."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)  # noqa: SLF001
+
     def __init__(self, file: BinaryIO, storages: dict[str, _Storage], read_zip_record=None):
         # latin-1: Python 2 byte strings load as str, one character per byte, whatever the bytes.
         super().__init__(file, encoding="latin1")
         self._storages = storages
         self._read_zip_record = read_zip_record
+
+    def load_build(self):
+        target = self.stack[-2] if len(self.stack) >= 2 else None
+        if not isinstance(target, _BUILDABLE):
+            raise CheckpointFormatError(f"the pickle sets the state of a {type(target).__name__}, which no checkpoint does")
+        super().load_build()
+
+    dispatch[pickle.BUILD[0]] = load_build
 
     def find_class(self, module: str, name: str):
         if module in _STORAGE_MODULES and name in _STORAGE_DTYPES:

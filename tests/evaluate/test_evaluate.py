@@ -227,3 +227,35 @@ def test_html_report_renders_in_a_real_browser(lite0_store, tmp_path, monkeypatc
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20_000
     # The dark page background fills the margins.
     assert (pixels[5:20, 5:20] < 40).all()
+
+
+@pytest.mark.slow
+def test_tiny_and_strip_images_are_evaluated_with_ssim_absent(lite0_store, tmp_path, monkeypatch):
+    """1x1 and 3x40 pairs: the JAX port classifies them, PSNR and CIEDE2000 are measured, SSIM (which
+    needs 11x11 pixels) is absent, not raised. The ONNX graph exported from PyTorch refuses sizes
+    that small: those pairs are skipped with one line each, the rest is scored, exit status 1."""
+    root, _ = lite0_store
+    monkeypatch.setenv("PPJAX_HOME", str(root))
+    rng = np.random.default_rng(0)
+    for folder in ("orig", "prot"):
+        (tmp_path / folder).mkdir()
+    for name, shape in (("dot", (1, 1, 3)), ("strip", (40, 3, 3)), ("photo", (32, 32, 3))):
+        a = rng.integers(0, 256, shape, dtype=np.uint8)
+        Image.fromarray(a).save(tmp_path / "orig" / f"{name}.png")
+        Image.fromarray(np.clip(a.astype(int) + 3, 0, 255).astype(np.uint8)).save(tmp_path / "prot" / f"{name}.png")
+    out = tmp_path / "eval.json"
+    args = ["evaluate", "--model", "efficientnet-lite0", "--json", str(out), str(tmp_path / "orig"), str(tmp_path / "prot")]
+    result = CliRunner().invoke(app, [*args, "--engine", "jax"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    quality = {im["key"]: im["quality"] for im in report["images"]}
+    assert quality["dot"]["ssim"] is None and quality["strip"]["ssim"] is None and quality["photo"]["ssim"] is not None
+    assert all(q["psnr"] is not None and q["ciede2000"] > 0 for q in quality.values())
+    assert report["quality"]["ssim_mean"] == pytest.approx(quality["photo"]["ssim"])
+    assert "Quality: PSNR" in result.stdout
+    result = CliRunner().invoke(app, args)  # both engines
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    report = json.loads(out.read_text())
+    assert [im["key"] for im in report["images"]] == ["photo"]
+    assert {s["key"] for s in report["skipped"]} == {"dot", "strip"}
+    assert all("cannot be evaluated at" in s["reason"] for s in report["skipped"])

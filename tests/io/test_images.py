@@ -301,3 +301,19 @@ def test_read_does_not_follow_into_permissions_it_lacks(tmp_path):
     path.chmod(0)
     with pytest.raises(ImageReadError, match="cannot read"):
         read_image(path)
+
+
+def test_written_files_get_the_umasks_permissions(tmp_path):
+    """Atomic writes go through a 0600 temporary file; the result must be what a plain write gives."""
+    import os
+    import stat
+
+    rgb = np.zeros((4, 4, 3), np.uint8)
+    for mask, mode in ((0o022, 0o644), (0o077, 0o600), (0o002, 0o664)):
+        old = os.umask(mask)
+        try:
+            for suffix in (".png", ".jpg"):
+                out = write_image(tmp_path / f"{mask:o}{suffix}", rgb)
+                assert stat.S_IMODE(out.stat().st_mode) == mode
+        finally:
+            os.umask(old)

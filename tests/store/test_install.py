@@ -222,3 +222,18 @@ def test_skipped_metadata_is_a_note_and_the_model_installs(store, official_check
     assert result.exit_code == 0, result.output
     notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
     assert notes == ["note: resnet50_places365.pth.tar: skipped checkpoint['optimizer']: a torch.optim.sgd.SGD object, not rebuilt"]
+
+
+def test_a_tampered_install_is_refused_naming_the_file(store, official_checkpoint, places_samples):
+    model_store.import_files("places365", official_checkpoint.path, categories=official_checkpoint.categories)
+    runner = CliRunner()
+    assert runner.invoke(app, ["models", "verify"]).exit_code == 0
+    weights_file = store / "models" / "places365" / model_store.WEIGHTS
+    data = weights_file.read_bytes()
+    weights_file.write_bytes(data[: len(data) // 2])  # truncated, as by a full disk
+    with pytest.raises(model_store.ModelStoreError, match=r"weights.safetensors: sha256 .* differs from the .* recorded at install"):
+        model_store.load_model("places365")
+    result = runner.invoke(app, ["classify", str(places_samples[0][0])])
+    assert result.exit_code == 1 and "weights.safetensors: sha256" in result.stderr and "Traceback" not in result.output
+    result = runner.invoke(app, ["models", "verify", "places365"])
+    assert result.exit_code == 1 and "weights.safetensors" in result.stderr

@@ -192,3 +192,60 @@ def test_a_storage_claiming_more_than_the_file_is_refused(tmp_path):
     path.write_bytes(data[:count_at] + struct.pack("<q", 10**12) + data[count_at + 8 :])
     with pytest.raises(CheckpointFormatError, match="claims 1,000,000,000,000 elements"):
         load_torch_checkpoint(path)
+
+
+def test_a_pickle_cannot_set_the_state_of_the_readers_own_objects(tmp_path):
+    """BUILD on a stand-in the reader shares between files (here the tensor rebuild function) would
+    let one file change how the next is read: refused, and the stand-in stays as it was."""
+    from ppjax.store import torch_pickle
+
+    from ..py2_checkpoint import Py2Pickler
+
+    pickler = Py2Pickler()
+    pickler.out = bytearray(b"\x80\x02")
+    pickler._save(Global("torch._utils", "_rebuild_tensor"))
+    pickler._save((None, {"__defaults__": (1,)}))  # BUILD's slot state: setattr on the function
+    build_on_function = bytes(pickler.out) + b"b."
+    path = tmp_path / "c.pth.tar"
+    header = b"".join(Py2Pickler().dumps(v) for v in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}))
+    path.write_bytes(header + build_on_function)
+    with pytest.raises(CheckpointFormatError, match="sets the state of a function"):
+        load_torch_checkpoint(path)
+    assert torch_pickle._rebuild_tensor.__defaults__ is None
+
+
+def _legacy_file(path, main_pickle: bytes, storages: dict[str, np.ndarray]) -> None:
+    from ..py2_checkpoint import Py2Pickler
+
+    p = Py2Pickler()
+    parts = [p.dumps(v) for v in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True})]
+    parts += [main_pickle, p.dumps(list(storages))]
+    parts += [struct.pack("<q", a.size) + a.tobytes() for a in storages.values()]
+    path.write_bytes(b"".join(parts))
+
+
+def test_shared_references_are_not_expanded(tmp_path):
+    """Sixty lists, each holding the one before twice (pickle's memo makes that 13 bytes a level):
+    2^60 leaves as a tree, 60 objects as stored. The reader keeps them shared."""
+    level = b"(h\x00h\x00lq\x00"  # MARK, the memoised list twice, LIST, memoise the new one
+    nest = b"]q\x000" + (level + b"0") * 59 + level  # each level popped but the last ('0': POP)
+    main = b"\x80\x02}q\x01(U\x04nest" + nest + b"u."
+    _legacy_file(tmp_path / "c.pth", main, {})
+    got = load_torch_checkpoint(tmp_path / "c.pth")["nest"]
+    for _ in range(60):
+        assert len(got) == 2 and got[0] is got[1]
+        got = got[0]
+
+
+def test_repeated_views_of_one_storage_cannot_multiply_memory(tmp_path):
+    """Three thousand tensors, each a full view of one 1 MB storage: 3 GB if each were copied.
+    Refused once the tensors add up to more than twice the file."""
+    from ..py2_checkpoint import Global, PersistentId, Py2Pickler, Reduce
+
+    data = np.zeros(250_000, np.float32)
+    storage = PersistentId(("storage", Global("torch", "FloatStorage"), "0", "cpu", data.size, None))
+    tensor = Reduce(Global("torch._utils", "_rebuild_tensor"), (storage, 0, (data.size,), (1,)))
+    sd = collections.OrderedDict((f"w{i}", tensor) for i in range(3000))
+    _legacy_file(tmp_path / "c.pth", Py2Pickler().dumps({"state_dict": sd}), {"0": data})
+    with pytest.raises(CheckpointFormatError, match="more than twice the bytes in the file"):
+        load_torch_checkpoint(tmp_path / "c.pth")
