@@ -3,7 +3,7 @@
 Layout under the store root (``$PPJAX_HOME``, else the platform's user cache folder)::
 
     models/<name>/weights.safetensors   converted Flax variables (no pickle at run time)
-    models/<name>/labels.txt            class names, one per line
+    models/<name>/labels.txt            class names, one per line (places365: ``<name> <index>``)
     models/<name>/model.onnx            graph exported from the original PyTorch model, if any
     models/<name>/manifest.json         sha256 and origin of every source file and of the weights
     downloads/<file>.part               partial downloads, resumed by the next fetch
