@@ -108,9 +108,7 @@ def fuzz(name: str, target: Callable[[bytes], object], allowed: tuple[type[BaseE
 # Targets: bytes in; the parser's own errors are allowed.
 
 
-def _via_file(suffix: str, parse: Callable[[Path], object]) -> Callable[[bytes], object]:
-    folder = Path(tempfile.mkdtemp(prefix="ppjax-fuzz-"))
-
+def _via_file(folder: Path, suffix: str, parse: Callable[[Path], object]) -> Callable[[bytes], object]:
     def run(data: bytes):
         path = folder / f"input{suffix}"
         path.write_bytes(data)
@@ -119,7 +117,7 @@ def _via_file(suffix: str, parse: Callable[[Path], object]) -> Callable[[bytes],
     return run
 
 
-def checkpoint_target():
+def checkpoint_target(folder: Path):
     from ppjax.store.torch_checkpoint import CheckpointError, load_torch_checkpoint
 
     def parse(path):
@@ -129,31 +127,31 @@ def checkpoint_target():
             warnings.simplefilter("ignore")
             return load_torch_checkpoint(path)
 
-    return _via_file(".pth.tar", parse), (CheckpointError,)
+    return _via_file(folder, ".pth.tar", parse), (CheckpointError,)
 
 
-def keras_target():
+def keras_target(folder: Path):
     from ppjax.export.keras_to_flax import read_keras2_weights
     from ppjax.store.torch_checkpoint import CheckpointError
 
     # The reader runs HDF5 in a child process; a short timeout keeps a hanging input cheap here.
-    return _via_file(".h5", lambda path: read_keras2_weights(path, timeout=10.0, memory_bytes=1 << 30)), (CheckpointError,)
+    return _via_file(folder, ".h5", lambda path: read_keras2_weights(path, timeout=10.0, memory_bytes=1 << 30)), (CheckpointError,)
 
 
-def labels_target():
+def labels_target(folder: Path):
     from ppjax.evaluate.labels import LabelsError, read_labels
 
-    return _via_file(".csv", read_labels), (LabelsError,)
+    return _via_file(folder, ".csv", read_labels), (LabelsError,)
 
 
-def test_list_target():
+def test_list_target(folder: Path):
     from ppjax.evaluate.labels import LabelsError
     from ppjax.evaluate.mediaeval import read_test_list
 
-    return _via_file(".csv", read_test_list), (LabelsError,)
+    return _via_file(folder, ".csv", read_test_list), (LabelsError,)
 
 
-def categories_target():
+def categories_target(folder: Path):
     from ppjax.models.places365 import CategoriesError, parse_categories
 
     return (lambda data: parse_categories(data.decode("utf-8", errors="replace"))), (CategoriesError,)
@@ -218,10 +216,10 @@ TARGETS = {
 
 def run_target(name: str, *, executions: int | None = None, seconds: float | None = None, seed: int = 0) -> FuzzReport:
     make, seeds = TARGETS[name]
-    target, allowed = make()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(prefix="ppjax-fuzz-") as tmp:
+        target, allowed = make(Path(tmp))
         corpus = seeds(Path(tmp))
-    return fuzz(name, target, allowed, corpus, executions=executions, seconds=seconds, seed=seed)
+        return fuzz(name, target, allowed, corpus, executions=executions, seconds=seconds, seed=seed)
 
 
 def main(argv=None) -> int:

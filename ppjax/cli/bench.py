@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import json
 from pathlib import Path
 from typing import Annotated, Optional
@@ -11,7 +10,7 @@ import typer
 from rich.table import Table
 
 from ppjax.bench import DType
-from ppjax.cli.common import err, fail, load_or_fetch, out
+from ppjax.cli.common import choices, err, fail, load_or_fetch, out
 from ppjax.attacks import METHODS, NEEDS_APPEAL
 from ppjax.store.registry import bench_model_names
 
@@ -19,7 +18,7 @@ app = typer.Typer(help="Benchmarks: JAX against PyTorch on the same weights (nee
 _DTYPE_HELP = "Compute dtype of both frameworks: float32 or bfloat16 (PyTorch through autocast; images and logits stay float32)."
 _JSON_HELP = "Also write the figures to this JSON file."
 #: The methods the JPEG bench runs: those that need no NIMA.
-JpegMethod = enum.Enum("JpegMethod", {m.upper(): m for m in METHODS if m not in NEEDS_APPEAL}, type=str)
+JpegMethod = choices("JpegMethod", (m for m in METHODS if m not in NEEDS_APPEAL))
 
 
 def _frameworks():

@@ -4,6 +4,7 @@ from the store (fetched on first use)."""
 from __future__ import annotations
 
 import contextlib
+import enum
 import warnings
 from pathlib import Path
 
@@ -15,6 +16,12 @@ from ppjax import store
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def choices(name: str, values) -> type[enum.Enum]:
+    """A str Enum of ``values`` (member ``EFFICIENTNET_LITE0`` for ``"efficientnet-lite0"``), so that
+    Typer lists them in ``--help`` and refuses anything else, from the library's own names."""
+    return enum.Enum(name, {v.upper().replace("-", "_"): v for v in values}, type=str)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

@@ -12,11 +12,11 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ppjax import store
-from ppjax.cli.common import err, fail, load_or_fetch, out
+from ppjax.cli.common import choices, err, fail, load_or_fetch, out
 from ppjax.evaluate.engines import Engines
 
 #: The classifiers a run can be judged by: every registry entry of kind "classifier".
-Classifier = enum.Enum("Classifier", {n.upper().replace("-", "_"): n for n in store.classifier_names()}, type=str)
+Classifier = choices("Classifier", store.classifier_names())
 
 
 class Task(str, enum.Enum):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import json
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +10,7 @@ import typer
 from rich.table import Table
 
 from ppjax.models.nima import POLICIES
-from ppjax.cli.common import err, exit_if_failed, image_paths, load_or_fetch, out
+from ppjax.cli.common import choices, err, exit_if_failed, image_paths, load_or_fetch, out
 
 _FILES_HELP = "Image files or folders (searched recursively)."
 
@@ -53,7 +52,7 @@ def classify(
 
 
 #: How NIMA sees an image (:data:`ppjax.models.nima.POLICIES`).
-Policy = enum.Enum("Policy", {p.upper().replace("-", "_"): p for p in POLICIES}, type=str)
+Policy = choices("Policy", POLICIES)
 
 
 def score(

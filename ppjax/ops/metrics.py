@@ -19,7 +19,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["psnr", "ssim", "ssim_defined", "SSIM_MIN_SIDE", "ciede2000", "linf_255", "srgb_to_lab"]
+__all__ = ["psnr", "ssim", "ssim_or_nan", "ssim_defined", "SSIM_MIN_SIDE", "ciede2000", "linf_255", "srgb_to_lab"]
 
 #: SSIM's 11x11 Gaussian window needs images at least this many pixels high and wide.
 SSIM_MIN_SIDE = 11
@@ -61,6 +61,12 @@ def ssim(x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
     sxy = _filter_valid(x * y, w) - mx * my
     s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
     return jnp.mean(s, axis=(-3, -2, -1))
+
+
+def ssim_or_nan(x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
+    """:func:`ssim`, or NaN per image where the images are too small for its window: for reports,
+    which show the metric as absent rather than fail."""
+    return ssim(x, y) if ssim_defined(x.shape) else jnp.full(x.shape[:-3], jnp.nan, x.dtype)
 
 
 def srgb_to_lab(rgb: jnp.ndarray) -> jnp.ndarray:

@@ -78,13 +78,14 @@ def protect_files(
                 todo.append(job)
                 loaded.append(item)
         for idx in group_batches(loaded, (im.rgb.shape for im in loaded), max_batch):
+            reported = len(results)
             try:
                 batch.protect([todo[i] for i in idx], [loaded[i] for i in idx])
             except Exception as e:  # noqa: BLE001 - one odd size must never end the run
                 h, w = loaded[idx[0]].size
-                for i in idx:
-                    src, out = todo[i]
-                    if not any(r.source == src for r in results):
+                done = {r.source for r in results[reported:]}  # written (or failed) before the error
+                for src, _ in (todo[i] for i in idx):
+                    if src not in done:
                         results.append(ProtectResult(src, None, error=f"{src}: cannot be protected at {w}x{h} pixels ({type(e).__name__}: {e})"))
             done_count += len(idx)
             if progress:
@@ -167,8 +168,7 @@ class _Batch:
 def _psnr_ssim(a, b):
     """Per-image PSNR (dB) and SSIM (NaN where the images are too small for it) of (N, H, W, 3)
     batches in [0, 1]."""
-    ssim = metrics.ssim(a, b) if metrics.ssim_defined(a.shape) else jnp.full(a.shape[0], jnp.nan)
-    return metrics.psnr(a, b), ssim
+    return metrics.psnr(a, b), metrics.ssim_or_nan(a, b)
 
 
 def _with_rows(padded: np.ndarray, written: list) -> np.ndarray:

@@ -68,6 +68,16 @@ __all__ = [
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
 
+def _placeholder_origin(key, value) -> str | None:
+    """The global a dict entry stands for when its key or value is a placeholder, else None."""
+    found = value if _is_placeholder(value) else key if _is_placeholder(key) else None
+    return None if found is None else found.origin
+
+
+def _key_text(key) -> str:
+    return repr(key if isinstance(key, str) else "?")
+
+
 class _Materialiser:
     """Arrays for pending tensors, placeholders dropped from containers with a note.
 
@@ -92,9 +102,8 @@ class _Materialiser:
         elif isinstance(obj, dict):
             out = obj.__class__() if isinstance(obj, collections.OrderedDict) else {}
             for k, v in obj.items():
-                if _is_placeholder(k) or _is_placeholder(v):
-                    what = (v if _is_placeholder(v) else k).origin
-                    self.notes.append(f"skipped {path}[{k if isinstance(k, str) else '?'!r}]: a {what} object, not rebuilt")
+                if (what := _placeholder_origin(k, v)) is not None:
+                    self.notes.append(f"skipped {path}[{_key_text(k)}]: a {what} object, not rebuilt")
                     continue
                 out[k] = self(v, f"{path}[{k!r:.40}]")
         elif isinstance(obj, (list, tuple)):
@@ -120,12 +129,8 @@ def _refuse_placeholders_in_state_dict(obj) -> None:
     sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if isinstance(sd, dict):
         for k, v in sd.items():
-            if _is_placeholder(v) or _is_placeholder(k):
-                what = (v if _is_placeholder(v) else k).origin
-                raise UnsafeCheckpointError(
-                    f"state_dict entry {k if isinstance(k, str) else '?'!r} refers to {what}, "
-                    "which a weights-only reader does not run"
-                )
+            if (what := _placeholder_origin(k, v)) is not None:
+                raise UnsafeCheckpointError(f"state_dict entry {_key_text(k)} refers to {what}, which a weights-only reader does not run")
 
 
 def _load_legacy(data: bytes) -> Any:
