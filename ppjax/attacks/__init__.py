@@ -12,7 +12,7 @@ Pixels are float32 (N, H, W, 3) in [0, 1]; budgets (``eps``) and step sizes are 
 Every attack takes a PRNG key, even deterministic ones: same key, same result.
 """
 
-from ppjax.attacks.loop import COMBINE, iterate
+from ppjax.attacks.loop import COMBINE, iterate, lead_through
 from ppjax.attacks.methods import COMMON_OPTIONS, METHODS, NEEDS_APPEAL, Method, build, options_of
 from ppjax.attacks.objectives import (
     Objective,
@@ -33,7 +33,7 @@ from ppjax.attacks.projections import Projection, l2_ball, linf_ball, per_image_
 from ppjax.attacks.steps import l2_step, masked_sign_step, momentum_sign_step, sign_step
 
 __all__ = [
-    "COMBINE", "iterate",
+    "COMBINE", "iterate", "lead_through",
     "COMMON_OPTIONS", "METHODS", "NEEDS_APPEAL", "Method", "build", "options_of",
     "Objective", "Target", "Term", "appeal", "away_from_group", "bind", "cross_entropy", "margin",
     "objective_and_lead", "perceptual", "toward_class", "variables_of", "weighted_terms",

@@ -16,10 +16,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ppjax.attacks.objectives import Target, Term, objective_and_lead
-from ppjax.attacks.projections import Projection
+from ppjax.attacks.objectives import Target, Term, objective_and_lead, weighted_terms
+from ppjax.attacks.projections import Projection, per_image_keys
 
-__all__ = ["iterate", "COMBINE"]
+__all__ = ["iterate", "lead_through", "COMBINE"]
 
 _PER_IMAGE = (1, 2, 3)
 #: How terms join the classifiers' gradient: summed into one objective, or each gradient at unit length.
@@ -30,22 +30,62 @@ def _unit(g):
     return g / (jnp.sqrt(jnp.sum(g * g, axis=_PER_IMAGE, keepdims=True)) + 1e-12)
 
 
-def _gradient(targets, terms, combine):
-    """``grad(x, x0, labels) -> (direction to ascend, lead)``.
+def _through(channel, targets):
+    """``(objective, lead)`` of the targets on the channel's draws of ``x``: the objective averaged
+    over the draws, the lead the smallest over them. Each draw is judged against the class each
+    classifier gives the *original* through that same draw (same structure, same JPEG quality):
+    the class an attacker taking that path would infer. Otherwise an attack away from one view's
+    class can walk straight into the class another view gives the original."""
+    if channel is None:
+        return lambda x, x0, labels, keys, step: objective_and_lead(targets, x, labels)
+
+    def through(x, x0, labels, keys, step):
+        n = x.shape[0]
+        total, count, lead = 0.0, 0, None
+        # Groups of draws of one shape each; the same keys and step give the same draws of x0.
+        for xs, clean in zip(channel(keys, step, x), channel(keys, step, x0)):
+            k = xs.shape[0] // n
+            seen = tuple(jax.lax.stop_gradient(jnp.argmax(t.apply(t.variables, clean), axis=-1)) for t in targets)
+            value, this = objective_and_lead(targets, xs, seen)
+            this = jnp.min(this.reshape(k, n), axis=0)
+            total, count = total + value, count + k
+            lead = this if lead is None else jnp.minimum(lead, this)
+        return total / count, lead
+
+    return through
+
+
+def lead_through(channel, targets: Sequence[Target]) -> Callable:
+    """``lead(x, x0, labels, keys, step) -> (N,)``: the smallest lead over the targets and the
+    channel's draws of that step (``channel`` None: of ``x`` itself, against ``labels``)."""
+    through = _through(channel, tuple(targets))
+    return lambda x, x0, labels, keys, step: through(x, x0, labels, keys, step)[1]
+
+
+def _gradient(targets, terms, combine, channel=None):
+    """``grad(x, x0, labels, keys, step) -> (direction to ascend, lead)``.
 
     ``combine="sum"``: the gradient of objective + sum of weighted terms. ``"unit"``: the objective's
     gradient and each term's scaled to unit L2 norm per image, then added with the terms' weights
     (the second Concealed-FGSM method), so that neither swamps the other whatever their scales.
+    With a ``channel`` the classifiers see its draws of the image (their expectation); the terms
+    always see the image itself.
     """
     if combine not in COMBINE:
         raise ValueError(f"combine must be 'sum' or 'unit', got {combine!r}")
+    classifiers = _through(channel, targets)
     if combine == "sum" or not terms:
-        return jax.grad(lambda x, x0, labels: objective_and_lead(targets, x, labels, terms, x0), has_aux=True)
-    cls_grad = jax.grad(lambda x, labels: objective_and_lead(targets, x, labels), has_aux=True)
+
+        def total(x, x0, labels, keys, step):
+            value, lead = classifiers(x, x0, labels, keys, step)
+            return value + jnp.sum(weighted_terms(terms, x, x0)), lead
+
+        return jax.grad(total, has_aux=True)
+    cls_grad = jax.grad(classifiers, has_aux=True)
     term_grads = [jax.grad(lambda x, x0, t=t: jnp.sum(t.value(t.variables, x, x0))) for t in terms]
 
-    def grad(x, x0, labels):
-        g, lead = cls_grad(x, labels)
+    def grad(x, x0, labels, keys, step):
+        g, lead = cls_grad(x, x0, labels, keys, step)
         g = _unit(g)
         for t, tg in zip(terms, term_grads):
             g = g + t.weight * _unit(tg(x, x0))
@@ -66,6 +106,7 @@ def iterate(
     stop_margin: float = 0.0,
     terms: Sequence[Term] = (),
     combine: str = "sum",
+    channel: Callable | None = None,
 ) -> Callable:
     """The attack loop. ``step_size`` is in 1/255 units (per step, along the rule's direction).
 
@@ -74,34 +115,51 @@ def iterate(
     ``terms`` are added to the objective as ``combine`` says (see :data:`COMBINE`). The returned
     ``attack(key, x01, labels, start=None)`` starts from ``start`` when given (e.g. an earlier
     result) instead of ``x01`` or a random point; the budget is always around ``x01``.
+
+    ``channel``: what happens to the image between share and classify, as
+    ``channel(keys, step, x) -> groups of (k * N, h, w, 3) draws`` (a
+    :class:`ppjax.ops.channel.ChannelDraws`).
+    The gradient is then the expectation over its draws, and the early stop asks for the margin on
+    every draw of ``channel.cycle`` steps in a row (all its structures); ``labels`` are then replaced, per draw, by the classes of the original
+    through that draw. None: the classifiers see the image exactly.
     """
     targets, terms = tuple(targets), tuple(terms)
     alpha = step_size / 255.0
-    grad_fn = _gradient(targets, terms, combine)
+    grad_fn = _gradient(targets, terms, combine, channel)
+    cycle = getattr(channel, "cycle", 1)
 
     def attack(key: jax.Array, x01: jnp.ndarray, labels, start: jnp.ndarray | None = None) -> jnp.ndarray:
         labels = tuple(labels)
         x0 = x01
+        keys = per_image_keys(key, x0.shape[0])
         if start is not None:  # continue from an earlier result, still inside the budget around x01
             x = projection.project(start, x0)
         else:
             x = projection.sample(key, x0) if random_start else x0
         done = jnp.zeros(x0.shape[0], bool)
+        streak = jnp.zeros(x0.shape[0], jnp.int32)
 
         def cond(carry):
-            i, _, _, done = carry
+            i, _, _, done, _ = carry
             return (i < steps) & ~jnp.all(done)
 
         def body(carry):
-            i, x, state, done = carry
-            g, lead = grad_fn(x, x0, labels)
-            done = done | (lead > stop_margin) if early_stop else done
+            i, x, state, done, streak = carry
+            g, lead = grad_fn(x, x0, labels, keys, i)
             direction, state = step_rule.update(g, state, x)
             moved = projection.project(x + alpha * direction, x0)
-            x = jnp.where(done[:, None, None, None], x, moved)
-            return i + 1, x, state, done
+            if early_stop:
+                # An image moves only on steps where it lacks the margin, and is done once it has
+                # had it on `cycle` steps in a row: with a channel, every structure has then seen it.
+                ok = lead > stop_margin
+                streak = jnp.where(ok, streak + 1, 0)
+                done = done | (streak >= cycle)
+                x = jnp.where((ok | done)[:, None, None, None], x, moved)
+            else:
+                x = moved
+            return i + 1, x, state, done, streak
 
-        _, x, _, _ = jax.lax.while_loop(cond, body, (0, x, step_rule.init(x0), done))
+        _, x, _, _, _ = jax.lax.while_loop(cond, body, (0, x, step_rule.init(x0), done, streak))
         return x
 
     return attack

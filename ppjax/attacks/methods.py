@@ -116,10 +116,13 @@ def build(
     steps: int | None = None,
     early_stop: bool = True,
     stop_margin: float = 0.0,
+    channel: Callable | None = None,
     **options,
 ) -> Callable:
     """The attack ``method`` against ``targets``: ``attack(key, x01, labels) -> x01_adv`` (see
-    :mod:`ppjax.attacks.loop`). ``steps`` None takes the method's default."""
+    :mod:`ppjax.attacks.loop`). ``steps`` None takes the method's default. ``channel`` (see
+    :func:`ppjax.attacks.iterate`) puts the classifiers behind the channel's draws; the methods
+    with loops of their own (cw, pfgsm) do not take one."""
     m = _method(method)
     unknown = sorted(set(options) - set(m.options))
     if unknown:
@@ -129,6 +132,9 @@ def build(
     if m.needs_appeal and not any(t.weight for t in terms):
         raise ValueError(f"the {method} method needs an appeal term (NIMA) with a non-zero weight")
     if m.custom is not None:
+        if channel is not None:
+            with_channel = ", ".join(name for name, row in METHODS.items() if row.custom is None)
+            raise ValueError(f"the {method} method cannot attack through a channel; these can: {with_channel}")
         return m.custom(tuple(targets), tuple(terms), eps=eps, steps=steps, early_stop=early_stop, stop_margin=stop_margin, **opts)
     ball = opts[m.ball] if m.ball in opts else m.ball
     if ball not in ("linf", "l2"):
@@ -137,5 +143,5 @@ def build(
         targets, m.rule(opts), linf_ball(eps) if ball == "linf" else l2_ball(eps),
         steps=steps, step_size=m.step_size(eps, steps, opts), random_start=m.random_start,
         early_stop=early_stop if m.early_stop is None else m.early_stop, stop_margin=stop_margin,
-        terms=terms, combine=m.combine,
+        terms=terms, combine=m.combine, channel=channel,
     )  # fmt: skip

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ppjax import store
 from ppjax.cli.common import choices, err, fail, load_or_fetch, out
 from ppjax.evaluate.engines import Engines
+from ppjax.protect.config import Channel
 
 #: The classifiers a run can be judged by: every registry entry of kind "classifier".
 Classifier = choices("Classifier", store.classifier_names())
@@ -30,6 +31,7 @@ def evaluate(
     engine: Annotated[Engines, typer.Option(help="jax, onnx, or both (ONNX Runtime on the graph exported from PyTorch).")] = Engines.BOTH,
     labels: Annotated[Optional[Path], typer.Option(help="True labels: MediaEval CSV, places365_val.txt, file,label CSV, or images.csv (TrueLabel). Default: the model's predictions on the originals.")] = None,
     jpeg_quality: Annotated[Optional[int], typer.Option(min=1, max=100, help="Re-encode protected images as JPEG at this quality first (the 2020 task used 90).")] = None,
+    channel: Annotated[Channel, typer.Option(help="exact: judge the protected pixels as they are (MediaEval 2019). social: also judge each pair through the real channel's panel, the variants `ppjax protect` verifies on (JPEG q90/q75 4:2:0, the Places365 demo's 256 + centre 224 and a direct resize to 224, bilinear and bicubic; platform shrinks for large photos).")] = Channel.EXACT,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full report here as JSON, and a Markdown summary beside it (.md).")] = None,
     html_out: Annotated[Optional[Path], typer.Option("--html", help="Write a page with originals, protected images, amplified differences and predictions side by side.")] = None,
     task: Annotated[Optional[Task], typer.Option(help="Check PROTECTED against a task's submission rules before scoring: mediaeval2019.")] = None,
@@ -61,7 +63,7 @@ def evaluate(
                 progress_task = bar.add_task("pairs", total=len(pairs))
                 report = ev.evaluate(
                     m, pairs, engines=engines, labels=truth, jpeg_quality=jpeg_quality, nima=nima,
-                    progress=lambda i: bar.update(progress_task, completed=i),
+                    progress=lambda i: bar.update(progress_task, completed=i), channel=channel.value,
                 )  # fmt: skip
             if html_out:  # while a zip's extracted images still exist
                 from ppjax.evaluate.html import render_html

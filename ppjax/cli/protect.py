@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ppjax import store
 from ppjax.cli.common import err, fail, load_or_fetch, out
-from ppjax.protect.config import Method, ObjectiveKind, OutputFormat, Penalty, ProtectConfig
+from ppjax.protect.config import Channel, Method, ObjectiveKind, OutputFormat, Penalty, ProtectConfig
 
 _METHOD_HELP = (
     "Attack: pgd, fgsm, bim, mifgsm, cw (C&W-L2, Adam), pfgsm (towards a random class), masked (Concealed FGSM: "
@@ -25,6 +25,9 @@ def protect(
     model: Annotated[str, typer.Option(help=f"Classifier(s) to protect against, comma-separated for an ensemble: {', '.join(store.classifier_names())}.")] = "places365",
     method: Annotated[Method, typer.Option(help=_METHOD_HELP)] = Method("pgd"),
     objective: Annotated[ObjectiveKind, typer.Option(help="ce (move away from the predicted class), margin (C&W margin), or sensitive (places365: leave all 60 sensitive scenes).")] = ObjectiveKind.CE,
+    channel: Annotated[Channel, typer.Option(help="Threat model. social: the photo may be shrunk by the platform (long side 2048 or 1080), re-encoded as JPEG (4:2:0, quality 70-95) and resized by the attacker to 224 (Places365 demo: 256 then centre 224; or directly); the attack averages over draws of that channel and the written file is verified through the real one. exact: the classifier sees the written pixels as they are (the MediaEval 2019 protocol).")] = Channel.SOCIAL,
+    channel_draws: Annotated[int, typer.Option(min=1, help="With --channel social: channel draws averaged per attack step.")] = 2,
+    channel_rounds: Annotated[int, typer.Option(min=0, help="With --channel social: rounds of extra steps for images not protected with margin on every variant of the real channel.")] = 3,
     eps: Annotated[float, typer.Option(min=0.0, help="Budget: the largest change of any pixel, in 1/255 units (4 means 4/255).")] = 4.0,
     steps: Annotated[int, typer.Option(min=1, help="Attack steps (iterative methods).")] = 20,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same bytes.")] = 0,
@@ -36,6 +39,7 @@ def protect(
     penalty_weight: Annotated[float, typer.Option(min=0.0, help="Weight of --penalty (SSIM is in [0, 1]; CIEDE2000 in its own units, ~2.3 just noticeable).")] = 10.0,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 8,
     no_early_stop: Annotated[bool, typer.Option("--no-early-stop", help="Run all steps even for images already protected (for timing).")] = False,
+    as_json: Annotated[Optional[Path], typer.Option("--json", help="Also write the summary and each image's result (protected, on how many channel variants, which not, PSNR, SSIM) to this JSON file.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace outputs that already exist (by default a re-run skips them, so an interrupted run resumes).")] = False,
 ) -> None:
     """Change photos as little as needed so the classifier no longer infers their scene; verified on the written bytes."""
@@ -45,7 +49,8 @@ def protect(
 
     try:
         config = ProtectConfig(
-            tuple(inputs), out_dir, models=tuple(model.split(",")), method=method, objective=objective, eps=eps, steps=steps,
+            tuple(inputs), out_dir, models=tuple(model.split(",")), method=method, objective=objective, channel=channel,
+            channel_draws=channel_draws, channel_rounds=channel_rounds, eps=eps, steps=steps,
             seed=seed, format=fmt, jpeg_quality=jpeg_quality, jpeg_rounds=jpeg_rounds, appeal=appeal, penalty=penalty,
             penalty_weight=penalty_weight, batch_size=batch_size, early_stop=not no_early_stop, overwrite=overwrite,
         )  # fmt: skip
@@ -73,7 +78,12 @@ def protect(
         err.print(f"[red]error:[/] {r.error}", markup=True)
     for r in summary.written:
         if not r.protected:
-            err.print(f"[yellow]not protected:[/] {r.output} (the classifier still sees the original class)", markup=True)
+            where = f" on {len(r.unprotected_variants)} of {r.variants} variants: {', '.join(r.unprotected_variants[:4])}" if r.variants else ""
+            err.print(f"[yellow]not protected:[/] {r.output} (the classifier still sees the original class{where})", markup=True)
     out.print(summary.line())
+    if as_json:
+        import json
+
+        as_json.write_text(json.dumps(summary.to_json(), indent=2) + "\n")
     if summary.failed:
         raise typer.Exit(1)

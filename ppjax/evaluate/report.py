@@ -7,7 +7,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-__all__ = ["Verdict", "ImageQuality", "ImageRecord", "EngineStats", "QualityStats", "Appeal", "Skipped", "Report", "markdown_summary"]
+__all__ = [
+    "Verdict", "ImageQuality", "ImageRecord", "EngineStats", "ChannelStats", "QualityStats", "Appeal", "Skipped", "Report",
+    "markdown_summary",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,10 @@ class ImageRecord:
     engines: dict[str, Verdict]
     label: int | None = None
     nima: tuple[float, float] | None = None  # mean score before, after
+    #: ``--channel social``: the panel's variant labels, and per engine whether the image is
+    #: protected on each (top-1 through the variant differs from the original's through it).
+    variants: tuple[str, ...] = ()
+    channel: dict[str, tuple[bool, ...]] | None = None
 
     def to_json(self) -> dict:
         out = {
@@ -68,6 +75,8 @@ class ImageRecord:
         }  # fmt: skip
         if self.nima is not None:
             out["nima"] = {"before": self.nima[0], "after": self.nima[1]}
+        if self.channel is not None:
+            out["channel"] = {name: dict(zip(self.variants, map(bool, flags))) for name, flags in self.channel.items()}
         out["label"] = self.label
         return out
 
@@ -90,6 +99,19 @@ class EngineStats:
         if self.sensitive_after is None:
             del out["sensitive_after"]
         return out
+
+
+@dataclass(frozen=True)
+class ChannelStats:
+    """One engine's verdict through the real channel's panel: the share of images protected on
+    every variant, the share of (image, variant) pairs protected, and the share per variant."""
+
+    images_protected: float | None
+    variants_protected: float | None
+    per_variant: dict[str, float]
+
+    def to_json(self) -> dict:
+        return dict(vars(self))
 
 
 @dataclass(frozen=True)
@@ -125,6 +147,8 @@ class Report:
     agreement_top1: float | None = None  # with two engines: the share whose protected top-1 agree
     appeal: Appeal | None = None
     unpaired: dict[str, list[str]] = field(default_factory=lambda: {"originals": [], "protected": []})
+    channel: str = "exact"
+    channel_stats: dict[str, ChannelStats] | None = None
 
     @property
     def n(self) -> int:
@@ -140,6 +164,9 @@ class Report:
         out["quality"] = dict(vars(self.quality))
         if self.appeal is not None:
             out["appeal"] = dict(vars(self.appeal))
+        out["channel"] = self.channel
+        if self.channel_stats is not None:
+            out["channel_stats"] = {name: s.to_json() for name, s in self.channel_stats.items()}
         out["images"] = [im.to_json() for im in self.images]
         out["skipped"] = [dict(vars(s)) for s in self.skipped]
         out["unpaired"] = self.unpaired
@@ -167,6 +194,22 @@ def markdown_summary(report: Report) -> str:
             f"| {name} | {_fmt(s.top1_before)} | {_fmt(s.top1_after)} | {_fmt(s.top5_before)} | "
             f"{_fmt(s.top5_after)} | {_fmt(s.protection_rate)} | {_fmt(s.sensitive_after)} |"
         )
+    if report.channel_stats:
+        lines += [
+            "",
+            "Through the real channel (each protected file re-encoded and resized as the panel says; protected "
+            "where the top-1 differs from the original's through the same variant):",
+            "",
+            "| engine | images protected on every variant | image-variants protected |",
+            "| --- | --- | --- |",
+        ]
+        for name, c in report.channel_stats.items():
+            lines.append(f"| {name} | {_fmt(c.images_protected)} | {_fmt(c.variants_protected)} |")
+        names = list(report.channel_stats)
+        variants = list(report.channel_stats[names[0]].per_variant)
+        lines += ["", "| variant | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
+        for v in variants:
+            lines.append(f"| {v} | " + " | ".join(_fmt(report.channel_stats[n].per_variant[v]) for n in names) + " |")
     if len(report.engines) == 2:
         lines += ["", f"JAX and ONNX Runtime agree on the top-1 of {_fmt(report.agreement_top1)} of the protected images."]
     q = report.quality

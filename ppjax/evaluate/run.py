@@ -9,10 +9,16 @@ Measures (per engine): top-1 and top-5 accuracy before and after, and the protec
 share of images the model classified correctly before whose top-1 changed (MediaEval 2019). For
 Places365, also the share of protected images still predicted inside the 60 sensitive
 categories. Without labels, each engine's prediction on the original serves as the label.
+
+With ``channel="social"`` each pair is also passed through the real channel's panel
+(:func:`ppjax.ops.channel.panel` on Pillow, the same variants ``ppjax protect`` verifies on), and
+each engine says per variant whether the protected image's top-1 differs from the original's
+through the same variant; so a run made by any tool is judged on the same variants.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import jax
@@ -20,11 +26,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppjax.evaluate.pairing import Pair, jpeg_roundtrip
-from ppjax.evaluate.report import Appeal, EngineStats, ImageQuality, ImageRecord, QualityStats, Report, Skipped, Verdict
+from ppjax.evaluate.report import Appeal, ChannelStats, EngineStats, ImageQuality, ImageRecord, QualityStats, Report, Skipped, Verdict
 from ppjax.io import ImageReadError, read_image
+from ppjax.io.real_channel import apply_real_panel
 from ppjax.models import Model
 from ppjax.models.nima import score_moments
 from ppjax.ops import metrics
+from ppjax.ops.channel import panel
 
 __all__ = ["evaluate"]
 
@@ -53,6 +61,7 @@ def evaluate(
     jpeg_quality: int | None = None,
     nima: Model | None = None,
     progress: Callable[[int], None] | None = None,
+    channel: str = "exact",
 ) -> Report:
     """The :class:`~ppjax.evaluate.report.Report` over ``pairs``.
 
@@ -78,10 +87,43 @@ def evaluate(
             skipped.append(Skipped(pair.key, "no label for this image"))
             continue
         try:
-            images.append(_record(model, pair, a, b, engines, labels, jpeg_quality, nima_scores))
+            record = _record(model, pair, a, b, engines, labels, jpeg_quality, nima_scores)
+            if channel != "exact":
+                record = _through_channel(record, a, b, engines, channel)
+            images.append(record)
         except Exception as e:  # noqa: BLE001 - a size an engine cannot take: this pair only
             skipped.append(Skipped(pair.key, f"cannot be evaluated at {a.shape[1]}x{a.shape[0]} pixels ({type(e).__name__}: {e})"))
-    return _summarise(model, images, skipped, list(engines), labels is not None, jpeg_quality)
+    report = _summarise(model, images, skipped, list(engines), labels is not None, jpeg_quality)
+    if channel == "exact":
+        return report
+    return dataclasses.replace(report, channel=channel, channel_stats={name: _channel_stats(images, name) for name in engines})
+
+
+def _through_channel(record: ImageRecord, a: np.ndarray, b: np.ndarray, engines, channel: str) -> ImageRecord:
+    """``record`` with each engine's per-variant verdict through the real channel's panel."""
+    variants = panel(channel, *a.shape[:2])
+    seen_a, seen_b = apply_real_panel(a, variants), apply_real_panel(b, variants)
+    flags = {}
+    for name, logits_fn in engines.items():
+        fooled = []
+        for va, vb in zip(seen_a, seen_b):
+            lg = np.asarray(logits_fn(np.stack([va, vb]).astype(np.float32) / 255.0))
+            fooled.append(bool(np.argmax(lg[0]) != np.argmax(lg[1])))
+        flags[name] = tuple(fooled)
+    return dataclasses.replace(record, variants=tuple(v.label() for v in variants), channel=flags)
+
+
+def _channel_stats(images: list[ImageRecord], name: str) -> ChannelStats:
+    rows = [im for im in images if im.channel is not None]
+    per_variant: dict[str, list[bool]] = {}
+    for im in rows:
+        for v, ok in zip(im.variants, im.channel[name]):
+            per_variant.setdefault(v, []).append(ok)
+    return ChannelStats(
+        images_protected=_mean(all(im.channel[name]) for im in rows),
+        variants_protected=_mean(ok for im in rows for ok in im.channel[name]),
+        per_variant={v: _mean(oks) for v, oks in per_variant.items()},
+    )
 
 
 def _record(model, pair, a, b, engines, labels, jpeg_quality, nima_scores) -> ImageRecord:

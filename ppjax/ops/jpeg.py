@@ -1,13 +1,18 @@
-"""A differentiable stand-in for the JPEG round trip that ``ppjax protect`` writes.
+"""A differentiable stand-in for a JPEG encode and decode, as Pillow (libjpeg) does them.
 
-JPEG output undoes part of a small perturbation: the encoder quantises each 8×8 block's DCT
-coefficients, and fine sign patterns fall below the quantisation steps. To protect an image *as
-decoded*, the refinement rounds of :mod:`ppjax.protect` attack the classifier through this
-function instead of through the identity.
+JPEG undoes part of a small perturbation: the encoder quantises each 8×8 block's DCT
+coefficients, and fine sign patterns fall below the quantisation steps; with 4:2:0 chroma
+subsampling (the default of Pillow and of most platforms that re-encode uploads) the colour planes
+also lose half their resolution each way. To protect an image *as decoded*, the attack reaches
+the classifier through this function (:mod:`ppjax.ops.channel`, and the JPEG refinement rounds of
+:mod:`ppjax.protect`) instead of through the identity.
 
-It follows baseline libjpeg (what Pillow calls) with the settings of :func:`ppjax.io.write_image`:
-JFIF RGB→YCbCr, 4:4:4 (no chroma subsampling), level shift, orthonormal 8×8 DCT-II, the Annex K
-tables scaled by quality as ``jpeg_set_quality`` does, rounding, and the inverse. Its integer
+It follows baseline libjpeg: JFIF RGB→YCbCr; for 4:2:0, the image padded by repeating its edge to
+a multiple of 16, the chroma planes averaged over 2×2 blocks with libjpeg's alternating rounding
+bias, and on decoding libjpeg's "fancy" (triangle, 3/4 and 1/4) upsampling with its rounding
+biases and edge replication; level shift, orthonormal 8×8 DCT-II, the Annex K tables scaled by
+quality as ``jpeg_set_quality`` does, rounding, and the inverse. 4:4:4 is what
+:func:`ppjax.io.write_image` writes. Its integer
 roundings (colour planes, coefficients, decoded planes, pixels) pass gradients straight through:
 their forward values are exact, so the output is on average within half a grey level of Pillow's
 decoder (a coefficient on a rounding boundary, which libjpeg's integer DCT rounds the other way,
@@ -23,7 +28,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["quant_tables", "jpeg_round_trip"]
+__all__ = ["SUBSAMPLING", "quant_tables", "jpeg_round_trip"]
+
+#: Chroma subsampling modes, by Pillow's names.
+SUBSAMPLING = ("4:4:4", "4:2:0")
 
 _EXACT = jax.lax.Precision.HIGHEST
 
@@ -66,9 +74,15 @@ def quant_tables(quality: int) -> np.ndarray:
     libjpeg's ``jpeg_set_quality`` does for baseline JPEG."""
     if not 1 <= quality <= 100:
         raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
-    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
-    tables = (np.stack([_LUMA, _CHROMA]) * scale + 50) // 100
-    return np.clip(tables, 1, 255).astype(np.float32)
+    return np.asarray(_tables(np.asarray(quality)), np.float32)
+
+
+def _tables(quality):
+    """(..., 2, 8, 8) steps for integer qualities of any shape, NumPy or traced JAX."""
+    xp = jnp if isinstance(quality, jax.Array) else np
+    q = xp.clip(quality, 1, 100)[..., None, None, None]
+    scale = xp.where(q < 50, 5000 // q, 200 - 2 * q)
+    return xp.clip((xp.asarray(np.stack([_LUMA, _CHROMA])) * scale + 50) // 100, 1, 255).astype(xp.float32)
 
 
 def _dct_matrix() -> np.ndarray:
@@ -82,28 +96,93 @@ def _straight_through_round(v: jnp.ndarray) -> jnp.ndarray:
     return v + jax.lax.stop_gradient(jnp.round(v) - v)
 
 
-def jpeg_round_trip(x01: jnp.ndarray, quality: int) -> jnp.ndarray:
-    """Encode and decode (N, H, W, 3) pixels in [0, 1] as 4:4:4 baseline JPEG at ``quality``
-    (static, 1..100); returns (N, H, W, 3) pixels in [0, 1] on the uint8 lattice (values k/255).
+def _round_away_st(v: jnp.ndarray) -> jnp.ndarray:
+    """Round half away from zero, as libjpeg quantises coefficients; the identity for gradients."""
+    return v + jax.lax.stop_gradient(jnp.sign(v) * jnp.floor(jnp.abs(v) + 0.5) - v)
 
-    Sizes that are not multiples of 8 are padded by repeating the last row and column, as the
-    encoder does, and cropped back.
+
+def _floor_st(v: jnp.ndarray) -> jnp.ndarray:
+    return v + jax.lax.stop_gradient(jnp.floor(v) - v)
+
+
+def _blocks_round_trip(plane: jnp.ndarray, steps: jnp.ndarray) -> jnp.ndarray:
+    """(N, H, W) level-shifted samples, H and W multiples of 8, through DCT, quantisation by
+    ``steps`` ((N, 8, 8)) and the inverse DCT; the decoded samples, clamped to 0..255."""
+    n, h, w = plane.shape
+    blocks = plane.reshape(n, h // 8, 8, w // 8, 8)
+    c = jnp.asarray(_dct_matrix())
+    coef = jnp.einsum("ua,vb,nyaxb->nyuxv", c, c, blocks, precision=_EXACT)
+    s = steps[:, None, :, None, :]
+    coef = _round_away_st(coef / s) * s
+    back = jnp.einsum("ua,vb,nyuxv->nyaxb", c, c, coef, precision=_EXACT).reshape(n, h, w)
+    return jnp.clip(_straight_through_round(back + 128.0), 0.0, 255.0)
+
+
+def _pad_to(x: jnp.ndarray, multiple: int, axes=(1, 2)) -> jnp.ndarray:
+    pads = [(0, 0)] * x.ndim
+    for a in axes:
+        pads[a] = (0, -x.shape[a] % multiple)
+    return jnp.pad(x, pads, mode="edge")
+
+
+def _downsample_2x2(plane: jnp.ndarray) -> jnp.ndarray:
+    """libjpeg's ``h2v2_downsample``: (a + b + c + d + bias) >> 2 with bias 1, 2, 1, 2, ... along
+    each row, so that rounding does not drift one way. (N, 2h, 2w) -> (N, h, w)."""
+    n, h2, w2 = plane.shape
+    total = plane.reshape(n, h2 // 2, 2, w2 // 2, 2).sum(axis=(2, 4))
+    bias = jnp.asarray(1.0 + (np.arange(w2 // 2) % 2), plane.dtype)
+    return _floor_st((total + bias) / 4.0)
+
+
+def _fancy_upsample_2x2(plane: jnp.ndarray, h: int, w: int) -> jnp.ndarray:
+    """libjpeg's ``h2v2_fancy_upsample`` of the (N, ceil(h/2), ceil(w/2)) real chroma samples to
+    (N, h, w): each output row mixes its nearer input row 3:1 with the next one out (edges
+    repeated), then the same along the row, with rounding biases 8 and 7 over 16."""
+    n, hc, wc = plane.shape
+    up = jnp.concatenate([plane[:, :1], plane[:, :-1]], axis=1)
+    down = jnp.concatenate([plane[:, 1:], plane[:, -1:]], axis=1)
+    # Rows: output 2i takes 3 * row i + row i-1, output 2i+1 takes 3 * row i + row i+1 (sums x4).
+    rows = jnp.stack([3.0 * plane + up, 3.0 * plane + down], axis=2).reshape(n, 2 * hc, wc)
+    left = jnp.concatenate([rows[:, :, :1], rows[:, :, :-1]], axis=2)
+    right = jnp.concatenate([rows[:, :, 1:], rows[:, :, -1:]], axis=2)
+    even = _floor_st((3.0 * rows + left + 8.0) / 16.0)
+    odd = _floor_st((3.0 * rows + right + 7.0) / 16.0)
+    return jnp.stack([even, odd], axis=3).reshape(n, 2 * hc, 2 * wc)[:, :h, :w]
+
+
+def jpeg_round_trip(x01: jnp.ndarray, quality, subsampling: str = "4:4:4") -> jnp.ndarray:
+    """Encode and decode (N, H, W, 3) pixels in [0, 1] as baseline JPEG; returns (N, H, W, 3)
+    pixels in [0, 1] on the uint8 lattice (values k/255).
+
+    ``quality`` in 1..100: a Python int, or an int array, scalar or (N,) for one quality per image
+    (traced values work, so one compiled program serves every quality). ``subsampling``: "4:4:4"
+    (what :func:`ppjax.io.write_image` writes) or "4:2:0" (Pillow's and libjpeg's default).
+    Sizes that are not multiples of the block are padded by repeating the last row and column, as
+    the encoder does, and cropped back.
     """
+    if subsampling not in SUBSAMPLING:
+        raise ValueError(f"JPEG subsampling must be one of {', '.join(SUBSAMPLING)}, got {subsampling!r}")
+    if isinstance(quality, (int, np.integer)) and not 1 <= quality <= 100:
+        raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
     n, h, w, _ = x01.shape
-    ph, pw = -h % 8, -w % 8
-    x = jnp.pad(x01 * 255.0, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge")
+    tables = jnp.broadcast_to(_tables(jnp.asarray(quality, jnp.int32)), (n, 2, 8, 8))
+    mcu = 16 if subsampling == "4:2:0" else 8
+    x = _pad_to(x01 * 255.0, mcu)
     # Every stage works on integers in libjpeg; rounding them here keeps the forward value close.
     ycc = jnp.einsum("nhwc,dc->nhwd", x, jnp.asarray(_RGB_TO_YCC, jnp.float32), precision=_EXACT) + jnp.array([0.0, 128.0, 128.0])
-    ycc = jnp.clip(_straight_through_round(ycc), 0.0, 255.0) - 128.0
-    # Blocks: (N, H/8, 8, W/8, 8, 3); the DCT runs over the two within-block axes.
-    blocks = ycc.reshape(n, (h + ph) // 8, 8, (w + pw) // 8, 8, 3)
-    c = jnp.asarray(_dct_matrix())
-    coef = jnp.einsum("ua,vb,nyaxbd->nyuxvd", c, c, blocks, precision=_EXACT)
-    tables = quant_tables(quality)
-    steps = jnp.asarray(np.stack([tables[0], tables[1], tables[1]], axis=-1))[None, None, :, None, :, :]
-    coef = _straight_through_round(coef / steps) * steps
-    back = jnp.einsum("ua,vb,nyuxvd->nyaxbd", c, c, coef, precision=_EXACT).reshape(n, h + ph, w + pw, 3)
-    back = jnp.clip(_straight_through_round(back + 128.0), 0.0, 255.0) - jnp.array([0.0, 128.0, 128.0])
+    ycc = jnp.clip(_straight_through_round(ycc), 0.0, 255.0)
+    luma = _blocks_round_trip(ycc[..., 0] - 128.0, tables[:, 0])
+    chroma = []
+    for d in (1, 2):
+        plane = ycc[..., d]
+        if subsampling == "4:2:0":
+            small = _pad_to(_downsample_2x2(plane), 8)
+            decoded = _blocks_round_trip(small - 128.0, tables[:, 1])
+            plane = _fancy_upsample_2x2(decoded[:, : (h + 1) // 2, : (w + 1) // 2], h, w)
+        else:
+            plane = _blocks_round_trip(plane - 128.0, tables[:, 1])[:, :h, :w]
+        chroma.append(plane)
+    back = jnp.stack([luma[:, :h, :w], *chroma], axis=-1) - jnp.array([0.0, 128.0, 128.0])
     rgb = jnp.einsum("nhwd,cd->nhwc", back, jnp.asarray(_YCC_TO_RGB, jnp.float32), precision=_EXACT)
     rgb = jnp.clip(_straight_through_round(rgb), 0.0, 255.0)
-    return rgb[:, :h, :w, :] / 255.0
+    return rgb / 255.0

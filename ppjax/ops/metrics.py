@@ -35,7 +35,11 @@ def psnr(x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
     return 10.0 * jnp.log10(1.0 / mse)
 
 
-def _gaussian_window(sigma: float = 1.5, radius: int = 5) -> np.ndarray:
+#: SSIM's Gaussian window reaches this many pixels each side of its centre (11x11 in all).
+SSIM_RADIUS = 5
+
+
+def _gaussian_window(sigma: float = 1.5, radius: int = SSIM_RADIUS) -> np.ndarray:
     t = np.arange(-radius, radius + 1, dtype=np.float64)
     w = np.exp(-0.5 * (t / sigma) ** 2)
     return (w / w.sum()).astype(np.float32)

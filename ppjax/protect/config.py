@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ppjax import attacks
 
-__all__ = ["Method", "ObjectiveKind", "OutputFormat", "Penalty", "ProtectConfig"]
+__all__ = ["Channel", "Method", "ObjectiveKind", "OutputFormat", "Penalty", "ProtectConfig"]
 
 #: The attack methods, one member per row of :data:`ppjax.attacks.METHODS`.
 Method = enum.Enum("Method", {name.upper(): name for name in attacks.METHODS}, type=str)
@@ -38,6 +38,15 @@ class OutputFormat(str, enum.Enum):
         return ".png" if self is OutputFormat.PNG else ".jpg"
 
 
+class Channel(str, enum.Enum):
+    """The threat model (see :mod:`ppjax.ops.channel`). social: the platform may shrink the photo
+    and re-encode it as JPEG, and the attacker resizes it to 224 (the Places365 demo's 256 + centre
+    224, or directly); exact: the classifier sees the written pixels as they are (MediaEval 2019)."""
+
+    SOCIAL = "social"
+    EXACT = "exact"
+
+
 class Penalty(str, enum.Enum):
     SSIM = "ssim"
     CIEDE2000 = "ciede2000"
@@ -53,6 +62,9 @@ class ProtectConfig:
     models: tuple[str, ...] = ("places365",)
     method: Method = Method("pgd")
     objective: ObjectiveKind = ObjectiveKind.CE
+    channel: Channel = Channel.SOCIAL
+    channel_draws: int = 2
+    channel_rounds: int = 3
     eps: float = 4.0
     steps: int = 20
     seed: int = 0
@@ -70,7 +82,7 @@ class ProtectConfig:
         set_ = object.__setattr__
         set_(self, "inputs", tuple(Path(p) for p in self.inputs))
         set_(self, "models", tuple(m.strip() for m in self.models if m.strip()))
-        for name, kind in (("method", Method), ("objective", ObjectiveKind), ("format", OutputFormat)):
+        for name, kind in (("method", Method), ("objective", ObjectiveKind), ("format", OutputFormat), ("channel", Channel)):
             set_(self, name, _member(kind, getattr(self, name), name))
         if self.penalty is not None:
             set_(self, "penalty", _member(Penalty, self.penalty, "penalty"))
@@ -85,7 +97,11 @@ class ProtectConfig:
         for name, low in (("eps", 0.0), ("appeal", 0.0), ("penalty_weight", 0.0)):
             if getattr(self, name) < low:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least {low:g}")
-        for name in ("steps", "batch_size"):
+        if self.channel is Channel.SOCIAL and attacks.METHODS[self.method.value].custom is not None:
+            raise ValueError(f"--method {self.method.value} cannot attack through a channel: use --channel exact, or another method")
+        if self.channel_rounds < 0:
+            raise ValueError("--channel-rounds must be at least 0")
+        for name in ("steps", "batch_size", "channel_draws"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
         if not 1 <= self.jpeg_quality <= 100 or self.jpeg_rounds < 0:

@@ -4,22 +4,33 @@ uint8 lives only here, at the files' edge; the :class:`~ppjax.protect.protector.
 float [0, 1] batches on the uint8 lattice. With JPEG output the verdict is taken on the decoded
 file; an image the encoder un-protected gets further lattice steps against the classifiers behind
 a differentiable JPEG round trip and is encoded again, for up to ``jpeg_rounds`` rounds.
+
+With the social channel the verdict is taken on the decoded file passed through the real channel's
+panel (:func:`ppjax.ops.channel.panel`, on Pillow): an image is protected only when every variant
+is, and one not protected with margin on every variant gets more steps through the channel's
+draws and is written again, for up to ``channel_rounds`` rounds.
 """
 
 from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image
 
 from ppjax.io.batching import bucket_size, decode_in_chunks, group_batches, pad_batch
 from ppjax.io.images import ImageReadError, ImageWriteError, read_image, to_float01, to_uint8, write_image
+from ppjax.io.real_channel import apply_real_panel
 from ppjax.ops import metrics
+from ppjax.ops.channel import panel, platform_size
+from ppjax.ops.resample import resize
+from ppjax.protect.protector import quantise
 from ppjax.protect.protector import Protector
 
 __all__ = ["ProtectResult", "protect_files"]
@@ -34,6 +45,11 @@ class ProtectResult:
     error: str | None = None
     psnr: float | None = None  # dB
     ssim: float | None = None  # None where the image is smaller than SSIM's 11x11 window
+    #: Social channel: on how many of the panel's variants the written file is protected, of how many.
+    variants_protected: int | None = None
+    variants: int | None = None
+    #: Social channel: the labels of the variants it is not protected on.
+    unprotected_variants: tuple[str, ...] = ()
 
 
 def protect_files(
@@ -47,6 +63,8 @@ def protect_files(
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
     chunk: int = 64,
+    channel_rounds: int = 3,
+    max_batch_pixels: int = 1 << 22,
 ) -> list[ProtectResult]:
     """Protect each (input, output) pair; outputs that already exist are kept unless ``overwrite``.
 
@@ -55,7 +73,8 @@ def protect_files(
     depend on the batch it lands in: the same inputs, seed and batch size give the same bytes,
     and a resumed run draws the same random starts. (Its bytes can still differ in rare pixels
     when the batch differs: a batch of another size is computed in another float order.)
-    Inputs are decoded ``chunk`` at a time; batches are formed within a chunk.
+    Inputs are decoded ``chunk`` at a time; batches are formed within a chunk, and hold at most
+    ``max_batch_pixels`` pixels (at least one image), so full-resolution photos go one at a time.
     """
     results: list[ProtectResult] = []
     pending = []
@@ -67,7 +86,7 @@ def protect_files(
     done_count = len(results)
     if progress:
         progress(done_count)
-    batch = _Batch(protector, seed, max_batch, jpeg_quality, jpeg_rounds, [src for src, _ in jobs], results)
+    batch = _Batch(protector, seed, max_batch, jpeg_quality, jpeg_rounds, [src for src, _ in jobs], results, channel_rounds)
     for first, decoded in zip(range(0, len(pending), chunk), decode_in_chunks([src for src, _ in pending], chunk)):
         todo, loaded = [], []
         for job, item in zip(pending[first : first + chunk], decoded):
@@ -77,10 +96,10 @@ def protect_files(
             else:
                 todo.append(job)
                 loaded.append(item)
-        for idx in group_batches(loaded, (im.rgb.shape for im in loaded), max_batch):
+        for idx in _size_batches(loaded, max_batch, max_batch_pixels):
             reported = len(results)
             try:
-                batch.protect([todo[i] for i in idx], [loaded[i] for i in idx])
+                batch.protect([todo[i] for i in idx], [loaded[i] for i in idx], min(max_batch, _pixel_cap(loaded[idx[0]], max_batch_pixels)))
             except Exception as e:  # noqa: BLE001 - one odd size must never end the run
                 h, w = loaded[idx[0]].size
                 done = {r.source for r in results[reported:]}  # written (or failed) before the error
@@ -105,18 +124,22 @@ class _Batch:
     jpeg_rounds: int
     sources: list[Path]
     results: list[ProtectResult]
+    channel_rounds: int = 3
 
-    def protect(self, jobs, images) -> None:
+    def protect(self, jobs, images, max_batch: int | None = None) -> None:
         n = len(jobs)
-        size = bucket_size(n, self.max_batch)
+        size = bucket_size(n, max_batch or self.max_batch)
         base = jax.random.key(self.seed)
         keys = jnp.stack([jax.random.fold_in(base, _stable_hash(str(src))) for src, _ in jobs])
         keys = jnp.concatenate([keys, jnp.repeat(keys[-1:], size - n, axis=0)])
         padded = pad_batch(np.stack([im.rgb for im in images]), size)
+        alphas = [im.alpha for im in images]
+        if self.protector.channel != "exact":
+            self._through_channel(jobs, keys, padded, alphas)
+            return
         x01 = to_float01(padded)
         q01, labels, flags = self.protector(keys, x01)
         q = to_uint8(q01[:n])
-        alphas = [im.alpha for im in images]
         written = self._write_and_reload(q, jobs, alphas)
         is_jpeg = [out.suffix.lower() in (".jpg", ".jpeg") for _, out in jobs]
         # Verdicts and quality on the padded batch, so every call keeps the bucket's shape.
@@ -132,15 +155,7 @@ class _Batch:
             if not redo:
                 break
             q2 = to_uint8(self.protector.refine_for_jpeg(keys, x01, to_float01(encoded), labels, self.jpeg_quality))
-            again = self._write_and_reload(q2[redo], [jobs[j] for j in redo], [alphas[j] for j in redo])
-            for j, w in zip(redo, again):
-                written[j] = w
-                if w is not None:
-                    encoded[j] = q2[j]
-                else:
-                    # The error is reported; the earlier round's file must not stay behind, or a
-                    # resumed run would skip this image as done.
-                    jobs[j][1].unlink(missing_ok=True)
+            self._rewrite(redo, q2, q2, encoded, written, jobs, alphas)
             current = _with_rows(padded, written)
             flags = self.protector.verify(to_float01(current), labels)
         p, s = _psnr_ssim(jnp.asarray(x01), jnp.asarray(to_float01(current)))
@@ -149,6 +164,93 @@ class _Batch:
                 src, out = jobs[j]
                 ssim = float(s[j]) if np.isfinite(s[j]) else None  # absent, not raised, for tiny images
                 self.results.append(ProtectResult(src, out, protected=bool(flags[j]), psnr=float(p[j]), ssim=ssim))
+
+    def _through_channel(self, jobs, keys, padded, alphas) -> None:
+        """Protect through the social channel; judge the written files through the real channel's
+        panel; give the images not protected with margin on every variant more steps through the
+        channel, and write them again.
+
+        A photo with a long side over :data:`WORK_MAX_SIDE` is attacked on a copy shrunk to it (the
+        classifiers only ever see it shrunk further), and the change is carried back to every
+        full-resolution pixel by bilinear upsampling, which never leaves the budget (its weights are
+        non-negative and sum to one), then rounded to the lattice at full size.
+        """
+        n = len(jobs)
+        h, w = padded.shape[1:3]
+        eps = self.protector.eps
+        work = platform_size(h, w, WORK_MAX_SIDE)
+        if work is None:
+            xa = to_float01(padded)
+        else:  # the full-size batch never exists in float: each image is lifted on its own
+            xa = to_float01(np.stack([np.asarray(Image.fromarray(im).resize((work[1], work[0]), Image.Resampling.BICUBIC)) for im in padded]))
+
+        def to_full(qa):
+            if work is None:
+                return to_uint8(qa)
+            return np.stack([to_uint8(_lift(to_float01(padded[j : j + 1]), xa[j : j + 1], qa[j : j + 1], eps))[0] for j in range(len(padded))])
+
+        qa, labels, _ = self.protector(keys, xa)
+        qa = np.array(qa)  # updated per image by the rounds below
+        q = to_full(qa)
+        written = self._write_and_reload(q[:n], jobs, alphas)
+        variants = panel(self.protector.channel, h, w)
+        leads = self._panel_leads(written, variants, padded, padded.shape[0])
+        for _ in range(self.channel_rounds):
+            redo = [j for j in range(n) if written[j] is not None and leads[j].min() <= self.protector.margin]
+            if not redo:
+                break
+            qa2 = self.protector.refine_channel(keys, xa, qa, labels)
+            q2 = to_full(qa2)
+            self._rewrite(redo, q2, qa2, qa, written, jobs, alphas)
+            leads = self._panel_leads(written, variants, padded, padded.shape[0])
+        for j, w_ in enumerate(written):
+            if w_ is not None:
+                src, out = jobs[j]
+                p, s = _psnr_ssim_one(padded[j], w_)
+                ok = leads[j] > 0.0
+                self.results.append(ProtectResult(
+                    src, out, protected=bool(ok.all()), psnr=p, ssim=s,
+                    variants_protected=int(ok.sum()), variants=len(variants),
+                    unprotected_variants=tuple(v.label() for v, good in zip(variants, ok) if not good),
+                ))  # fmt: skip
+
+    def _panel_leads(self, written, variants, originals, bucket: int) -> list:
+        """Per image, (V,) leads of its decoded file through each real variant (None where not
+        written), each against the class the classifier gives the original through that same
+        variant: what an attacker taking that path would have inferred."""
+        rows = [j for j, w in enumerate(written) if w is not None]
+        if not rows:
+            return [None] * len(written)
+        m = len(variants)
+        seen = {j: apply_real_panel(written[j], variants) for j in rows}
+        seen_clean = {j: apply_real_panel(originals[j], variants) for j in rows}
+        groups = _by_shape([(r * m + i, v) for r in range(len(rows)) for i, v in enumerate(variants)])
+        leads = np.zeros(len(rows) * m, np.float32)
+        for shape, slots in groups.items():
+            views = np.stack([seen[rows[slot // m]][slot % m] for slot, _ in slots])
+            clean = np.stack([seen_clean[rows[slot // m]][slot % m] for slot, _ in slots])
+            # Padded to the batch's bucket: partial batches and later rounds reuse one program.
+            size = bucket * (len(slots) // len(rows))
+            labels = self.protector.top1(to_float01(pad_batch(clean, size)))
+            found = self.protector.panel_leads(to_float01(pad_batch(views, size)), labels)
+            leads[[slot for slot, _ in slots]] = found[: len(slots)]
+        out: list = [None] * len(written)
+        for r, j in enumerate(rows):
+            out[j] = leads[r * m : (r + 1) * m]
+        return out
+
+    def _rewrite(self, redo, q, state_new, state, written, jobs, alphas) -> None:
+        """Write images ``redo`` of the round's uint8 batch ``q`` again; where that worked, their
+        rows of ``state`` (what the next round steps on from) take ``state_new``'s."""
+        again = self._write_and_reload(q[redo], [jobs[j] for j in redo], [alphas[j] for j in redo])
+        for j, w in zip(redo, again):
+            written[j] = w
+            if w is not None:
+                state[j] = state_new[j]
+            else:
+                # The error is reported; the earlier round's file must not stay behind, or a
+                # resumed run would skip this image as done.
+                jobs[j][1].unlink(missing_ok=True)
 
     def _write_and_reload(self, q, jobs, alphas) -> list:
         """Write each image; the decoded bytes on disk per image (None where writing failed, with
@@ -164,11 +266,74 @@ class _Batch:
         return written
 
 
+#: Under the social channel, photos with a longer side are attacked on a copy shrunk to this many
+#: pixels (see :meth:`_Batch._through_channel`): the platform's smallest size, and 4.5 times the
+#: attacker's 224, so nothing the classifiers can see is lost, while a 12-megapixel photo costs
+#: an attack step on 0.9 megapixels.
+WORK_MAX_SIDE = 1080
+#: Images with more pixels than this get PSNR and SSIM computed in strips of rows.
+_STRIP_PIXELS = 1 << 22
+
+
+@partial(jax.jit, static_argnames="eps")
+def _lift(x01, xa, qa, eps):
+    """Full-size (1, H, W, 3) ``x01`` plus the working-size change ``qa - xa`` upsampled
+    bilinearly (weights >= 0 summing to 1: never beyond the change's own bound), on the lattice
+    within ``eps``/255 of ``x01``."""
+    delta = resize(qa - xa, x01.shape[1:3], "bilinear", quantise=False)
+    return quantise(x01 + delta, x01, eps)
+
+
+def _psnr_ssim_one(a: np.ndarray, b: np.ndarray) -> tuple[float, float | None]:
+    """PSNR (dB) and SSIM (None under 11x11) of two (H, W, 3) uint8 images; large images in strips
+    of rows, so that SSIM's filtered planes never exist at 12 megapixels."""
+    h, w = a.shape[:2]
+    if h * w <= _STRIP_PIXELS:
+        p, s = _psnr_ssim(jnp.asarray(to_float01(a[None])), jnp.asarray(to_float01(b[None])))
+        return float(p[0]), float(s[0]) if np.isfinite(s[0]) else None
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2) / 255.0**2
+    psnr = float(10.0 * np.log10(1.0 / mse)) if mse > 0 else float("inf")
+    rows = max(16, _STRIP_PIXELS // w)
+    pad = metrics.SSIM_RADIUS
+    total = count = 0.0
+    for top in range(0, h - 2 * pad, rows):
+        # Map rows top..top+rows-1 (valid filtering) need image rows top..top+rows-1+2*pad.
+        stop = min(top + rows + 2 * pad, h)
+        s = float(metrics.ssim(jnp.asarray(to_float01(a[None, top:stop])), jnp.asarray(to_float01(b[None, top:stop])))[0])
+        k = stop - top - 2 * pad
+        total, count = total + s * k, count + k
+    return psnr, total / count
+
+
 @jax.jit
 def _psnr_ssim(a, b):
     """Per-image PSNR (dB) and SSIM (NaN where the images are too small for it) of (N, H, W, 3)
     batches in [0, 1]."""
     return metrics.psnr(a, b), metrics.ssim_or_nan(a, b)
+
+
+def _by_shape(slots) -> dict:
+    """(slot, variant) pairs grouped by the shape the variant's view hands the classifier."""
+    from ppjax.ops.channel import VIEWS
+
+    groups: dict = {}
+    for slot, v in slots:
+        groups.setdefault(VIEWS[v.view], []).append((slot, v))
+    return groups
+
+
+def _pixel_cap(image, max_batch_pixels: int) -> int:
+    h, w = image.size
+    return max(1, max_batch_pixels // max(1, h * w))
+
+
+def _size_batches(loaded, max_batch: int, max_batch_pixels: int):
+    """Indices of same-sized images in batches of at most ``max_batch`` images and
+    ``max_batch_pixels`` pixels (at least one image each)."""
+    for idx in group_batches(loaded, (im.rgb.shape for im in loaded), max_batch):
+        cap = min(max_batch, _pixel_cap(loaded[idx[0]], max_batch_pixels))
+        for start in range(0, len(idx), cap):
+            yield idx[start : start + cap]
 
 
 def _with_rows(padded: np.ndarray, written: list) -> np.ndarray:

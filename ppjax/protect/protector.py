@@ -14,6 +14,7 @@ exact bytes that were verified.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping, Sequence
@@ -23,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppjax import attacks
+from ppjax.ops.channel import CHANNELS, apply_variant, channel_draws
 
 __all__ = ["lattice_radius", "quantise", "Protector"]
 
@@ -66,6 +68,11 @@ class Protector:
     margin: float = 2.0
     terms: Sequence[attacks.Term] = ()
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: Threat model: "exact" (the classifiers see the image as it is, the MediaEval 2019 protocol)
+    #: or "social" (they see draws of :func:`ppjax.ops.channel.channel_draws`).
+    channel: str = "exact"
+    #: Channel draws averaged per step with ``channel="social"``.
+    channel_draws: int = 2
     _variables: Any = field(init=False, repr=False)
     _programs: dict = field(init=False, repr=False)
 
@@ -74,49 +81,77 @@ class Protector:
         set_(self, "targets", tuple(self.targets))
         set_(self, "terms", tuple(self.terms))
         set_(self, "options", MappingProxyType(dict(self.options)))
-        self._attack(self.targets, self.terms)  # unknown methods and options raise now, not at the first batch
+        if self.channel not in CHANNELS:
+            raise ValueError(f"channel must be one of {', '.join(CHANNELS)}, got {self.channel!r}")
+        self._attack(self.targets, self.terms, self._draws((1, 256, 256, 3)))  # unknown methods and options raise now, not at the first batch
         # The weights go into the compiled programs as arguments, not as captured constants: the
         # persistent cache then holds a few MB per image size rather than the models' size. On
         # the device once, so that NumPy weights are not copied over again on every call.
         set_(self, "_variables", jax.device_put(attacks.variables_of(self.targets, self.terms)))
-        set_(self, "_programs", {"run": jax.jit(self._run), "status": jax.jit(self._status), "jpeg": {}})
+        programs = {"run": jax.jit(self._run), "status": jax.jit(self._status), "jpeg": {}}
+        programs["leads"] = jax.jit(self._leads)
+        programs["labels"] = jax.jit(lambda variables, x01: tuple(jnp.argmax(t.apply(t.variables, x01), axis=-1) for t in self._bound(variables)[0]))
+        programs["refine_channel"] = jax.jit(self._refine_channel)
+        set_(self, "_programs", programs)
 
-    def _attack(self, targets, terms):
+    def _draws(self, shape):
+        """The channel's draws for a batch of ``shape`` (None for the exact channel)."""
+        if self.channel == "exact":
+            return None
+        return channel_draws(shape[1], shape[2], draws=self.channel_draws)
+
+    def _attack(self, targets, terms, draws):
         return attacks.build(
             self.method, targets, terms=terms, eps=self.eps, steps=self.steps, early_stop=self.early_stop,
-            stop_margin=self.margin, **self.options,
+            stop_margin=self.margin, channel=draws, **self.options,
         )  # fmt: skip
 
     def _bound(self, variables):
         """(targets, terms) holding ``variables``, the traced weights inside a jitted function."""
         return attacks.bind(self.targets, self.terms, variables)
 
-    def _lattice_refinement(self, targets):
+    def _lattice_refinement(self, targets, draws=None, steps=None):
         return attacks.iterate(
             targets, attacks.sign_step(), attacks.linf_ball(lattice_radius(self.eps)),
-            steps=self.lattice_steps, step_size=1.0, stop_margin=self.margin,
+            steps=self.lattice_steps if steps is None else steps, step_size=1.0, stop_margin=self.margin, channel=draws,
         )  # fmt: skip
 
     @staticmethod
-    def _lead(targets, x01, labels):
-        return attacks.objective_and_lead(targets, x01, labels)[1]
+    def _lead(targets, x01, labels, draws=None, key=None, x0=None):
+        """(N,) smallest lead over the targets; with ``draws``, over the channel's draws of one whole
+        cycle of steps, each against the original ``x0`` through the same draw."""
+        if draws is None:
+            return attacks.objective_and_lead(targets, x01, labels)[1]
+        keys = attacks.per_image_keys(key, x01.shape[0])
+        lead_at = attacks.lead_through(draws, targets)
+        # Over a whole cycle of the draws, so that every structure has its say.
+        return functools.reduce(jnp.minimum, [lead_at(x01, x0, labels, keys, step) for step in range(draws.cycle)])
 
     def _status(self, variables, x01, labels):
         return self._lead(self._bound(variables)[0], x01, labels) > 0.0
 
+    def _leads(self, variables, x01, labels):
+        return self._lead(self._bound(variables)[0], x01, labels)
+
+    def _labels(self, targets, x01, draws):
+        """Each target's top-1 class on the original, seen through the channel's reference view."""
+        seen = x01 if draws is None else apply_variant(x01, draws.reference)
+        return tuple(jnp.argmax(t.apply(t.variables, seen), axis=-1) for t in targets)
+
     def _run(self, variables, key, x01):
         targets, terms = self._bound(variables)
-        refine = self._lattice_refinement(targets)
+        draws = self._draws(x01.shape)
+        refine = self._lattice_refinement(targets, draws)
         x0_255 = jnp.rint(x01 * 255.0)
-        labels = tuple(jnp.argmax(t.apply(t.variables, x01), axis=-1) for t in targets)
-        q = _quantise255(self._attack(targets, terms)(key, x01, labels), x0_255, self.eps)
-        q_lead = self._lead(targets, q / 255.0, labels)
+        labels = self._labels(targets, x01, draws)
+        q = _quantise255(self._attack(targets, terms, draws)(key, x01, labels), x0_255, self.eps)
+        q_lead = self._lead(targets, q / 255.0, labels, draws, key, x01)
 
         def refined(q):
             # Sign steps of 1/255 from the quantised image; images already protected with margin
             # are left as they are (early stop).
             r = _quantise255(refine(key, x01, labels, start=q / 255.0), x0_255, self.eps)
-            return r, self._lead(targets, r / 255.0, labels)
+            return r, self._lead(targets, r / 255.0, labels, draws, key, x01)
 
         # The refinement's first step costs a gradient even when every image is already protected
         # with margin on the lattice (the usual case): skip it then.
@@ -150,6 +185,30 @@ class Protector:
         )
         q = _quantise255(self._lattice_refinement(behind)(key, x01, labels, start=start01), jnp.rint(x01 * 255.0), self.eps)
         return q / 255.0
+
+    def refine_channel(self, key: jax.Array, x01, start01, labels) -> np.ndarray:
+        """``steps`` more sign steps of 1/255 from ``start01`` (what was written last), through the
+        channel's draws, within the budget around the originals ``x01``; on the lattice. For images
+        the real channel showed unprotected (:meth:`panel_leads`); images already past the margin on
+        every draw do not change."""
+        if self.channel == "exact":
+            raise ValueError("refine_channel needs channel='social'")
+        return np.asarray(self._programs["refine_channel"](self._variables, key, jnp.asarray(x01, jnp.float32), jnp.asarray(start01, jnp.float32), labels))
+
+    def _refine_channel(self, variables, key, x01, start01, labels):
+        targets = self._bound(variables)[0]
+        refine = self._lattice_refinement(targets, self._draws(x01.shape), steps=self.steps)
+        return _quantise255(refine(key, x01, labels, start=start01), jnp.rint(x01 * 255.0), self.eps) / 255.0
+
+    def panel_leads(self, views01, labels) -> np.ndarray:
+        """(M,) smallest lead over the targets of (M, h, w, 3) images as their classifiers see them
+        (e.g. a written file through the real channel), against ``labels`` (one (M,) array per
+        target); > 0 is protected."""
+        return np.asarray(self._programs["leads"](self._variables, jnp.asarray(views01, jnp.float32), tuple(labels)))
+
+    def top1(self, x01) -> tuple[np.ndarray, ...]:
+        """Each target's (N,) top-1 class of (N, h, w, 3) images as its classifier sees them."""
+        return tuple(np.asarray(y) for y in self._programs["labels"](self._variables, jnp.asarray(x01, jnp.float32)))
 
     def verify(self, x01, labels) -> np.ndarray:
         """Protected flags for images (e.g. decoded from the written files), float [0, 1]."""

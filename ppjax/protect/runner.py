@@ -8,7 +8,8 @@ the caller's choice (`ppjax protect` makes it for its one-shot process).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -39,10 +40,39 @@ class ProtectSummary:
     def skipped(self) -> int:
         return sum(r.skipped is not None for r in self.results)
 
+    def to_json(self) -> dict:
+        """The summary and every image's result, as plain JSON values (paths as strings)."""
+        written = self.written
+        images = []
+        for r in self.results:
+            row = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(r).items()}
+            row["unprotected_variants"] = list(r.unprotected_variants)
+            images.append(row)
+        judged = [r for r in written if r.variants]
+        return {
+            "images": len(self.results),
+            "written": len(written),
+            "protected": sum(bool(r.protected) for r in written),
+            "variants_protected": sum(r.variants_protected for r in judged) if judged else None,
+            "variants": sum(r.variants for r in judged) if judged else None,
+            "mean_psnr_db": _mean([r.psnr for r in written]),
+            "mean_ssim": _mean([r.ssim for r in written if r.ssim is not None]),
+            "skipped": self.skipped,
+            "failed": len(self.failed),
+            "seconds": self.seconds,
+            "results": images,
+        }
+
     def line(self) -> str:
         """The one-line summary: protected share as written, mean PSNR (dB) and SSIM, time."""
         written, failed = self.written, self.failed
         text = f"protected {sum(r.protected for r in written)}/{len(written)} images as written"
+        judged = [r for r in written if r.variants]
+        if judged:
+            text = (
+                f"protected {sum(r.protected for r in written)}/{len(written)} images on every channel variant "
+                f"({sum(r.variants_protected for r in judged)}/{sum(r.variants for r in judged)} image-variants)"
+            )
         if written:
             psnr = [r.psnr for r in written if np.isfinite(r.psnr)]
             ssim = [r.ssim for r in written if r.ssim is not None]
@@ -51,6 +81,11 @@ class ProtectSummary:
         text += f", {self.seconds:.1f} s"
         text += f"; {self.skipped} skipped (output exists)" if self.skipped else ""
         return text + (f"; {len(failed)} failed" if failed else "")
+
+
+def _mean(values) -> float | None:
+    finite = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(finite)) if finite else None
 
 
 def plan_jobs(config: ProtectConfig) -> list:
@@ -75,7 +110,10 @@ def build_protector(config: ProtectConfig, load: Callable[[str], object]) -> Pro
         terms.append(attacks.appeal(nima.apply, nima.variables, config.appeal))
     if config.penalty is not None:
         terms.append(attacks.perceptual(config.penalty.value, config.penalty_weight))
-    return Protector(targets, method=config.method.value, eps=config.eps, steps=config.steps, early_stop=config.early_stop, terms=terms)
+    return Protector(
+        targets, method=config.method.value, eps=config.eps, steps=config.steps, early_stop=config.early_stop, terms=terms,
+        channel=config.channel.value, channel_draws=config.channel_draws,
+    )  # fmt: skip
 
 
 def run(
@@ -93,6 +131,6 @@ def run(
     start = time.perf_counter()
     results = protect_files(
         protector, jobs, seed=config.seed, max_batch=config.batch_size, jpeg_quality=config.jpeg_quality,
-        jpeg_rounds=config.jpeg_rounds, overwrite=config.overwrite, progress=progress,
+        jpeg_rounds=config.jpeg_rounds, overwrite=config.overwrite, progress=progress, channel_rounds=config.channel_rounds,
     )  # fmt: skip
     return ProtectSummary(tuple(results), time.perf_counter() - start)

@@ -259,3 +259,52 @@ def test_tiny_and_strip_images_are_evaluated_with_ssim_absent(lite0_store, tmp_p
     assert [im["key"] for im in report["images"]] == ["photo"]
     assert {s["key"] for s in report["skipped"]} == {"dot", "strip"}
     assert all("cannot be evaluated at" in s["reason"] for s in report["skipped"])
+
+
+@pytest.mark.slow
+def test_channel_social_judges_each_panel_variant(lite0_store, tmp_path, monkeypatch):
+    """`--channel social`: per variant of the panel, the verdict of an independent PyTorch model on
+    the same Pillow channel (torchvision's Resize and CenterCrop on PIL images are these calls)."""
+    from ppjax.io.real_channel import apply_real
+    from ppjax.models.efficientnet_lite import SPEC
+    from ppjax.ops.channel import panel
+
+    root, torch_model = lite0_store
+    monkeypatch.setenv("PPJAX_HOME", str(root))
+    files = sorted(shared_path("imagenet_compatible", "images").glob("*.png"))[:3]
+    rng = np.random.default_rng(1)
+    for d in ("o", "p"):
+        (tmp_path / d).mkdir()
+    pairs = []
+    for i, f in enumerate(files):
+        rgb = np.asarray(Image.open(f).convert("RGB"))
+        prot = _perturb(rgb, ("noise", "blur", "same")[i], rng)
+        Image.fromarray(rgb).save(tmp_path / "o" / f.name)
+        Image.fromarray(prot).save(tmp_path / "p" / f.name)
+        pairs.append((f.stem, rgb, prot))
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(app, ["evaluate", "--model", "efficientnet-lite0", "--engine", "jax", "--channel", "social", "--json", str(out), str(tmp_path / "o"), str(tmp_path / "p")])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["channel"] == "social"
+
+    def top1(rgb):
+        x = torch.from_numpy((rgb[None].astype(np.float32) / 255).transpose(0, 3, 1, 2).copy())
+        with torch.no_grad():
+            return int(torch_model((x - torch.tensor(SPEC.mean).view(1, 3, 1, 1)) / torch.tensor(SPEC.std).view(1, 3, 1, 1)).argmax())
+
+    by_key = {im["key"]: im for im in report["images"]}
+    agree = total = 0
+    for key, rgb, prot in pairs:
+        verdicts = by_key[key]["channel"]["jax"]
+        variants = panel("social", *rgb.shape[:2])
+        assert list(verdicts) == [v.label() for v in variants]
+        for v in variants:
+            agree += verdicts[v.label()] == (top1(apply_real(rgb, v)) != top1(apply_real(prot, v)))
+            total += 1
+        if key == pairs[2][0]:
+            assert not any(verdicts.values())  # an unchanged image is protected on no variant
+    assert agree >= total - 1  # a near-tie may flip between frameworks, no more
+    stats = report["channel_stats"]["jax"]
+    assert len(stats["per_variant"]) == 15 and 0 <= stats["variants_protected"] <= 1
+    assert "Through the real channel" in out.with_suffix(".md").read_text()

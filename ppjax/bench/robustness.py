@@ -1,0 +1,204 @@
+"""`ppjax bench robustness`: how much protection survives the trip from "share" to "classify".
+
+The same photos are protected three ways against one classifier, into a temporary folder:
+
+- ``exact``: ``ppjax protect --channel exact`` (the MediaEval 2019 protocol: the written pixels at
+  the classifier's input);
+- ``social``: ``ppjax protect`` with its defaults (``--channel social``);
+- ``plain PGD``: a plain PGD loop at the same budget, as a peer runs it: random start, ``steps``
+  sign steps of 1/255 on the exact pixels, no early stop, no margin, no verification.
+
+Each written file is decoded and passed through real variants of the channel on Pillow
+(:mod:`ppjax.io.real_channel`): as written, JPEG re-encodes at quality 90 and 75 (4:2:0), the
+attacker's resize to 224 (bilinear and bicubic), the Places365 demo's 256 + centre 224, and the
+whole social panel. The judge is the model's ONNX Runtime graph, exported from its original
+framework at install: an engine the attack never ran. A photo counts as protected on a variant
+when the judge's top-1 class of the protected file through that variant differs from its top-1
+class of the original photo through the same variant.
+
+"As written" and the JPEG columns feed the pixels whole for photos of at most
+:data:`ppjax.ops.channel.EXACT_VIEW_MAX_SIDE` pixels; a larger photo is never classified at full
+size, and those columns then use the direct resize to 224 (bilinear).
+
+``timing`` runs ``ppjax protect`` (social, the same settings) on one photo per size in a child
+process each: seconds per photo once compiled, and the child's peak resident memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from ppjax.io import ImageReadError, read_image
+from ppjax.io.real_channel import apply_real
+from ppjax.ops.channel import EXACT_VIEW_MAX_SIDE, Variant, panel
+
+__all__ = ["COLUMNS", "SETTINGS", "TIMING_SIZES", "run_robustness_bench", "run_timing"]
+
+#: Timing sizes (width, height): the task's images, the shared full-resolution photos, 12 MP.
+TIMING_SIZES = ((256, 256), (2560, 1600), (4032, 3024))
+#: The protections compared.
+SETTINGS = ("exact", "social", "plain PGD")
+
+
+def _whole(h: int, w: int, quality: int | None = None) -> Variant:
+    if max(h, w) <= EXACT_VIEW_MAX_SIDE:
+        return Variant("exact", quality=quality)
+    return Variant("direct", "bilinear", quality)
+
+
+#: Column name -> the variants (for an (h, w) photo) the judge must be fooled on.
+COLUMNS: dict[str, Callable[[int, int], tuple[Variant, ...]]] = {
+    "as written": lambda h, w: (_whole(h, w),),
+    "JPEG q90": lambda h, w: (_whole(h, w, 90),),
+    "JPEG q75": lambda h, w: (_whole(h, w, 75),),
+    "resize 224 bilinear": lambda h, w: (Variant("direct", "bilinear"),),
+    "resize 224 bicubic": lambda h, w: (Variant("direct", "bicubic"),),
+    "demo 256+224": lambda h, w: (Variant("demo", "bilinear"),),
+    "social panel": lambda h, w: panel("social", h, w),
+}
+
+
+@dataclass
+class _Judged:
+    """Per column, whether each photo is protected; and the PSNR of each written photo."""
+
+    protected: dict[str, list[bool]]
+    psnr: list[float]
+
+
+def _protector(setting: str, model, eps: float, steps: int):
+    from ppjax import attacks
+    from ppjax.protect import Protector
+
+    target = [attacks.Target(model.apply, model.variables, attacks.cross_entropy())]
+    if setting == "plain PGD":
+        return Protector(target, method="pgd", eps=eps, steps=steps, early_stop=False, lattice_steps=0, margin=0.0, options={"step_size": 1.0})
+    return Protector(target, method="pgd", eps=eps, steps=steps, channel="exact" if setting == "exact" else "social")
+
+
+def _judge(judge: Callable[[np.ndarray], np.ndarray], pairs: Sequence[tuple[Path, Path]]) -> dict[str, list[bool]]:
+    """Per column, per (original, protected) pair: protected on every variant of the column."""
+    out = {name: [] for name in COLUMNS}
+    cache: dict = {}
+    for original, protected in pairs:
+        a, b = read_image(original).rgb, read_image(protected).rgb
+        h, w = a.shape[:2]
+        for name, variants_of in COLUMNS.items():
+            ok = True
+            for v in variants_of(h, w):
+                key = (original, v)
+                if key not in cache:
+                    cache[key] = int(np.argmax(judge(apply_real(a, v)[None] / np.float32(255.0))[0]))
+                seen = int(np.argmax(judge(apply_real(b, v)[None] / np.float32(255.0))[0]))
+                ok = ok and seen != cache[key]
+            out[name].append(ok)
+    return out
+
+
+def run_robustness_bench(
+    model,
+    judge: Callable[[np.ndarray], np.ndarray],
+    photos: Sequence[Path],
+    *,
+    eps: float = 4.0,
+    steps: int = 20,
+    settings: Sequence[str] = SETTINGS,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Protect ``photos`` each way of ``settings`` against ``model`` (a loaded classifier) and judge
+    the written files with ``judge(x01) -> logits`` through each column's real variants.
+
+    Returns ``{"rows": [{setting, images, seconds, psnr, <column>: protected share}], ...}`` with
+    shares in [0, 1] and mean PSNR in dB. Unreadable photos are skipped (and logged).
+    """
+    from ppjax.protect import protect_files
+
+    readable = []
+    for p in photos:
+        try:
+            read_image(p)
+            readable.append(Path(p))
+        except ImageReadError as e:
+            log(f"skipped: {e}")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ppjax-bench-robustness-") as tmp:
+        for setting in settings:
+            protector = _protector(setting, model, eps, steps)
+            jobs = [(p, Path(tmp) / setting.replace(" ", "-") / f"{n:05d}.png") for n, p in enumerate(readable)]
+            start = time.perf_counter()
+            results = protect_files(protector, jobs, progress=None)
+            seconds = time.perf_counter() - start
+            written = [(r.source, r.output) for r in results if r.protected is not None]
+            for r in results:
+                if r.error:
+                    log(f"error: {r.error}")
+            judged = _judge(judge, written)
+            row = {"setting": setting, "images": len(written), "seconds": seconds}
+            row["psnr"] = float(np.mean([r.psnr for r in results if r.protected is not None and np.isfinite(r.psnr)]))
+            row.update({name: float(np.mean(v)) if v else float("nan") for name, v in judged.items()})
+            log(f"{setting}: " + ", ".join(f"{k} {row[k]:.1%}" for k in COLUMNS) + f", PSNR {row['psnr']:.2f} dB, {seconds:.0f} s")
+            rows.append(row)
+    return {"rows": rows, "columns": list(COLUMNS), "eps_255": eps, "steps": steps, "photos": len(readable)}
+
+
+def _timing_photo(source: Path, size: tuple[int, int], dst: Path) -> Path:
+    """``source`` resized to ``size`` (width, height), bicubic, as PNG (an upscale for 12 MP)."""
+    img = Image.fromarray(read_image(source).rgb)
+    if img.size != size:
+        img = img.resize(size, Image.Resampling.BICUBIC)
+    img.save(dst)
+    return dst
+
+
+def run_timing(model_name: str, source: Path, *, eps: float = 4.0, steps: int = 20, sizes=TIMING_SIZES, log=print) -> list[dict]:
+    """Seconds per photo (once compiled) and peak resident memory of a child process that protects
+    ``source``, resized to each of ``sizes``, with the social channel's defaults."""
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ppjax-bench-timing-") as tmp:
+        for w, h in sizes:
+            photo = _timing_photo(source, (w, h), Path(tmp) / f"{w}x{h}.png")
+            cmd = [sys.executable, "-m", "ppjax.bench.robustness", model_name, str(photo), str(Path(tmp) / "out"), str(eps), str(steps)]
+            done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ})
+            if done.returncode != 0:
+                raise RuntimeError(f"timing child failed at {w}x{h}: {done.stderr.strip()[-2000:]}")
+            row = {"width": w, "height": h, **json.loads(done.stdout.strip().splitlines()[-1])}
+            log(f"{w}x{h}: {row['seconds']:.1f} s per photo once compiled ({row['first_seconds']:.1f} s the first time), peak RSS {row['peak_rss_gb']:.2f} GB")
+            rows.append(row)
+    return rows
+
+
+def _timing_child(model_name: str, photo: str, out_dir: str, eps: float, steps: int) -> dict:
+    """Protect ``photo`` twice in this process (compile, then timed); peak RSS of the process."""
+    from ppjax import store
+    from ppjax.protect import protect_files
+
+    model = store.load_model(model_name)
+    protector = _protector("social", model, eps, steps)
+    job = [(Path(photo), Path(out_dir) / "timed.png")]
+    times = []
+    for _ in range(2):
+        start = time.perf_counter()
+        (result,) = protect_files(protector, job, overwrite=True)
+        times.append(time.perf_counter() - start)
+        if result.error:
+            raise RuntimeError(result.error)
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
+    return {"first_seconds": times[0], "seconds": times[1], "peak_rss_gb": peak_kb / 1024**2,
+            "protected": bool(result.protected), "variants_protected": result.variants_protected, "variants": result.variants}  # fmt: skip
+
+
+if __name__ == "__main__":  # the timing child: MODEL PHOTO OUT_DIR EPS STEPS
+    name, photo, out_dir, eps_arg, steps_arg = sys.argv[1:6]
+    print(json.dumps(_timing_child(name, photo, out_dir, float(eps_arg), int(steps_arg))))

@@ -1,0 +1,222 @@
+"""The channel between "share" and "classify", as differentiable transforms with real counterparts.
+
+A shared photo is not what a classifier sees. The platform may shrink it (long side at most
+``platform`` pixels, Pillow bicubic) and re-encode it as JPEG (4:2:0, at some quality); then the
+attacker's own preprocessing resizes it to the network's input (the *view*):
+
+- ``demo``: the official Places365 demo (CSAILVision/places365 ``run_placesCNN_basic.py``):
+  torchvision ``Resize((256, 256))`` (aspect not kept) then ``CenterCrop(224)``;
+- ``direct``: ``Resize((224, 224))``;
+- ``exact``: the file's pixels as they are (the MediaEval 2019 protocol: 256x256 images fed
+  whole, no resize). Under the social channel only photos of at most :data:`EXACT_VIEW_MAX_SIDE`
+  pixels are seen this way: nobody runs a classifier on a 12-megapixel photo.
+
+torchvision resizes PIL images with Pillow's antialiased filters, so a view is
+:func:`ppjax.ops.resample.resize` with the attacker's ``filter``; the platform's JPEG is
+:func:`ppjax.ops.jpeg.jpeg_round_trip`. A :class:`Variant` names one path through the channel; its
+real counterpart, on Pillow, is :func:`ppjax.io.real_channel.apply_real`. :func:`panel` is the fixed
+set of variants a protected file is verified on; :class:`ChannelDraws` is the random expectation
+the attack averages its gradient over.
+
+Pixels are float32 (N, H, W, 3) in [0, 1]; JPEG qualities are libjpeg's 1..100.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+from ppjax.ops.jpeg import jpeg_round_trip
+from ppjax.ops.resample import FILTERS, center_crop, resize
+
+__all__ = [
+    "VIEWS", "CHANNELS", "PLATFORM_SIDES", "EXACT_VIEW_MAX_SIDE", "PANEL_QUALITIES", "JPEG_MAX_PIXELS", "Variant", "platform_size",
+    "view_size", "apply_variant", "panel", "ChannelDraws", "channel_draws",
+]  # fmt: skip
+
+#: The attacker's preprocessing: name -> ((height, width) to resize to, centre crop side or None).
+VIEWS = {"demo": ((256, 256), 224), "direct": ((224, 224), None), "exact": (None, None)}
+#: Threat models of ``--channel``.
+CHANNELS = ("social", "exact")
+#: Long-side limits of the platform panel (pixels); a photo not larger is not resized.
+PLATFORM_SIDES = (2048, 1080)
+#: Photos with a long side of at most this many pixels may also be classified as they are.
+EXACT_VIEW_MAX_SIDE = 512
+#: JPEG re-encodes of the verification panel (None: the file as written).
+PANEL_QUALITIES = (None, 90, 75)
+#: Largest image (pixels) the attack runs a differentiable JPEG at. Above it, JPEG draws happen
+#: after a platform resize only: a 12-megapixel JPEG round trip under autodiff would alone hold
+#: gigabytes, and what the JPEG removes at full size is finer than anything that survives the
+#: attacker's shrinking to 224.
+JPEG_MAX_PIXELS = 2048 * 2048
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One path through the channel: ``platform`` (long-side limit in pixels, Pillow bicubic;
+    None: not resized), ``quality`` (JPEG 4:2:0 re-encode; None: as written), the attacker's
+    ``view`` (a key of :data:`VIEWS`) and its resize ``filter`` (bilinear, bicubic or lanczos)."""
+
+    view: str = "exact"
+    filter: str = "bilinear"
+    quality: int | None = None
+    platform: int | None = None
+
+    def __post_init__(self):
+        if self.view not in VIEWS:
+            raise ValueError(f"view must be one of {', '.join(VIEWS)}, got {self.view!r}")
+        if self.filter not in FILTERS:
+            raise ValueError(f"filter must be one of {', '.join(FILTERS)}, got {self.filter!r}")
+        if self.quality is not None and not 1 <= self.quality <= 100:
+            raise ValueError(f"JPEG quality must be in 1..100, got {self.quality}")
+        if self.platform is not None and self.platform < 1:
+            raise ValueError(f"platform long side must be positive, got {self.platform}")
+
+    def label(self) -> str:
+        """A short name, e.g. ``L1080 q75 demo/bicubic`` or ``as written, exact``."""
+        parts = [f"L{self.platform}"] if self.platform else []
+        parts.append(f"q{self.quality}" if self.quality else "as written")
+        parts.append("exact" if self.view == "exact" else f"{self.view}/{self.filter}")
+        return " ".join(parts)
+
+
+def platform_size(h: int, w: int, limit: int | None) -> tuple[int, int] | None:
+    """(height, width) after the platform's shrink to a long side of at most ``limit``, aspect kept
+    (each side rounded, at least 1); None when the photo is not larger than ``limit``."""
+    if limit is None or max(h, w) <= limit:
+        return None
+    scale = limit / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def view_size(h: int, w: int, view: str) -> tuple[int, int]:
+    """(height, width) a ``view`` hands the classifier for an (h, w) image."""
+    size, crop = VIEWS[view]
+    if size is None:
+        return h, w
+    return (crop, crop) if crop else size
+
+
+def apply_variant(x01: jnp.ndarray, variant: Variant, quality=None) -> jnp.ndarray:
+    """(N, H, W, 3) through ``variant``, differentiably: what its classifier sees.
+
+    ``quality`` overrides the variant's JPEG quality with a (possibly traced) int or (N,) ints,
+    so one program serves every drawn quality; pass it only where the variant has a JPEG step.
+    """
+    n, h, w, _ = x01.shape
+    x = x01
+    shrunk = platform_size(h, w, variant.platform)
+    if shrunk is not None:
+        x = resize(x, shrunk, "bicubic")
+    q = variant.quality if quality is None else quality
+    if q is not None:
+        x = jpeg_round_trip(x, q, "4:2:0")
+    size, crop = VIEWS[variant.view]
+    if size is not None:
+        x = resize(x, size, variant.filter)
+        if crop:
+            x = center_crop(x, (crop, crop))
+    return x
+
+
+def _views(h: int, w: int) -> list[tuple[str, str]]:
+    """(view, filter) pairs the social channel's attacker may use on an (h, w) photo."""
+    pairs = [(view, filt) for view in ("demo", "direct") for filt in ("bilinear", "bicubic")]
+    return pairs + ([("exact", "bilinear")] if max(h, w) <= EXACT_VIEW_MAX_SIDE else [])
+
+
+def panel(channel: str, h: int, w: int) -> tuple[Variant, ...]:
+    """The fixed variants a protected (h, w) file is verified on under ``channel``.
+
+    ``exact``: the file itself. ``social``: {as written, JPEG q90, q75} x {demo, direct view} x
+    {bilinear, bicubic}, plus the exact view for photos of at most :data:`EXACT_VIEW_MAX_SIDE`
+    pixels, and for photos larger than a platform limit the same again after each platform shrink
+    (:data:`PLATFORM_SIDES`)."""
+    if channel == "exact":
+        return (Variant("exact"),)
+    if channel != "social":
+        raise ValueError(f"channel must be one of {', '.join(CHANNELS)}, got {channel!r}")
+    platforms = [None] + [s for s in PLATFORM_SIDES if max(h, w) > s]
+    return tuple(
+        Variant(view, filt, quality, platform)
+        for platform, quality, (view, filt) in itertools.product(platforms, PANEL_QUALITIES, _views(h, w))
+        if view != "exact" or platform is None
+    )
+
+
+@dataclass(frozen=True)
+class ChannelDraws:
+    """The expectation over the channel that the attack's gradient is averaged over.
+
+    ``structures`` are the variants with static shapes (platform, view, filter, whether a JPEG
+    step happens; a JPEG structure's own quality is ignored); at each attack step the ``draws``
+    structures ``(step * draws + d) mod len(structures)`` are used, so that every structure comes
+    round equally often whatever the batch, and each image draws its JPEG quality uniformly from
+    ``qualities`` (inclusive) from its own key, the step and ``d``. The images' draws thus
+    depend only on their keys, never on the batch they are in. With ``exact``, each step also
+    draws the image at its own size, re-encoded as JPEG on odd steps.
+    """
+
+    structures: tuple[Variant, ...]
+    draws: int = 2
+    qualities: tuple[int, int] = (70, 95)
+    reference: Variant = Variant("direct", "bilinear")
+    #: Also one draw per step of the image as it is (every other step JPEG-re-encoded): photos
+    #: small enough to be classified whole.
+    exact: bool = False
+
+    def __post_init__(self):
+        if not self.structures or self.draws < 1:
+            raise ValueError("a channel needs at least one structure and one draw per step")
+        lo, hi = self.qualities
+        if not 1 <= lo <= hi <= 100:
+            raise ValueError(f"JPEG quality range must be within 1..100, got {self.qualities}")
+
+    @property
+    def cycle(self) -> int:
+        """Steps after which every structure (and, with ``exact``, both JPEG states of the whole
+        image) has been drawn once: an attack stops early only after this many steps in a row
+        with its margin."""
+        return max(-(-len(self.structures) // self.draws), 2 if self.exact else 1)
+
+    def __call__(self, keys: jax.Array, step, x01: jnp.ndarray) -> tuple[jnp.ndarray, ...]:
+        """Groups of transformed copies of the (N, H, W, 3) batch, each (k * N, h, w, 3) and
+        draw-major: the ``draws`` structures at the views' size, then with ``exact`` one copy at
+        the batch's own size. ``keys``: (N,) per-image keys; ``step``: the attack step (traced)."""
+        branches = [
+            (lambda x, q, v=v: apply_variant(x, v, q if v.quality is not None else None)) for v in self.structures
+        ]
+        out = []
+        for d in range(self.draws):
+            q = self._qualities(keys, step, d)
+            index = (step * self.draws + d) % len(self.structures)
+            out.append(jax.lax.switch(index, branches, x01, q) if len(branches) > 1 else branches[0](x01, q))
+        groups = (jnp.concatenate(out, axis=0),)
+        if self.exact:
+            q = self._qualities(keys, step, self.draws)
+            groups += (jax.lax.cond(step % 2 == 1, lambda x: jpeg_round_trip(x, q, "4:2:0"), lambda x: x, x01),)
+        return groups
+
+    def _qualities(self, keys, step, d):
+        """(N,) JPEG qualities, each from its image's key, the step and the draw."""
+        qk = jax.vmap(lambda k: jax.random.fold_in(jax.random.fold_in(k, step), d))(keys)
+        return jax.vmap(lambda k: jax.random.randint(k, (), self.qualities[0], self.qualities[1] + 1))(qk)
+
+
+def channel_draws(h: int, w: int, *, draws: int = 2, qualities: tuple[int, int] = (70, 95)) -> ChannelDraws:
+    """The ``social`` channel's draws for an (h, w) photo: {no platform, each platform limit it
+    exceeds} x {as written, JPEG 4:2:0 at a drawn quality} x {demo, direct} x {bilinear, bicubic},
+    and the exact view for photos of at most :data:`EXACT_VIEW_MAX_SIDE` pixels. JPEG at full size
+    is left out above :data:`JPEG_MAX_PIXELS`."""
+    platforms = [None] + [s for s in PLATFORM_SIDES if max(h, w) > s]
+    structures = []
+    # Platform, then JPEG, vary fastest: the draws of one step differ in what the platform did.
+    for (filt, view), jpeg, platform in itertools.product([(f, v) for v, f in _views(h, w) if v != "exact"], (False, True), platforms):
+        hh, ww = platform_size(h, w, platform) or (h, w)
+        if jpeg and hh * ww > JPEG_MAX_PIXELS:
+            continue
+        structures.append(Variant(view, filt, qualities[1] if jpeg else None, platform))
+    return ChannelDraws(tuple(structures), draws, qualities, exact=max(h, w) <= EXACT_VIEW_MAX_SIDE)
