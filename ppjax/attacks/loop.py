@@ -30,23 +30,41 @@ def _unit(g):
     return g / (jnp.sqrt(jnp.sum(g * g, axis=_PER_IMAGE, keepdims=True)) + 1e-12)
 
 
+def _seen(channel, targets, x0, keys, step):
+    """Per group of the channel's draws at ``step``, each target's (k * N,) top-1 class of the
+    original ``x0`` through the same draws."""
+    return tuple(
+        tuple(jax.lax.stop_gradient(jnp.argmax(t.apply(t.variables, clean), axis=-1)) for t in targets)
+        for clean in channel(keys, step, x0)
+    )
+
+
+def _seen_period(channel, targets, x0, keys):
+    """:func:`_seen` for the first ``channel.period`` steps, stacked: the draws' structures repeat
+    after that many steps, so step ``i`` takes row ``i % period`` (the class of the original
+    through each structure at the JPEG quality of its first draw) instead of classifying the
+    original again at every step."""
+    rows = [_seen(channel, targets, x0, keys, step) for step in range(channel.period)]
+    return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *rows)
+
+
 def _through(channel, targets):
     """``(objective, lead)`` of the targets on the channel's draws of ``x``: the objective averaged
     over the draws, the lead the smallest over them. Each draw is judged against the class each
     classifier gives the *original* through that same draw (same structure, same JPEG quality):
     the class an attacker taking that path would infer. Otherwise an attack away from one view's
-    class can walk straight into the class another view gives the original."""
+    class can walk straight into the class another view gives the original. ``seen`` may bring
+    those classes (from :func:`_seen`); by default they are computed."""
     if channel is None:
-        return lambda x, x0, labels, keys, step: objective_and_lead(targets, x, labels)
+        return lambda x, x0, labels, keys, step, seen=None: objective_and_lead(targets, x, labels)
 
-    def through(x, x0, labels, keys, step):
+    def through(x, x0, labels, keys, step, seen=None):
         n = x.shape[0]
+        seen = _seen(channel, targets, x0, keys, step) if seen is None else seen
         total, count, lead = 0.0, 0, None
-        # Groups of draws of one shape each; the same keys and step give the same draws of x0.
-        for xs, clean in zip(channel(keys, step, x), channel(keys, step, x0)):
+        for xs, classes in zip(channel(keys, step, x), seen):  # groups of draws of one shape each
             k = xs.shape[0] // n
-            seen = tuple(jax.lax.stop_gradient(jnp.argmax(t.apply(t.variables, clean), axis=-1)) for t in targets)
-            value, this = objective_and_lead(targets, xs, seen)
+            value, this = objective_and_lead(targets, xs, classes)
             this = jnp.min(this.reshape(k, n), axis=0)
             total, count = total + value, count + k
             lead = this if lead is None else jnp.minimum(lead, this)
@@ -63,7 +81,7 @@ def lead_through(channel, targets: Sequence[Target]) -> Callable:
 
 
 def _gradient(targets, terms, combine, channel=None):
-    """``grad(x, x0, labels, keys, step) -> (direction to ascend, lead)``.
+    """``grad(x, x0, labels, keys, step, seen=None) -> (direction to ascend, lead)``.
 
     ``combine="sum"``: the gradient of objective + sum of weighted terms. ``"unit"``: the objective's
     gradient and each term's scaled to unit L2 norm per image, then added with the terms' weights
@@ -76,16 +94,16 @@ def _gradient(targets, terms, combine, channel=None):
     classifiers = _through(channel, targets)
     if combine == "sum" or not terms:
 
-        def total(x, x0, labels, keys, step):
-            value, lead = classifiers(x, x0, labels, keys, step)
+        def total(x, x0, labels, keys, step, seen=None):
+            value, lead = classifiers(x, x0, labels, keys, step, seen)
             return value + jnp.sum(weighted_terms(terms, x, x0)), lead
 
         return jax.grad(total, has_aux=True)
     cls_grad = jax.grad(classifiers, has_aux=True)
     term_grads = [jax.grad(lambda x, x0, t=t: jnp.sum(t.value(t.variables, x, x0))) for t in terms]
 
-    def grad(x, x0, labels, keys, step):
-        g, lead = cls_grad(x, x0, labels, keys, step)
+    def grad(x, x0, labels, keys, step, seen=None):
+        g, lead = cls_grad(x, x0, labels, keys, step, seen)
         g = _unit(g)
         for t, tg in zip(terms, term_grads):
             g = g + t.weight * _unit(tg(x, x0))
@@ -143,9 +161,13 @@ def iterate(
             i, _, _, done, _ = carry
             return (i < steps) & ~jnp.all(done)
 
+        # With a channel, the original's classes through each draw, once for a period of steps.
+        seen_period = None if channel is None else _seen_period(channel, targets, x0, keys)
+
         def body(carry):
             i, x, state, done, streak = carry
-            g, lead = grad_fn(x, x0, labels, keys, i)
+            seen = None if seen_period is None else jax.tree_util.tree_map(lambda a: a[i % channel.period], seen_period)
+            g, lead = grad_fn(x, x0, labels, keys, i, seen)
             direction, state = step_rule.update(g, state, x)
             moved = projection.project(x + alpha * direction, x0)
             if early_stop:

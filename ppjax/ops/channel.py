@@ -24,6 +24,7 @@ Pixels are float32 (N, H, W, 3) in [0, 1]; JPEG qualities are libjpeg's 1..100.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 
 import jax
@@ -181,6 +182,13 @@ class ChannelDraws:
         image) has been drawn once: an attack stops early only after this many steps in a row
         with its margin."""
         return max(-(-len(self.structures) // self.draws), 2 if self.exact else 1)
+
+    @property
+    def period(self) -> int:
+        """Steps after which the structures drawn repeat (the JPEG qualities do not)."""
+        c = len(self.structures)
+        p = c // math.gcd(c, self.draws)
+        return math.lcm(p, 2) if self.exact else p
 
     def __call__(self, keys: jax.Array, step, x01: jnp.ndarray) -> tuple[jnp.ndarray, ...]:
         """Groups of transformed copies of the (N, H, W, 3) batch, each (k * N, h, w, 3) and

@@ -195,14 +195,19 @@ class _Batch:
         written = self._write_and_reload(q[:n], jobs, alphas)
         variants = panel(self.protector.channel, h, w)
         leads = self._panel_leads(written, variants, padded, padded.shape[0])
+        stalled: set[int] = set()
         for _ in range(self.channel_rounds):
-            redo = [j for j in range(n) if written[j] is not None and leads[j].min() <= self.protector.margin]
+            redo = [j for j in range(n) if written[j] is not None and j not in stalled and leads[j].min() <= self.protector.margin]
             if not redo:
                 break
+            before = {j: float(leads[j].min()) for j in redo}
             qa2 = self.protector.refine_channel(keys, xa, qa, labels)
             q2 = to_full(qa2)
             self._rewrite(redo, q2, qa2, qa, written, jobs, alphas)
             leads = self._panel_leads(written, variants, padded, padded.shape[0])
+            # A round that did not raise an image's smallest lead will not on the next: its draws
+            # already have the margin that the real variant lacks. Spend no more rounds on it.
+            stalled |= {j for j in redo if written[j] is not None and float(leads[j].min()) <= before[j] + 0.1}
         for j, w_ in enumerate(written):
             if w_ is not None:
                 src, out = jobs[j]
