@@ -172,7 +172,7 @@ def bench_robustness(
     results = run_robustness_bench(loaded, judge, files, eps=eps, steps=steps, settings=chosen, log=lambda s: err.print(s))
     rows = [(r["setting"], *(f"{r[c]:.1%}" for c in COLUMNS), f"{r['psnr']:.2f}", f"{r['seconds']:.0f}") for r in results["rows"]]
     title = f"{model}, eps {eps:g}/255, {steps} steps: protected share of {results['photos']} photos, judged by ONNX Runtime"
-    out.print(_table(title, ("setting", *COLUMNS, "PSNR (dB)", "seconds"), rows))
+    out.print(_table(title, ("setting", *COLUMNS, "PSNR (dB)", "seconds"), rows), width=max(out.width, 170))
     if timing is not None:
         results["timing"] = run_timing(model, timing, eps=eps, steps=steps, log=lambda s: err.print(s))
         rows = [(f"{r['width']}x{r['height']}", f"{r['seconds']:.1f}", f"{r['first_seconds']:.1f}", f"{r['peak_rss_gb']:.2f}") for r in results["timing"]]

@@ -57,6 +57,22 @@ def test_small_photos_are_also_seen_whole_and_exact_channel_sees_only_the_image(
     assert {s[1:3] for s in shapes} == {(299, 299)}
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", [(1, 1, 1, 3), (1, 2000, 3, 3), (2, 13, 1201, 3)])
+def test_odd_sizes_trace_through_the_social_channel(shape):
+    """A dot, a strip, and a thin wide image (over the 1080 working side) through every part of the
+    social attack: JPEG padding, upscaling views, the centre crop; traced, not compiled (tracing
+    alone takes 25-55 s here: the channel's eight structures are traced at every place the attack
+    looks through it)."""
+    shapes: list = []
+    p = Protector([_recording_target(shapes)], method="pgd", eps=4.0, steps=2, channel="social")
+    keys = jax.ShapeDtypeStruct((shape[0],), jax.random.key(0).dtype)
+    out = jax.eval_shape(p._run, p._variables, keys, jax.ShapeDtypeStruct(shape, jnp.float32))
+    assert out[0].shape == shape
+    whole = max(shape[1:3]) <= 512
+    assert {s[1:3] for s in shapes} == ({(224, 224), shape[1:3]} if whole else {(224, 224)})
+
+
 def test_channel_choices_are_checked(tmp_path):
     with pytest.raises(ValueError, match="channel"):
         ProtectConfig((tmp_path,), tmp_path / "out", method="cw")  # its own loop: no channel

@@ -126,7 +126,10 @@ def places_installed(store, official_checkpoint):
 @pytest.mark.slow
 def test_the_issue_cases_through_the_commands(places_installed, places_samples, tmp_path):
     """A 1x1 and a 3x2000 PNG beside a real photo: `ppjax protect` writes all three (the summary
-    printed, SSIM absent where it cannot be computed), `ppjax classify` classifies all three."""
+    printed, SSIM absent where it cannot be computed), `ppjax classify` classifies all three.
+    The exact channel, to keep CI short (the social channel compiles its programs for each of the
+    three sizes, minutes on 2 cores): the social path takes these sizes in
+    tests/protect/test_channel_protect.py."""
     from typer.testing import CliRunner
 
     from ppjax.cli import app
@@ -137,7 +140,7 @@ def test_the_issue_cases_through_the_commands(places_installed, places_samples, 
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (2000, 3, 3), dtype=np.uint8)).save(folder / "strip.png")
     (folder / "photo.jpg").write_bytes(places_samples[0][0].read_bytes())
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n")
-    result = CliRunner().invoke(app, ["protect", "--steps", "2", "-o", str(tmp_path / "out"), str(folder)])
+    result = CliRunner().invoke(app, ["protect", "--channel", "exact", "--steps", "2", "-o", str(tmp_path / "out"), str(folder)])
     assert "Traceback" not in result.output
     assert result.exit_code == 1  # one input failed: broken.png
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
