@@ -33,7 +33,7 @@ def protect(
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same bytes.")] = 0,
     fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format: png (lossless) or jpeg.")] = OutputFormat.PNG,
     jpeg_quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG quality with --format jpeg.")] = 95,
-    jpeg_rounds: Annotated[int, typer.Option(min=0, help="With --format jpeg: rounds of extra steps through a differentiable JPEG for images the encoder un-protected.")] = 3,
+    jpeg_rounds: Annotated[int, typer.Option(min=0, help="With --format jpeg and --channel exact: rounds of extra steps through a differentiable JPEG for images the encoder un-protected (the social channel uses --channel-rounds).")] = 3,
     appeal: Annotated[Optional[float], typer.Option(min=0.0, help="Weight of NIMA's mean score (appeal) in the objective; needs the nima model. Default 0, or 1 with --method coupled.")] = None,
     penalty: Annotated[Optional[Penalty], typer.Option(help="Perceptual penalty added to the objective: ssim or ciede2000.")] = None,
     penalty_weight: Annotated[float, typer.Option(min=0.0, help="Weight of --penalty (SSIM is in [0, 1]; CIEDE2000 in its own units, ~2.3 just noticeable).")] = 10.0,
