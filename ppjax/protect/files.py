@@ -30,8 +30,7 @@ from ppjax.io.real_channel import apply_real_panel
 from ppjax.ops import metrics
 from ppjax.ops.channel import panel, platform_size
 from ppjax.ops.resample import resize
-from ppjax.protect.protector import quantise
-from ppjax.protect.protector import Protector
+from ppjax.protect.protector import Protector, quantise
 
 __all__ = ["ProtectResult", "protect_files"]
 
@@ -194,7 +193,9 @@ class _Batch:
         q = to_full(qa)
         written = self._write_and_reload(q[:n], jobs, alphas)
         variants = panel(self.protector.channel, h, w)
-        leads = self._panel_leads(written, variants, padded, padded.shape[0])
+        # The originals through the real channel, once: they do not change between rounds.
+        clean_views = [apply_real_panel(padded[j], variants) for j in range(n)]
+        leads = self._panel_leads(written, variants, clean_views, padded.shape[0])
         stalled: set[int] = set()
         for _ in range(self.channel_rounds):
             redo = [j for j in range(n) if written[j] is not None and j not in stalled and leads[j].min() <= self.protector.margin]
@@ -204,7 +205,7 @@ class _Batch:
             qa2 = self.protector.refine_channel(keys, xa, qa, labels)
             q2 = to_full(qa2)
             self._rewrite(redo, q2, qa2, qa, written, jobs, alphas)
-            leads = self._panel_leads(written, variants, padded, padded.shape[0])
+            leads = self._panel_leads(written, variants, clean_views, padded.shape[0])
             # A round that did not raise an image's smallest lead will not on the next: its draws
             # already have the margin that the real variant lacks. Spend no more rounds on it.
             stalled |= {j for j in redo if written[j] is not None and float(leads[j].min()) <= before[j] + 0.1}
@@ -219,21 +220,21 @@ class _Batch:
                     unprotected_variants=tuple(v.label() for v, good in zip(variants, ok) if not good),
                 ))  # fmt: skip
 
-    def _panel_leads(self, written, variants, originals, bucket: int) -> list:
+    def _panel_leads(self, written, variants, clean_views, bucket: int) -> list:
         """Per image, (V,) leads of its decoded file through each real variant (None where not
         written), each against the class the classifier gives the original through that same
-        variant: what an attacker taking that path would have inferred."""
+        variant (``clean_views[j]``: image j's original through each variant): what an attacker
+        taking that path would have inferred."""
         rows = [j for j, w in enumerate(written) if w is not None]
         if not rows:
             return [None] * len(written)
         m = len(variants)
         seen = {j: apply_real_panel(written[j], variants) for j in rows}
-        seen_clean = {j: apply_real_panel(originals[j], variants) for j in rows}
         groups = _by_shape([(r * m + i, v) for r in range(len(rows)) for i, v in enumerate(variants)])
         leads = np.zeros(len(rows) * m, np.float32)
         for shape, slots in groups.items():
             views = np.stack([seen[rows[slot // m]][slot % m] for slot, _ in slots])
-            clean = np.stack([seen_clean[rows[slot // m]][slot % m] for slot, _ in slots])
+            clean = np.stack([clean_views[rows[slot // m]][slot % m] for slot, _ in slots])
             # Padded to the batch's bucket: partial batches and later rounds reuse one program.
             size = bucket * (len(slots) // len(rows))
             labels = self.protector.top1(to_float01(pad_batch(clean, size)))
