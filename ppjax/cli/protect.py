@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -40,7 +41,10 @@ def protect(
     batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 8,
     no_early_stop: Annotated[bool, typer.Option("--no-early-stop", help="Run all steps even for images already protected (for timing).")] = False,
     as_json: Annotated[Optional[Path], typer.Option("--json", help="Also write the summary and each image's result (protected, on how many channel variants, which not, PSNR, SSIM) to this JSON file.")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace outputs that already exist (by default a re-run skips them, so an interrupted run resumes).")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Redo outputs that already exist. By default a re-run skips an output only when the folder's manifest records it as made from the same input bytes with the same settings (so an interrupted run resumes), and reports outputs made otherwise.")] = False,
+    devices: Annotated[str, typer.Option(help="Local devices (GPUs, TPU cores, or CPU devices) to spread batches over: 'all' or how many. The bytes written do not depend on it.")] = "all",
+    num_shards: Annotated[Optional[int], typer.Option(min=1, help="Split the inputs into this many shards (by a stable hash of each relative path) and protect only --shard-index: for the N copies of a scheduler's array job. Default: from PPJAX_NUM_SHARDS, SLURM_ARRAY_TASK_COUNT, else 1.")] = None,
+    shard_index: Annotated[Optional[int], typer.Option(min=0, help="Which shard (0..N-1) this process protects. Default: from PPJAX_SHARD_INDEX, SLURM_ARRAY_TASK_ID, or JOB_COMPLETION_INDEX (Kubernetes Indexed Job).")] = None,
 ) -> None:
     """Change photos as little as needed so the classifier no longer infers their scene; verified on the written bytes."""
     import jax
@@ -53,11 +57,16 @@ def protect(
             channel_draws=channel_draws, channel_rounds=channel_rounds, eps=eps, steps=steps,
             seed=seed, format=fmt, jpeg_quality=jpeg_quality, jpeg_rounds=jpeg_rounds, appeal=appeal, penalty=penalty,
             penalty_weight=penalty_weight, batch_size=batch_size, early_stop=not no_early_stop, overwrite=overwrite,
+            devices=devices, num_shards=num_shards, shard_index=shard_index,
         )  # fmt: skip
+        jobs = protection.plan_jobs(config)
+        protection.select_devices(config.devices)
     except ValueError as e:
         raise fail(str(e), 2) from None
-    jobs = protection.plan_jobs(config)
     if not jobs:
+        if protection.plan_jobs(replace(config, num_shards=1, shard_index=0)):
+            out.print("no image files in this shard; nothing to do")
+            return
         raise fail("no image files found in the given paths", 2)
     protector = protection.build_protector(config, load_or_fetch)  # may fetch models: before the bar
     # This process is one run: its compiled programs persist in the store, so that the next run on
@@ -76,6 +85,9 @@ def protect(
         summary = protection.run(config, load_or_fetch, progress=advance, jobs=jobs, protector=protector)
     for r in summary.failed:
         err.print(f"[red]error:[/] {r.error}", markup=True)
+    for r in summary.results:
+        if r.skipped and not r.skipped.startswith("done"):
+            err.print(f"[yellow]skipped:[/] {r.output}: {r.skipped}", markup=True)
     for r in summary.written:
         if not r.protected:
             where = f" on {len(r.unprotected_variants)} of {r.variants} variants: {', '.join(r.unprotected_variants[:4])}" if r.variants else ""

@@ -77,6 +77,12 @@ class ProtectConfig:
     batch_size: int = 8
     early_stop: bool = True
     overwrite: bool = False
+    #: Local devices: "all" or how many (see :mod:`ppjax.protect.devices`); the bytes do not depend on it.
+    devices: str = "all"
+    #: This process's part of the inputs (see :mod:`ppjax.protect.shards`); None: from the scheduler's
+    #: environment, else the whole list.
+    num_shards: int | None = None
+    shard_index: int | None = None
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -104,6 +110,13 @@ class ProtectConfig:
         for name in ("steps", "batch_size", "channel_draws"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+        set_(self, "devices", str(self.devices).strip().lower())
+        if self.devices != "all" and not (self.devices.isdigit() and int(self.devices) >= 1):
+            raise ValueError(f"--devices must be 'all' or a number of at least 1, not {self.devices!r}")
+        if self.num_shards is not None and self.num_shards < 1:
+            raise ValueError("--num-shards must be at least 1")
+        if self.shard_index is not None and (self.shard_index < 0 or (self.num_shards is not None and self.shard_index >= self.num_shards)):
+            raise ValueError(f"--shard-index must be in 0..{(self.num_shards or 1) - 1}")
         if not 1 <= self.jpeg_quality <= 100 or self.jpeg_rounds < 0:
             raise ValueError("--jpeg-quality must be in 1..100 and --jpeg-rounds at least 0")
 

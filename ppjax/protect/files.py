@@ -13,7 +13,11 @@ draws and is written again, for up to ``channel_rounds`` rounds.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import queue
 import zlib
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -30,6 +34,8 @@ from ppjax.io.real_channel import apply_real_panel
 from ppjax.ops import metrics
 from ppjax.ops.channel import panel, platform_size
 from ppjax.ops.resample import resize
+from ppjax.protect.devices import replicas
+from ppjax.protect.manifest import Decision, Manifest, clean_leftovers, staging_path
 from ppjax.protect.protector import Protector, quantise
 
 __all__ = ["ProtectResult", "protect_files"]
@@ -64,8 +70,15 @@ def protect_files(
     chunk: int = 64,
     channel_rounds: int = 3,
     max_batch_pixels: int = 1 << 22,
+    manifest: Manifest | None = None,
+    devices: Sequence | None = None,
 ) -> list[ProtectResult]:
-    """Protect each (input, output) pair; outputs that already exist are kept unless ``overwrite``.
+    """Protect each (input, output) pair.
+
+    Without a ``manifest`` an output that exists is kept unless ``overwrite``; with one, it is kept
+    only when the manifest records it as made from this input with these settings, and each
+    finished output is recorded there (see :mod:`ppjax.protect.manifest`). Outputs are made under
+    a hidden staging name and renamed into place when final; what a killed run left is removed.
 
     Images are grouped by size and padded to bucket sizes so each shape compiles a few times at
     most. Each image's key comes from ``seed`` and its input path, so its random draws do not
@@ -74,40 +87,63 @@ def protect_files(
     when the batch differs: a batch of another size is computed in another float order.)
     Inputs are decoded ``chunk`` at a time; batches are formed within a chunk, and hold at most
     ``max_batch_pixels`` pixels (at least one image), so full-resolution photos go one at a time.
+
+    ``devices``: the local devices to use (default: JAX's default device only). Batches are formed
+    exactly as for one device and each runs whole on one device, so that the bytes do not depend on
+    how many devices there are (see :func:`ppjax.protect.devices.replicas`).
     """
     results: list[ProtectResult] = []
     pending = []
     for src, out in jobs:
-        if out.exists() and not overwrite:
-            results.append(ProtectResult(src, out, skipped="output exists (use --overwrite)"))
-        else:
+        decision = manifest.decide(src, out, overwrite) if manifest else Decision(overwrite or not out.exists(), None if overwrite or not out.exists() else "output exists (use --overwrite)")
+        if decision.redo:
             pending.append((src, out))
+        else:
+            results.append(ProtectResult(src, out, skipped=decision.reason))
+    clean_leftovers(out for _, out in pending)
+    if manifest and pending:
+        manifest.start()
     done_count = len(results)
     if progress:
         progress(done_count)
-    batch = _Batch(protector, seed, max_batch, jpeg_quality, jpeg_rounds, [src for src, _ in jobs], results, channel_rounds)
-    for first, decoded in zip(range(0, len(pending), chunk), decode_in_chunks([src for src, _ in pending], chunk)):
-        todo, loaded = [], []
-        for job, item in zip(pending[first : first + chunk], decoded):
-            if isinstance(item, ImageReadError):
-                results.append(ProtectResult(job[0], None, error=str(item)))
-                done_count += 1
-            else:
-                todo.append(job)
-                loaded.append(item)
-        for idx in _size_batches(loaded, max_batch, max_batch_pixels):
-            reported = len(results)
-            try:
-                batch.protect([todo[i] for i in idx], [loaded[i] for i in idx], min(max_batch, _pixel_cap(loaded[idx[0]], max_batch_pixels)))
-            except Exception as e:  # noqa: BLE001 - one odd size must never end the run
-                h, w = loaded[idx[0]].size
-                done = {r.source for r in results[reported:]}  # written (or failed) before the error
-                for src, _ in (todo[i] for i in idx):
-                    if src not in done:
-                        results.append(ProtectResult(src, None, error=f"{src}: cannot be protected at {w}x{h} pixels ({type(e).__name__}: {e})"))
-            done_count += len(idx)
-            if progress:
-                progress(done_count)
+    protectors = [protector] if not devices or len(devices) < 2 else replicas(protector, devices)
+    idle: queue.SimpleQueue = queue.SimpleQueue()
+    for p in protectors:
+        idle.put(_Batch(p, seed, max_batch, jpeg_quality, jpeg_rounds, [src for src, _ in jobs], results, channel_rounds, manifest))
+
+    def run_batch(batch_jobs, images, cap) -> int:
+        batch = idle.get()
+        try:
+            batch.protect_or_report(batch_jobs, images, cap)
+        finally:
+            idle.put(batch)
+        return len(batch_jobs)
+
+    pool = ThreadPoolExecutor(len(protectors), thread_name_prefix="ppjax-device") if len(protectors) > 1 else None
+    try:
+        for first, decoded in zip(range(0, len(pending), chunk), decode_in_chunks([src for src, _ in pending], chunk)):
+            todo, loaded = [], []
+            for job, item in zip(pending[first : first + chunk], decoded):
+                if isinstance(item, ImageReadError):
+                    results.append(ProtectResult(job[0], None, error=str(item)))
+                    done_count += 1
+                else:
+                    todo.append(job)
+                    loaded.append(item)
+            batches = [
+                ([todo[i] for i in idx], [loaded[i] for i in idx], min(max_batch, _pixel_cap(loaded[idx[0]], max_batch_pixels)))
+                for idx in _size_batches(loaded, max_batch, max_batch_pixels)
+            ]
+            # Each batch runs whole on one device (its own thread); a chunk's batches finish before
+            # the next chunk is decoded, so memory stays bounded.
+            finished = (f.result() for f in as_completed([pool.submit(run_batch, *b) for b in batches])) if pool else (run_batch(*b) for b in batches)
+            for n in finished:
+                done_count += n
+                if progress:
+                    progress(done_count)
+    finally:
+        if pool:
+            pool.shutdown(wait=True, cancel_futures=True)
     order = {src: n for n, (src, _) in enumerate(jobs)}
     return sorted(results, key=lambda r: order[r.source])
 
@@ -124,6 +160,52 @@ class _Batch:
     sources: list[Path]
     results: list[ProtectResult]
     channel_rounds: int = 3
+    manifest: Manifest | None = None
+    _inputs: tuple | None = None
+
+    def protect_or_report(self, jobs, images, max_batch: int) -> None:
+        """:meth:`protect`, with any error reported for the batch's images not yet finished: one
+        odd size must never end the run."""
+        try:
+            self.protect(jobs, images, max_batch)
+        except Exception as e:  # noqa: BLE001
+            h, w = images[0].size
+            sources = {src for src, _ in jobs}
+            done = {r.source for r in list(self.results) if r.source in sources}  # finished before the error
+            for src, out in jobs:
+                staging_path(out).unlink(missing_ok=True)
+                if src not in done:
+                    self.results.append(ProtectResult(src, None, error=f"{src}: cannot be protected at {w}x{h} pixels ({type(e).__name__}: {e})"))
+
+    def _is_input(self, out: Path) -> bool:
+        """Whether ``out`` is one of the inputs (by path, or the same file under another name)."""
+        if self._inputs is None:
+            paths = {Path(p).resolve() for p in self.sources}
+            nodes = set()
+            for p in paths:
+                with contextlib.suppress(OSError):
+                    st = p.stat()
+                    nodes.add((st.st_dev, st.st_ino))
+            self._inputs = (paths, nodes)
+        paths, nodes = self._inputs
+        if out.resolve() in paths:
+            return True
+        try:
+            st = out.stat()
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) in nodes
+
+    def _finish(self, result: ProtectResult) -> None:
+        """Move the image's finished staging file into place (recorded in the manifest) and
+        report it."""
+        staged = staging_path(result.output)
+        if self.manifest is not None:
+            verdict = {k: getattr(result, k) for k in ("protected", "psnr", "ssim", "variants_protected", "variants")}
+            self.manifest.commit(result.source, staged, result.output, verdict)
+        else:
+            os.replace(staged, result.output)
+        self.results.append(result)
 
     def protect(self, jobs, images, max_batch: int | None = None) -> None:
         n = len(jobs)
@@ -162,7 +244,7 @@ class _Batch:
             if w is not None:
                 src, out = jobs[j]
                 ssim = float(s[j]) if np.isfinite(s[j]) else None  # absent, not raised, for tiny images
-                self.results.append(ProtectResult(src, out, protected=bool(flags[j]), psnr=float(p[j]), ssim=ssim))
+                self._finish(ProtectResult(src, out, protected=bool(flags[j]), psnr=float(p[j]), ssim=ssim))
 
     def _through_channel(self, jobs, keys, padded, alphas) -> None:
         """Protect through the social channel; judge the written files through the real channel's
@@ -214,7 +296,7 @@ class _Batch:
                 src, out = jobs[j]
                 p, s = _psnr_ssim_one(padded[j], w_)
                 ok = leads[j] > 0.0
-                self.results.append(ProtectResult(
+                self._finish(ProtectResult(
                     src, out, protected=bool(ok.all()), psnr=p, ssim=s,
                     variants_protected=int(ok.sum()), variants=len(variants),
                     unprotected_variants=tuple(v.label() for v, good in zip(variants, ok) if not good),
@@ -254,18 +336,19 @@ class _Batch:
             if w is not None:
                 state[j] = state_new[j]
             else:
-                # The error is reported; the earlier round's file must not stay behind, or a
-                # resumed run would skip this image as done.
-                jobs[j][1].unlink(missing_ok=True)
+                # The error is reported; the earlier round's file must not stay behind.
+                staging_path(jobs[j][1]).unlink(missing_ok=True)
 
     def _write_and_reload(self, q, jobs, alphas) -> list:
-        """Write each image; the decoded bytes on disk per image (None where writing failed, with
-        the error appended to the results)."""
+        """Write each image to its staging file; the decoded bytes on disk per image (None where
+        writing failed, with the error appended to the results)."""
         written = []
         for img, (src, out), alpha in zip(q, jobs, alphas):
             try:
-                write_image(out, img, alpha, jpeg_quality=self.jpeg_quality, sources=self.sources)
-                written.append(read_image(out).rgb)  # the bytes on disk, decoded again
+                if self._is_input(out):
+                    raise ImageWriteError(f"{out}: refusing to overwrite an input image")
+                staged = write_image(staging_path(out), img, alpha, jpeg_quality=self.jpeg_quality)
+                written.append(read_image(staged).rgb)  # the bytes on disk, decoded again
             except (ImageWriteError, ImageReadError) as e:
                 self.results.append(ProtectResult(src, None, error=str(e)))
                 written.append(None)

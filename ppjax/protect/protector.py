@@ -14,6 +14,7 @@ exact bytes that were verified.
 
 from __future__ import annotations
 
+import copy
 import functools
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -157,6 +158,18 @@ class Protector:
         # with margin on the lattice (the usual case): skip it then.
         q, q_lead = jax.lax.cond(jnp.any(q_lead <= self.margin), refined, lambda q: (q, q_lead), q)
         return q / 255.0, labels, q_lead > 0.0
+
+    @property
+    def variables(self):
+        """The weights the programs take (targets' and terms'), as placed on the device(s)."""
+        return self._variables
+
+    def with_variables(self, variables) -> "Protector":
+        """This protector with ``variables`` (the same tree, e.g. placed on another device): it
+        shares this one's compiled programs, which run where the weights are."""
+        twin = copy.copy(self)
+        object.__setattr__(twin, "_variables", variables)
+        return twin
 
     def __call__(self, key: jax.Array, x01) -> tuple[np.ndarray, tuple, np.ndarray]:
         """(protected batch on the uint8 lattice, labels per target, protected-as-computed flags).

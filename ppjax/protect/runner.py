@@ -14,19 +14,26 @@ from typing import Callable
 
 import numpy as np
 
+import ppjax
 from ppjax import attacks
 from ppjax.io.images import iter_image_files
 from ppjax.protect.config import ObjectiveKind, ProtectConfig
+from ppjax.protect.devices import select_devices
 from ppjax.protect.files import ProtectResult, protect_files
+from ppjax.protect.manifest import Manifest, variables_sha256
 from ppjax.protect.protector import Protector
+from ppjax.protect.shards import resolve_shard, select_shard
 
-__all__ = ["ProtectSummary", "plan_jobs", "build_protector", "run"]
+__all__ = ["ProtectSummary", "plan_jobs", "build_protector", "run_settings", "run"]
 
 
 @dataclass(frozen=True)
 class ProtectSummary:
     results: tuple[ProtectResult, ...]
     seconds: float
+    #: (number of shards, this shard's index): which part of the inputs this run took.
+    shard: tuple[int, int] = (1, 0)
+    devices: int = 1
 
     @property
     def written(self) -> list[ProtectResult]:
@@ -60,6 +67,8 @@ class ProtectSummary:
             "skipped": self.skipped,
             "failed": len(self.failed),
             "seconds": self.seconds,
+            "shard": {"count": self.shard[0], "index": self.shard[1]},
+            "devices": self.devices,
             "results": images,
         }
 
@@ -79,7 +88,10 @@ class ProtectSummary:
             text += f", mean PSNR {np.mean(psnr):.2f} dB" if psnr else ", mean PSNR - (no image changed)"
             text += f", mean SSIM {np.mean(ssim):.4f}" if ssim else ", mean SSIM - (images under 11x11)"
         text += f", {self.seconds:.1f} s"
-        text += f"; {self.skipped} skipped (output exists)" if self.skipped else ""
+        done = sum(bool(r.skipped and r.skipped.startswith("done")) for r in self.results)
+        text += f"; {done} already done" if done else ""
+        text += f"; {self.skipped - done} skipped (see above)" if self.skipped - done else ""
+        text += f"; shard {self.shard[1]} of {self.shard[0]}" if self.shard[0] > 1 else ""
         return text + (f"; {len(failed)} failed" if failed else "")
 
 
@@ -88,10 +100,28 @@ def _mean(values) -> float | None:
     return float(np.mean(finite)) if finite else None
 
 
-def plan_jobs(config: ProtectConfig) -> list:
+def plan_jobs(config: ProtectConfig, environ=None) -> list:
     """(input, output) pairs: each image under the inputs, written under ``out_dir`` at its
-    relative path with the output format's suffix."""
-    return [(f, (config.out_dir / rel).with_suffix(config.format.suffix)) for f, rel in iter_image_files(config.inputs)]
+    relative path with the output format's suffix; only this process's shard of them (the
+    config's ``num_shards``/``shard_index``, else the scheduler's environment ``environ``)."""
+    jobs = [(f, (config.out_dir / rel).with_suffix(config.format.suffix)) for f, rel in iter_image_files(config.inputs)]
+    count, index, _ = resolve_shard(config.num_shards, config.shard_index, environ)
+    return select_shard(jobs, config.out_dir, count, index)
+
+
+def run_settings(config: ProtectConfig, protector: Protector) -> dict:
+    """Everything that decides an output's bytes, for the manifest's fingerprint: the models and
+    their weights' sha256, the attack and channel settings, the seed, the format, and the ppjax
+    version. Not the device count or the shard, which do not change the bytes."""
+    return {
+        "ppjax": ppjax.__version__, "models": list(config.models), "weights_sha256": variables_sha256(protector.variables),
+        "method": config.method.value, "objective": config.objective.value, "channel": config.channel.value,
+        "channel_draws": config.channel_draws, "channel_rounds": config.channel_rounds, "eps": config.eps,
+        "steps": config.steps, "seed": config.seed, "format": config.format.value, "jpeg_quality": config.jpeg_quality,
+        "jpeg_rounds": config.jpeg_rounds, "appeal": config.appeal, "penalty": config.penalty and config.penalty.value,
+        "penalty_weight": config.penalty_weight, "batch_size": config.batch_size, "early_stop": config.early_stop,
+        "options": dict(protector.options),
+    }  # fmt: skip
 
 
 def build_protector(config: ProtectConfig, load: Callable[[str], object]) -> Protector:
@@ -126,11 +156,16 @@ def run(
 ) -> ProtectSummary:
     """Protect every image of ``config``; ``progress(n)`` is called with the number done so far.
     ``jobs`` and ``protector`` default to :func:`plan_jobs` and :func:`build_protector`'s."""
+    count, index, _ = resolve_shard(config.num_shards, config.shard_index)
     jobs = plan_jobs(config) if jobs is None else jobs
     protector = build_protector(config, load) if protector is None else protector
+    devices = select_devices(config.devices)
+    # One manifest file per shard: the copies of an array job append to their own.
+    manifest = Manifest(config.out_dir, run_settings(config, protector), name=f"shard-{index}-of-{count}" if count > 1 else None)
     start = time.perf_counter()
     results = protect_files(
         protector, jobs, seed=config.seed, max_batch=config.batch_size, jpeg_quality=config.jpeg_quality,
         jpeg_rounds=config.jpeg_rounds, overwrite=config.overwrite, progress=progress, channel_rounds=config.channel_rounds,
+        manifest=manifest, devices=devices,
     )  # fmt: skip
-    return ProtectSummary(tuple(results), time.perf_counter() - start)
+    return ProtectSummary(tuple(results), time.perf_counter() - start, (count, index), len(devices))

@@ -8,6 +8,7 @@ from PIL import Image
 
 from ppjax.io import to_float01
 from ppjax.protect import Protector
+from ppjax.protect.manifest import staging_path
 
 
 def test_jpeg_verdict_is_the_decoded_files(tiny, photos, tmp_path):
@@ -62,12 +63,12 @@ def test_failed_jpeg_rewrite_leaves_no_stale_output(tiny, photos, tmp_path, monk
 
     def write_then_fail(path, *args, **kwargs):
         writes.append(path)
-        if writes.count(path) > 1 and path.stem == "1":
+        if writes.count(path) > 1 and path == staging_path(jobs[1][1]):
             raise protect_module.ImageWriteError(f"{path}: cannot write (No space left on device)")
         return real_write(path, *args, **kwargs)
 
     monkeypatch.setattr(protect_module, "write_image", write_then_fail)
     results = protect_module.protect_files(protector, jobs, jpeg_rounds=1, max_batch=2)
-    assert writes.count(jobs[1][1]) == 2
+    assert writes.count(staging_path(jobs[1][1])) == 2
     assert [r.error is None for r in results] == [True, False] and "No space" in results[1].error
     assert jobs[0][1].exists() and not jobs[1][1].exists()

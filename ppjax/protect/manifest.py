@@ -1,0 +1,184 @@
+"""Exactly-once, resumable outputs: a manifest of what each run wrote, and with which settings.
+
+Every output folder holds one or more append-only JSON-lines files named ``.ppjax-manifest*.jsonl``
+(one per process writing there: a shard of an array job, or a Ray worker, so no two processes ever
+append to the same file). A run first appends a ``run`` record (its settings and their
+fingerprint), then one ``output`` record per finished file, flushed to disk before the next file
+starts: the input's path and sha256, the output's sha256, the fingerprint, and the verdict.
+
+An output counts as done only when its latest record has the current settings' fingerprint, the
+input's current bytes and the output's current bytes. Files in progress never sit at an output's
+path: they are written to a hidden staging name beside it and renamed into place only when final
+(:func:`staging_path`), so a run killed at any moment leaves whole outputs or none, and the next
+start removes the staging files it left (:func:`clean_leftovers`).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ppjax.store.install import sha256_file
+
+__all__ = [
+    "MANIFEST_PREFIX", "Manifest", "Decision", "settings_fingerprint", "variables_sha256", "staging_path",
+    "clean_leftovers", "sha256_file",
+]  # fmt: skip
+
+MANIFEST_PREFIX = ".ppjax-manifest"
+
+
+def variables_sha256(variables) -> str:
+    """sha256 of a model's weights (a pytree of arrays): their paths, dtypes, shapes and bytes."""
+    import jax
+
+    h = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_flatten_with_path(variables)[0]:
+        a = np.ascontiguousarray(np.asarray(leaf))
+        h.update(f"{jax.tree_util.keystr(path)}:{a.dtype.str}:{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def settings_fingerprint(settings: dict) -> str:
+    """sha256 of the settings as canonical JSON (sorted keys): equal settings, equal fingerprint."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+
+
+def staging_path(out: Path) -> Path:
+    """Where ``out`` is written while it is being made (hidden, same folder and format)."""
+    return out.with_name(f".{out.name}.ppjax-staged{out.suffix}")
+
+
+def clean_leftovers(outputs) -> int:
+    """Remove what a killed run left for these outputs (staging files and the atomic writer's
+    ``.part`` files); only these outputs', so that another shard's files in progress are kept.
+    The number of files removed."""
+    removed = 0
+    for out in outputs:
+        out = Path(out)
+        staged = staging_path(out)
+        if not out.parent.is_dir():
+            continue
+        for p in [staged, *out.parent.glob(f".{staged.name}.*.part"), *out.parent.glob(f".{out.name}.*.part")]:
+            if p.is_file():
+                p.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with one (input, output) job: ``redo`` it, or skip it for ``reason``. ``done`` is
+    set when the output is already made with the current settings (the usual skip)."""
+
+    redo: bool
+    reason: str | None = None
+    done: bool = False
+
+
+@dataclass
+class Manifest:
+    """The manifest of one output folder as seen by one writer.
+
+    ``name`` tells this writer's file apart (None: ``.ppjax-manifest.jsonl``); every writer's file
+    is read. ``settings`` are recorded once per run, with their ``fingerprint``.
+    """
+
+    out_dir: Path
+    settings: dict
+    name: str | None = None
+    fingerprint: str = field(init=False)
+    _records: dict = field(init=False, repr=False)
+    _existed: bool = field(init=False, repr=False)
+    _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
+    _started: bool = field(init=False, repr=False, default=False)
+
+    def __post_init__(self):
+        self.out_dir = Path(self.out_dir)
+        self.fingerprint = settings_fingerprint(self.settings)
+        self._records = {}
+        self._existed = False
+        if self.out_dir.is_dir():
+            for f in sorted(self.out_dir.glob(f"{MANIFEST_PREFIX}*.jsonl")):
+                self._existed = True
+                for line in f.read_text().splitlines():
+                    try:
+                        rec = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue  # a line cut short by a kill: its file was never counted as done
+                    if rec.get("kind") == "output" and isinstance(rec.get("output"), str):
+                        prev = self._records.get(rec["output"])
+                        if prev is None or rec.get("written_at", "") >= prev.get("written_at", ""):
+                            self._records[rec["output"]] = rec
+
+    @property
+    def path(self) -> Path:
+        return self.out_dir / (f"{MANIFEST_PREFIX}.{self.name}.jsonl" if self.name else f"{MANIFEST_PREFIX}.jsonl")
+
+    def key(self, out: Path) -> str:
+        """The output's path relative to the folder, as recorded."""
+        return Path(out).resolve().relative_to(self.out_dir.resolve()).as_posix()
+
+    def decide(self, src: Path, out: Path, overwrite: bool) -> Decision:
+        """Whether to make ``out`` from ``src`` now (see the module's rule)."""
+        out = Path(out)
+        if not out.exists():
+            return Decision(True)
+        if overwrite:
+            return Decision(True, "overwritten (--overwrite)")
+        rec = self._records.get(self.key(out))
+        if rec is None:
+            if self._existed:  # our folder, and no record: renamed into place just before a kill
+                return Decision(True, "redone: the run that wrote it ended before recording it")
+            return Decision(False, "output exists and no ppjax manifest says how it was made (use --overwrite)")
+        if rec.get("fingerprint") != self.fingerprint:
+            return Decision(False, "output made with other settings (use --overwrite to redo it)")
+        if rec.get("input_sha256") != sha256_file(src):
+            return Decision(False, "input changed since its output was made (use --overwrite to redo it)")
+        if rec.get("output_sha256") != sha256_file(out):
+            return Decision(False, "output changed since it was written (use --overwrite to redo it)")
+        return Decision(False, "done with these settings (manifest)", done=True)
+
+    def commit(self, src: Path, staged: Path, out: Path, verdict: dict) -> None:
+        """Rename the finished ``staged`` file to ``out`` and record it, flushed to disk before
+        returning: from here on the output counts as done."""
+        entry = {
+            "kind": "output", "output": self.key(out), "input": str(src), "input_sha256": sha256_file(src),
+            "output_sha256": sha256_file(staged), "fingerprint": self.fingerprint,
+        }  # fmt: skip
+        os.replace(staged, out)
+        entry["written_at"] = _now()
+        entry.update(verdict)
+        self._append(entry)
+
+    def _append(self, record: dict) -> None:
+        self.start()
+        with self._lock:
+            self._write(record)
+
+    def _write(self, record: dict) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, sort_keys=True, default=str) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def start(self) -> None:
+        """Record this run's settings now (a run that writes nothing still leaves its mark, so
+        its folder counts as one that ppjax keeps a manifest of)."""
+        with self._lock:
+            if not self._started:
+                self.out_dir.mkdir(parents=True, exist_ok=True)
+                self._started = True
+                self._write({"kind": "run", "started_at": _now(), "fingerprint": self.fingerprint, "settings": self.settings})
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
