@@ -179,3 +179,48 @@ def bench_robustness(
         out.print(_table("ppjax protect (social), one photo per size", ("size", "s per photo", "first run (s)", "peak RSS (GB)"), rows))
     if as_json:
         as_json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+@app.command("scale")
+def bench_scale(
+    photos: Annotated[list[Path], typer.Argument(help="Photos or folders of photos.", exists=True)],
+    model: Annotated[str, typer.Option(help="Installed classifier to protect against.")] = "efficientnet-lite0",
+    devices: Annotated[str, typer.Option(help="Comma-separated local device counts to compare (on a CPU-only machine, CPU devices through JAX_NUM_CPU_DEVICES).")] = "1,2,4",
+    ray_workers: Annotated[int, typer.Option(min=0, help="Also run through a local Ray cluster with this many workers (0: not).")] = 2,
+    limit: Annotated[int, typer.Option(min=1, help="Use at most this many photos.")] = 64,
+    size: Annotated[int, typer.Option(min=16, help="Photos are resized to this square size (one shape: the timed pass compiles nothing).")] = 224,
+    channel: Annotated[str, typer.Option(help="Channel of the runs: exact or social.")] = "exact",
+    steps: Annotated[int, typer.Option(min=1, help="Attack steps.")] = 20,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch (per device).")] = 8,
+    as_json: Annotated[Optional[Path], typer.Option("--json", help=_JSON_HELP)] = None,
+) -> None:
+    """Throughput of `ppjax protect` on 1, 2, 4... devices and on Ray workers, against one device, in one run."""
+    from ppjax.bench.scale import run_scale_bench
+    from ppjax.io import iter_image_files
+
+    try:
+        counts = sorted({int(c) for c in devices.split(",") if c.strip()})
+    except ValueError:
+        raise fail("--devices must be comma-separated numbers, e.g. 1,2,4", 2) from None
+    if not counts or counts[0] < 1:
+        raise fail("--devices must name counts of at least 1", 2)
+    if channel not in ("exact", "social"):
+        raise fail("--channel must be exact or social", 2)
+    if ray_workers:
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise fail("the Ray setting needs Ray: pip install 'ppjax[ray]' (or --ray-workers 0)", 2) from None
+    files = [f for f, _ in iter_image_files(photos)][:limit]
+    if not files:
+        raise fail("no image files found in the given paths", 2)
+    load_or_fetch(model)  # installed before the children start
+    try:
+        results = run_scale_bench(model, files, devices=counts, ray_workers=ray_workers, size=size, channel=channel, steps=steps, batch_size=batch_size, log=lambda s: err.print(s))
+    except RuntimeError as e:
+        raise fail(str(e)) from None
+    rows = [(r["setting"], str(r["images"]), f"{r['seconds']:.1f}", f"{r['images_per_s']:.2f}", f"{r['speedup']:.2f}x" if r["speedup"] else "-", f"{r['compile_seconds']:.0f}") for r in results["rows"]]
+    title = f"ppjax protect, {model}, {channel} channel, {steps} steps, {size}x{size}, batch {batch_size}, on {results['device_kind']}"
+    out.print(_table(title, ("setting", "images", "seconds", "images/s", "vs 1 device", "warm-up (s)"), rows))
+    if as_json:
+        as_json.write_text(json.dumps(results, indent=2) + "\n")

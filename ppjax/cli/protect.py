@@ -12,12 +12,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ppjax import store
 from ppjax.cli.common import err, fail, load_or_fetch, out
-from ppjax.protect.config import Channel, Method, ObjectiveKind, OutputFormat, Penalty, ProtectConfig
+from ppjax.protect.config import Backend, Channel, Method, ObjectiveKind, OutputFormat, Penalty, ProtectConfig
 
 _METHOD_HELP = (
     "Attack: pgd, fgsm, bim, mifgsm, cw (C&W-L2, Adam), pfgsm (towards a random class), masked (Concealed FGSM: "
     "only textured, non-salient areas change) or coupled (Concealed FGSM: classifier and NIMA gradients; needs NIMA)."
 )
+
+
+def _need_ray() -> None:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise ValueError("--backend ray needs Ray: pip install 'ppjax[ray]'") from None
 
 
 def protect(
@@ -44,6 +51,9 @@ def protect(
     overwrite: Annotated[bool, typer.Option(help="Redo outputs that already exist. By default a re-run skips an output only when the folder's manifest records it as made from the same input bytes with the same settings (so an interrupted run resumes), and reports outputs made otherwise.")] = False,
     devices: Annotated[str, typer.Option(help="Local devices (GPUs, TPU cores, or CPU devices) to spread batches over: 'all' or how many. The bytes written do not depend on it.")] = "all",
     num_shards: Annotated[Optional[int], typer.Option(min=1, help="Split the inputs into this many shards (by a stable hash of each relative path) and protect only --shard-index: for the N copies of a scheduler's array job. Default: from PPJAX_NUM_SHARDS, SLURM_ARRAY_TASK_COUNT, else 1.")] = None,
+    backend: Annotated[Backend, typer.Option(help="local: this process, on --devices. ray: a Ray cluster's workers, one per GPU (else per CPU), the same bytes (needs the extra ppjax[ray]).")] = Backend.LOCAL,
+    ray_address: Annotated[Optional[str], typer.Option(help="With --backend ray: the cluster to join (as for ray.init; default: start a local one).")] = None,
+    ray_workers: Annotated[Optional[int], typer.Option(min=1, help="With --backend ray: how many workers (default: one per GPU of the cluster, else one per CPU).")] = None,
     shard_index: Annotated[Optional[int], typer.Option(min=0, help="Which shard (0..N-1) this process protects. Default: from PPJAX_SHARD_INDEX, SLURM_ARRAY_TASK_ID, or JOB_COMPLETION_INDEX (Kubernetes Indexed Job).")] = None,
 ) -> None:
     """Change photos as little as needed so the classifier no longer infers their scene; verified on the written bytes."""
@@ -57,10 +67,14 @@ def protect(
             channel_draws=channel_draws, channel_rounds=channel_rounds, eps=eps, steps=steps,
             seed=seed, format=fmt, jpeg_quality=jpeg_quality, jpeg_rounds=jpeg_rounds, appeal=appeal, penalty=penalty,
             penalty_weight=penalty_weight, batch_size=batch_size, early_stop=not no_early_stop, overwrite=overwrite,
-            devices=devices, num_shards=num_shards, shard_index=shard_index,
+            devices=devices, num_shards=num_shards, shard_index=shard_index, backend=backend, ray_address=ray_address,
+            ray_workers=ray_workers,
         )  # fmt: skip
         jobs = protection.plan_jobs(config)
-        protection.select_devices(config.devices)
+        if config.backend is Backend.LOCAL:
+            protection.select_devices(config.devices)
+        else:
+            _need_ray()
     except ValueError as e:
         raise fail(str(e), 2) from None
     if not jobs:

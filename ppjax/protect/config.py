@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ppjax import attacks
 
-__all__ = ["Channel", "Method", "ObjectiveKind", "OutputFormat", "Penalty", "ProtectConfig"]
+__all__ = ["Backend", "Channel", "Method", "ObjectiveKind", "OutputFormat", "Penalty", "ProtectConfig"]
 
 #: The attack methods, one member per row of :data:`ppjax.attacks.METHODS`.
 Method = enum.Enum("Method", {name.upper(): name for name in attacks.METHODS}, type=str)
@@ -45,6 +45,14 @@ class Channel(str, enum.Enum):
 
     SOCIAL = "social"
     EXACT = "exact"
+
+
+class Backend(str, enum.Enum):
+    """Where the work runs. local: this process, on its devices; ray: a Ray cluster's workers
+    (``ray.init(address=...)``, a local cluster when no address is given; extra ``ppjax[ray]``)."""
+
+    LOCAL = "local"
+    RAY = "ray"
 
 
 class Penalty(str, enum.Enum):
@@ -83,12 +91,17 @@ class ProtectConfig:
     #: environment, else the whole list.
     num_shards: int | None = None
     shard_index: int | None = None
+    backend: Backend = Backend.LOCAL
+    #: With the ray backend: the cluster's address (None: a local cluster) and how many workers
+    #: (None: one per GPU, else one per CPU).
+    ray_address: str | None = None
+    ray_workers: int | None = None
 
     def __post_init__(self):
         set_ = object.__setattr__
         set_(self, "inputs", tuple(Path(p) for p in self.inputs))
         set_(self, "models", tuple(m.strip() for m in self.models if m.strip()))
-        for name, kind in (("method", Method), ("objective", ObjectiveKind), ("format", OutputFormat), ("channel", Channel)):
+        for name, kind in (("method", Method), ("objective", ObjectiveKind), ("format", OutputFormat), ("channel", Channel), ("backend", Backend)):
             set_(self, name, _member(kind, getattr(self, name), name))
         if self.penalty is not None:
             set_(self, "penalty", _member(Penalty, self.penalty, "penalty"))
@@ -113,6 +126,8 @@ class ProtectConfig:
         set_(self, "devices", str(self.devices).strip().lower())
         if self.devices != "all" and not (self.devices.isdigit() and int(self.devices) >= 1):
             raise ValueError(f"--devices must be 'all' or a number of at least 1, not {self.devices!r}")
+        if self.ray_workers is not None and self.ray_workers < 1:
+            raise ValueError("--ray-workers must be at least 1")
         if self.num_shards is not None and self.num_shards < 1:
             raise ValueError("--num-shards must be at least 1")
         if self.shard_index is not None and (self.shard_index < 0 or (self.num_shards is not None and self.shard_index >= self.num_shards)):

@@ -94,10 +94,14 @@ def protect_files(
     """
     results: list[ProtectResult] = []
     pending = []
+    if manifest:
+        manifest.refresh()
     for src, out in jobs:
         decision = manifest.decide(src, out, overwrite) if manifest else Decision(overwrite or not out.exists(), None if overwrite or not out.exists() else "output exists (use --overwrite)")
         if decision.redo:
             pending.append((src, out))
+        elif decision.record is not None:  # made by this same run (a retried batch): its verdict
+            results.append(ProtectResult(src, out, **{k: decision.record.get(k) for k in _VERDICT if k in decision.record}))
         else:
             results.append(ProtectResult(src, out, skipped=decision.reason))
     clean_leftovers(out for _, out in pending)
@@ -201,7 +205,7 @@ class _Batch:
         report it."""
         staged = staging_path(result.output)
         if self.manifest is not None:
-            verdict = {k: getattr(result, k) for k in ("protected", "psnr", "ssim", "variants_protected", "variants")}
+            verdict = {k: getattr(result, k) for k in _VERDICT}
             self.manifest.commit(result.source, staged, result.output, verdict)
         else:
             os.replace(staged, result.output)
@@ -355,6 +359,8 @@ class _Batch:
         return written
 
 
+#: The fields of a result that the manifest records with each output.
+_VERDICT = ("protected", "psnr", "ssim", "variants_protected", "variants", "unprotected_variants")
 #: Under the social channel, photos with a longer side are attacked on a copy shrunk to this many
 #: pixels (see :meth:`_Batch._through_channel`): the platform's smallest size, and 4.5 times the
 #: attacker's 224, so nothing the classifiers can see is lost, while a 12-megapixel photo costs

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import threading
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,6 +83,8 @@ class Decision:
     redo: bool
     reason: str | None = None
     done: bool = False
+    #: The manifest's record of an output this same run already made (a retried batch): its verdict.
+    record: dict | None = None
 
 
 @dataclass
@@ -89,12 +92,15 @@ class Manifest:
     """The manifest of one output folder as seen by one writer.
 
     ``name`` tells this writer's file apart (None: ``.ppjax-manifest.jsonl``); every writer's file
-    is read. ``settings`` are recorded once per run, with their ``fingerprint``.
+    is read. ``settings`` are recorded once per run, with their ``fingerprint``. ``run_id`` names
+    the run (the workers of one distributed run share it): an output it already recorded is done
+    even under ``overwrite``, so a batch retried after a worker died writes nothing twice.
     """
 
     out_dir: Path
     settings: dict
     name: str | None = None
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     fingerprint: str = field(init=False)
     _records: dict = field(init=False, repr=False)
     _existed: bool = field(init=False, repr=False)
@@ -104,6 +110,10 @@ class Manifest:
     def __post_init__(self):
         self.out_dir = Path(self.out_dir)
         self.fingerprint = settings_fingerprint(self.settings)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Read every writer's records again (other processes may have added some)."""
         self._records = {}
         self._existed = False
         if self.out_dir.is_dir():
@@ -132,9 +142,12 @@ class Manifest:
         out = Path(out)
         if not out.exists():
             return Decision(True)
+        rec = self._records.get(self.key(out))
+        if rec is not None and rec.get("run_id") == self.run_id and rec.get("fingerprint") == self.fingerprint:
+            if rec.get("output_sha256") == sha256_file(out):
+                return Decision(False, "done with these settings (this run)", done=True, record=rec)
         if overwrite:
             return Decision(True, "overwritten (--overwrite)")
-        rec = self._records.get(self.key(out))
         if rec is None:
             if self._existed:  # our folder, and no record: renamed into place just before a kill
                 return Decision(True, "redone: the run that wrote it ended before recording it")
@@ -152,7 +165,7 @@ class Manifest:
         returning: from here on the output counts as done."""
         entry = {
             "kind": "output", "output": self.key(out), "input": str(src), "input_sha256": sha256_file(src),
-            "output_sha256": sha256_file(staged), "fingerprint": self.fingerprint,
+            "output_sha256": sha256_file(staged), "fingerprint": self.fingerprint, "run_id": self.run_id,
         }  # fmt: skip
         os.replace(staged, out)
         entry["written_at"] = _now()
@@ -177,7 +190,7 @@ class Manifest:
             if not self._started:
                 self.out_dir.mkdir(parents=True, exist_ok=True)
                 self._started = True
-                self._write({"kind": "run", "started_at": _now(), "fingerprint": self.fingerprint, "settings": self.settings})
+                self._write({"kind": "run", "run_id": self.run_id, "started_at": _now(), "fingerprint": self.fingerprint, "settings": self.settings})
 
 
 def _now() -> str:

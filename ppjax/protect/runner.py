@@ -17,7 +17,7 @@ import numpy as np
 import ppjax
 from ppjax import attacks
 from ppjax.io.images import iter_image_files
-from ppjax.protect.config import ObjectiveKind, ProtectConfig
+from ppjax.protect.config import Backend, ObjectiveKind, ProtectConfig
 from ppjax.protect.devices import select_devices
 from ppjax.protect.files import ProtectResult, protect_files
 from ppjax.protect.manifest import Manifest, variables_sha256
@@ -159,6 +159,12 @@ def run(
     count, index, _ = resolve_shard(config.num_shards, config.shard_index)
     jobs = plan_jobs(config) if jobs is None else jobs
     protector = build_protector(config, load) if protector is None else protector
+    if config.backend is Backend.RAY:
+        from ppjax.protect.ray_backend import run_on_ray
+
+        start = time.perf_counter()
+        results = run_on_ray(config, jobs, protector, address=config.ray_address, workers=config.ray_workers, progress=progress)
+        return ProtectSummary(tuple(results), time.perf_counter() - start, (count, index), 0)
     devices = select_devices(config.devices)
     # One manifest file per shard: the copies of an array job append to their own.
     manifest = Manifest(config.out_dir, run_settings(config, protector), name=f"shard-{index}-of-{count}" if count > 1 else None)

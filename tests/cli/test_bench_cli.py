@@ -76,3 +76,29 @@ def test_bench_jpeg_refuses_bad_options(tmp_path, args, message):
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(photo)
     result = CliRunner().invoke(app, ["bench", "jpeg", str(photo), *args])
     assert result.exit_code == 2 and message in result.output
+
+
+@pytest.mark.slow
+def test_bench_scale_reports_each_device_count(tmp_path, lite0_store, photos, monkeypatch):
+    """Each device count in its own child (4 CPU devices there); the figures' shape, not speeds."""
+    import json
+
+    from PIL import Image
+
+    root, _ = lite0_store
+    monkeypatch.setenv("PPJAX_HOME", str(root))
+    for k in range(4):
+        Image.fromarray(photos[k]).save(tmp_path / f"{k}.png")
+    report = tmp_path / "scale.json"
+    args = ["bench", "scale", str(tmp_path), "--devices", "1,2", "--ray-workers", "0", "--size", "32", "--steps", "2", "--batch-size", "2", "--json", str(report)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    figures = json.loads(report.read_text())
+    assert [r["setting"] for r in figures["rows"]] == ["1 device", "2 devices"]
+    assert all(r["images"] == 4 and r["images_per_s"] > 0 for r in figures["rows"]) and figures["rows"][0]["speedup"] == 1.0
+    assert "images/s" in result.stdout
+
+
+def test_bench_scale_refuses_bad_device_counts(tmp_path):
+    result = CliRunner().invoke(app, ["bench", "scale", str(tmp_path), "--devices", "1,x"])
+    assert result.exit_code == 2 and "comma-separated" in result.output
