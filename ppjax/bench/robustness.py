@@ -116,12 +116,17 @@ def run_robustness_bench(
     steps: int = 20,
     settings: Sequence[str] = SETTINGS,
     log: Callable[[str], None] = print,
+    judges: dict[str, Callable[[np.ndarray], np.ndarray]] | None = None,
 ) -> dict:
     """Protect ``photos`` each way of ``settings`` against ``model`` (a loaded classifier) and judge
     the written files with ``judge(x01) -> logits`` through each column's real variants.
 
     Returns ``{"rows": [{setting, images, seconds, psnr, <column>: protected share}], ...}`` with
     shares in [0, 1] and mean PSNR in dB. Unreadable photos are skipped (and logged).
+
+    ``judges``: held-out classifiers (name -> logits), never attacked: each row also holds
+    ``held_out[name][column]``, the share protected against that judge (against its own top-1 on
+    the original through the same variant): how well the protection transfers.
     """
     from ppjax.protect import protect_files
 
@@ -149,8 +154,13 @@ def run_robustness_bench(
             row["psnr"] = float(np.mean([r.psnr for r in results if r.protected is not None and np.isfinite(r.psnr)]))
             row.update({name: float(np.mean(v)) if v else float("nan") for name, v in judged.items()})
             log(f"{setting}: " + ", ".join(f"{k} {row[k]:.1%}" for k in COLUMNS) + f", PSNR {row['psnr']:.2f} dB, {seconds:.0f} s")
+            row["held_out"] = {}
+            for name, fn in (judges or {}).items():
+                shares = {col: float(np.mean(v)) if v else float("nan") for col, v in _judge(fn, written).items()}
+                row["held_out"][name] = shares
+                log(f"{setting}, judged by held-out {name}: " + ", ".join(f"{k} {shares[k]:.1%}" for k in COLUMNS))
             rows.append(row)
-    return {"rows": rows, "columns": list(COLUMNS), "eps_255": eps, "steps": steps, "photos": len(readable)}
+    return {"rows": rows, "columns": list(COLUMNS), "eps_255": eps, "steps": steps, "photos": len(readable), "judges": list(judges or {})}
 
 
 def _timing_photo(source: Path, size: tuple[int, int], dst: Path) -> Path:

@@ -148,13 +148,14 @@ def bench_robustness(
     steps: Annotated[int, typer.Option(min=1, help="Attack steps, for every setting.")] = 20,
     limit: Annotated[int, typer.Option(min=1, help="Use at most this many photos (files in the order given, folders sorted).")] = 300,
     settings: Annotated[str, typer.Option(help="Comma-separated settings to compare: exact, social, plain PGD.")] = "exact,social,plain PGD",
+    judge: Annotated[Optional[str], typer.Option(help="Held-out classifiers, comma-separated, that also judge every setting (their ONNX Runtime graphs), in their own table: how well the protection transfers to models it never saw. Must not be --model.")] = None,
     timing: Annotated[Optional[Path], typer.Option(help="Also time `ppjax protect` (social) on this photo resized to 256x256, 2560x1600 and 4032x3024: seconds and peak memory per photo.")] = None,
     as_json: Annotated[Optional[Path], typer.Option("--json", help=_JSON_HELP)] = None,
 ) -> None:
     """Protection that survives the trip: protected share as written, after JPEG q90/q75 re-encodes and the attacker's resizes, judged by ONNX Runtime; PSNR; optionally time and memory per photo size."""
     from ppjax import store
     from ppjax.bench.robustness import COLUMNS, SETTINGS, run_robustness_bench, run_timing
-    from ppjax.evaluate.engines import EngineError, make_engines, Engines
+    from ppjax.evaluate.engines import EngineError, make_engines, Engines, held_out_judges
     from ppjax.io import iter_image_files
 
     chosen = [s.strip() for s in settings.split(",") if s.strip()]
@@ -165,14 +166,20 @@ def bench_robustness(
     if not files:
         raise fail("no image files found in the given paths", 2)
     loaded = load_or_fetch(model)
+    judge_names = [n.strip() for n in (judge or "").split(",") if n.strip()]
     try:
-        judge = make_engines(loaded, model, Engines.ONNX, store.model_dir(model))["onnx"]
+        onnx_judge = make_engines(loaded, model, Engines.ONNX, store.model_dir(model))["onnx"]
+        held_out = {name: fn for name, (_, fn) in held_out_judges(judge_names, {model}, load_or_fetch).items()}
     except EngineError as e:
-        raise fail(str(e)) from None
-    results = run_robustness_bench(loaded, judge, files, eps=eps, steps=steps, settings=chosen, log=lambda s: err.print(s))
+        raise fail(str(e), 2 if "held out" in str(e) else 1) from None
+    results = run_robustness_bench(loaded, onnx_judge, files, eps=eps, steps=steps, settings=chosen, log=lambda s: err.print(s), judges=held_out)
     rows = [(r["setting"], *(f"{r[c]:.1%}" for c in COLUMNS), f"{r['psnr']:.2f}", f"{r['seconds']:.0f}") for r in results["rows"]]
     title = f"{model}, eps {eps:g}/255, {steps} steps: protected share of {results['photos']} photos, judged by ONNX Runtime"
     out.print(_table(title, ("setting", *COLUMNS, "PSNR (dB)", "seconds"), rows), width=max(out.width, 170))
+    for name in held_out:
+        rows = [(r["setting"], *(f"{r['held_out'][name][c]:.1%}" for c in COLUMNS), f"{r['psnr']:.2f}") for r in results["rows"]]
+        title = f"the same files judged by held-out {name} (never attacked; ONNX Runtime): protected share of {results['photos']} photos"
+        out.print(_table(title, ("setting", *COLUMNS, "PSNR (dB)"), rows), width=max(out.width, 170))
     if timing is not None:
         results["timing"] = run_timing(model, timing, eps=eps, steps=steps, log=lambda s: err.print(s))
         rows = [(f"{r['width']}x{r['height']}", f"{r['seconds']:.1f}", f"{r['first_seconds']:.1f}", f"{r['peak_rss_gb']:.2f}") for r in results["timing"]]

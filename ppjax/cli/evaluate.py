@@ -32,6 +32,7 @@ def evaluate(
     labels: Annotated[Optional[Path], typer.Option(help="True labels: MediaEval CSV, places365_val.txt, file,label CSV, or images.csv (TrueLabel). Default: the model's predictions on the originals.")] = None,
     jpeg_quality: Annotated[Optional[int], typer.Option(min=1, max=100, help="Re-encode protected images as JPEG at this quality first (the 2020 task used 90).")] = None,
     channel: Annotated[Channel, typer.Option(help="exact: judge the protected pixels as they are (MediaEval 2019). social: also judge each pair through the real channel's panel, the variants `ppjax protect` verifies on (JPEG q90/q75 4:2:0, the Places365 demo's 256 + centre 224 and a direct resize to 224, bilinear and bicubic; platform shrinks for large photos).")] = Channel.EXACT,
+    judge: Annotated[Optional[str], typer.Option(help="Held-out classifiers, comma-separated, that also judge the protected images (ONNX Runtime, each against its own top-1 on the original), in their own columns: models the protection was not made against. Refused for --model, and for any model the protected folder's manifest says was attacked.")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full report here as JSON, and a Markdown summary beside it (.md).")] = None,
     html_out: Annotated[Optional[Path], typer.Option("--html", help="Write a page with originals, protected images, amplified differences and predictions side by side.")] = None,
     task: Annotated[Optional[Task], typer.Option(help="Check PROTECTED against a task's submission rules before scoring: mediaeval2019.")] = None,
@@ -39,7 +40,7 @@ def evaluate(
 ) -> None:
     """Measure protection (both engines), image quality and appeal of protected images against originals."""
     from ppjax import evaluate as ev
-    from ppjax.evaluate.engines import EngineError, make_engines
+    from ppjax.evaluate.engines import EngineError, attacked_models, held_out_judges, make_engines
     from ppjax.evaluate.labels import LabelsError, read_labels
 
     try:
@@ -51,8 +52,13 @@ def evaluate(
     m = load_or_fetch(model.value)
     try:
         engines = make_engines(m, model.value, engine, store.model_dir(model.value))
+        judge_names = [n.strip() for n in (judge or "").split(",") if n.strip()]
+        unknown = [n for n in judge_names if n not in store.classifier_names()]
+        if unknown:
+            raise fail(f"--judge: unknown classifier {unknown[0]!r}; known: {', '.join(store.classifier_names())}", 2)
+        judges = held_out_judges(judge_names, {model.value} | (attacked_models(protected) if protected.is_dir() else set()), load_or_fetch)
     except EngineError as e:
-        raise fail(str(e)) from None
+        raise fail(str(e), 2 if "held out" in str(e) else 1) from None
     nima = store.load_model("nima") if store.is_installed("nima") else None
     try:
         with ev.open_protected(protected) as protected_dir:
@@ -63,7 +69,7 @@ def evaluate(
                 progress_task = bar.add_task("pairs", total=len(pairs))
                 report = ev.evaluate(
                     m, pairs, engines=engines, labels=truth, jpeg_quality=jpeg_quality, nima=nima,
-                    progress=lambda i: bar.update(progress_task, completed=i), channel=channel.value,
+                    progress=lambda i: bar.update(progress_task, completed=i), channel=channel.value, judges=judges,
                 )  # fmt: skip
             if html_out:  # while a zip's extracted images still exist
                 from ppjax.evaluate.html import render_html

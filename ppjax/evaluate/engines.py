@@ -66,3 +66,35 @@ def make_engines(model, name: str, which: Engines, model_dir: Path) -> dict[str,
             )
         engines["onnx"] = OnnxClassifier(path).logits
     return engines
+
+
+def attacked_models(folder: Path) -> set[str]:
+    """The models a ppjax run attacked to make the files in ``folder``, from its manifests'
+    ``run`` records (empty when the folder has none)."""
+    import json
+
+    names: set[str] = set()
+    for f in Path(folder).glob(".ppjax-manifest*.jsonl"):
+        for line in f.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if rec.get("kind") == "run":
+                names.update(rec.get("settings", {}).get("models", ()))
+    return names
+
+
+def held_out_judges(names, attacked, load) -> dict[str, tuple]:
+    """``{name: (model, logits(x01))}``: each named model's ONNX Runtime graph (exported from its
+    original framework), as a judge of a run it took no part in. ``load(name)`` returns the
+    installed model. EngineError for a judge that was attacked, or has no ONNX graph."""
+    from ppjax import store
+
+    judges = {}
+    for name in names:
+        if name in attacked:
+            raise EngineError(f"{name} was attacked, so it cannot judge the run: a judge must be held out (choose another model)")
+        model = load(name)
+        judges[name] = (model, make_engines(model, name, Engines.ONNX, store.model_dir(name))["onnx"])
+    return judges

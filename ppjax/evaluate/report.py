@@ -159,7 +159,7 @@ class Report:
             "model": self.model, "n": self.n, "labels": self.labels, "jpeg_quality": self.jpeg_quality,
             "engines": {name: s.to_json() for name, s in self.engines.items()},
         }  # fmt: skip
-        if len(self.engines) == 2:
+        if self.agreement_top1 is not None:
             out["agreement_top1"] = self.agreement_top1
         out["quality"] = dict(vars(self.quality))
         if self.appeal is not None:
@@ -210,7 +210,7 @@ def markdown_summary(report: Report) -> str:
         lines += ["", "| variant | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
         for v in variants:
             lines.append(f"| {v} | " + " | ".join(_fmt(report.channel_stats[n].per_variant[v]) for n in names) + " |")
-    if len(report.engines) == 2:
+    if report.agreement_top1 is not None:
         lines += ["", f"JAX and ONNX Runtime agree on the top-1 of {_fmt(report.agreement_top1)} of the protected images."]
     q = report.quality
     lines += [

@@ -62,13 +62,24 @@ def evaluate(
     nima: Model | None = None,
     progress: Callable[[int], None] | None = None,
     channel: str = "exact",
+    judges: dict[str, tuple[Model, Callable[[np.ndarray], np.ndarray]]] | None = None,
 ) -> Report:
     """The :class:`~ppjax.evaluate.report.Report` over ``pairs``.
 
     ``engines`` maps an engine name to ``logits(x01 (N, H, W, 3)) -> (N, C)``; ``nima`` (a loaded
     NIMA) adds appeal before and after. Pairs whose images cannot be read, whose sizes differ, or
     that lack a label when ``labels`` is given are listed under ``skipped`` with the reason.
+
+    ``judges``: held-out models (name -> (model, logits)), classifiers the protection was not made
+    against; each is reported as an engine ``judge:NAME``, always against its own top-1 on the
+    original (its classes need not be ``model``'s).
     """
+    attacked = list(engines)
+    models = {name: model for name in engines}
+    engines = dict(engines)
+    for name, (judge_model, logits_fn) in (judges or {}).items():
+        engines[f"judge:{name}"] = logits_fn
+        models[f"judge:{name}"] = judge_model
     images, skipped = [], []
     nima_scores = nima.compiled(lambda probs: score_moments(probs)[0]) if nima is not None else None
     for i, pair in enumerate(pairs):
@@ -87,13 +98,16 @@ def evaluate(
             skipped.append(Skipped(pair.key, "no label for this image"))
             continue
         try:
-            record = _record(model, pair, a, b, engines, labels, jpeg_quality, nima_scores)
+            record = _record(models, pair, a, b, engines, labels, jpeg_quality, nima_scores)
             if channel != "exact":
                 record = _through_channel(record, a, b, engines, channel)
             images.append(record)
         except Exception as e:  # noqa: BLE001 - a size an engine cannot take: this pair only
             skipped.append(Skipped(pair.key, f"cannot be evaluated at {a.shape[1]}x{a.shape[0]} pixels ({type(e).__name__}: {e})"))
-    report = _summarise(model, images, skipped, list(engines), labels is not None, jpeg_quality)
+    report = _summarise(model, images, skipped, attacked, labels is not None, jpeg_quality)
+    if judges:
+        stats = {**report.engines, **{name: _engine_stats(models[name], images, name, False) for name in engines if name not in attacked}}
+        report = dataclasses.replace(report, engines=stats)
     if channel == "exact":
         return report
     return dataclasses.replace(report, channel=channel, channel_stats={name: _channel_stats(images, name) for name in engines})
@@ -126,8 +140,8 @@ def _channel_stats(images: list[ImageRecord], name: str) -> ChannelStats:
     )
 
 
-def _record(model, pair, a, b, engines, labels, jpeg_quality, nima_scores) -> ImageRecord:
-    """One pair's quality, each engine's verdict and its appeal."""
+def _record(models, pair, a, b, engines, labels, jpeg_quality, nima_scores) -> ImageRecord:
+    """One pair's quality, each engine's verdict (class names from ``models[engine]``) and its appeal."""
     if jpeg_quality is not None:
         b = jpeg_roundtrip(b, jpeg_quality)
     x = np.stack([a, b]).astype(np.float32) / 255.0
@@ -136,7 +150,7 @@ def _record(model, pair, a, b, engines, labels, jpeg_quality, nima_scores) -> Im
     for name, logits_fn in engines.items():
         lg = np.asarray(logits_fn(x))
         before, after = _topk(lg[0]), _topk(lg[1])
-        verdicts[name] = Verdict(before, after, model.labels[before[0]], model.labels[after[0]])
+        verdicts[name] = Verdict(before, after, models[name].labels[before[0]], models[name].labels[after[0]])
     score = tuple(float(s) for s in np.asarray(nima_scores(x))) if nima_scores is not None else None
     label = labels[pair.key] if labels is not None else None
     return ImageRecord(pair.key, str(pair.original), str(pair.protected), ImageQuality(**q), verdicts, label=label, nima=score)

