@@ -31,8 +31,10 @@ from ppjax.attacks.objectives import (
 )
 from ppjax.attacks.projections import Projection, l2_ball, linf_ball, per_image_keys
 from ppjax.attacks.steps import l2_step, masked_sign_step, momentum_sign_step, sign_step
+from ppjax.attacks.transfer import Transfer, diverse_inputs, smooth_gradient
 
 __all__ = [
+    "Transfer", "diverse_inputs", "smooth_gradient",
     "COMBINE", "iterate", "lead_through",
     "COMMON_OPTIONS", "METHODS", "NEEDS_APPEAL", "Method", "build", "options_of",
     "Objective", "Target", "Term", "appeal", "away_from_group", "bind", "cross_entropy", "margin",

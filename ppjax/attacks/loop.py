@@ -48,13 +48,16 @@ def _seen_period(channel, targets, x0, keys):
     return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *rows)
 
 
-def _through(channel, targets):
+def _through(channel, targets, diversity=None):
     """``(objective, lead)`` of the targets on the channel's draws of ``x``: the objective averaged
     over the draws, the lead the smallest over them. Each draw is judged against the class each
     classifier gives the *original* through that same draw (same structure, same JPEG quality):
     the class an attacker taking that path would infer. Otherwise an attack away from one view's
     class can walk straight into the class another view gives the original. ``seen`` may bring
     those classes (from :func:`_seen`); by default they are computed."""
+    if diversity is not None:  # the classifiers see each step's diverse copy (see ppjax.attacks.transfer)
+        seen_through = _through(channel, targets)
+        return lambda x, x0, labels, keys, step, seen=None: seen_through(diversity(x, keys, step), x0, labels, keys, step, seen)
     if channel is None:
         return lambda x, x0, labels, keys, step, seen=None: objective_and_lead(targets, x, labels)
 
@@ -80,7 +83,7 @@ def lead_through(channel, targets: Sequence[Target]) -> Callable:
     return lambda x, x0, labels, keys, step: through(x, x0, labels, keys, step)[1]
 
 
-def _gradient(targets, terms, combine, channel=None):
+def _gradient(targets, terms, combine, channel=None, diversity=None):
     """``grad(x, x0, labels, keys, step, seen=None) -> (direction to ascend, lead)``.
 
     ``combine="sum"``: the gradient of objective + sum of weighted terms. ``"unit"``: the objective's
@@ -91,7 +94,7 @@ def _gradient(targets, terms, combine, channel=None):
     """
     if combine not in COMBINE:
         raise ValueError(f"combine must be 'sum' or 'unit', got {combine!r}")
-    classifiers = _through(channel, targets)
+    classifiers = _through(channel, targets, diversity)
     if combine == "sum" or not terms:
 
         def total(x, x0, labels, keys, step, seen=None):
@@ -125,6 +128,7 @@ def iterate(
     terms: Sequence[Term] = (),
     combine: str = "sum",
     channel: Callable | None = None,
+    transfer=None,
 ) -> Callable:
     """The attack loop. ``step_size`` is in 1/255 units (per step, along the rule's direction).
 
@@ -140,10 +144,26 @@ def iterate(
     The gradient is then the expectation over its draws, and the early stop asks for the margin on
     every draw of ``channel.cycle`` steps in a row (all its structures); ``labels`` are then replaced, per draw, by the classes of the original
     through that draw. None: the classifiers see the image exactly.
+
+    ``transfer`` (a :class:`ppjax.attacks.transfer.Transfer`) adds input diversity before the
+    classifiers (and the channel) and TI smoothing and momentum before ``step_rule``; the early
+    stop then looks at the diverse copies, which the caller's verification on the image itself
+    must confirm.
     """
     targets, terms = tuple(targets), tuple(terms)
     alpha = step_size / 255.0
-    grad_fn = _gradient(targets, terms, combine, channel)
+    diversity = None
+    if transfer is not None and transfer.diversity:
+        from ppjax.attacks.transfer import diverse_inputs
+
+        def diversity(x, keys, step):
+            return diverse_inputs(x, keys, step, transfer.diversity, transfer.diversity_scale)
+
+    if transfer is not None:
+        from ppjax.attacks.transfer import with_transfer_steps
+
+        step_rule = with_transfer_steps(step_rule, transfer)
+    grad_fn = _gradient(targets, terms, combine, channel, diversity)
     cycle = getattr(channel, "cycle", 1)
 
     def attack(key: jax.Array, x01: jnp.ndarray, labels, start: jnp.ndarray | None = None) -> jnp.ndarray:

@@ -20,6 +20,7 @@ from ppjax.attacks.objectives import Target, Term
 from ppjax.attacks.pfgsm import build_pfgsm
 from ppjax.attacks.projections import l2_ball, linf_ball
 from ppjax.attacks.steps import l2_step, masked_sign_step, momentum_sign_step, sign_step
+from ppjax.attacks.transfer import Transfer
 
 __all__ = ["Method", "METHODS", "NEEDS_APPEAL", "COMMON_OPTIONS", "build", "options_of"]
 
@@ -117,12 +118,14 @@ def build(
     early_stop: bool = True,
     stop_margin: float = 0.0,
     channel: Callable | None = None,
+    transfer: Transfer | None = None,
     **options,
 ) -> Callable:
     """The attack ``method`` against ``targets``: ``attack(key, x01, labels) -> x01_adv`` (see
     :mod:`ppjax.attacks.loop`). ``steps`` None takes the method's default. ``channel`` (see
-    :func:`ppjax.attacks.iterate`) puts the classifiers behind the channel's draws; the methods
-    with loops of their own (cw, pfgsm) do not take one."""
+    :func:`ppjax.attacks.iterate`) puts the classifiers behind the channel's draws, and
+    ``transfer`` adds the parts of :mod:`ppjax.attacks.transfer`; the methods with loops of their
+    own (cw, pfgsm) take neither."""
     m = _method(method)
     unknown = sorted(set(options) - set(m.options))
     if unknown:
@@ -132,6 +135,8 @@ def build(
     if m.needs_appeal and not any(t.weight for t in terms):
         raise ValueError(f"the {method} method needs an appeal term (NIMA) with a non-zero weight")
     if m.custom is not None:
+        if transfer is not None and transfer.active:
+            raise ValueError(f"the {method} method cannot take input diversity, smoothing or momentum (it has a loop of its own)")
         if channel is not None:
             with_channel = ", ".join(name for name, row in METHODS.items() if row.custom is None)
             raise ValueError(f"the {method} method cannot attack through a channel; these can: {with_channel}")
@@ -143,5 +148,5 @@ def build(
         targets, m.rule(opts), linf_ball(eps) if ball == "linf" else l2_ball(eps),
         steps=steps, step_size=m.step_size(eps, steps, opts), random_start=m.random_start,
         early_stop=early_stop if m.early_stop is None else m.early_stop, stop_margin=stop_margin,
-        terms=terms, combine=m.combine, channel=channel,
+        terms=terms, combine=m.combine, channel=channel, transfer=transfer if transfer is not None and transfer.active else None,
     )  # fmt: skip

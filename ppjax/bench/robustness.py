@@ -85,7 +85,12 @@ def _protector(setting: str, model, eps: float, steps: int):
     target = [attacks.Target(model.apply, model.variables, attacks.cross_entropy())]
     if setting == "plain PGD":
         return Protector(target, method="pgd", eps=eps, steps=steps, early_stop=False, lattice_steps=0, margin=0.0, options={"step_size": 1.0})
-    return Protector(target, method="pgd", eps=eps, steps=steps, channel="exact" if setting == "exact" else "social")
+    from ppjax.protect.config import TRANSFER_DEFAULTS, ProtectConfig
+
+    # `ppjax protect`'s defaults: its margin and transfer parts.
+    margin = ProtectConfig.__dataclass_fields__["margin"].default
+    transfer = attacks.Transfer(**TRANSFER_DEFAULTS)
+    return Protector(target, method="pgd", eps=eps, steps=steps, channel="exact" if setting == "exact" else "social", margin=margin, transfer=transfer)
 
 
 def _judge(judge: Callable[[np.ndarray], np.ndarray], pairs: Sequence[tuple[Path, Path]]) -> dict[str, list[bool]]:

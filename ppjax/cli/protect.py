@@ -38,6 +38,10 @@ def protect(
     channel_rounds: Annotated[int, typer.Option(min=0, help="With --channel social: rounds of extra steps for images not protected with margin on every variant of the real channel.")] = 3,
     eps: Annotated[float, typer.Option(min=0.0, help="Budget: the largest change of any pixel, in 1/255 units (4 means 4/255).")] = 4.0,
     steps: Annotated[int, typer.Option(min=1, help="Attack steps (iterative methods).")] = 20,
+    margin: Annotated[float, typer.Option(min=0.0, help="Logit lead another class must have over the original's before an image counts as protected and stops changing: a lead large on the attacked model carries over to models never seen.")] = 10.0,
+    diversity: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Input diversity: the probability per step that the classifier sees the image shrunk (to 85-100%) at a random place on black (0: off). Default 0.7 (0 for cw and pfgsm).")] = None,
+    smoothing: Annotated[Optional[int], typer.Option(min=0, help="Translation-invariant smoothing: the gradient blurred by a Gaussian of this odd side in pixels (0: off). Default 5 (0 for cw and pfgsm).")] = None,
+    momentum: Annotated[Optional[float], typer.Option(min=0.0, help="Momentum: decay of the accumulated L1-normalised gradients (0: off). Default 1 (0 for cw and pfgsm).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same bytes.")] = 0,
     fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format: png (lossless) or jpeg.")] = OutputFormat.PNG,
     jpeg_quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG quality with --format jpeg.")] = 95,
@@ -64,7 +68,8 @@ def protect(
     try:
         config = ProtectConfig(
             tuple(inputs), out_dir, models=tuple(model.split(",")), method=method, objective=objective, channel=channel,
-            channel_draws=channel_draws, channel_rounds=channel_rounds, eps=eps, steps=steps,
+            channel_draws=channel_draws, channel_rounds=channel_rounds, eps=eps, steps=steps, margin=margin,
+            diversity=diversity, smoothing=smoothing, momentum=momentum,
             seed=seed, format=fmt, jpeg_quality=jpeg_quality, jpeg_rounds=jpeg_rounds, appeal=appeal, penalty=penalty,
             penalty_weight=penalty_weight, batch_size=batch_size, early_stop=not no_early_stop, overwrite=overwrite,
             devices=devices, num_shards=num_shards, shard_index=shard_index, backend=backend, ray_address=ray_address,

@@ -60,6 +60,11 @@ class Penalty(str, enum.Enum):
     CIEDE2000 = "ciede2000"
 
 
+#: The transfer parts of every method built on the common loop, measured on real photos against a
+#: held-out model (README, "Classifiers it never saw").
+TRANSFER_DEFAULTS = {"diversity": 0.7, "smoothing": 5, "momentum": 1.0}
+
+
 @dataclass(frozen=True)
 class ProtectConfig:
     """Everything one protection run needs. ``eps`` is in 1/255 units; ``appeal`` None means 0, or 1
@@ -75,6 +80,14 @@ class ProtectConfig:
     channel_rounds: int = 3
     eps: float = 4.0
     steps: int = 20
+    #: Logit lead over the original class at which an image counts as protected and stops changing.
+    margin: float = 10.0
+    #: Transfer parts (see :mod:`ppjax.attacks.transfer`): input diversity probability, TI kernel
+    #: side (0: off), momentum decay (0: off). None: :data:`TRANSFER_DEFAULTS` for the methods built
+    #: on the common loop, off for those with loops of their own (cw, pfgsm).
+    diversity: float | None = None
+    smoothing: int | None = None
+    momentum: float | None = None
     seed: int = 0
     format: OutputFormat = OutputFormat.PNG
     jpeg_quality: int = 95
@@ -118,6 +131,18 @@ class ProtectConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least {low:g}")
         if self.channel is Channel.SOCIAL and attacks.METHODS[self.method.value].custom is not None:
             raise ValueError(f"--method {self.method.value} cannot attack through a channel: use --channel exact, or another method")
+        custom = attacks.METHODS[self.method.value].custom is not None
+        for name, default in TRANSFER_DEFAULTS.items():
+            if getattr(self, name) is None:
+                set_(self, name, type(default)(0) if custom else default)
+            elif custom and getattr(self, name):
+                raise ValueError(f"--method {self.method.value} has a loop of its own: it takes no --{name}")
+        if self.margin < 0:
+            raise ValueError("--margin must be at least 0")
+        try:
+            self.transfer
+        except ValueError as e:
+            raise ValueError(f"--diversity/--smoothing/--momentum: {e}") from None
         if self.channel_rounds < 0:
             raise ValueError("--channel-rounds must be at least 0")
         for name in ("steps", "batch_size", "channel_draws"):
@@ -134,6 +159,13 @@ class ProtectConfig:
             raise ValueError(f"--shard-index must be in 0..{(self.num_shards or 1) - 1}")
         if not 1 <= self.jpeg_quality <= 100 or self.jpeg_rounds < 0:
             raise ValueError("--jpeg-quality must be in 1..100 and --jpeg-rounds at least 0")
+
+
+def _transfer(config: "ProtectConfig") -> attacks.Transfer:
+    return attacks.Transfer(diversity=config.diversity, smoothing=config.smoothing, momentum=config.momentum)
+
+
+ProtectConfig.transfer = property(_transfer, doc="The transfer parts as an :class:`ppjax.attacks.Transfer`.")
 
 
 def _member(kind: type[enum.Enum], value, name: str):

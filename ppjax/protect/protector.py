@@ -74,6 +74,8 @@ class Protector:
     channel: str = "exact"
     #: Channel draws averaged per step with ``channel="social"``.
     channel_draws: int = 2
+    #: Transfer parts for the attack (input diversity, TI smoothing, momentum); None: none.
+    transfer: attacks.Transfer | None = None
     _variables: Any = field(init=False, repr=False)
     _programs: dict = field(init=False, repr=False)
 
@@ -104,7 +106,7 @@ class Protector:
     def _attack(self, targets, terms, draws):
         return attacks.build(
             self.method, targets, terms=terms, eps=self.eps, steps=self.steps, early_stop=self.early_stop,
-            stop_margin=self.margin, channel=draws, **self.options,
+            stop_margin=self.margin, channel=draws, transfer=self.transfer, **self.options,
         )  # fmt: skip
 
     def _bound(self, variables):

@@ -117,7 +117,8 @@ def run_settings(config: ProtectConfig, protector: Protector) -> dict:
         "ppjax": ppjax.__version__, "models": list(config.models), "weights_sha256": variables_sha256(protector.variables),
         "method": config.method.value, "objective": config.objective.value, "channel": config.channel.value,
         "channel_draws": config.channel_draws, "channel_rounds": config.channel_rounds, "eps": config.eps,
-        "steps": config.steps, "seed": config.seed, "format": config.format.value, "jpeg_quality": config.jpeg_quality,
+        "steps": config.steps, "margin": config.margin, "diversity": config.diversity, "smoothing": config.smoothing,
+        "momentum": config.momentum, "seed": config.seed, "format": config.format.value, "jpeg_quality": config.jpeg_quality,
         "jpeg_rounds": config.jpeg_rounds, "appeal": config.appeal, "penalty": config.penalty and config.penalty.value,
         "penalty_weight": config.penalty_weight, "batch_size": config.batch_size, "early_stop": config.early_stop,
         "options": dict(protector.options),
@@ -142,7 +143,8 @@ def build_protector(config: ProtectConfig, load: Callable[[str], object]) -> Pro
         terms.append(attacks.perceptual(config.penalty.value, config.penalty_weight))
     return Protector(
         targets, method=config.method.value, eps=config.eps, steps=config.steps, early_stop=config.early_stop, terms=terms,
-        channel=config.channel.value, channel_draws=config.channel_draws,
+        channel=config.channel.value, channel_draws=config.channel_draws, margin=config.margin,
+        transfer=config.transfer if config.transfer.active else None,
     )  # fmt: skip
 
 

@@ -1,0 +1,64 @@
+"""Transfer parts: input diversity, TI smoothing, momentum; within budget, deterministic per key."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ppjax import attacks
+from ppjax.io import to_float01
+from ppjax.protect import Protector
+
+
+def _keys(n, seed=0):
+    return jnp.stack([jax.random.fold_in(jax.random.key(seed), i) for i in range(n)])
+
+
+def test_input_diversity_draws_per_image_and_step(photos):
+    x = jnp.asarray(to_float01(photos))
+    keys = _keys(len(photos))
+    assert np.array_equal(attacks.diverse_inputs(x, keys, 3, 0.0, 0.85), x)  # p = 0: the images themselves
+    a = np.asarray(attacks.diverse_inputs(x, keys, 3, 1.0, 0.85))
+    assert a.shape == x.shape and a.min() >= 0.0 and a.max() <= 1.0
+    assert all(np.abs(a[i] - x[i]).max() > 0.05 for i in range(len(photos)))  # each shrunk and moved
+    # Image 2's copy depends on its key and the step, not on the batch it is in (up to float order).
+    alone = np.asarray(attacks.diverse_inputs(x[2:3], keys[2:3], 3, 1.0, 0.85))
+    assert np.allclose(alone[0], a[2], atol=1e-6)
+    assert not np.array_equal(np.asarray(attacks.diverse_inputs(x, keys, 4, 1.0, 0.85))[2], a[2])
+    # Shrunk onto black: a border of the canvas is black somewhere.
+    assert (a[:, :1].max(axis=(1, 2, 3)) == 0).any() or (a[:, -1:].max(axis=(1, 2, 3)) == 0).any() or (a[:, :, :1].max(axis=(1, 2, 3)) == 0).any()
+
+
+def test_smoothing_keeps_a_constant_gradient_inside_and_blurs_a_spike():
+    rule = attacks.smooth_gradient(5)
+    flat = jnp.ones((1, 16, 16, 3))
+    out, _ = rule.update(flat, rule.init(flat))
+    assert np.allclose(np.asarray(out)[0, 2:-2, 2:-2], 1.0, atol=1e-6)
+    spike = jnp.zeros((1, 16, 16, 3)).at[0, 8, 8, 1].set(1.0)
+    out = np.asarray(rule.update(spike, rule.init(spike))[0])
+    assert out[0, 8, 8, 1] < 0.5 and out[0, 6:11, 6:11, 1].sum() == pytest.approx(1.0, abs=1e-5)
+    assert np.abs(out[..., 0]).max() == 0 and np.abs(out[..., 2]).max() == 0  # per channel
+
+
+@pytest.mark.parametrize("kwargs", [{"diversity": 1.0}, {"smoothing": 5}, {"momentum": 1.0}, {"diversity": 0.7, "smoothing": 3, "momentum": 1.0}])
+def test_transfer_parts_stay_in_budget_and_are_deterministic(tiny, photos, kwargs):
+    x = to_float01(photos)
+    protector = Protector([tiny], eps=3.0, steps=6, transfer=attacks.Transfer(**kwargs), margin=4.0)
+    keys = _keys(len(photos))
+    q1, _, _ = protector(keys, x)
+    q2, _, _ = protector(keys, x)
+    assert np.array_equal(q1, q2)
+    assert np.abs(np.rint(q1 * 255) - np.rint(x * 255)).max() <= 3
+    assert not np.array_equal(q1, x)
+    other, _, _ = protector(_keys(len(photos), seed=1), x)
+    if kwargs.get("diversity"):
+        assert not np.array_equal(other, q1)  # the draws come from the keys
+
+
+def test_transfer_is_refused_by_methods_with_their_own_loop(tiny):
+    with pytest.raises(ValueError, match="own"):
+        attacks.build("cw", [tiny], transfer=attacks.Transfer(momentum=1.0))
+    with pytest.raises(ValueError, match="odd"):
+        attacks.Transfer(smoothing=4)
