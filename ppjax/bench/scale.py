@@ -77,11 +77,7 @@ def _child(kind: str, n: int, model: str, src: Path, out: Path, channel: str, st
     from ppjax import store
     from ppjax.protect import ProtectConfig, run
 
-    jax_cache = store.store_root() / "jit-cache"
-    import jax
-
-    jax.config.update("jax_compilation_cache_dir", str(jax_cache))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    store.use_jit_cache()
     files = sorted(src.iterdir())
 
     def config(inputs, dst, **kw):

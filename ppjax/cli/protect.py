@@ -61,8 +61,6 @@ def protect(
     shard_index: Annotated[Optional[int], typer.Option(min=0, help="Which shard (0..N-1) this process protects. Default: from PPJAX_SHARD_INDEX, SLURM_ARRAY_TASK_ID, or JOB_COMPLETION_INDEX (Kubernetes Indexed Job).")] = None,
 ) -> None:
     """Change photos as little as needed so the classifier no longer infers their scene; verified on the written bytes."""
-    import jax
-
     from ppjax import protect as protection
 
     try:
@@ -90,8 +88,7 @@ def protect(
     protector = protection.build_protector(config, load_or_fetch)  # may fetch models: before the bar
     # This process is one run: its compiled programs persist in the store, so that the next run on
     # photos of the same sizes skips compiling.
-    jax.config.update("jax_compilation_cache_dir", str(store.store_root() / "jit-cache"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    store.use_jit_cache()
     columns = (TextColumn("protecting"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
     with Progress(*columns, console=err) as bar:
         task = bar.add_task("images", total=len(jobs), rate="")

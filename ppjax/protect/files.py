@@ -18,7 +18,7 @@ import os
 import queue
 import zlib
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
@@ -38,7 +38,7 @@ from ppjax.protect.devices import replicas
 from ppjax.protect.manifest import Decision, Manifest, clean_leftovers, staging_path
 from ppjax.protect.protector import Protector, quantise
 
-__all__ = ["ProtectResult", "protect_files"]
+__all__ = ["ProtectResult", "plan_work", "protect_files"]
 
 
 @dataclass
@@ -55,6 +55,19 @@ class ProtectResult:
     variants: int | None = None
     #: Social channel: the labels of the variants it is not protected on.
     unprotected_variants: tuple[str, ...] = ()
+
+    def to_json(self) -> dict:
+        """Every field as a plain JSON value (paths as strings, tuples as lists)."""
+        return {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, row: dict) -> "ProtectResult":
+        """The result :meth:`to_json` wrote."""
+        row = dict(row)
+        for k in ("source", "output"):
+            row[k] = Path(row[k]) if row[k] is not None else None
+        row["unprotected_variants"] = tuple(row.get("unprotected_variants") or ())
+        return cls(**row)
 
 
 def protect_files(
@@ -92,18 +105,7 @@ def protect_files(
     exactly as for one device and each runs whole on one device, so that the bytes do not depend on
     how many devices there are (see :func:`ppjax.protect.devices.replicas`).
     """
-    results: list[ProtectResult] = []
-    pending = []
-    if manifest:
-        manifest.refresh()
-    for src, out in jobs:
-        decision = manifest.decide(src, out, overwrite) if manifest else Decision(overwrite or not out.exists(), None if overwrite or not out.exists() else "output exists (use --overwrite)")
-        if decision.redo:
-            pending.append((src, out))
-        elif decision.record is not None:  # made by this same run (a retried batch): its verdict
-            results.append(ProtectResult(src, out, **{k: decision.record.get(k) for k in _VERDICT if k in decision.record}))
-        else:
-            results.append(ProtectResult(src, out, skipped=decision.reason))
+    pending, results = plan_work(jobs, manifest, overwrite)
     clean_leftovers(out for _, out in pending)
     if manifest and pending:
         manifest.start()
@@ -150,6 +152,27 @@ def protect_files(
             pool.shutdown(wait=True, cancel_futures=True)
     order = {src: n for n, (src, _) in enumerate(jobs)}
     return sorted(results, key=lambda r: order[r.source])
+
+
+def plan_work(jobs: Sequence[tuple[Path, Path]], manifest: Manifest | None, overwrite: bool) -> tuple[list, list[ProtectResult]]:
+    """(the jobs to do, a result for each job skipped): by ``manifest`` (read afresh) when given,
+    else any existing output is skipped unless ``overwrite``."""
+    results: list[ProtectResult] = []
+    pending = []
+    if manifest:
+        manifest.refresh()
+    for src, out in jobs:
+        if manifest:
+            decision = manifest.decide(src, out, overwrite)
+        else:
+            decision = Decision(True) if overwrite or not out.exists() else Decision(False, "output exists (use --overwrite)")
+        if decision.redo:
+            pending.append((src, out))
+        elif decision.record is not None:  # made by this same run (a retried batch): its verdict
+            results.append(ProtectResult(src, out, **{k: decision.record.get(k) for k in _VERDICT if k in decision.record}))
+        else:
+            results.append(ProtectResult(src, out, skipped=decision.reason))
+    return pending, results
 
 
 @dataclass

@@ -77,12 +77,11 @@ def clean_leftovers(outputs) -> int:
 
 @dataclass(frozen=True)
 class Decision:
-    """What to do with one (input, output) job: ``redo`` it, or skip it for ``reason``. ``done`` is
-    set when the output is already made with the current settings (the usual skip)."""
+    """What to do with one (input, output) job: ``redo`` it, or skip it for ``reason`` (which
+    starts with "done" when the output is already made with the current settings)."""
 
     redo: bool
     reason: str | None = None
-    done: bool = False
     #: The manifest's record of an output this same run already made (a retried batch): its verdict.
     record: dict | None = None
 
@@ -145,7 +144,7 @@ class Manifest:
         rec = self._records.get(self.key(out))
         if rec is not None and rec.get("run_id") == self.run_id and rec.get("fingerprint") == self.fingerprint:
             if rec.get("output_sha256") == sha256_file(out):
-                return Decision(False, "done with these settings (this run)", done=True, record=rec)
+                return Decision(False, "done with these settings (this run)", record=rec)
         if overwrite:
             return Decision(True, "overwritten (--overwrite)")
         if rec is None:
@@ -158,7 +157,7 @@ class Manifest:
             return Decision(False, "input changed since its output was made (use --overwrite to redo it)")
         if rec.get("output_sha256") != sha256_file(out):
             return Decision(False, "output changed since it was written (use --overwrite to redo it)")
-        return Decision(False, "done with these settings (manifest)", done=True)
+        return Decision(False, "done with these settings (manifest)")
 
     def commit(self, src: Path, staged: Path, out: Path, verdict: dict) -> None:
         """Rename the finished ``staged`` file to ``out`` and record it, flushed to disk before

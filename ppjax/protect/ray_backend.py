@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 
 from ppjax.protect.config import ProtectConfig
-from ppjax.protect.files import ProtectResult
+from ppjax.protect.files import ProtectResult, plan_work
 from ppjax.protect.manifest import Manifest
 
 __all__ = ["run_on_ray"]
@@ -35,14 +35,11 @@ class _Worker:
     def __init__(self, config: ProtectConfig, fingerprint: str, run_id: str, store_home: str | None):
         if store_home:
             os.environ["PPJAX_HOME"] = store_home
-        import jax
-
         from ppjax import store
         from ppjax.protect.devices import select_devices
         from ppjax.protect.runner import build_protector, run_settings
 
-        jax.config.update("jax_compilation_cache_dir", str(store.store_root() / "jit-cache"))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+        store.use_jit_cache()
         self.config = config
         self.protector = build_protector(config, store.load_model)
         settings = run_settings(config, self.protector)
@@ -60,21 +57,7 @@ class _Worker:
             self.protector, jobs, seed=c.seed, max_batch=c.batch_size, jpeg_quality=c.jpeg_quality, jpeg_rounds=c.jpeg_rounds,
             overwrite=c.overwrite, channel_rounds=c.channel_rounds, manifest=self.manifest, devices=self.devices,
         )  # fmt: skip
-        return {"result": np.array([json.dumps(_row(r)) for r in results], dtype=object)}
-
-
-def _row(r: ProtectResult) -> dict:
-    from dataclasses import asdict
-
-    return {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v) for k, v in asdict(r).items()}
-
-
-def _result(row: dict) -> ProtectResult:
-    row = dict(row)
-    for k in ("source", "output"):
-        row[k] = Path(row[k]) if row[k] is not None else None
-    row["unprotected_variants"] = tuple(row.get("unprotected_variants") or ())
-    return ProtectResult(**row)
+        return {"result": np.array([json.dumps(r.to_json()) for r in results], dtype=object)}
 
 
 def run_on_ray(
@@ -100,13 +83,7 @@ def run_on_ray(
     if not ray.is_initialized():
         ray.init(address=address, **(init_options or {}))
     manifest = Manifest(config.out_dir, run_settings(config, protector))
-    results, pending = [], []
-    for src, out in jobs:
-        decision = manifest.decide(src, out, config.overwrite)
-        if decision.redo:
-            pending.append((src, out))
-        else:
-            results.append(ProtectResult(src, out, skipped=decision.reason))
+    pending, results = plan_work(jobs, manifest, config.overwrite)
     if progress:
         progress(len(results))
     if pending:
@@ -121,7 +98,7 @@ def run_on_ray(
             max_restarts=-1, max_task_retries=-1, **per_worker,
         )  # fmt: skip
         for row in out.iter_rows():
-            results.append(_result(json.loads(row["result"])))
+            results.append(ProtectResult.from_json(json.loads(row["result"])))
             if progress:
                 progress(len(results))
     order = {src: n for n, (src, _) in enumerate(jobs)}

@@ -8,8 +8,7 @@ the caller's choice (`ppjax protect` makes it for its one-shot process).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -52,9 +51,7 @@ class ProtectSummary:
         written = self.written
         images = []
         for r in self.results:
-            row = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(r).items()}
-            row["unprotected_variants"] = list(r.unprotected_variants)
-            images.append(row)
+            images.append(r.to_json())
         judged = [r for r in written if r.variants]
         return {
             "images": len(self.results),

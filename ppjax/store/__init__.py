@@ -6,6 +6,7 @@ and the converted Flax variables as safetensors (:mod:`.variables`).
 
 from ppjax.store.download import DownloadError, ModelStoreError, OfflineError, download
 from ppjax.store.install import (
+    use_jit_cache,
     LABELS,
     MANIFEST,
     ONNX,
@@ -26,6 +27,6 @@ from ppjax.store.registry import KNOWN_MODELS, SourceFile, StoreEntry, classifie
 __all__ = [
     "DownloadError", "ModelStoreError", "OfflineError", "download",
     "LABELS", "MANIFEST", "ONNX", "WEIGHTS",
-    "fetch", "import_files", "is_installed", "listing", "load_model", "model_dir", "read_manifest", "sha256_file", "store_root", "verify",
+    "fetch", "import_files", "is_installed", "listing", "load_model", "model_dir", "read_manifest", "sha256_file", "store_root", "use_jit_cache", "verify",
     "KNOWN_MODELS", "SourceFile", "StoreEntry", "classifier_names", "entry", "onnx_model_names",
 ]  # fmt: skip

@@ -69,6 +69,18 @@ def is_installed(name: str, root: str | os.PathLike | None = None) -> bool:
     return (d / MANIFEST).is_file() and (d / WEIGHTS).is_file()
 
 
+def use_jit_cache(root: str | os.PathLike | None = None) -> Path:
+    """Point JAX's persistent compilation cache at the store's ``jit-cache/`` (process-global: for
+    one-shot processes such as `ppjax protect` and its workers), so programs compiled once are
+    loaded, not compiled again, by the next run on the same sizes. The folder."""
+    import jax
+
+    folder = store_root(root) / "jit-cache"
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    return folder
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
