@@ -60,9 +60,12 @@ class Penalty(str, enum.Enum):
     CIEDE2000 = "ciede2000"
 
 
-#: The transfer parts of every method built on the common loop, measured on real photos against a
-#: held-out model (README, "Classifiers it never saw").
-TRANSFER_DEFAULTS = {"diversity": 0.7, "smoothing": 5, "momentum": 1.0}
+#: The transfer parts of every method built on the common loop: off by default. The setting measured
+#: best against a held-out model (README, "Classifiers it never saw") is TRANSFER_MEASURED with
+#: margin 10; it is not the default because its PSNR sits at the 38 dB floor (37.8 dB on the CLI
+#: test's 6 photos in one CI run).
+TRANSFER_DEFAULTS = {"diversity": 0.0, "smoothing": 0, "momentum": 0.0}
+TRANSFER_MEASURED = {"diversity": 0.7, "smoothing": 5, "momentum": 1.0}
 
 
 @dataclass(frozen=True)
@@ -81,10 +84,10 @@ class ProtectConfig:
     eps: float = 4.0
     steps: int = 20
     #: Logit lead over the original class at which an image counts as protected and stops changing.
-    margin: float = 10.0
+    margin: float = 2.0
     #: Transfer parts (see :mod:`ppjax.attacks.transfer`): input diversity probability, TI kernel
-    #: side (0: off), momentum decay (0: off). None: :data:`TRANSFER_DEFAULTS` for the methods built
-    #: on the common loop, off for those with loops of their own (cw, pfgsm).
+    #: side (0: off), momentum decay (0: off). None: :data:`TRANSFER_DEFAULTS` (off) for the methods
+    #: built on the common loop, off for those with loops of their own (cw, pfgsm).
     diversity: float | None = None
     smoothing: int | None = None
     momentum: float | None = None
