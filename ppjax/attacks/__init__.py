@@ -15,6 +15,7 @@ Every attack takes a PRNG key, even deterministic ones: same key, same result.
 from ppjax.attacks.loop import COMBINE, iterate, lead_through
 from ppjax.attacks.methods import COMMON_OPTIONS, METHODS, NEEDS_APPEAL, Method, build, options_of
 from ppjax.attacks.objectives import (
+    FUSIONS,
     Objective,
     Target,
     Term,
@@ -22,6 +23,7 @@ from ppjax.attacks.objectives import (
     away_from_group,
     bind,
     cross_entropy,
+    fuse,
     margin,
     objective_and_lead,
     perceptual,
@@ -37,7 +39,7 @@ __all__ = [
     "Transfer", "diverse_inputs", "smooth_gradient",
     "COMBINE", "iterate", "lead_through",
     "COMMON_OPTIONS", "METHODS", "NEEDS_APPEAL", "Method", "build", "options_of",
-    "Objective", "Target", "Term", "appeal", "away_from_group", "bind", "cross_entropy", "margin",
+    "FUSIONS", "Objective", "Target", "Term", "appeal", "fuse", "away_from_group", "bind", "cross_entropy", "margin",
     "objective_and_lead", "perceptual", "toward_class", "variables_of", "weighted_terms",
     "Projection", "l2_ball", "linf_ball", "per_image_keys",
     "l2_step", "masked_sign_step", "momentum_sign_step", "sign_step",

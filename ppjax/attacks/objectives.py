@@ -2,8 +2,8 @@
 
 A :class:`Target` pairs a classifier's ``apply(variables, x01) -> logits`` with an
 :class:`Objective`: the per-image quantity to *maximise* and the ``lead`` that says whether an image
-is protected. Several targets (an ensemble) add their objectives; an image counts as protected only
-when every target is fooled. A :class:`Term` is a quantity of the image itself (appeal, perceptual
+is protected. Several targets (an ensemble) join their objectives as their ``fusion`` says (see
+:data:`FUSIONS`); an image counts as protected only when every target is fooled. A :class:`Term` is a quantity of the image itself (appeal, perceptual
 penalties) added to any objective with a weight. Pixels are float32 (N, H, W, 3) in [0, 1].
 """
 
@@ -17,8 +17,13 @@ import jax.numpy as jnp
 __all__ = [
     "Objective", "Target", "Term",
     "cross_entropy", "margin", "away_from_group", "toward_class", "appeal", "perceptual",
-    "variables_of", "bind", "objective_and_lead", "weighted_terms",
+    "variables_of", "bind", "objective_and_lead", "weighted_terms", "FUSIONS",
 ]  # fmt: skip
+
+#: How an ensemble's members join into one objective: ``loss``, the sum of each member's objective
+#: on its own logits; ``logits``, each member's objective on the members' mean logits; ``probs``, on
+#: the log of their mean probabilities. The last two need members with the same classes.
+FUSIONS = ("loss", "logits", "probs")
 
 
 class Objective(NamedTuple):
@@ -37,11 +42,13 @@ class Objective(NamedTuple):
 
 
 class Target(NamedTuple):
-    """A model to fool: ``apply(variables, x01) -> logits`` and the objective used against it."""
+    """A model to fool: ``apply(variables, x01) -> logits`` and the objective used against it;
+    ``fusion`` (one of :data:`FUSIONS`, the same for every member) says how it joins an ensemble."""
 
     apply: Callable[[Any, jnp.ndarray], jnp.ndarray]
     variables: Any
     objective: Objective
+    fusion: str = "loss"
 
 
 class Term(NamedTuple):
@@ -153,17 +160,44 @@ def bind(targets: Sequence[Target], terms: Sequence[Term], variables) -> tuple[t
 
 
 def objective_and_lead(targets: Sequence[Target], x, labels, terms: Sequence[Term] = (), x0=None):
-    """(summed objective plus weighted terms, (N,) smallest lead over the targets).
+    """(objective joined by the targets' fusion plus weighted terms, (N,) smallest lead over the targets).
 
-    An image is protected when its lead is > 0. ``x0`` (the original) is needed with ``terms``.
+    An image is protected when its lead is > 0, and the lead is always each member's own: a fused
+    objective changes where the attack goes, never what counts as protected. ``x0`` (the original)
+    is needed with ``terms``.
     """
+    fusion = _fusion_of(targets)
+    logits = [t.apply(t.variables, x) for t in targets]
     total, lead = 0.0, None
-    for target, y in zip(targets, labels):
-        logits = target.apply(target.variables, x)
-        total = total + target.objective.value(logits, y)
-        this = target.objective.lead(logits, y)
+    for target, y, out in zip(targets, labels, logits):
+        this = target.objective.lead(out, y)
         lead = this if lead is None else jnp.minimum(lead, this)
+    if fusion != "loss" and len(targets) > 1:
+        fused = fuse(logits, fusion)
+        # Each member's label on the fused logits; averaged, so that the scale is one model's.
+        total = sum(t.objective.value(fused, y) for t, y in zip(targets, labels)) / len(targets)
+    else:
+        total = sum((t.objective.value(out, y) for t, y, out in zip(targets, labels, logits)), 0.0)
     return jnp.sum(total + weighted_terms(terms, x, x0)), lead
+
+
+def fuse(logits: Sequence[jnp.ndarray], fusion: str) -> jnp.ndarray:
+    """One (N, C) float32 logit array from the members' (``logits``: mean; ``probs``: log mean softmax)."""
+    if len({out.shape[-1] for out in logits}) != 1:
+        raise ValueError(f"--ensemble {fusion} needs members with the same classes, got {sorted({out.shape[-1] for out in logits})}")
+    stacked = jnp.stack([out.astype(jnp.float32) for out in logits])
+    if fusion == "logits":
+        return jnp.mean(stacked, axis=0)
+    if fusion == "probs":
+        return jax.nn.logsumexp(jax.nn.log_softmax(stacked, axis=-1), axis=0) - jnp.log(float(len(logits)))
+    raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
+
+
+def _fusion_of(targets: Sequence[Target]) -> str:
+    fusions = {t.fusion for t in targets}
+    if len(fusions) != 1 or not fusions <= set(FUSIONS):
+        raise ValueError(f"an ensemble's members need one fusion of {', '.join(FUSIONS)}, got {sorted(fusions)}")
+    return fusions.pop()
 
 
 def weighted_terms(terms: Sequence[Term], x, x0):
