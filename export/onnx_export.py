@@ -6,8 +6,10 @@ layout for Places365, ``efficientnet_lite_pytorch`` for EfficientNet-Lite0) fill
 ``load_state_dict(strict=True)`` from the original weights file.
 
 The graph takes ``pixels``: (N, 3, H, W) float32 RGB in [0, 1]; the model's own normalisation is
-the first node, so both engines are fed the same pixels. N, H and W are dynamic. Output: ``logits``
-(N, C). Needs torch (the ``export`` extra).
+the first node, so both engines are fed the same pixels. N, H and W are dynamic, except for a
+network that takes one size only (``ModelSpec.fixed_size``: the Places365 WideResNet18), whose
+graph has that static H and W; :class:`ppjax.evaluate.engines.OnnxClassifier` resizes to it as the
+port does. Output: ``logits`` (N, C). Needs torch (the ``export`` extra).
 """
 
 from __future__ import annotations
@@ -39,9 +41,11 @@ class _Normalised(nn.Module):
 
 
 def _state_dict(path: Path) -> dict[str, torch.Tensor]:
+    from ppjax.export.convert_places365 import official_names
+
     obj = load_torch_checkpoint(path)
     sd = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
-    return {k.removeprefix("module."): torch.from_numpy(np.array(v)) for k, v in sd.items()}
+    return {k: torch.from_numpy(np.array(v)) for k, v in official_names(sd).items()}
 
 
 def original_module(name: str, checkpoint: Path) -> tuple[nn.Module, ModelSpec]:
@@ -61,6 +65,7 @@ def export_onnx(name: str, checkpoint: str | os.PathLike, out: str | os.PathLike
     model, spec = original_module(name, Path(checkpoint))
     wrapped = _Normalised(model, spec).eval()
     example = torch.rand(1, 3, spec.native_size, spec.native_size)
+    spatial = {} if spec.fixed_size else {2: "height", 3: "width"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
         torch.onnx.export(
@@ -70,7 +75,7 @@ def export_onnx(name: str, checkpoint: str | os.PathLike, out: str | os.PathLike
             dynamo=False,
             input_names=["pixels"],
             output_names=["logits"],
-            dynamic_axes={"pixels": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch"}},
+            dynamic_axes={"pixels": {0: "batch", **spatial}, "logits": {0: "batch"}},
             opset_version=OPSET,
         )
     return Path(out)

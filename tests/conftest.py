@@ -99,6 +99,62 @@ def official_checkpoint_2017(tmp_path_factory, official_checkpoint) -> Generated
     return GeneratedCheckpoint(path, official_checkpoint.model, official_checkpoint.categories)
 
 
+@pytest.fixture(scope="session")
+def family_checkpoint(tmp_path_factory, places_batch):
+    """``make(name) -> GeneratedCheckpoint``: a Places365 family member's checkpoint in exactly its
+    official layout, with seeded random weights and BatchNorm statistics calibrated on the real
+    photos (as for :func:`official_checkpoint`). The ResNet18 and WideResNet18 are legacy
+    ``torch.save`` files; the DenseNet161 is written as Python 2.7 + PyTorch 0.2 wrote it, with
+    that PyTorch's dense-layer names (``denselayer1.norm.1.weight``)."""
+    torch = pytest.importorskip("torch")
+    from ppjax.export.torch_densenet import places365_densenet161
+    from ppjax.export.torch_resnet import places365_resnet18, places365_wideresnet18
+    from ppjax.models.places365 import ARCHS, SPECS
+
+    from .py2_checkpoint import Bytes2, write_2017_checkpoint
+
+    ctors = {"places365-resnet18": places365_resnet18, "places365-wideresnet18": places365_wideresnet18, "places365-densenet161": places365_densenet161}
+    made: dict[str, GeneratedCheckpoint] = {}
+
+    def make(name: str) -> GeneratedCheckpoint:
+        if name in made:
+            return made[name]
+        torch.manual_seed(365)
+        model = ctors[name]()
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.momentum = None
+                m.reset_running_stats()
+                torch.nn.init.uniform_(m.weight, 0.5, 1.5)
+                torch.nn.init.uniform_(m.bias, -0.2, 0.2)
+        spec = SPECS[name]
+        x = torch.from_numpy(((places_batch - np.float32(spec.mean)) / np.float32(spec.std)).transpose(0, 3, 1, 2).copy())
+        if spec.fixed_size:
+            x = torch.nn.functional.interpolate(x, size=(spec.fixed_size, spec.fixed_size), mode="bilinear", antialias=True)
+        model.train()
+        with torch.no_grad():
+            model(x)
+            # A classifier whose logits vary from photo to photo, or the comparison proves little.
+            head = model.classifier if hasattr(model, "classifier") else model.fc
+            torch.nn.init.normal_(head.weight, std=0.3)
+            torch.nn.init.zeros_(head.bias)
+        model.eval()
+        arch = ARCHS[name]
+        path = tmp_path_factory.mktemp(arch) / f"{arch}_places365.pth.tar"
+        if arch == "densenet161":
+            import re
+
+            legacy = {re.sub(r"(denselayer\d+\.(?:norm|relu|conv))([12])\.", r"\1.\2.", k): v.numpy() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+            write_2017_checkpoint(path, legacy, extra={"arch": Bytes2(arch.encode())})
+        else:
+            state_dict = {f"module.{k}": v for k, v in model.state_dict().items()}
+            torch.save({"epoch": 90, "arch": arch, "state_dict": state_dict, "best_prec1": 54.0}, path, _use_new_zipfile_serialization=False)
+        made[name] = GeneratedCheckpoint(path, model, shared_path("places365", "categories_places365.txt"))
+        return made[name]
+
+    return make
+
+
 @dataclass
 class LoopbackServer:
     """Serves ``files`` (URL path -> bytes) on 127.0.0.1 with HTTP Range support.

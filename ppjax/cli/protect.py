@@ -30,7 +30,8 @@ def _need_ray() -> None:
 def protect(
     inputs: Annotated[list[Path], typer.Argument(help="Image files or folders (searched recursively; non-images ignored).", show_default=False)],
     out_dir: Annotated[Path, typer.Option("-o", "--out-dir", help="Where protected images go, keeping each input's relative path and stem.")],
-    model: Annotated[str, typer.Option(help=f"Classifier(s) to protect against, comma-separated for an ensemble: {', '.join(store.classifier_names())}.")] = "places365",
+    model: Annotated[str, typer.Option(help=f"Classifier(s) to protect against, comma-separated for an ensemble (an image counts as protected only when every one is fooled): {', '.join(store.classifier_names())}, or the group {', '.join(store.MODEL_GROUPS)}.")] = "places365",
+    ensemble: Annotated[str, typer.Option(help="How an ensemble's objectives join: loss (sum of each model's loss), logits (the loss on the models' mean logits) or probs (on their mean probabilities); the last two need models with the same classes.")] = "loss",
     method: Annotated[Method, typer.Option(help=_METHOD_HELP)] = Method("pgd"),
     objective: Annotated[ObjectiveKind, typer.Option(help="ce (move away from the predicted class), margin (C&W margin), or sensitive (places365: leave all 60 sensitive scenes).")] = ObjectiveKind.CE,
     channel: Annotated[Channel, typer.Option(help="Threat model. social: the photo may be shrunk by the platform (long side 2048 or 1080), re-encoded as JPEG (4:2:0, quality 70-95) and resized by the attacker to 224 (Places365 demo: 256 then centre 224; or directly); the attack averages over draws of that channel and the written file is verified through the real one. exact: the classifier sees the written pixels as they are (the MediaEval 2019 protocol).")] = Channel.SOCIAL,
@@ -65,7 +66,7 @@ def protect(
 
     try:
         config = ProtectConfig(
-            tuple(inputs), out_dir, models=tuple(model.split(",")), method=method, objective=objective, channel=channel,
+            tuple(inputs), out_dir, models=tuple(model.split(",")), ensemble=ensemble, method=method, objective=objective, channel=channel,
             channel_draws=channel_draws, channel_rounds=channel_rounds, eps=eps, steps=steps, margin=margin,
             diversity=diversity, smoothing=smoothing, momentum=momentum,
             seed=seed, format=fmt, jpeg_quality=jpeg_quality, jpeg_rounds=jpeg_rounds, appeal=appeal, penalty=penalty,

@@ -42,11 +42,29 @@ class OnnxClassifier:
         options = ort.SessionOptions()
         options.log_severity_level = 4  # failures reach the caller as exceptions; no log lines of its own
         self.session = ort.InferenceSession(str(self.path), options, providers=providers())
-        self.input = self.session.get_inputs()[0].name
+        pixels = self.session.get_inputs()[0]
+        self.input = pixels.name
+        h, w = pixels.shape[2:4]
+        #: (height, width) of a graph that takes one size only, else None.
+        self.fixed = (h, w) if isinstance(h, int) and isinstance(w, int) else None
 
     def logits(self, x01: np.ndarray) -> np.ndarray:
-        nchw = np.ascontiguousarray(np.asarray(x01, np.float32).transpose(0, 3, 1, 2))
+        x = np.asarray(x01, np.float32)
+        if self.fixed is not None and x.shape[1:3] != self.fixed:
+            x = _pil_resize(x, self.fixed)
+        nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
         return self.session.run(None, {self.input: nchw})[0]
+
+
+def _pil_resize(x01: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(N, H, W, 3) [0, 1] pixels resized to ``size`` = (height, width) by Pillow's bilinear filter on
+    8-bit pixels: what the original demo of a fixed-size network does to a photo (and the JAX port,
+    :func:`ppjax.ops.resample.resize`, reproduces)."""
+    from PIL import Image
+
+    u8 = np.clip(np.floor(x01 * 255.0 + 0.5), 0, 255).astype(np.uint8)
+    out = [np.asarray(Image.fromarray(im).resize((size[1], size[0]), Image.BILINEAR)) for im in u8]
+    return np.stack(out).astype(np.float32) / np.float32(255.0)
 
 
 def make_engines(model, name: str, which: Engines, model_dir: Path) -> dict[str, Callable[[np.ndarray], np.ndarray]]:

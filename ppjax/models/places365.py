@@ -1,8 +1,14 @@
-"""The official Places365-Standard ResNet50 scene classifier and the task's sensitive categories.
+"""The official Places365-Standard scene classifiers and the task's sensitive categories.
+
+The task's model is the ResNet50 (``places365``). Its family from the same CSAIL release, all on
+the same 365 classes, are ``places365-resnet18``, ``places365-wideresnet18`` (CSAIL's own
+``wideresnet.py``: ResNet18 without the stem's max pool) and ``places365-densenet161``; together
+they are the named ensemble ``places365-family``.
 
 Preprocessing follows the MediaEval Pixel Privacy 2019 protocol: pixels in [0, 1], ImageNet
 mean/std normalisation, no resize and no crop (the task's images are 256x256; other sizes work since
-the network pools globally).
+the networks pool globally). The exception is WideResNet18, whose average pool is fixed for 14x14
+maps: like CSAIL's demo, it sees every image resized to 224x224 first.
 """
 
 from __future__ import annotations
@@ -12,9 +18,10 @@ from pathlib import Path
 import jax.numpy as jnp
 
 from ppjax.models import Model, ModelSpec, abstract_shapes, load_classifier, normalised_apply
-from ppjax.models.resnet import ResNet, resnet50
+from ppjax.models.densenet import densenet161
+from ppjax.models.resnet import ResNet, resnet18, resnet50
 
-__all__ = ["SPEC", "SENSITIVE_CATEGORIES", "parse_categories", "build", "expected_shapes", "make_apply", "load"]
+__all__ = ["SPEC", "SPECS", "ARCHS", "SENSITIVE_CATEGORIES", "parse_categories", "build", "expected_shapes", "make_apply", "load"]
 
 SPEC = ModelSpec(
     name="places365",
@@ -24,6 +31,18 @@ SPEC = ModelSpec(
     mean=(0.485, 0.456, 0.406),
     std=(0.229, 0.224, 0.225),
 )
+
+_MEAN, _STD = SPEC.mean, SPEC.std
+SPECS = {
+    "places365": SPEC,
+    "places365-resnet18": ModelSpec("places365-resnet18", "Places365-Standard ResNet18 (official CSAIL checkpoint), 365 scene classes", 365, 256, _MEAN, _STD),
+    "places365-wideresnet18": ModelSpec(
+        "places365-wideresnet18", "Places365-Standard WideResNet18 (official CSAIL checkpoint), 365 scene classes", 365, 224, _MEAN, _STD, fixed_size=224
+    ),
+    "places365-densenet161": ModelSpec("places365-densenet161", "Places365-Standard DenseNet161 (official CSAIL checkpoint), 365 scene classes", 365, 256, _MEAN, _STD),
+}
+#: Model name -> the ``arch`` its official checkpoint names.
+ARCHS = {"places365": "resnet50", "places365-resnet18": "resnet18", "places365-wideresnet18": "wideresnet18", "places365-densenet161": "densenet161"}
 
 #: The 60 privacy-sensitive Places365 categories of the MediaEval 2018/2019 Pixel Privacy task
 #: (MEPP18senscats.txt), as class name -> Places365 index.
@@ -76,22 +95,47 @@ def parse_categories(text: str) -> tuple[str, ...]:
     return tuple(names[i] for i in range(SPEC.num_classes))
 
 
-def build(dtype=jnp.float32) -> ResNet:
-    """The Flax module; ``dtype`` is the compute dtype (parameters stay float32)."""
-    return resnet50(SPEC.num_classes, dtype=dtype)
+def build(dtype=jnp.float32, name: str = "places365"):
+    """The Flax module of ``name`` (a key of :data:`SPECS`); ``dtype`` is the compute dtype
+    (parameters stay float32)."""
+    n = SPECS[name].num_classes
+    arch = ARCHS[name]
+    if arch == "resnet50":
+        return resnet50(n, dtype=dtype)
+    if arch == "densenet161":
+        return densenet161(n, dtype=dtype)
+    return resnet18(n, dtype=dtype, maxpool=arch == "resnet18")
 
 
-def expected_shapes() -> dict[str, tuple[int, ...]]:
+def expected_shapes(name: str = "places365") -> dict[str, tuple[int, ...]]:
     """Flat variable key -> shape, computed abstractly (no weights allocated)."""
-    return abstract_shapes(build(), SPEC.native_size)
+    return abstract_shapes(build(name=name), SPECS[name].native_size)
 
 
-def make_apply(module: ResNet):
-    """Pure ``apply(variables, x01) -> logits`` with the ImageNet normalisation inside."""
-    return normalised_apply(module, SPEC)
+def make_apply(module: ResNet, name: str = "places365"):
+    """Pure ``apply(variables, x01) -> logits`` with the model's preprocessing inside."""
+    return normalised_apply(module, SPECS[name])
 
 
-def load(model_dir: str | Path, dtype=jnp.float32) -> Model:
+def load(model_dir: str | Path, dtype=jnp.float32, name: str = "places365") -> Model:
     """Load the converted model from a store folder (``weights.safetensors`` + ``labels.txt``)."""
     labels = parse_categories((Path(model_dir) / "labels.txt").read_text(encoding="utf-8"))
-    return load_classifier(model_dir, SPEC, build(dtype), labels, SENSITIVE_CATEGORIES.values())
+    return load_classifier(model_dir, SPECS[name], build(dtype, name), labels, SENSITIVE_CATEGORIES.values())
+
+
+def load_resnet18(model_dir: str | Path, dtype=jnp.float32) -> Model:
+    return load(model_dir, dtype, "places365-resnet18")
+
+
+def load_wideresnet18(model_dir: str | Path, dtype=jnp.float32) -> Model:
+    return load(model_dir, dtype, "places365-wideresnet18")
+
+
+def load_densenet161(model_dir: str | Path, dtype=jnp.float32) -> Model:
+    return load(model_dir, dtype, "places365-densenet161")
+
+
+# The store names each member's spec by "module:attribute".
+SPECS_RESNET18 = SPECS["places365-resnet18"]
+SPECS_WIDERESNET18 = SPECS["places365-wideresnet18"]
+SPECS_DENSENET161 = SPECS["places365-densenet161"]

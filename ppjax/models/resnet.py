@@ -1,9 +1,11 @@
-"""ResNet50 in Flax, parameter tree mirroring torchvision's state_dict names.
+"""ResNet50, ResNet18 and the Places365 WideResNet18 in Flax, parameter tree mirroring torchvision's state_dict names.
 
 ``layer1.0.conv1.weight`` in PyTorch is ``params/layer1/0/conv1/kernel`` here, ``bn1.running_mean``
 is ``batch_stats/bn1/mean``; see :mod:`ppjax.export.torch_to_flax` for the full rule. The stride of
 each bottleneck sits on its 3x3 convolution (torchvision's layout, which the official Places365
 checkpoint was trained with). BatchNorm always uses its running statistics: ppjax never trains.
+ResNet18 uses basic blocks (two 3x3 convolutions); the Places365 "WideResNet18" is ResNet18 without
+the stem's max pool, so its feature maps are twice as wide and high (CSAIL's ``wideresnet.py``).
 
 Inputs are *normalised* NHWC float arrays; pixel-space wrappers live in :mod:`ppjax.models`.
 """
@@ -73,6 +75,29 @@ class Bottleneck(nn.Module):
         return nn.relu(out + identity)
 
 
+class BasicBlock(nn.Module):
+    """torchvision's (and CSAIL's ``wideresnet.py``) basic block: two 3x3 convolutions, stride on the first."""
+
+    planes: int
+    stride: int = 1
+    downsample: bool = False
+    fused: bool = False
+    dtype: Any = jnp.float32
+
+    expansion = 1
+
+    @nn.compact
+    def __call__(self, x):
+        f, dt = self.fused, self.dtype
+        out = nn.relu(_conv_bn(x, self.planes, 3, self.stride, "conv1", "bn1", f, dt))
+        out = _conv_bn(out, self.planes, 3, 1, "conv2", "bn2", f, dt)
+        identity = Downsample(self.planes, self.stride, f, dt, name="downsample")(x) if self.downsample else x
+        return nn.relu(out + identity)
+
+
+BLOCKS = {"bottleneck": Bottleneck, "basic": BasicBlock}
+
+
 class ResLayer(nn.Module):
     """One of torchvision's ``layerN`` Sequentials; blocks are named ``0``, ``1``, ..."""
 
@@ -81,18 +106,21 @@ class ResLayer(nn.Module):
     stride: int
     fused: bool = False
     dtype: Any = jnp.float32
+    block: str = "bottleneck"
 
     @nn.compact
     def __call__(self, x):
-        needs_projection = self.stride != 1 or x.shape[-1] != self.planes * Bottleneck.expansion
-        x = Bottleneck(self.planes, self.stride, needs_projection, self.fused, self.dtype, name="0")(x)
+        block = BLOCKS[self.block]
+        needs_projection = self.stride != 1 or x.shape[-1] != self.planes * block.expansion
+        x = block(self.planes, self.stride, needs_projection, self.fused, self.dtype, name="0")(x)
         for i in range(1, self.blocks):
-            x = Bottleneck(self.planes, 1, False, self.fused, self.dtype, name=str(i))(x)
+            x = block(self.planes, 1, False, self.fused, self.dtype, name=str(i))(x)
         return x
 
 
 class ResNet(nn.Module):
-    """torchvision ResNet with bottleneck blocks.
+    """torchvision ResNet with ``block`` blocks (``bottleneck`` or ``basic``); ``maxpool`` False drops
+    the stem's max pool (the Places365 WideResNet18).
 
     Call with normalised NHWC input of shape (N, H, W, 3); returns float32 logits (N, num_classes).
     Stage outputs are sown into the ``intermediates`` collection (``stem_out``, ``layer1_out``..``layer4_out``,
@@ -103,16 +131,19 @@ class ResNet(nn.Module):
     stage_sizes: Sequence[int] = (3, 4, 6, 3)
     fused: bool = False
     dtype: Any = jnp.float32
+    block: str = "bottleneck"
+    maxpool: bool = True
 
     @nn.compact
     def __call__(self, x):
         x = x.astype(self.dtype)
         x = nn.relu(_conv_bn(x, 64, 7, 2, "conv1", "bn1", self.fused, self.dtype))
-        x = max_pool_3x3_s2(x)
+        if self.maxpool:
+            x = max_pool_3x3_s2(x)
         self.sow("intermediates", "stem_out", x)
         for i, blocks in enumerate(self.stage_sizes):
             name = f"layer{i + 1}"
-            x = ResLayer(64 * 2**i, blocks, 1 if i == 0 else 2, self.fused, self.dtype, name=name)(x)
+            x = ResLayer(64 * 2**i, blocks, 1 if i == 0 else 2, self.fused, self.dtype, self.block, name=name)(x)
             self.sow("intermediates", f"{name}_out", x)
         x = jnp.mean(x, axis=(1, 2))
         self.sow("intermediates", "pooled", x)
@@ -122,6 +153,11 @@ class ResNet(nn.Module):
 
 def resnet50(num_classes: int, fused: bool = False, dtype: Any = jnp.float32) -> ResNet:
     return ResNet(num_classes=num_classes, stage_sizes=(3, 4, 6, 3), fused=fused, dtype=dtype)
+
+
+def resnet18(num_classes: int, fused: bool = False, dtype: Any = jnp.float32, maxpool: bool = True) -> ResNet:
+    """ResNet18; ``maxpool=False`` is the Places365 WideResNet18."""
+    return ResNet(num_classes=num_classes, stage_sizes=(2, 2, 2, 2), fused=fused, dtype=dtype, block="basic", maxpool=maxpool)
 
 
 def fuse_batchnorm(variables: dict) -> dict:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ppjax import attacks
+from ppjax.store.registry import MODEL_GROUPS
 
 __all__ = ["Backend", "Channel", "Method", "ObjectiveKind", "OutputFormat", "Penalty", "ProtectConfig"]
 
@@ -76,6 +77,8 @@ class ProtectConfig:
     inputs: tuple[Path, ...]
     out_dir: Path
     models: tuple[str, ...] = ("places365",)
+    #: How an ensemble's members join into one objective: one of :data:`ppjax.attacks.FUSIONS`.
+    ensemble: str = "loss"
     method: Method = Method("pgd")
     objective: ObjectiveKind = ObjectiveKind.CE
     channel: Channel = Channel.SOCIAL
@@ -116,7 +119,7 @@ class ProtectConfig:
     def __post_init__(self):
         set_ = object.__setattr__
         set_(self, "inputs", tuple(Path(p) for p in self.inputs))
-        set_(self, "models", tuple(m.strip() for m in self.models if m.strip()))
+        set_(self, "models", expand_models(self.models))
         for name, kind in (("method", Method), ("objective", ObjectiveKind), ("format", OutputFormat), ("channel", Channel), ("backend", Backend)):
             set_(self, name, _member(kind, getattr(self, name), name))
         if self.penalty is not None:
@@ -127,8 +130,10 @@ class ProtectConfig:
             raise ValueError("--model names no model")
         if self.method.value in attacks.NEEDS_APPEAL and self.appeal <= 0:
             raise ValueError(f"--method {self.method.value} needs --appeal > 0 (it steers by NIMA's gradient)")
-        if self.objective is ObjectiveKind.SENSITIVE and self.models != ("places365",):
-            raise ValueError("--objective sensitive needs --model places365 (its 60 sensitive scenes)")
+        if self.objective is ObjectiveKind.SENSITIVE and not set(self.models) <= set(MODEL_GROUPS["places365-family"]):
+            raise ValueError("--objective sensitive needs Places365 models (places365, places365-family or its members: their 60 sensitive scenes)")
+        if self.ensemble not in attacks.FUSIONS:
+            raise ValueError(f"--ensemble must be one of {', '.join(attacks.FUSIONS)}, not {self.ensemble!r}")
         for name, low in (("eps", 0.0), ("appeal", 0.0), ("penalty_weight", 0.0)):
             if getattr(self, name) < low:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least {low:g}")
@@ -162,6 +167,17 @@ class ProtectConfig:
             raise ValueError(f"--shard-index must be in 0..{(self.num_shards or 1) - 1}")
         if not 1 <= self.jpeg_quality <= 100 or self.jpeg_rounds < 0:
             raise ValueError("--jpeg-quality must be in 1..100 and --jpeg-rounds at least 0")
+
+
+def expand_models(names) -> tuple[str, ...]:
+    """Model names with each named group (:data:`MODEL_GROUPS`) replaced by its members, each once,
+    in the order given."""
+    out: list[str] = []
+    for name in (n.strip() for n in names):
+        for member in MODEL_GROUPS.get(name, (name,) if name else ()):
+            if member not in out:
+                out.append(member)
+    return tuple(out)
 
 
 def _transfer(config: "ProtectConfig") -> attacks.Transfer:

@@ -119,6 +119,8 @@ def run_settings(config: ProtectConfig, protector: Protector) -> dict:
         "jpeg_rounds": config.jpeg_rounds, "appeal": config.appeal, "penalty": config.penalty and config.penalty.value,
         "penalty_weight": config.penalty_weight, "batch_size": config.batch_size, "early_stop": config.early_stop,
         "options": dict(protector.options),
+        # Only when not the default, so that manifests written before the option keep their fingerprint.
+        **({"ensemble": config.ensemble} if config.ensemble != "loss" else {}),
     }  # fmt: skip
 
 
@@ -131,7 +133,7 @@ def build_protector(config: ProtectConfig, load: Callable[[str], object]) -> Pro
             obj = attacks.away_from_group(sorted(m.sensitive), m.spec.num_classes)
         else:
             obj = attacks.margin() if config.objective is ObjectiveKind.MARGIN else attacks.cross_entropy()
-        targets.append(attacks.Target(m.apply, m.variables, obj))
+        targets.append(attacks.Target(m.apply, m.variables, obj, config.ensemble))
     terms = []
     if config.appeal > 0:
         nima = load("nima")

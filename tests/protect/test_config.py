@@ -23,7 +23,7 @@ def test_defaults_and_coercion():
     [
         ({"method": "pgdd"}, "--method must be one of fgsm, bim, pgd"),
         ({"method": "coupled", "appeal": 0.0}, "--method coupled needs --appeal > 0"),
-        ({"objective": "sensitive", "models": ("efficientnet-lite0",)}, "--objective sensitive needs --model places365"),
+        ({"objective": "sensitive", "models": ("efficientnet-lite0",)}, "--objective sensitive needs Places365 models"),
         ({"models": ("", " ")}, "--model names no model"),
         ({"eps": -1.0}, "--eps must be at least 0"),
         ({"steps": 0}, "--steps must be at least 1"),
@@ -41,4 +41,4 @@ def test_cli_choices_come_from_the_enums(tmp_path):
     text = " ".join(line.strip("│ ") for line in result.output.splitlines())
     assert result.exit_code == 2 and "Invalid value for '--method'" in text and "'pgdd' is not one of" in text
     result = CliRunner().invoke(app, ["protect", "-o", str(tmp_path / "o"), "--objective", "sensitive", "--model", "efficientnet-lite0", str(tmp_path)])
-    assert result.exit_code == 2 and "--objective sensitive needs --model places365" in result.stderr
+    assert result.exit_code == 2 and "--objective sensitive needs Places365 models" in result.stderr
