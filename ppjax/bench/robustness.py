@@ -44,7 +44,7 @@ from ppjax.io import ImageReadError, read_image
 from ppjax.io.real_channel import apply_real
 from ppjax.ops.channel import EXACT_VIEW_MAX_SIDE, Variant, panel
 
-__all__ = ["COLUMNS", "SETTINGS", "TIMING_SIZES", "run_robustness_bench", "run_timing"]
+__all__ = ["ATTACK_OPTIONS", "COLUMNS", "SETTINGS", "TIMING_SIZES", "run_robustness_bench", "run_timing"]
 
 #: Timing sizes (width, height): the task's images, the shared full-resolution photos, 12 MP.
 TIMING_SIZES = ((256, 256), (2560, 1600), (4032, 3024))
@@ -78,23 +78,36 @@ class _Judged:
     psnr: list[float]
 
 
-def _protector(setting: str, model, eps: float, steps: int):
+#: The attack options a run may set for its exact and social settings (None or absent: `ppjax
+#: protect`'s defaults): margin, the transfer parts and the ensemble's fusion.
+ATTACK_OPTIONS = ("margin", "diversity", "smoothing", "momentum", "ensemble")
+
+
+def _protector(setting: str, models, eps: float, steps: int, attack: dict | None = None):
+    """The protector of ``setting`` against ``models`` (one or an ensemble); ``attack`` overrides
+    `ppjax protect`'s defaults (see :data:`ATTACK_OPTIONS`) for the exact and social settings."""
     from ppjax import attacks
     from ppjax.protect import Protector
-
-    target = [attacks.Target(model.apply, model.variables, attacks.cross_entropy())]
-    if setting == "plain PGD":
-        return Protector(target, method="pgd", eps=eps, steps=steps, early_stop=False, lattice_steps=0, margin=0.0, options={"step_size": 1.0})
     from ppjax.protect.config import TRANSFER_DEFAULTS, ProtectConfig
 
-    # `ppjax protect`'s defaults: its margin and transfer parts.
-    margin = ProtectConfig.__dataclass_fields__["margin"].default
-    transfer = attacks.Transfer(**TRANSFER_DEFAULTS)
-    return Protector(target, method="pgd", eps=eps, steps=steps, channel="exact" if setting == "exact" else "social", margin=margin, transfer=transfer)
+    attack = {k: v for k, v in (attack or {}).items() if v is not None}
+    unknown = set(attack) - set(ATTACK_OPTIONS)
+    if unknown:
+        raise ValueError(f"unknown attack options: {sorted(unknown)}")
+    models = models if isinstance(models, (list, tuple)) else [models]
+    fusion = attack.get("ensemble", "loss")
+    targets = [attacks.Target(m.apply, m.variables, attacks.cross_entropy(), fusion) for m in models]
+    if setting == "plain PGD":
+        return Protector(targets, method="pgd", eps=eps, steps=steps, early_stop=False, lattice_steps=0, margin=0.0, options={"step_size": 1.0})
+    margin = attack.get("margin", ProtectConfig.__dataclass_fields__["margin"].default)
+    transfer = attacks.Transfer(**{k: attack.get(k, default) for k, default in TRANSFER_DEFAULTS.items()})
+    return Protector(targets, method="pgd", eps=eps, steps=steps, channel="exact" if setting == "exact" else "social", margin=margin, transfer=transfer)
 
 
-def _judge(judge: Callable[[np.ndarray], np.ndarray], pairs: Sequence[tuple[Path, Path]]) -> dict[str, list[bool]]:
-    """Per column, per (original, protected) pair: protected on every variant of the column."""
+def _judge(judge, pairs: Sequence[tuple[Path, Path]]) -> dict[str, list[bool]]:
+    """Per column, per (original, protected) pair: protected on every variant of the column, by
+    ``judge(x01) -> logits`` or, for an ensemble, by every judge of a sequence of them."""
+    judges = list(judge) if isinstance(judge, (list, tuple)) else [judge]
     out = {name: [] for name in COLUMNS}
     cache: dict = {}
     for original, protected in pairs:
@@ -103,18 +116,19 @@ def _judge(judge: Callable[[np.ndarray], np.ndarray], pairs: Sequence[tuple[Path
         for name, variants_of in COLUMNS.items():
             ok = True
             for v in variants_of(h, w):
-                key = (original, v)
-                if key not in cache:
-                    cache[key] = int(np.argmax(judge(apply_real(a, v)[None] / np.float32(255.0))[0]))
-                seen = int(np.argmax(judge(apply_real(b, v)[None] / np.float32(255.0))[0]))
-                ok = ok and seen != cache[key]
+                va, vb = apply_real(a, v)[None] / np.float32(255.0), apply_real(b, v)[None] / np.float32(255.0)
+                for j, fn in enumerate(judges):
+                    key = (original, v, j)
+                    if key not in cache:
+                        cache[key] = int(np.argmax(fn(va)[0]))
+                    ok = ok and int(np.argmax(fn(vb)[0])) != cache[key]
             out[name].append(ok)
     return out
 
 
 def run_robustness_bench(
     model,
-    judge: Callable[[np.ndarray], np.ndarray],
+    judge,
     photos: Sequence[Path],
     *,
     eps: float = 4.0,
@@ -122,12 +136,16 @@ def run_robustness_bench(
     settings: Sequence[str] = SETTINGS,
     log: Callable[[str], None] = print,
     judges: dict[str, Callable[[np.ndarray], np.ndarray]] | None = None,
+    attack: dict | None = None,
 ) -> dict:
-    """Protect ``photos`` each way of ``settings`` against ``model`` (a loaded classifier) and judge
-    the written files with ``judge(x01) -> logits`` through each column's real variants.
+    """Protect ``photos`` each way of ``settings`` against ``model`` (a loaded classifier, or a
+    list of them: an ensemble) and judge the written files with ``judge(x01) -> logits`` (a list,
+    one per member: protected when every member is fooled) through each column's real variants.
+    ``attack`` overrides `ppjax protect`'s defaults (:data:`ATTACK_OPTIONS`).
 
     Returns ``{"rows": [{setting, images, seconds, psnr, <column>: protected share}], ...}`` with
-    shares in [0, 1] and mean PSNR in dB. Unreadable photos are skipped (and logged).
+    shares in [0, 1] and mean PSNR in dB; each row's ``per_photo`` holds the verdicts behind the
+    shares (photo by photo, per column), so that a subset can be compared with another run. Unreadable photos are skipped (and logged).
 
     ``judges``: held-out classifiers (name -> logits), never attacked: each row also holds
     ``held_out[name][column]``, the share protected against that judge (against its own top-1 on
@@ -145,7 +163,7 @@ def run_robustness_bench(
     rows = []
     with tempfile.TemporaryDirectory(prefix="ppjax-bench-robustness-") as tmp:
         for setting in settings:
-            protector = _protector(setting, model, eps, steps)
+            protector = _protector(setting, model, eps, steps, attack)
             jobs = [(p, Path(tmp) / setting.replace(" ", "-") / f"{n:05d}.png") for n, p in enumerate(readable)]
             start = time.perf_counter()
             results = protect_files(protector, jobs, progress=None)
@@ -159,13 +177,19 @@ def run_robustness_bench(
             row["psnr"] = float(np.mean([r.psnr for r in results if r.protected is not None and np.isfinite(r.psnr)]))
             row.update({name: float(np.mean(v)) if v else float("nan") for name, v in judged.items()})
             log(f"{setting}: " + ", ".join(f"{k} {row[k]:.1%}" for k in COLUMNS) + f", PSNR {row['psnr']:.2f} dB, {seconds:.0f} s")
-            row["held_out"] = {}
+            row["held_out"], row["per_photo"] = {}, {
+                "source": [str(a) for a, _ in written], "psnr": [float(r.psnr) for r in results if r.protected is not None],
+                "protected": judged, "held_out": {},
+            }  # fmt: skip
             for name, fn in (judges or {}).items():
-                shares = {col: float(np.mean(v)) if v else float("nan") for col, v in _judge(fn, written).items()}
+                verdicts = _judge(fn, written)
+                shares = {col: float(np.mean(v)) if v else float("nan") for col, v in verdicts.items()}
                 row["held_out"][name] = shares
+                row["per_photo"]["held_out"][name] = verdicts
                 log(f"{setting}, judged by held-out {name}: " + ", ".join(f"{k} {shares[k]:.1%}" for k in COLUMNS))
             rows.append(row)
-    return {"rows": rows, "columns": list(COLUMNS), "eps_255": eps, "steps": steps, "photos": len(readable), "judges": list(judges or {})}
+    attack = {k: v for k, v in (attack or {}).items() if v is not None}
+    return {"rows": rows, "columns": list(COLUMNS), "eps_255": eps, "steps": steps, "photos": len(readable), "judges": list(judges or {}), "attack": attack}
 
 
 def _timing_photo(source: Path, size: tuple[int, int], dst: Path) -> Path:

