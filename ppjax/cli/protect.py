@@ -86,7 +86,10 @@ def protect(
             out.print("no image files in this shard; nothing to do")
             return
         raise fail("no image files found in the given paths", 2)
-    protector = protection.build_protector(config, load_or_fetch)  # may fetch models: before the bar
+    try:
+        protector = protection.build_protector(config, load_or_fetch)  # may fetch models: before the bar
+    except ValueError as e:
+        raise fail(str(e), 2) from None
     # This process is one run: its compiled programs persist in the store, so that the next run on
     # photos of the same sizes skips compiling.
     store.use_jit_cache()

@@ -126,9 +126,12 @@ def run_settings(config: ProtectConfig, protector: Protector) -> dict:
 
 def build_protector(config: ProtectConfig, load: Callable[[str], object]) -> Protector:
     """The protector ``config`` describes; ``load(name)`` returns an installed model by name."""
-    targets = []
+    targets, classes = [], set()
     for name in config.models:
         m = load(name)
+        classes.add(m.spec.num_classes)
+        if config.ensemble != "loss" and len(classes) > 1:
+            raise ValueError(f"--ensemble {config.ensemble} needs models with the same classes; {', '.join(config.models)} differ (use --ensemble loss)")
         if config.objective is ObjectiveKind.SENSITIVE:
             obj = attacks.away_from_group(sorted(m.sensitive), m.spec.num_classes)
         else:

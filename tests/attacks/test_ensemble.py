@@ -72,3 +72,19 @@ def test_a_fused_ensemble_is_protected_against_each_member_within_budget(fusion)
         seen = np.asarray(jnp.argmax(module.apply(v, jnp.asarray(out)), -1))
         assert ((seen != np.asarray(y)) | ~np.asarray(ok)).all()  # "protected" means every member moved
     assert np.asarray(ok).mean() >= 0.75
+
+
+def test_protect_refuses_to_fuse_models_with_other_classes(tmp_path):
+    from ppjax.models import Model, ModelSpec
+    from ppjax.protect import build_protector
+    from ppjax.protect.config import ProtectConfig
+
+    def load(name):
+        n = {"efficientnet-lite0": 1000, "places365": 365}[name]
+        spec = ModelSpec(name, "", n, 32, (0.0,) * 3, (1.0,) * 3)
+        return Model(spec, lambda v, x: jnp.zeros((x.shape[0], n)), (), tuple(map(str, range(n))))
+
+    config = ProtectConfig((tmp_path,), tmp_path / "out", models=("efficientnet-lite0", "places365"), ensemble="logits", channel="exact")
+    with pytest.raises(ValueError, match="same classes"):
+        build_protector(config, load)
+    assert build_protector(ProtectConfig((tmp_path,), tmp_path / "out", models=("efficientnet-lite0", "places365"), channel="exact"), load).targets
