@@ -107,14 +107,12 @@ def test_bench_scale_refuses_bad_device_counts(tmp_path):
 @pytest.mark.slow
 def test_bench_ensemble_prints_members_sum_and_ensemble(tmp_path):
     """The cost figure of an ensemble: each member's step, their sum, the ensemble's, the ratio."""
-    import json
-
     report = tmp_path / "ens.json"
-    args = ["bench", "ensemble", "--model", "efficientnet-lite0,efficientnet-lite1", "--random-weights", "--size", "48", "--batch", "1", "--repeats", "2", "--json", str(report)]
+    args = ["bench", "ensemble", "--model", "places365-resnet18,places365", "--random-weights", "--size", "48", "--batch", "1", "--repeats", "2", "--json", str(report)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     figures = json.loads(report.read_text())
-    assert [r["model"] for r in figures["rows"]] == ["efficientnet-lite0", "efficientnet-lite1"]
+    assert [r["model"] for r in figures["rows"]] == ["places365-resnet18", "places365"]
     assert figures["members_seconds"] == pytest.approx(sum(r["seconds"] for r in figures["rows"]))
     assert figures["ratio"] == pytest.approx(figures["ensemble_seconds"] / figures["members_seconds"])
     assert figures["random_weights"] and "random weights" in result.stdout and "sum of the members" in result.stdout
