@@ -104,6 +104,19 @@ def _protector(setting: str, models, eps: float, steps: int, attack: dict | None
     return Protector(targets, method="pgd", eps=eps, steps=steps, channel="exact" if setting == "exact" else "social", margin=margin, transfer=transfer)
 
 
+def _progress(setting: str, total: int, start: float, log: Callable[[str], None]) -> Callable[[int], None]:
+    """A progress callback that logs about every tenth of the photos, with the time so far (the
+    first line also shows how long compiling took)."""
+    step, seen = max(1, total // 10), [0]
+
+    def report(done: int) -> None:
+        if done // step > seen[0] // step or (done == total and seen[0] < total):
+            log(f"{setting}: {done}/{total} photos protected, {time.perf_counter() - start:.0f} s")
+        seen[0] = done
+
+    return report
+
+
 def _judge(judge, pairs: Sequence[tuple[Path, Path]]) -> dict[str, list[bool]]:
     """Per column, per (original, protected) pair: protected on every variant of the column, by
     ``judge(x01) -> logits`` or, for an ensemble, by every judge of a sequence of them."""
@@ -166,7 +179,7 @@ def run_robustness_bench(
             protector = _protector(setting, model, eps, steps, attack)
             jobs = [(p, Path(tmp) / setting.replace(" ", "-") / f"{n:05d}.png") for n, p in enumerate(readable)]
             start = time.perf_counter()
-            results = protect_files(protector, jobs, progress=None)
+            results = protect_files(protector, jobs, progress=_progress(setting, len(jobs), start, log))
             seconds = time.perf_counter() - start
             written = [(r.source, r.output) for r in results if r.protected is not None]
             for r in results:
