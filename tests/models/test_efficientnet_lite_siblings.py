@@ -68,7 +68,9 @@ def test_onnx_graph_comes_from_pytorch_and_agrees(sibling, imagenet_photos):  # 
 
 @pytest.mark.slow
 def test_top1_on_300_real_photos(sibling, imagenet_photos):  # noqa: F811
-    _, model, _ = sibling
+    variant, model, _ = sibling
+    if variant != "efficientnet-lite1":
+        pytest.skip("one sibling's accuracy on the 300 photos is enough; the others match PyTorch above")
     x, labels = imagenet_photos
     fn = jax.jit(model.apply)
     logits = np.concatenate([np.asarray(fn(model.variables, jnp.asarray(x[i : i + 50, 8:248, 8:248]))) for i in range(0, len(x), 50)])
