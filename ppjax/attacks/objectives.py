@@ -3,8 +3,9 @@
 A :class:`Target` pairs a classifier's ``apply(variables, x01) -> logits`` with an
 :class:`Objective`: the per-image quantity to *maximise* and the ``lead`` that says whether an image
 is protected. Several targets (an ensemble) join their objectives as their ``fusion`` says (see
-:data:`FUSIONS`); an image counts as protected only when every target is fooled. A :class:`Term` is a quantity of the image itself (appeal, perceptual
-penalties) added to any objective with a weight. Pixels are float32 (N, H, W, 3) in [0, 1].
+:data:`FUSIONS`); an image counts as protected only when every target is fooled. A :class:`Term` is
+a quantity of the image itself (appeal, perceptual penalties) added to any objective with a weight.
+Pixels are float32 (N, H, W, 3) in [0, 1].
 """
 
 from __future__ import annotations

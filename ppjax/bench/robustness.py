@@ -129,12 +129,11 @@ def _judge(judge, pairs: Sequence[tuple[Path, Path]]) -> dict[str, list[bool]]:
         for name, variants_of in COLUMNS.items():
             ok = True
             for v in variants_of(h, w):
-                va, vb = apply_real(a, v)[None] / np.float32(255.0), apply_real(b, v)[None] / np.float32(255.0)
-                for j, fn in enumerate(judges):
-                    key = (original, v, j)
-                    if key not in cache:
-                        cache[key] = int(np.argmax(fn(va)[0]))
-                    ok = ok and int(np.argmax(fn(vb)[0])) != cache[key]
+                if (original, v) not in cache:  # the original through this variant, once per photo
+                    va = apply_real(a, v)[None] / np.float32(255.0)
+                    cache[original, v] = [int(np.argmax(fn(va)[0])) for fn in judges]
+                vb = apply_real(b, v)[None] / np.float32(255.0)
+                ok = ok and all(int(np.argmax(fn(vb)[0])) != seen for fn, seen in zip(judges, cache[original, v]))
             out[name].append(ok)
     return out
 
