@@ -3,7 +3,8 @@
 * :mod:`.objectives`: what to maximise against each classifier (:class:`Target`, :class:`Objective`)
   and on the image itself (:class:`Term`: appeal, perceptual penalties);
 * :mod:`.steps`: step rules as optax ``GradientTransformation`` s (sign, momentum sign, L2, masked);
-* :mod:`.projections`: back into the budget (L-infinity or L2 ball) and the [0, 1] box;
+* :mod:`.projections`: back into the budget (L-infinity or L2 ball, with an optional PSNR floor)
+  and the [0, 1] box;
 * :mod:`.loop`: :func:`iterate`, the one loop, with per-image early stop;
 * :mod:`.methods`: the eight methods as rows of parts (:data:`METHODS`) and :func:`build`;
   C&W (:mod:`.cw`) and P-FGSM (:mod:`.pfgsm`) have loops of their own.
@@ -31,7 +32,7 @@ from ppjax.attacks.objectives import (
     variables_of,
     weighted_terms,
 )
-from ppjax.attacks.projections import Projection, l2_ball, linf_ball, per_image_keys
+from ppjax.attacks.projections import Projection, l2_ball, linf_ball, per_image_keys, psnr_radius, with_psnr_floor
 from ppjax.attacks.steps import l2_step, masked_sign_step, momentum_sign_step, sign_step
 from ppjax.attacks.transfer import Transfer, diverse_inputs, smooth_gradient
 
@@ -41,6 +42,6 @@ __all__ = [
     "COMMON_OPTIONS", "METHODS", "NEEDS_APPEAL", "Method", "build", "options_of",
     "FUSIONS", "Objective", "Target", "Term", "appeal", "fuse", "away_from_group", "bind", "cross_entropy", "margin",
     "objective_and_lead", "perceptual", "toward_class", "variables_of", "weighted_terms",
-    "Projection", "l2_ball", "linf_ball", "per_image_keys",
+    "Projection", "l2_ball", "linf_ball", "per_image_keys", "psnr_radius", "with_psnr_floor",
     "l2_step", "masked_sign_step", "momentum_sign_step", "sign_step",
 ]  # fmt: skip

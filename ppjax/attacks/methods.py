@@ -18,7 +18,7 @@ from ppjax.attacks.cw import build_cw
 from ppjax.attacks.loop import iterate
 from ppjax.attacks.objectives import Target, Term
 from ppjax.attacks.pfgsm import build_pfgsm
-from ppjax.attacks.projections import l2_ball, linf_ball
+from ppjax.attacks.projections import l2_ball, linf_ball, with_psnr_floor
 from ppjax.attacks.steps import l2_step, masked_sign_step, momentum_sign_step, sign_step
 from ppjax.attacks.transfer import Transfer
 
@@ -119,13 +119,17 @@ def build(
     stop_margin: float = 0.0,
     channel: Callable | None = None,
     transfer: Transfer | None = None,
+    min_psnr: float | None = None,
     **options,
 ) -> Callable:
     """The attack ``method`` against ``targets``: ``attack(key, x01, labels) -> x01_adv`` (see
     :mod:`ppjax.attacks.loop`). ``steps`` None takes the method's default. ``channel`` (see
     :func:`ppjax.attacks.iterate`) puts the classifiers behind the channel's draws, and
     ``transfer`` adds the parts of :mod:`ppjax.attacks.transfer`; the methods with loops of their
-    own (cw, pfgsm) take neither."""
+    own (cw, pfgsm) take neither. ``min_psnr`` (dB) keeps every step of the methods built on the
+    common loop at that PSNR or above (:func:`ppjax.attacks.with_psnr_floor`); the methods with
+    loops of their own ignore it, and the caller's rounding to the lattice must enforce it (as
+    :class:`ppjax.protect.Protector` does for every method)."""
     m = _method(method)
     unknown = sorted(set(options) - set(m.options))
     if unknown:
@@ -145,7 +149,7 @@ def build(
     if ball not in ("linf", "l2"):
         raise ValueError(f"norm must be 'linf' or 'l2', got {ball!r}")
     return iterate(
-        targets, m.rule(opts), linf_ball(eps) if ball == "linf" else l2_ball(eps),
+        targets, m.rule(opts), with_psnr_floor(linf_ball(eps) if ball == "linf" else l2_ball(eps), min_psnr),
         steps=steps, step_size=m.step_size(eps, steps, opts), random_start=m.random_start,
         early_stop=early_stop if m.early_stop is None else m.early_stop, stop_margin=stop_margin,
         terms=terms, combine=m.combine, channel=channel, transfer=transfer if transfer is not None and transfer.active else None,

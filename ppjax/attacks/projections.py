@@ -1,6 +1,7 @@
 """Projections back into the budget around the original (and the [0, 1] box), with random starts.
 
-Radii are in 1/255 pixel units: ``linf_ball(4)`` allows a change of 4/255 per pixel value.
+Radii are in 1/255 pixel units: ``linf_ball(4)`` allows a change of 4/255 per pixel value. A PSNR
+floor (:func:`with_psnr_floor`) is in dB, for pixel values in [0, 1].
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-__all__ = ["Projection", "linf_ball", "l2_ball", "per_image_keys"]
+__all__ = ["Projection", "linf_ball", "l2_ball", "per_image_keys", "psnr_radius", "with_psnr_floor"]
 
 _PER_IMAGE = (1, 2, 3)
 
@@ -65,3 +67,25 @@ def l2_ball(eps: float) -> Projection:
     return Projection(project, sample)
 
 
+
+
+def psnr_radius(min_psnr: float, values: int) -> float:
+    """The largest L2 norm (pixel values in [0, 1]) of a change to ``values`` pixel values that
+    keeps the PSNR at ``min_psnr`` dB or above: PSNR = -10 log10(||d||^2 / values)."""
+    return float(np.sqrt(values) * 10.0 ** (-min_psnr / 20.0))
+
+
+def with_psnr_floor(projection: Projection, min_psnr: float | None) -> Projection:
+    """``projection``, then the change scaled down towards ``x0`` wherever its PSNR would fall below
+    ``min_psnr`` dB (None or 0: ``projection`` itself). Scaling by a factor in [0, 1] keeps the
+    change inside any ball centred on ``x0`` and inside [0, 1], so both budgets hold at once."""
+    if not min_psnr:
+        return projection
+
+    def floor(x, x0):
+        d = x - x0
+        r = psnr_radius(min_psnr, int(np.prod(x0.shape[1:])))
+        norm = jnp.sqrt(jnp.sum(d * d, axis=_PER_IMAGE, keepdims=True))
+        return x0 + d * jnp.minimum(1.0, r / (norm + 1e-12))
+
+    return Projection(lambda x, x0: floor(projection.project(x, x0), x0), lambda key, x0: floor(projection.sample(key, x0), x0))

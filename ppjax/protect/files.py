@@ -295,7 +295,7 @@ class _Batch:
         def to_full(qa):
             if work is None:
                 return to_uint8(qa)
-            return np.stack([to_uint8(_lift(to_float01(padded[j : j + 1]), xa[j : j + 1], qa[j : j + 1], eps))[0] for j in range(len(padded))])
+            return np.stack([to_uint8(_lift(to_float01(padded[j : j + 1]), xa[j : j + 1], qa[j : j + 1], eps, self.protector.min_psnr))[0] for j in range(len(padded))])
 
         qa, labels, _ = self.protector(keys, xa)
         qa = np.array(qa)  # updated per image by the rounds below
@@ -393,13 +393,13 @@ WORK_MAX_SIDE = 1080
 _STRIP_PIXELS = 1 << 22
 
 
-@partial(jax.jit, static_argnames="eps")
-def _lift(x01, xa, qa, eps):
+@partial(jax.jit, static_argnames=("eps", "min_psnr"))
+def _lift(x01, xa, qa, eps, min_psnr=None):
     """Full-size (1, H, W, 3) ``x01`` plus the working-size change ``qa - xa`` upsampled
     bilinearly (weights >= 0 summing to 1: never beyond the change's own bound), on the lattice
-    within ``eps``/255 of ``x01``."""
+    within ``eps``/255 of ``x01`` and at ``min_psnr`` dB or above."""
     delta = resize(qa - xa, x01.shape[1:3], "bilinear", quantise=False)
-    return quantise(x01 + delta, x01, eps)
+    return quantise(x01 + delta, x01, eps, min_psnr)
 
 
 def _psnr_ssim_one(a: np.ndarray, b: np.ndarray) -> tuple[float, float | None]:

@@ -1,11 +1,12 @@
 """The jitted core of protection: attack, round to the uint8 lattice, verify, refine where needed.
 
 What is written is what was verified. The attack works in float; the result is rounded to the
-uint8 lattice (staying inside the budget), the classifiers are run again on exactly those values,
-and an image that is not protected with margin on the lattice (rounding un-protected it, or the
-attack's steps were not enough) gets up to ``lattice_steps`` more sign steps of 1/255 *on the
-lattice*. For JPEG output, :meth:`Protector.refine_for_jpeg` steps against the classifiers behind a
-differentiable JPEG round trip (:mod:`ppjax.ops.jpeg`).
+uint8 lattice (staying inside the budget, and above the PSNR floor when one is set), the
+classifiers are run again on exactly those values, and an image that is not protected with margin
+on the lattice (rounding un-protected it, or the attack's steps were not enough) gets up to
+``lattice_steps`` more sign steps of 1/255 *on the lattice*. For JPEG output,
+:meth:`Protector.refine_for_jpeg` steps against the classifiers behind a differentiable JPEG round
+trip (:mod:`ppjax.ops.jpeg`).
 
 Pixels are float32 (N, H, W, 3) in [0, 1] in and out; inputs are expected on the uint8 lattice
 (decoded files), and outputs are on it (``k / 255``), so :func:`ppjax.io.to_uint8` recovers the
@@ -25,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppjax import attacks
+from ppjax.attacks.projections import psnr_radius
 from ppjax.ops.channel import CHANNELS, apply_variant, channel_draws
 
 __all__ = ["lattice_radius", "quantise", "Protector"]
@@ -35,15 +37,68 @@ def lattice_radius(eps: float) -> float:
     return float(np.floor(eps + 1e-6))
 
 
-def quantise(x01: jnp.ndarray, x0_01: jnp.ndarray, eps: float) -> jnp.ndarray:
+def quantise(x01: jnp.ndarray, x0_01: jnp.ndarray, eps: float, min_psnr: float | None = None) -> jnp.ndarray:
     """``x01`` rounded to the uint8 lattice (``k / 255``) without leaving the L-infinity budget
-    ``eps``/255 around the original ``x0_01`` (itself on the lattice) or [0, 1]."""
-    return _quantise255(x01, jnp.rint(x0_01 * 255.0), eps) / 255.0
+    ``eps``/255 around the original ``x0_01`` (itself on the lattice) or [0, 1], and, with
+    ``min_psnr`` (dB), without the PSNR of the rounded image falling below it."""
+    return _quantise255(x01, jnp.rint(x0_01 * 255.0), eps, min_psnr) / 255.0
 
 
-def _quantise255(x01, x0_255, eps):
+#: Halvings in each search of :func:`_under_floor`.
+_HALVINGS = 20
+#: Spread of the fixed per-value offsets that break ties between equal remainders, so that the
+#: search can round up a share of a group of equal changes (sign steps make many) instead of all
+#: or none of it.
+_TIE_SPREAD = 1e-3
+
+
+def _quantise255(x01, x0_255, eps, min_psnr=None):
     r = lattice_radius(eps)
-    return jnp.clip(jnp.clip(jnp.rint(x01 * 255.0), x0_255 - r, x0_255 + r), 0.0, 255.0)
+    d = jnp.clip(x01 * 255.0 - x0_255, -r, r)
+    q = jnp.rint(d)
+    if min_psnr:
+        q = _under_floor(d, q, min_psnr)
+    # The original is on the lattice, so rounding x0 + d and adding a rounded d are the same.
+    return jnp.clip(x0_255 + q, 0.0, 255.0)
+
+
+def _under_floor(d, rounded, min_psnr):
+    """Per image, the whole-number change ``rounded`` (``rint(d)``, 1/255 units) where it keeps the
+    PSNR floor; elsewhere the change nearest ``d`` in energy that keeps it: each value's magnitude
+    is ``floor(|d| s)`` or one more, for the largest ``s`` in [0, 1] whose floors keep it, and the
+    values with the largest remainders are the ones rounded up while the floor still holds. Every
+    magnitude stays at most ``ceil(|d|)``, so the L-infinity budget and [0, 255] hold too."""
+    axes = tuple(range(1, d.ndim))
+    shape = (d.shape[0],) + (1,) * (d.ndim - 1)
+    limit = psnr_radius(min_psnr, int(np.prod(d.shape[1:]))) * 255.0
+    limit2 = limit * limit * (1.0 - 1e-6)  # float32 sums of many squares: keep a hair inside
+
+    def fits(q):
+        return jnp.sum(q * q, axis=axes).reshape(shape) <= limit2
+
+    def search(fits_at, good, bad):
+        # Per image, bisection between a value that fits (good) and one that may not (bad); the
+        # energy is monotone in the value, so the result is the fitting value nearest bad.
+        def halve(_, bounds):
+            good, bad = bounds
+            mid = 0.5 * (good + bad)
+            ok = fits_at(mid)
+            return jnp.where(ok, mid, good), jnp.where(ok, bad, mid)
+
+        return jax.lax.fori_loop(0, _HALVINGS, halve, (good, bad))[0]
+
+    def floored():
+        mag = jnp.abs(d)
+        ones = jnp.ones(shape, d.dtype)
+        s = jnp.where(fits(jnp.floor(mag)), ones, search(lambda s: fits(jnp.floor(mag * s)), 0.0 * ones, ones))
+        base = jnp.floor(mag * s)
+        flat = jnp.arange(int(np.prod(d.shape[1:])), dtype=jnp.uint32).reshape(d.shape[1:])
+        offset = (flat * jnp.uint32(2654435761)).astype(jnp.float32) / np.float32(2**32) * _TIE_SPREAD
+        rem = jnp.where(mag * s > base, mag * s - base + offset, -1.0)  # nothing to round up: never
+        t = search(lambda t: fits(base + (rem >= t)), 1.5 * ones, 0.5 * ones)
+        return jnp.sign(d) * (base + (rem >= t))
+
+    return jax.lax.cond(jnp.all(fits(rounded)), lambda: rounded, lambda: jnp.where(fits(rounded), rounded, floored()))
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,6 +131,9 @@ class Protector:
     channel_draws: int = 2
     #: Transfer parts for the attack (input diversity, TI smoothing, momentum); None: none.
     transfer: attacks.Transfer | None = None
+    #: PSNR floor in dB (None: none): every step, and the bytes returned, keep at least this PSNR
+    #: against the original (see :func:`quantise`).
+    min_psnr: float | None = None
     _variables: Any = field(init=False, repr=False)
     _programs: dict = field(init=False, repr=False)
 
@@ -106,7 +164,7 @@ class Protector:
     def _attack(self, targets, terms, draws):
         return attacks.build(
             self.method, targets, terms=terms, eps=self.eps, steps=self.steps, early_stop=self.early_stop,
-            stop_margin=self.margin, channel=draws, transfer=self.transfer, **self.options,
+            stop_margin=self.margin, channel=draws, transfer=self.transfer, min_psnr=self.min_psnr, **self.options,
         )  # fmt: skip
 
     def _bound(self, variables):
@@ -115,7 +173,7 @@ class Protector:
 
     def _lattice_refinement(self, targets, draws=None, steps=None):
         return attacks.iterate(
-            targets, attacks.sign_step(), attacks.linf_ball(lattice_radius(self.eps)),
+            targets, attacks.sign_step(), attacks.with_psnr_floor(attacks.linf_ball(lattice_radius(self.eps)), self.min_psnr),
             steps=self.lattice_steps if steps is None else steps, step_size=1.0, stop_margin=self.margin, channel=draws,
         )  # fmt: skip
 
@@ -147,13 +205,13 @@ class Protector:
         refine = self._lattice_refinement(targets, draws)
         x0_255 = jnp.rint(x01 * 255.0)
         labels = self._labels(targets, x01, draws)
-        q = _quantise255(self._attack(targets, terms, draws)(key, x01, labels), x0_255, self.eps)
+        q = _quantise255(self._attack(targets, terms, draws)(key, x01, labels), x0_255, self.eps, self.min_psnr)
         q_lead = self._lead(targets, q / 255.0, labels, draws, key, x01)
 
         def refined(q):
             # Sign steps of 1/255 from the quantised image; images already protected with margin
             # are left as they are (early stop).
-            r = _quantise255(refine(key, x01, labels, start=q / 255.0), x0_255, self.eps)
+            r = _quantise255(refine(key, x01, labels, start=q / 255.0), x0_255, self.eps, self.min_psnr)
             return r, self._lead(targets, r / 255.0, labels, draws, key, x01)
 
         # The refinement's first step costs a gradient even when every image is already protected
@@ -198,7 +256,7 @@ class Protector:
             attacks.Target(lambda v, x, apply=t.apply: apply(v, jpeg_round_trip(x, quality)), t.variables, t.objective)
             for t in self._bound(variables)[0]
         )
-        q = _quantise255(self._lattice_refinement(behind)(key, x01, labels, start=start01), jnp.rint(x01 * 255.0), self.eps)
+        q = _quantise255(self._lattice_refinement(behind)(key, x01, labels, start=start01), jnp.rint(x01 * 255.0), self.eps, self.min_psnr)
         return q / 255.0
 
     def refine_channel(self, key: jax.Array, x01, start01, labels) -> np.ndarray:
@@ -213,7 +271,7 @@ class Protector:
     def _refine_channel(self, variables, key, x01, start01, labels):
         targets = self._bound(variables)[0]
         refine = self._lattice_refinement(targets, self._draws(x01.shape), steps=self.steps)
-        return _quantise255(refine(key, x01, labels, start=start01), jnp.rint(x01 * 255.0), self.eps) / 255.0
+        return _quantise255(refine(key, x01, labels, start=start01), jnp.rint(x01 * 255.0), self.eps, self.min_psnr) / 255.0
 
     def panel_leads(self, views01, labels) -> np.ndarray:
         """(M,) smallest lead over the targets of (M, h, w, 3) images as their classifiers see them

@@ -84,3 +84,49 @@ def test_protector_is_immutable_and_replace_recompiles(linear, photos):
     q, _, _ = p(jax.random.key(0), to_float01(photos))
     assert q.dtype == np.float32 and 0.0 <= q.min() and q.max() <= 1.0  # float [0, 1] out, on the lattice
     np.testing.assert_allclose(q * 255, np.rint(q * 255), atol=1e-4)
+
+
+def _psnr(a, b) -> np.ndarray:
+    d = (np.asarray(a, np.float64) - np.asarray(b, np.float64)) / 255.0
+    return -10.0 * np.log10(np.mean(d * d, axis=(1, 2, 3)))
+
+
+def test_quantise_keeps_the_psnr_floor_on_the_bytes_and_spends_it(photos):
+    """The rounded change keeps the floor exactly (rounding alone would break it: a change of
+    +-2.6/255 everywhere rounds to +-3/255), and the scale it finds is near the largest that
+    keeps it: the bytes' PSNR sits within 0.01 dB above the floor, not far above it."""
+    x0 = to_float01(photos)
+    signs = np.asarray(jax.random.rademacher(jax.random.key(0), photos.shape), np.float32)
+    for change, floor in ((2.6, 40.0), (4.0, 38.0), (1.6, 43.0)):
+        adv = jnp.clip(x0 + signs * change / 255.0, 0.0, 1.0)
+        rounded = to_uint8(quantise(adv, x0, 4.0))
+        assert (_psnr(rounded, photos) < floor).any()  # without the floor the bytes would break it
+        q = to_uint8(quantise(adv, x0, 4.0, min_psnr=floor))
+        psnr = _psnr(q, photos)
+        assert (psnr >= floor).all() and (psnr < floor + 0.01).all(), (floor, psnr)
+        assert np.abs(q.astype(int) - photos).max() <= 4
+    # Above the floor already: the plain rounding, unchanged.
+    gentle = jnp.clip(x0 + signs * 0.6 / 255.0, 0.0, 1.0)
+    np.testing.assert_array_equal(to_uint8(quantise(gentle, x0, 4.0, min_psnr=38.0)), to_uint8(quantise(gentle, x0, 4.0)))
+
+
+def test_psnr_floor_projection_scales_only_what_breaks_it(photos):
+    x0 = jnp.asarray(to_float01(photos))
+    project = attacks.with_psnr_floor(attacks.linf_ball(4.0), 40.0).project
+    far = x0 + jnp.asarray(np.asarray(jax.random.rademacher(jax.random.key(1), photos.shape), np.float32)) * 6.0 / 255.0
+    y = np.asarray(project(far, x0))
+    d = (y - np.asarray(x0)) * 255.0
+    assert np.abs(d).max() <= 4.0 + 1e-4 and y.min() >= 0.0 and y.max() <= 1.0
+    np.testing.assert_allclose(_psnr(y * 255.0, photos), 40.0, atol=1e-3)  # on the floor, not below
+    near = x0 + 0.5 / 255.0 * (1 - 2 * (x0 > 0.5))
+    np.testing.assert_allclose(np.asarray(project(near, x0)), np.asarray(near), atol=1e-7)
+    ball = attacks.linf_ball(4.0)
+    assert attacks.with_psnr_floor(ball, None) is ball and attacks.with_psnr_floor(ball, 0.0) is ball
+
+
+def test_protector_keeps_the_floor_for_every_method(linear, tiny, photos):
+    """Whatever the method, including those with loops of their own, the bytes keep the floor."""
+    for target, method in ((linear, "pgd"), (linear, "mifgsm"), (tiny, "pfgsm"), (linear, "cw")):
+        q = protect_uint8(Protector([target], method=method, eps=8.0, steps=5, min_psnr=36.0), jax.random.key(0), photos)[0]
+        assert (_psnr(q, photos) >= 36.0).all(), method
+        assert np.abs(q.astype(int) - photos).max() <= 8
