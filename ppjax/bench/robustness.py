@@ -79,8 +79,8 @@ class _Judged:
 
 
 #: The attack options a run may set for its exact and social settings (None or absent: `ppjax
-#: protect`'s defaults): margin, the transfer parts and the ensemble's fusion.
-ATTACK_OPTIONS = ("margin", "diversity", "smoothing", "momentum", "ensemble")
+#: protect`'s defaults): margin, the transfer parts, the PSNR floor and the ensemble's fusion.
+ATTACK_OPTIONS = ("margin", "diversity", "smoothing", "momentum", "min_psnr", "ensemble")
 
 
 def _protector(setting: str, models, eps: float, steps: int, attack: dict | None = None):
@@ -88,7 +88,7 @@ def _protector(setting: str, models, eps: float, steps: int, attack: dict | None
     `ppjax protect`'s defaults (see :data:`ATTACK_OPTIONS`) for the exact and social settings."""
     from ppjax import attacks
     from ppjax.protect import Protector
-    from ppjax.protect.config import TRANSFER_DEFAULTS, ProtectConfig
+    from ppjax.protect.config import DEFAULT_MIN_PSNR, attack_defaults
 
     attack = {k: v for k, v in (attack or {}).items() if v is not None}
     unknown = set(attack) - set(ATTACK_OPTIONS)
@@ -99,9 +99,12 @@ def _protector(setting: str, models, eps: float, steps: int, attack: dict | None
     targets = [attacks.Target(m.apply, m.variables, attacks.cross_entropy(), fusion) for m in models]
     if setting == "plain PGD":
         return Protector(targets, method="pgd", eps=eps, steps=steps, early_stop=False, lattice_steps=0, margin=0.0, options={"step_size": 1.0})
-    margin = attack.get("margin", ProtectConfig.__dataclass_fields__["margin"].default)
-    transfer = attacks.Transfer(**{k: attack.get(k, default) for k, default in TRANSFER_DEFAULTS.items()})
-    return Protector(targets, method="pgd", eps=eps, steps=steps, channel="exact" if setting == "exact" else "social", margin=margin, transfer=transfer)
+    chosen = {**attack_defaults("pgd"), "min_psnr": DEFAULT_MIN_PSNR, **attack}
+    transfer = attacks.Transfer(diversity=chosen["diversity"], smoothing=chosen["smoothing"], momentum=chosen["momentum"])
+    return Protector(
+        targets, method="pgd", eps=eps, steps=steps, channel="exact" if setting == "exact" else "social", margin=chosen["margin"],
+        transfer=transfer if transfer.active else None, min_psnr=chosen["min_psnr"] or None,
+    )  # fmt: skip
 
 
 def _progress(setting: str, total: int, start: float, log: Callable[[str], None]) -> Callable[[int], None]:

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ppjax import store
 from ppjax.cli.common import err, fail, load_or_fetch, out
-from ppjax.protect.config import Backend, Channel, Method, ObjectiveKind, OutputFormat, Penalty, ProtectConfig
+from ppjax.protect.config import DEFAULT_MIN_PSNR, Backend, Channel, Method, ObjectiveKind, OutputFormat, Penalty, ProtectConfig
 
 _METHOD_HELP = (
     "Attack: pgd, fgsm, bim, mifgsm, cw (C&W-L2, Adam), pfgsm (towards a random class), masked (Concealed FGSM: "
@@ -39,10 +39,11 @@ def protect(
     channel_rounds: Annotated[int, typer.Option(min=0, help="With --channel social: rounds of extra steps for images not protected with margin on every variant of the real channel.")] = 3,
     eps: Annotated[float, typer.Option(min=0.0, help="Budget: the largest change of any pixel, in 1/255 units (4 means 4/255).")] = 4.0,
     steps: Annotated[int, typer.Option(min=1, help="Attack steps (iterative methods).")] = 20,
-    margin: Annotated[float, typer.Option(min=0.0, help="Logit lead another class must have over the original's before an image counts as protected and stops changing: a large lead (10) on the attacked model carries over better to models never seen, at a lower PSNR.")] = 2.0,
-    diversity: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Input diversity: the probability per step that the classifier sees the image shrunk (to 85-100%) at a random place on black (0: off; 0.7 measured best for transfer).")] = None,
-    smoothing: Annotated[Optional[int], typer.Option(min=0, help="Translation-invariant smoothing: the gradient blurred by a Gaussian of this odd side in pixels (0: off; 5 measured best for transfer).")] = None,
-    momentum: Annotated[Optional[float], typer.Option(min=0.0, help="Momentum: decay of the accumulated L1-normalised gradients (0: off; 1 measured best for transfer).")] = None,
+    margin: Annotated[Optional[float], typer.Option(min=0.0, help="Logit lead another class must have over the original's before an image counts as protected and stops changing. Default 10 (2 for cw and pfgsm): a large lead on the attacked model carries over to models never seen.")] = None,
+    diversity: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Input diversity: the probability per step that the classifier sees the image shrunk (to 85-100%) at a random place on black. Default 0.7 (0: off; cw and pfgsm take none).")] = None,
+    smoothing: Annotated[Optional[int], typer.Option(min=0, help="Translation-invariant smoothing: the gradient blurred by a Gaussian of this odd side in pixels. Default 5 (0: off).")] = None,
+    momentum: Annotated[Optional[float], typer.Option(min=0.0, help="Momentum: decay of the accumulated L1-normalised gradients. Default 1 (0: off).")] = None,
+    min_psnr: Annotated[float, typer.Option(min=0.0, max=100.0, help="PSNR floor in dB: no written PNG differs from its original more than this allows; a photo that needs more stays less protected (0: no floor; JPEG output adds the encoder's own change).")] = DEFAULT_MIN_PSNR,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same bytes.")] = 0,
     fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format: png (lossless) or jpeg.")] = OutputFormat.PNG,
     jpeg_quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG quality with --format jpeg.")] = 95,
@@ -68,7 +69,7 @@ def protect(
         config = ProtectConfig(
             tuple(inputs), out_dir, models=tuple(model.split(",")), ensemble=ensemble, method=method, objective=objective, channel=channel,
             channel_draws=channel_draws, channel_rounds=channel_rounds, eps=eps, steps=steps, margin=margin,
-            diversity=diversity, smoothing=smoothing, momentum=momentum,
+            diversity=diversity, smoothing=smoothing, momentum=momentum, min_psnr=min_psnr,
             seed=seed, format=fmt, jpeg_quality=jpeg_quality, jpeg_rounds=jpeg_rounds, appeal=appeal, penalty=penalty,
             penalty_weight=penalty_weight, batch_size=batch_size, early_stop=not no_early_stop, overwrite=overwrite,
             devices=devices, num_shards=num_shards, shard_index=shard_index, backend=backend, ray_address=ray_address,

@@ -118,7 +118,7 @@ def run_settings(config: ProtectConfig, protector: Protector) -> dict:
         "momentum": config.momentum, "seed": config.seed, "format": config.format.value, "jpeg_quality": config.jpeg_quality,
         "jpeg_rounds": config.jpeg_rounds, "appeal": config.appeal, "penalty": config.penalty and config.penalty.value,
         "penalty_weight": config.penalty_weight, "batch_size": config.batch_size, "early_stop": config.early_stop,
-        "options": dict(protector.options),
+        "options": dict(protector.options), "min_psnr": config.min_psnr,
         # Only when not the default, so that manifests written before the option keep their fingerprint.
         **({"ensemble": config.ensemble} if config.ensemble != "loss" else {}),
     }  # fmt: skip
@@ -146,7 +146,7 @@ def build_protector(config: ProtectConfig, load: Callable[[str], object]) -> Pro
     return Protector(
         targets, method=config.method.value, eps=config.eps, steps=config.steps, early_stop=config.early_stop, terms=terms,
         channel=config.channel.value, channel_draws=config.channel_draws, margin=config.margin,
-        transfer=config.transfer if config.transfer.active else None,
+        transfer=config.transfer if config.transfer.active else None, min_psnr=config.min_psnr or None,
     )  # fmt: skip
 
 

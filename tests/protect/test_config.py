@@ -18,6 +18,18 @@ def test_defaults_and_coercion():
     assert ProtectConfig(("a.png",), Path("out")).appeal == 0.0
 
 
+def test_attack_defaults_are_the_measured_transfer_setting_except_for_own_loops():
+    from ppjax.protect.config import ATTACK_DEFAULTS, DEFAULT_MIN_PSNR
+
+    pgd = ProtectConfig(("a.png",), Path("out"))
+    assert (pgd.margin, pgd.diversity, pgd.smoothing, pgd.momentum) == (10.0, 0.7, 5, 1.0) == tuple(ATTACK_DEFAULTS.values())
+    assert pgd.min_psnr == DEFAULT_MIN_PSNR == 38.0 and pgd.transfer.active
+    cw = ProtectConfig(("a.png",), Path("out"), method="cw", channel="exact")
+    assert (cw.margin, cw.diversity, cw.smoothing, cw.momentum) == (2.0, 0.0, 0, 0.0) and not cw.transfer.active
+    off = ProtectConfig(("a.png",), Path("out"), margin=2.0, diversity=0.0, smoothing=0, momentum=0.0, min_psnr=0.0)
+    assert (off.margin, off.min_psnr) == (2.0, 0.0) and not off.transfer.active
+
+
 @pytest.mark.parametrize(
     "options, message",
     [
@@ -28,6 +40,8 @@ def test_defaults_and_coercion():
         ({"eps": -1.0}, "--eps must be at least 0"),
         ({"steps": 0}, "--steps must be at least 1"),
         ({"jpeg_quality": 0}, "--jpeg-quality must be in 1..100"),
+        ({"min_psnr": -1.0}, "--min-psnr must be in 0..100"),
+        ({"method": "cw", "channel": "exact", "smoothing": 5}, "--method cw has a loop of its own: it takes no --smoothing"),
     ],
 )
 def test_impossible_settings_are_refused(options, message):
