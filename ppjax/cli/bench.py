@@ -182,6 +182,8 @@ def bench_robustness(
     if ensemble is not None and ensemble not in attacks.FUSIONS:
         raise fail(f"--ensemble must be one of {', '.join(attacks.FUSIONS)}", 2)
     loaded = [load_or_fetch(name) for name in names]
+    if ensemble not in (None, "loss") and len({m.spec.num_classes for m in loaded}) > 1:
+        raise fail(f"--ensemble {ensemble} needs models with the same classes; {', '.join(names)} differ (use --ensemble loss)", 2)
     judge_names = [n.strip() for n in (judge or "").split(",") if n.strip()]
     try:
         onnx_judges = [make_engines(m, name, Engines.ONNX, store.model_dir(name))["onnx"] for m, name in zip(loaded, names)]

@@ -118,3 +118,19 @@ def test_bench_ensemble_prints_members_sum_and_ensemble(tmp_path):
     assert figures["random_weights"] and "random weights" in result.stdout and "sum of the members" in result.stdout
     one = CliRunner().invoke(app, ["bench", "ensemble", "--model", "efficientnet-lite0"])
     assert one.exit_code == 2 and "at least two" in one.output
+
+
+def test_bench_robustness_refuses_fusing_models_with_different_classes_at_start(tmp_path, monkeypatch):
+    """As protect does: logits and probs fusions need one set of classes; the run stops before any
+    photo is protected, with a usage error."""
+    from types import SimpleNamespace
+
+    import ppjax.cli.bench as bench_cli
+
+    loaded = []
+    classes = {"places365": 365, "efficientnet-lite0": 1000}
+    monkeypatch.setattr(bench_cli, "load_or_fetch", lambda name: loaded.append(name) or SimpleNamespace(spec=SimpleNamespace(num_classes=classes[name])))
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    result = CliRunner().invoke(app, ["bench", "robustness", str(tmp_path), "--model", "places365,efficientnet-lite0", "--ensemble", "probs"])
+    assert result.exit_code == 2 and "same classes" in result.output, result.output
+    assert loaded == ["places365", "efficientnet-lite0"]
