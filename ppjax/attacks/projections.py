@@ -67,8 +67,6 @@ def l2_ball(eps: float) -> Projection:
     return Projection(project, sample)
 
 
-
-
 def psnr_radius(min_psnr: float, values: int) -> float:
     """The largest L2 norm (pixel values in [0, 1]) of a change to ``values`` pixel values that
     keeps the PSNR at ``min_psnr`` dB or above: PSNR = -10 log10(||d||^2 / values)."""
