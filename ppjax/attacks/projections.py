@@ -33,6 +33,12 @@ def per_image_keys(key: jax.Array, n: int) -> jax.Array:
     return jax.random.split(key, n)
 
 
+def _within_norm(d, r):
+    """Each image's change ``d`` scaled down, where needed, to an L2 norm of at most ``r``."""
+    norm = jnp.sqrt(jnp.sum(d * d, axis=_PER_IMAGE, keepdims=True))
+    return d * jnp.minimum(1.0, r / (norm + 1e-12))
+
+
 def linf_ball(eps: float) -> Projection:
     """L-infinity ball of radius ``eps``/255."""
     r = eps / 255.0
@@ -53,9 +59,7 @@ def l2_ball(eps: float) -> Projection:
     r = eps / 255.0
 
     def project(x, x0):
-        d = x - x0
-        norm = jnp.sqrt(jnp.sum(d * d, axis=_PER_IMAGE, keepdims=True))
-        return jnp.clip(x0 + d * jnp.minimum(1.0, r / (norm + 1e-12)), 0.0, 1.0)
+        return jnp.clip(x0 + _within_norm(x - x0, r), 0.0, 1.0)
 
     def sample(key, x0):
         keys = per_image_keys(key, x0.shape[0])
@@ -81,9 +85,6 @@ def with_psnr_floor(projection: Projection, min_psnr: float | None) -> Projectio
         return projection
 
     def floor(x, x0):
-        d = x - x0
-        r = psnr_radius(min_psnr, int(np.prod(x0.shape[1:])))
-        norm = jnp.sqrt(jnp.sum(d * d, axis=_PER_IMAGE, keepdims=True))
-        return x0 + d * jnp.minimum(1.0, r / (norm + 1e-12))
+        return x0 + _within_norm(x - x0, psnr_radius(min_psnr, int(np.prod(x0.shape[1:]))))
 
     return Projection(lambda x, x0: floor(projection.project(x, x0), x0), lambda key, x0: floor(projection.sample(key, x0), x0))
