@@ -19,13 +19,13 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from ppjax.models.layers import Conv, max_pool_3x3_s2
+from ppjax.models.layers import Conv, batch_norm, max_pool_3x3_s2
 
 _BN_EPS = 1e-5
 
 
 def _bn(x, name: str, dtype: Any):
-    return nn.BatchNorm(use_running_average=True, epsilon=_BN_EPS, dtype=dtype, name=name)(x)
+    return batch_norm(x, name, _BN_EPS, dtype)
 
 
 def _conv(x, features: int, kernel: int, name: str, dtype: Any, stride: int = 1):

@@ -25,7 +25,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from ppjax.models import Model, ModelSpec, abstract_shapes, load_classifier, normalised_apply
-from ppjax.models.layers import Conv, relu6
+from ppjax.models.layers import Conv, batch_norm, relu6
 
 _BN_EPS = 1e-3
 
@@ -85,7 +85,7 @@ def _conv(x, features: int, kernel: int, stride: int, name: str, dtype: Any, sta
 
 
 def _bn(x, name: str, dtype: Any):
-    return nn.BatchNorm(use_running_average=True, epsilon=_BN_EPS, dtype=dtype, name=name)(x)
+    return batch_norm(x, name, _BN_EPS, dtype)
 
 
 

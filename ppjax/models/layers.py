@@ -78,6 +78,12 @@ class Conv(nn.Module):
 _DIMS = ("NHWC", "HWIO", "NHWC")
 
 
+def batch_norm(x, name: str, epsilon: float, dtype: Any):
+    """Inference BatchNorm (running statistics; ppjax never trains) with the original framework's
+    ``epsilon``: PyTorch's default is 1e-5, Keras' and the TensorFlow EfficientNets' 1e-3."""
+    return nn.BatchNorm(use_running_average=True, epsilon=epsilon, dtype=dtype, name=name)(x)
+
+
 @jax.custom_vjp
 def relu6(x):
     """min(max(x, 0), 6), with PyTorch's gradient: 1 strictly inside (0, 6), else 0.

@@ -17,7 +17,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from ppjax.models.layers import Conv, relu6
+from ppjax.models.layers import Conv, batch_norm, relu6
 
 _BN_EPS = 1e-3  # Keras BatchNormalization default
 
@@ -31,8 +31,7 @@ def _tf_same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
 
 
 def _bn_relu6(x, name: str, dtype: Any):
-    x = nn.BatchNorm(use_running_average=True, epsilon=_BN_EPS, dtype=dtype, name=name)(x)
-    return relu6(x)
+    return relu6(batch_norm(x, name, _BN_EPS, dtype))
 
 
 class MobileNet(nn.Module):

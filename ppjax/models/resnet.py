@@ -19,7 +19,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 from flax.traverse_util import flatten_dict, unflatten_dict
 
-from ppjax.models.layers import Conv, max_pool_3x3_s2
+from ppjax.models.layers import Conv, batch_norm, max_pool_3x3_s2
 
 _BN_EPS = 1e-5  # torch.nn.BatchNorm2d default
 
@@ -38,7 +38,7 @@ def _conv_bn(x, features: int, kernel: int, stride: int, conv_name: str, bn_name
     )(x)
     if fused:
         return x
-    return nn.BatchNorm(use_running_average=True, epsilon=_BN_EPS, dtype=dtype, name=bn_name)(x)
+    return batch_norm(x, bn_name, _BN_EPS, dtype)
 
 
 class Downsample(nn.Module):
