@@ -48,18 +48,31 @@ def _seen_period(channel, targets, x0, keys):
     return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *rows)
 
 
-def _through(channel, targets, diversity=None):
+def _objective_and_lead(targets, x, labels, scales=1):
+    """:func:`objective_and_lead` with the objective averaged over ``scales`` copies of ``x`` with
+    pixel values divided by 1, 2, 4, ... (SI; one batch through the classifiers); the lead is that of
+    ``x`` itself."""
+    if scales == 1:
+        return objective_and_lead(targets, x, labels)
+    n = x.shape[0]
+    copies = jnp.concatenate([x * 0.5**i for i in range(scales)])
+    value, lead = objective_and_lead(targets, copies, tuple(jnp.tile(y, scales) for y in labels))
+    return value / scales, lead[:n]
+
+
+def _through(channel, targets, diversity=None, scales=1):
     """``(objective, lead)`` of the targets on the channel's draws of ``x``: the objective averaged
     over the draws, the lead the smallest over them. Each draw is judged against the class each
     classifier gives the *original* through that same draw (same structure, same JPEG quality):
     the class an attacker taking that path would infer. Otherwise an attack away from one view's
     class can walk straight into the class another view gives the original. ``seen`` may bring
-    those classes (from :func:`_seen`); by default they are computed."""
+    those classes (from :func:`_seen`); by default they are computed. ``scales`` > 1 averages the
+    objective over scaled copies of what the classifiers see (:func:`_objective_and_lead`)."""
     if diversity is not None:  # the classifiers see each step's diverse copy (see ppjax.attacks.transfer)
-        seen_through = _through(channel, targets)
+        seen_through = _through(channel, targets, scales=scales)
         return lambda x, x0, labels, keys, step, seen=None: seen_through(diversity(x, keys, step), x0, labels, keys, step, seen)
     if channel is None:
-        return lambda x, x0, labels, keys, step, seen=None: objective_and_lead(targets, x, labels)
+        return lambda x, x0, labels, keys, step, seen=None: _objective_and_lead(targets, x, labels, scales)
 
     def through(x, x0, labels, keys, step, seen=None):
         n = x.shape[0]
@@ -67,7 +80,7 @@ def _through(channel, targets, diversity=None):
         total, count, lead = 0.0, 0, None
         for xs, classes in zip(channel(keys, step, x), seen):  # groups of draws of one shape each
             k = xs.shape[0] // n
-            value, this = objective_and_lead(targets, xs, classes)
+            value, this = _objective_and_lead(targets, xs, classes, scales)
             this = jnp.min(this.reshape(k, n), axis=0)
             total, count = total + value, count + k
             lead = this if lead is None else jnp.minimum(lead, this)
@@ -83,7 +96,7 @@ def lead_through(channel, targets: Sequence[Target]) -> Callable:
     return lambda x, x0, labels, keys, step: through(x, x0, labels, keys, step)[1]
 
 
-def _gradient(targets, terms, combine, channel=None, diversity=None):
+def _gradient(targets, terms, combine, channel=None, diversity=None, scales=1):
     """``grad(x, x0, labels, keys, step, seen=None) -> (direction to ascend, lead)``.
 
     ``combine="sum"``: the gradient of objective + sum of weighted terms. ``"unit"``: the objective's
@@ -94,7 +107,7 @@ def _gradient(targets, terms, combine, channel=None, diversity=None):
     """
     if combine not in COMBINE:
         raise ValueError(f"combine must be 'sum' or 'unit', got {combine!r}")
-    classifiers = _through(channel, targets, diversity)
+    classifiers = _through(channel, targets, diversity, scales)
     if combine == "sum" or not terms:
 
         def total(x, x0, labels, keys, step, seen=None):
@@ -146,7 +159,8 @@ def iterate(
     through that draw. None: the classifiers see the image exactly.
 
     ``transfer`` (a :class:`ppjax.attacks.transfer.Transfer`) adds input diversity before the
-    classifiers (and the channel) and TI smoothing and momentum before ``step_rule``; the early
+    classifiers (and the channel), scale copies at the classifiers' input, and TI smoothing and
+    momentum before ``step_rule``; the early
     stop then looks at the diverse copies, which the caller's verification on the image itself
     must confirm.
     """
@@ -163,7 +177,7 @@ def iterate(
         from ppjax.attacks.transfer import with_transfer_steps
 
         step_rule = with_transfer_steps(step_rule, transfer)
-    grad_fn = _gradient(targets, terms, combine, channel, diversity)
+    grad_fn = _gradient(targets, terms, combine, channel, diversity, transfer.scales if transfer is not None else 1)
     cycle = getattr(channel, "cycle", 1)
 
     def attack(key: jax.Array, x01: jnp.ndarray, labels, start: jnp.ndarray | None = None) -> jnp.ndarray:

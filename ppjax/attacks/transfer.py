@@ -9,6 +9,10 @@ built on :func:`ppjax.attacks.iterate`.
   ``kernel`` x ``kernel`` Gaussian (sigma ``kernel / 6``, per channel) before the step rule.
 - **Momentum** (Dong et al. 2018, MI-FGSM): L1-normalised gradients accumulated with ``decay``
   before the step rule.
+- **Scale copies** (Lin et al. 2020, SI-NI-FGSM's scale invariance): the objective is averaged over
+  ``scales`` copies of what the classifiers see, with pixel values divided by 1, 2, 4, ... (the
+  lead, what counts as protected, is always that of the image itself). Each copy costs one more
+  forward and backward pass.
 
 :class:`Transfer` holds the settings; zero switches a part off.
 """
@@ -31,12 +35,13 @@ __all__ = ["Transfer", "diverse_inputs", "smooth_gradient", "with_transfer_steps
 class Transfer:
     """Transfer parts: ``diversity`` (probability per step, 0..1), ``diversity_scale`` (smallest
     shrink factor, 0..1), ``smoothing`` (Gaussian kernel side in pixels, odd; 0 off), ``momentum``
-    (decay; 0 off)."""
+    (decay; 0 off), ``scales`` (copies the objective is averaged over; 1 off)."""
 
     diversity: float = 0.0
     diversity_scale: float = 0.85
     smoothing: int = 0
     momentum: float = 0.0
+    scales: int = 1
 
     def __post_init__(self):
         if not 0.0 <= self.diversity <= 1.0:
@@ -47,10 +52,12 @@ class Transfer:
             raise ValueError(f"smoothing is an odd kernel side in pixels (or 0), got {self.smoothing}")
         if self.momentum < 0:
             raise ValueError(f"momentum decay must be at least 0, got {self.momentum}")
+        if self.scales < 1 or int(self.scales) != self.scales:
+            raise ValueError(f"scales is a whole number of copies, at least 1, got {self.scales}")
 
     @property
     def active(self) -> bool:
-        return bool(self.diversity or self.smoothing or self.momentum)
+        return bool(self.diversity or self.smoothing or self.momentum or self.scales > 1)
 
 
 def diverse_inputs(x01: jnp.ndarray, keys: jax.Array, step, p: float, scale: float) -> jnp.ndarray:

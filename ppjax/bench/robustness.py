@@ -80,7 +80,7 @@ class _Judged:
 
 #: The attack options a run may set for its exact and social settings (None or absent: `ppjax
 #: protect`'s defaults): margin, the transfer parts, the PSNR floor and the ensemble's fusion.
-ATTACK_OPTIONS = ("margin", "diversity", "smoothing", "momentum", "min_psnr", "ensemble")
+ATTACK_OPTIONS = ("margin", "diversity", "smoothing", "momentum", "scales", "min_psnr", "ensemble")
 
 
 def _protector(setting: str, models, eps: float, steps: int, attack: dict | None = None):
@@ -100,7 +100,7 @@ def _protector(setting: str, models, eps: float, steps: int, attack: dict | None
     if setting == "plain PGD":
         return Protector(targets, method="pgd", eps=eps, steps=steps, early_stop=False, lattice_steps=0, margin=0.0, options={"step_size": 1.0})
     chosen = {**attack_defaults("pgd"), "min_psnr": DEFAULT_MIN_PSNR, **attack}
-    transfer = attacks.Transfer(diversity=chosen["diversity"], smoothing=chosen["smoothing"], momentum=chosen["momentum"])
+    transfer = attacks.Transfer(diversity=chosen["diversity"], smoothing=chosen["smoothing"], momentum=chosen["momentum"], scales=chosen["scales"])
     return Protector(
         targets, method="pgd", eps=eps, steps=steps, channel="exact" if setting == "exact" else "social", margin=chosen["margin"],
         transfer=transfer if transfer.active else None, min_psnr=chosen["min_psnr"] or None,

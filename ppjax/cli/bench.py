@@ -152,6 +152,7 @@ def bench_robustness(
     diversity: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="As for protect (default: protect's).")] = None,
     smoothing: Annotated[Optional[int], typer.Option(min=0, help="As for protect (default: protect's).")] = None,
     momentum: Annotated[Optional[float], typer.Option(min=0.0, help="As for protect (default: protect's).")] = None,
+    scales: Annotated[Optional[int], typer.Option(min=1, help="As for protect (default: protect's).")] = None,
     min_psnr: Annotated[Optional[float], typer.Option(min=0.0, max=100.0, help="As for protect: the PSNR floor in dB, 0 for none (default: protect's).")] = None,
     ensemble: Annotated[Optional[str], typer.Option(help="As for protect: how an ensemble's objectives join (loss, logits, probs).")] = None,
     judge: Annotated[Optional[str], typer.Option(help="Held-out classifiers, comma-separated, that also judge every setting (their ONNX Runtime graphs), in their own table: how well the protection transfers to models it never saw. Must not be --model.")] = None,
@@ -190,7 +191,7 @@ def bench_robustness(
         held_out = {name: fn for name, (_, fn) in held_out_judges(judge_names, set(names), load_or_fetch).items()}
     except EngineError as e:
         raise fail(str(e), 2 if "held out" in str(e) else 1) from None
-    attack = {"margin": margin, "diversity": diversity, "smoothing": smoothing, "momentum": momentum, "min_psnr": min_psnr, "ensemble": ensemble}
+    attack = {"margin": margin, "diversity": diversity, "smoothing": smoothing, "momentum": momentum, "scales": scales, "min_psnr": min_psnr, "ensemble": ensemble}
     results = run_robustness_bench(loaded, onnx_judges, files, eps=eps, steps=steps, settings=chosen, log=lambda s: err.print(s), judges=held_out, attack=attack)
     results["models"] = list(names)
     model = ",".join(names)

@@ -43,6 +43,7 @@ def protect(
     diversity: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Input diversity: the probability per step that the classifier sees the image shrunk (to 85-100%) at a random place on black. Default 0.7 (0: off; cw and pfgsm take none).")] = None,
     smoothing: Annotated[Optional[int], typer.Option(min=0, help="Translation-invariant smoothing: the gradient blurred by a Gaussian of this odd side in pixels. Default 5 (0: off).")] = None,
     momentum: Annotated[Optional[float], typer.Option(min=0.0, help="Momentum: decay of the accumulated L1-normalised gradients. Default 1 (0: off).")] = None,
+    scales: Annotated[Optional[int], typer.Option(min=1, help="Scale copies: the objective averaged over this many copies of the image with pixel values divided by 1, 2, 4, ... (SI). 3 carries over better after JPEG and resizes, at twice the time. Default 1 (off).")] = None,
     min_psnr: Annotated[float, typer.Option(min=0.0, max=100.0, help="PSNR floor in dB: no written PNG differs from its original more than this allows; a photo that needs more stays less protected (0: no floor; JPEG output adds the encoder's own change).")] = DEFAULT_MIN_PSNR,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same bytes.")] = 0,
     fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format: png (lossless) or jpeg.")] = OutputFormat.PNG,
@@ -69,7 +70,7 @@ def protect(
         config = ProtectConfig(
             tuple(inputs), out_dir, models=tuple(model.split(",")), ensemble=ensemble, method=method, objective=objective, channel=channel,
             channel_draws=channel_draws, channel_rounds=channel_rounds, eps=eps, steps=steps, margin=margin,
-            diversity=diversity, smoothing=smoothing, momentum=momentum, min_psnr=min_psnr,
+            diversity=diversity, smoothing=smoothing, momentum=momentum, scales=scales, min_psnr=min_psnr,
             seed=seed, format=fmt, jpeg_quality=jpeg_quality, jpeg_rounds=jpeg_rounds, appeal=appeal, penalty=penalty,
             penalty_weight=penalty_weight, batch_size=batch_size, early_stop=not no_early_stop, overwrite=overwrite,
             devices=devices, num_shards=num_shards, shard_index=shard_index, backend=backend, ray_address=ray_address,

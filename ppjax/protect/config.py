@@ -63,11 +63,13 @@ class Penalty(str, enum.Enum):
 
 #: The defaults of the methods built on the common loop: the setting measured to carry over best to
 #: a model the attack never saw, per unit of visible change (README, "Classifiers it never saw"):
-#: a logit lead of 10 on the attacked models, input diversity, TI smoothing and momentum. The
-#: methods with loops of their own (cw, pfgsm) take none of the parts and :data:`OWN_LOOP_MARGIN`.
-ATTACK_DEFAULTS = {"margin": 10.0, "diversity": 0.7, "smoothing": 5, "momentum": 1.0}
-#: The transfer parts off: what ``--diversity 0 --smoothing 0 --momentum 0`` gives.
-TRANSFER_OFF = {"diversity": 0.0, "smoothing": 0, "momentum": 0.0}
+#: a logit lead of 10 on the attacked models, input diversity, TI smoothing and momentum; no scale
+#: copies (``--scales``), which carry over further after JPEG and resizes but double the time at
+#: 3. The methods with loops of their own (cw, pfgsm) take none of the parts and
+#: :data:`OWN_LOOP_MARGIN`.
+ATTACK_DEFAULTS = {"margin": 10.0, "diversity": 0.7, "smoothing": 5, "momentum": 1.0, "scales": 1}
+#: The transfer parts off: what ``--diversity 0 --smoothing 0 --momentum 0 --scales 1`` gives.
+TRANSFER_OFF = {"diversity": 0.0, "smoothing": 0, "momentum": 0.0, "scales": 1}
 OWN_LOOP_MARGIN = 2.0
 #: The PSNR floor in dB that every written PNG keeps by default (0: none). Found per image, so a
 #: photo that needs a larger change to be protected gets a smaller one, and may stay unprotected.
@@ -102,11 +104,12 @@ class ProtectConfig:
     #: None: :func:`attack_defaults`'s (10 on the common loop, 2 for cw and pfgsm).
     margin: float | None = None
     #: Transfer parts (see :mod:`ppjax.attacks.transfer`): input diversity probability, TI kernel
-    #: side (0: off), momentum decay (0: off). None: :data:`ATTACK_DEFAULTS` for the methods built on
-    #: the common loop, off for those with loops of their own (cw, pfgsm).
+    #: side (0: off), momentum decay (0: off), scale copies (1: off). None: :data:`ATTACK_DEFAULTS`
+    #: for the methods built on the common loop, off for those with loops of their own (cw, pfgsm).
     diversity: float | None = None
     smoothing: int | None = None
     momentum: float | None = None
+    scales: int | None = None
     #: PSNR floor in dB against the original, per image (0: none); it holds for the written bytes of
     #: PNG output (JPEG adds the encoder's own change).
     min_psnr: float = DEFAULT_MIN_PSNR
@@ -159,7 +162,7 @@ class ProtectConfig:
         for name, default in attack_defaults(self.method.value).items():
             if getattr(self, name) is None:
                 set_(self, name, default)
-            elif custom and name in TRANSFER_OFF and getattr(self, name):
+            elif custom and name in TRANSFER_OFF and getattr(self, name) != TRANSFER_OFF[name]:
                 raise ValueError(f"--method {self.method.value} has a loop of its own: it takes no --{name}")
         if self.margin < 0:
             raise ValueError("--margin must be at least 0")
@@ -168,7 +171,7 @@ class ProtectConfig:
         try:
             self.transfer
         except ValueError as e:
-            raise ValueError(f"--diversity/--smoothing/--momentum: {e}") from None
+            raise ValueError(f"--diversity/--smoothing/--momentum/--scales: {e}") from None
         if self.channel_rounds < 0:
             raise ValueError("--channel-rounds must be at least 0")
         for name in ("steps", "batch_size", "channel_draws"):
@@ -199,7 +202,7 @@ def expand_models(names) -> tuple[str, ...]:
 
 
 def _transfer(config: "ProtectConfig") -> attacks.Transfer:
-    return attacks.Transfer(diversity=config.diversity, smoothing=config.smoothing, momentum=config.momentum)
+    return attacks.Transfer(diversity=config.diversity, smoothing=config.smoothing, momentum=config.momentum, scales=config.scales)
 
 
 ProtectConfig.transfer = property(_transfer, doc="The transfer parts as an :class:`ppjax.attacks.Transfer`.")

@@ -121,6 +121,7 @@ def run_settings(config: ProtectConfig, protector: Protector) -> dict:
         "options": dict(protector.options), "min_psnr": config.min_psnr,
         # Only when not the default, so that manifests written before the option keep their fingerprint.
         **({"ensemble": config.ensemble} if config.ensemble != "loss" else {}),
+        **({"scales": config.scales} if config.scales != 1 else {}),
     }  # fmt: skip
 
 

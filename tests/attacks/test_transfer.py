@@ -1,4 +1,4 @@
-"""Transfer parts: input diversity, TI smoothing, momentum; within budget, deterministic per key."""
+"""Transfer parts: input diversity, TI smoothing, momentum, scale copies; within budget, deterministic per key."""
 
 from __future__ import annotations
 
@@ -42,7 +42,22 @@ def test_smoothing_keeps_a_constant_gradient_inside_and_blurs_a_spike():
     assert np.abs(out[..., 0]).max() == 0 and np.abs(out[..., 2]).max() == 0  # per channel
 
 
-@pytest.mark.parametrize("kwargs", [{"diversity": 1.0}, {"smoothing": 5}, {"momentum": 1.0}, {"diversity": 0.7, "smoothing": 3, "momentum": 1.0}])
+def test_scale_copies_average_the_objective_and_keep_the_images_own_lead(tiny, photos):
+    from ppjax.attacks.loop import _objective_and_lead
+
+    x = jnp.asarray(to_float01(photos))
+    labels = (jnp.argmax(tiny.apply(tiny.variables, x), axis=-1),)
+    value, lead = _objective_and_lead((tiny,), x, labels, scales=3)
+    parts = [attacks.objective_and_lead((tiny,), x * s, labels) for s in (1.0, 0.5, 0.25)]
+    assert float(value) == pytest.approx(float(np.mean([float(v) for v, _ in parts])), rel=1e-5)
+    assert np.allclose(lead, parts[0][1], atol=1e-5)
+    assert not np.allclose(parts[1][1], parts[0][1], atol=1e-3)  # the copies do differ
+    assert _objective_and_lead((tiny,), x, labels, scales=1)[0] == pytest.approx(float(parts[0][0]), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"diversity": 1.0}, {"smoothing": 5}, {"momentum": 1.0}, {"scales": 3}, {"diversity": 0.7, "smoothing": 3, "momentum": 1.0, "scales": 2}]
+)
 def test_transfer_parts_stay_in_budget_and_are_deterministic(tiny, photos, kwargs):
     x = to_float01(photos)
     protector = Protector([tiny], eps=3.0, steps=6, transfer=attacks.Transfer(**kwargs), margin=4.0)
@@ -62,3 +77,7 @@ def test_transfer_is_refused_by_methods_with_their_own_loop(tiny):
         attacks.build("cw", [tiny], transfer=attacks.Transfer(momentum=1.0))
     with pytest.raises(ValueError, match="odd"):
         attacks.Transfer(smoothing=4)
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match="whole number"):
+            attacks.Transfer(scales=bad)
+    assert attacks.Transfer(scales=2).active and not attacks.Transfer(scales=1).active

@@ -22,10 +22,12 @@ def test_attack_defaults_are_the_measured_transfer_setting_except_for_own_loops(
     from ppjax.protect.config import ATTACK_DEFAULTS, DEFAULT_MIN_PSNR
 
     pgd = ProtectConfig(("a.png",), Path("out"))
-    assert (pgd.margin, pgd.diversity, pgd.smoothing, pgd.momentum) == (10.0, 0.7, 5, 1.0) == tuple(ATTACK_DEFAULTS.values())
+    assert (pgd.margin, pgd.diversity, pgd.smoothing, pgd.momentum, pgd.scales) == (10.0, 0.7, 5, 1.0, 1) == tuple(ATTACK_DEFAULTS.values())
     assert pgd.min_psnr == DEFAULT_MIN_PSNR == 38.0 and pgd.transfer.active
     cw = ProtectConfig(("a.png",), Path("out"), method="cw", channel="exact")
-    assert (cw.margin, cw.diversity, cw.smoothing, cw.momentum) == (2.0, 0.0, 0, 0.0) and not cw.transfer.active
+    assert (cw.margin, cw.diversity, cw.smoothing, cw.momentum, cw.scales) == (2.0, 0.0, 0, 0.0, 1) and not cw.transfer.active
+    assert not ProtectConfig(("a.png",), Path("out"), method="cw", channel="exact", scales=1).transfer.active  # off, said explicitly
+    assert ProtectConfig(("a.png",), Path("out"), scales=3).transfer.scales == 3
     off = ProtectConfig(("a.png",), Path("out"), margin=2.0, diversity=0.0, smoothing=0, momentum=0.0, min_psnr=0.0)
     assert (off.margin, off.min_psnr) == (2.0, 0.0) and not off.transfer.active
 
@@ -42,6 +44,8 @@ def test_attack_defaults_are_the_measured_transfer_setting_except_for_own_loops(
         ({"jpeg_quality": 0}, "--jpeg-quality must be in 1..100"),
         ({"min_psnr": -1.0}, "--min-psnr must be in 0..100"),
         ({"method": "cw", "channel": "exact", "smoothing": 5}, "--method cw has a loop of its own: it takes no --smoothing"),
+        ({"method": "pfgsm", "channel": "exact", "scales": 3}, "--method pfgsm has a loop of its own: it takes no --scales"),
+        ({"scales": 0}, "--scales: scales is a whole number"),
     ],
 )
 def test_impossible_settings_are_refused(options, message):
@@ -56,3 +60,16 @@ def test_cli_choices_come_from_the_enums(tmp_path):
     assert result.exit_code == 2 and "Invalid value for '--method'" in text and "'pgdd' is not one of" in text
     result = CliRunner().invoke(app, ["protect", "-o", str(tmp_path / "o"), "--objective", "sensitive", "--model", "efficientnet-lite0", str(tmp_path)])
     assert result.exit_code == 2 and "--objective sensitive needs Places365 models" in result.stderr
+
+
+def test_options_added_later_enter_the_fingerprint_only_when_used(tiny):
+    """Manifests written before --ensemble and --scales existed keep their fingerprint."""
+    from ppjax.protect import Protector
+    from ppjax.protect.runner import run_settings
+
+    protector = Protector([tiny])
+    plain = run_settings(ProtectConfig(("a.png",), Path("out")), protector)
+    assert "scales" not in plain and "ensemble" not in plain
+    used = run_settings(ProtectConfig(("a.png",), Path("out"), scales=3, ensemble="probs"), protector)
+    assert (used["scales"], used["ensemble"]) == (3, "probs")
+    assert {k: v for k, v in used.items() if k not in ("scales", "ensemble")} == plain
