@@ -98,7 +98,8 @@ def _under_floor(d, rounded, min_psnr):
         t = search(lambda t: fits(base + (rem >= t)), 1.5 * ones, 0.5 * ones)
         return jnp.sign(d) * (base + (rem >= t))
 
-    return jax.lax.cond(jnp.all(fits(rounded)), lambda: rounded, lambda: jnp.where(fits(rounded), rounded, floored()))
+    kept = fits(rounded)
+    return jax.lax.cond(jnp.all(kept), lambda: rounded, lambda: jnp.where(kept, rounded, floored()))
 
 
 @dataclass(frozen=True, eq=False)
