@@ -160,9 +160,8 @@ def iterate(
 
     ``transfer`` (a :class:`ppjax.attacks.transfer.Transfer`) adds input diversity before the
     classifiers (and the channel), scale copies at the classifiers' input, and TI smoothing and
-    momentum before ``step_rule``; the early
-    stop then looks at the diverse copies, which the caller's verification on the image itself
-    must confirm.
+    momentum before ``step_rule``; the early stop then looks at the diverse copies, which the
+    caller's verification on the image itself must confirm.
     """
     targets, terms = tuple(targets), tuple(terms)
     alpha = step_size / 255.0

@@ -14,7 +14,7 @@ built on :func:`ppjax.attacks.iterate`.
   lead, what counts as protected, is always that of the image itself). Each copy costs one more
   forward and backward pass.
 
-:class:`Transfer` holds the settings; zero switches a part off.
+:class:`Transfer` holds the settings; zero (one for ``scales``) switches a part off.
 """
 
 from __future__ import annotations
