@@ -88,7 +88,7 @@ def _protector(setting: str, models, eps: float, steps: int, attack: dict | None
     `ppjax protect`'s defaults (see :data:`ATTACK_OPTIONS`) for the exact and social settings."""
     from ppjax import attacks
     from ppjax.protect import Protector
-    from ppjax.protect.config import DEFAULT_MIN_PSNR, attack_defaults
+    from ppjax.protect.config import DEFAULT_MIN_PSNR, attack_defaults, transfer_of
 
     attack = {k: v for k, v in (attack or {}).items() if v is not None}
     unknown = set(attack) - set(ATTACK_OPTIONS)
@@ -100,7 +100,7 @@ def _protector(setting: str, models, eps: float, steps: int, attack: dict | None
     if setting == "plain PGD":
         return Protector(targets, method="pgd", eps=eps, steps=steps, early_stop=False, lattice_steps=0, margin=0.0, options={"step_size": 1.0})
     chosen = {**attack_defaults("pgd"), "min_psnr": DEFAULT_MIN_PSNR, **attack}
-    transfer = attacks.Transfer(diversity=chosen["diversity"], smoothing=chosen["smoothing"], momentum=chosen["momentum"], scales=chosen["scales"])
+    transfer = transfer_of(chosen)
     return Protector(
         targets, method="pgd", eps=eps, steps=steps, channel="exact" if setting == "exact" else "social", margin=chosen["margin"],
         transfer=transfer if transfer.active else None, min_psnr=chosen["min_psnr"] or None,

@@ -76,6 +76,12 @@ OWN_LOOP_MARGIN = 2.0
 DEFAULT_MIN_PSNR = 38.0
 
 
+def transfer_of(settings) -> attacks.Transfer:
+    """The :class:`ppjax.attacks.Transfer` of the parts :data:`TRANSFER_OFF` names, read from the
+    mapping ``settings``: protect's config and the robustness bench build it the same way."""
+    return attacks.Transfer(**{name: settings[name] for name in TRANSFER_OFF})
+
+
 def attack_defaults(method: str) -> dict:
     """Margin and transfer parts that ``method`` takes when none are given."""
     if attacks.METHODS[method].custom is not None:
@@ -171,7 +177,7 @@ class ProtectConfig:
         try:
             self.transfer
         except ValueError as e:
-            raise ValueError(f"--diversity/--smoothing/--momentum/--scales: {e}") from None
+            raise ValueError(f"{'/'.join('--' + name for name in TRANSFER_OFF)}: {e}") from None
         if self.channel_rounds < 0:
             raise ValueError("--channel-rounds must be at least 0")
         for name in ("steps", "batch_size", "channel_draws"):
@@ -202,7 +208,7 @@ def expand_models(names) -> tuple[str, ...]:
 
 
 def _transfer(config: "ProtectConfig") -> attacks.Transfer:
-    return attacks.Transfer(diversity=config.diversity, smoothing=config.smoothing, momentum=config.momentum, scales=config.scales)
+    return transfer_of(vars(config))
 
 
 ProtectConfig.transfer = property(_transfer, doc="The transfer parts as an :class:`ppjax.attacks.Transfer`.")
