@@ -19,7 +19,7 @@ import optax
 from ppjax.attacks.objectives import Target, Term, objective_and_lead, weighted_terms
 from ppjax.attacks.projections import Projection, per_image_keys
 
-__all__ = ["iterate", "lead_through", "COMBINE"]
+__all__ = ["iterate", "lead_through", "seen_period", "COMBINE"]
 
 _PER_IMAGE = (1, 2, 3)
 #: How terms join the classifiers' gradient: summed into one objective, or each gradient at unit length.
@@ -30,22 +30,21 @@ def _unit(g):
     return g / (jnp.sqrt(jnp.sum(g * g, axis=_PER_IMAGE, keepdims=True)) + 1e-12)
 
 
-def _seen(channel, targets, x0, keys, step):
+def _seen(channel, targets, x0, keys, step, geometry):
     """Per group of the channel's draws at ``step``, each target's (k * N,) top-1 class of the
     original ``x0`` through the same draws."""
     return tuple(
-        tuple(jax.lax.stop_gradient(jnp.argmax(t.apply(t.variables, clean), axis=-1)) for t in targets)
-        for clean in channel(keys, step, x0)
+        tuple(jax.lax.stop_gradient(jnp.argmax(t.apply(t.variables, clean), axis=-1)) for t in bound)
+        for clean, bound in channel(keys, step, x0, geometry, targets)
     )
 
 
-def _seen_period(channel, targets, x0, keys):
-    """:func:`_seen` for the first ``channel.period`` steps, stacked: the draws' structures repeat
-    after that many steps, so step ``i`` takes row ``i % period`` (the class of the original
-    through each structure at the JPEG quality of its first draw) instead of classifying the
-    original again at every step."""
-    rows = [_seen(channel, targets, x0, keys, step) for step in range(channel.period)]
-    return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *rows)
+def seen_period(channel, targets, x0, keys, geometry):
+    """:func:`_seen` for the first ``channel.period`` steps, stacked (a ``lax.map``: the channel is
+    traced once): the draws' structures repeat after that many steps, so step ``i`` takes row
+    ``i % period`` (the class of the original through each structure at the JPEG quality of its
+    first draw) instead of classifying the original again at every step."""
+    return jax.lax.map(lambda step: _seen(channel, targets, x0, keys, step, geometry), jnp.arange(channel.period))
 
 
 def _objective_and_lead(targets, x, labels, scales=1):
@@ -70,17 +69,22 @@ def _through(channel, targets, diversity=None, scales=1):
     objective over scaled copies of what the classifiers see (:func:`_objective_and_lead`)."""
     if diversity is not None:  # the classifiers see each step's diverse copy (see ppjax.attacks.transfer)
         seen_through = _through(channel, targets, scales=scales)
-        return lambda x, x0, labels, keys, step, seen=None: seen_through(diversity(x, keys, step), x0, labels, keys, step, seen)
-    if channel is None:
-        return lambda x, x0, labels, keys, step, seen=None: _objective_and_lead(targets, x, labels, scales)
 
-    def through(x, x0, labels, keys, step, seen=None):
+        def diverse(x, x0, labels, keys, step, geometry, seen=None):
+            valid = None if geometry is None else geometry.valid
+            return seen_through(diversity(x, keys, step, valid), x0, labels, keys, step, geometry, seen)
+
+        return diverse
+    if channel is None:
+        return lambda x, x0, labels, keys, step, geometry, seen=None: _objective_and_lead(targets, x, labels, scales)
+
+    def through(x, x0, labels, keys, step, geometry, seen=None):
         n = x.shape[0]
-        seen = _seen(channel, targets, x0, keys, step) if seen is None else seen
+        seen = _seen(channel, targets, x0, keys, step, geometry) if seen is None else seen
         total, count, lead = 0.0, 0, None
-        for xs, classes in zip(channel(keys, step, x), seen):  # groups of draws of one shape each
+        for (xs, bound), classes in zip(channel(keys, step, x, geometry, targets), seen):  # groups of draws of one shape each
             k = xs.shape[0] // n
-            value, this = _objective_and_lead(targets, xs, classes, scales)
+            value, this = _objective_and_lead(bound, xs, classes, scales)
             this = jnp.min(this.reshape(k, n), axis=0)
             total, count = total + value, count + k
             lead = this if lead is None else jnp.minimum(lead, this)
@@ -90,14 +94,15 @@ def _through(channel, targets, diversity=None, scales=1):
 
 
 def lead_through(channel, targets: Sequence[Target]) -> Callable:
-    """``lead(x, x0, labels, keys, step) -> (N,)``: the smallest lead over the targets and the
-    channel's draws of that step (``channel`` None: of ``x`` itself, against ``labels``)."""
+    """``lead(x, x0, labels, keys, step, geometry=None, seen=None) -> (N,)``: the smallest lead over
+    the targets and the channel's draws of that step (``channel`` None: of ``x`` itself, against
+    ``labels``); ``seen``: the original's classes through those draws, when already known."""
     through = _through(channel, tuple(targets))
-    return lambda x, x0, labels, keys, step: through(x, x0, labels, keys, step)[1]
+    return lambda x, x0, labels, keys, step, geometry=None, seen=None: through(x, x0, labels, keys, step, geometry, seen)[1]
 
 
 def _gradient(targets, terms, combine, channel=None, diversity=None, scales=1):
-    """``grad(x, x0, labels, keys, step, seen=None) -> (direction to ascend, lead)``.
+    """``grad(x, x0, labels, keys, step, geometry, seen=None) -> (direction to ascend, lead)``.
 
     ``combine="sum"``: the gradient of objective + sum of weighted terms. ``"unit"``: the objective's
     gradient and each term's scaled to unit L2 norm per image, then added with the terms' weights
@@ -110,16 +115,16 @@ def _gradient(targets, terms, combine, channel=None, diversity=None, scales=1):
     classifiers = _through(channel, targets, diversity, scales)
     if combine == "sum" or not terms:
 
-        def total(x, x0, labels, keys, step, seen=None):
-            value, lead = classifiers(x, x0, labels, keys, step, seen)
+        def total(x, x0, labels, keys, step, geometry, seen=None):
+            value, lead = classifiers(x, x0, labels, keys, step, geometry, seen)
             return value + jnp.sum(weighted_terms(terms, x, x0)), lead
 
         return jax.grad(total, has_aux=True)
     cls_grad = jax.grad(classifiers, has_aux=True)
     term_grads = [jax.grad(lambda x, x0, t=t: jnp.sum(t.value(t.variables, x, x0))) for t in terms]
 
-    def grad(x, x0, labels, keys, step, seen=None):
-        g, lead = cls_grad(x, x0, labels, keys, step, seen)
+    def grad(x, x0, labels, keys, step, geometry, seen=None):
+        g, lead = cls_grad(x, x0, labels, keys, step, geometry, seen)
         g = _unit(g)
         for t, tg in zip(terms, term_grads):
             g = g + t.weight * _unit(tg(x, x0))
@@ -148,15 +153,18 @@ def iterate(
     With ``early_stop`` an image stops changing once its lead over every target exceeds
     ``stop_margin`` (logits); the loop ends when all images have stopped or after ``steps``.
     ``terms`` are added to the objective as ``combine`` says (see :data:`COMBINE`). The returned
-    ``attack(key, x01, labels, start=None)`` starts from ``start`` when given (e.g. an earlier
-    result) instead of ``x01`` or a random point; the budget is always around ``x01``.
+    ``attack(key, x01, labels, start=None, geometry=None, steps=None, seen=None)`` starts from
+    ``start`` when given (e.g. an earlier result) instead of ``x01`` or a random point; the budget is
+    always around ``x01``. ``steps`` there overrides the number of steps (it may be traced).
 
     ``channel``: what happens to the image between share and classify, as
-    ``channel(keys, step, x) -> groups of (k * N, h, w, 3) draws`` (a
-    :class:`ppjax.ops.channel.ChannelDraws`).
-    The gradient is then the expectation over its draws, and the early stop asks for the margin on
-    every draw of ``channel.cycle`` steps in a row (all its structures); ``labels`` are then replaced, per draw, by the classes of the original
-    through that draw. None: the classifiers see the image exactly.
+    ``channel(keys, step, x, geometry, targets) -> groups of ((k * N, h, w, 3) draws, targets)`` (a
+    :class:`ppjax.ops.channel.ChannelDraws`), for (N, S, S', 3) canvases described by ``geometry``
+    (a :class:`ppjax.ops.canvas.Geometry`; the change stays zero outside each photo). The gradient is
+    then the expectation over its draws, and the early stop asks for the margin on every draw of
+    ``channel.cycle`` steps in a row (all its structures); ``labels`` are then replaced, per draw, by
+    the classes of the original through that draw (``seen``: those classes from :func:`seen_period`,
+    computed when not given). None: the classifiers see the image exactly.
 
     ``transfer`` (a :class:`ppjax.attacks.transfer.Transfer`) adds input diversity before the
     classifiers (and the channel), scale copies at the classifiers' input, and TI smoothing and
@@ -169,8 +177,8 @@ def iterate(
     if transfer is not None and transfer.diversity:
         from ppjax.attacks.transfer import diverse_inputs
 
-        def diversity(x, keys, step):
-            return diverse_inputs(x, keys, step, transfer.diversity, transfer.diversity_scale)
+        def diversity(x, keys, step, valid):
+            return diverse_inputs(x, keys, step, transfer.diversity, transfer.diversity_scale, valid)
 
     if transfer is not None:
         from ppjax.attacks.transfer import with_transfer_steps
@@ -178,31 +186,35 @@ def iterate(
         step_rule = with_transfer_steps(step_rule, transfer)
     grad_fn = _gradient(targets, terms, combine, channel, diversity, transfer.scales if transfer is not None else 1)
     cycle = getattr(channel, "cycle", 1)
+    max_steps = steps
 
-    def attack(key: jax.Array, x01: jnp.ndarray, labels, start: jnp.ndarray | None = None) -> jnp.ndarray:
+    def attack(key, x01, labels, start=None, geometry=None, steps=None, seen=None):
         labels = tuple(labels)
         x0 = x01
+        valid = None if geometry is None else jnp.asarray(geometry.valid)
         keys = per_image_keys(key, x0.shape[0])
         if start is not None:  # continue from an earlier result, still inside the budget around x01
-            x = projection.project(start, x0)
+            x = projection.project(start, x0, valid)
         else:
-            x = projection.sample(key, x0) if random_start else x0
+            x = projection.sample(key, x0, valid) if random_start else x0
         done = jnp.zeros(x0.shape[0], bool)
         streak = jnp.zeros(x0.shape[0], jnp.int32)
+        limit = max_steps if steps is None else steps
 
         def cond(carry):
             i, _, _, done, _ = carry
-            return (i < steps) & ~jnp.all(done)
+            return (i < limit) & ~jnp.all(done)
 
         # With a channel, the original's classes through each draw, once for a period of steps.
-        seen_period = None if channel is None else _seen_period(channel, targets, x0, keys)
+        if channel is not None and seen is None:
+            seen = seen_period(channel, targets, x0, keys, geometry)
 
         def body(carry):
             i, x, state, done, streak = carry
-            seen = None if seen_period is None else jax.tree_util.tree_map(lambda a: a[i % channel.period], seen_period)
-            g, lead = grad_fn(x, x0, labels, keys, i, seen)
+            now = None if channel is None else jax.tree_util.tree_map(lambda a: a[i % channel.period], seen)
+            g, lead = grad_fn(x, x0, labels, keys, i, geometry, now)
             direction, state = step_rule.update(g, state, x)
-            moved = projection.project(x + alpha * direction, x0)
+            moved = projection.project(x + alpha * direction, x0, valid)
             if early_stop:
                 # An image moves only on steps where it lacks the margin, and is done once it has
                 # had it on `cycle` steps in a row: with a channel, every structure has then seen it.

@@ -44,12 +44,15 @@ class Objective(NamedTuple):
 
 class Target(NamedTuple):
     """A model to fool: ``apply(variables, x01) -> logits`` and the objective used against it;
-    ``fusion`` (one of :data:`FUSIONS`, the same for every member) says how it joins an ensemble."""
+    ``fusion`` (one of :data:`FUSIONS`, the same for every member) says how it joins an ensemble;
+    ``fixed_size``: the side the model resizes any input to itself (its ``ModelSpec.fixed_size``),
+    None when it takes images as they are."""
 
     apply: Callable[[Any, jnp.ndarray], jnp.ndarray]
     variables: Any
     objective: Objective
     fusion: str = "loss"
+    fixed_size: int | None = None
 
 
 class Term(NamedTuple):

@@ -44,7 +44,7 @@ from ppjax.io import ImageReadError, read_image
 from ppjax.io.real_channel import apply_real
 from ppjax.ops.channel import EXACT_VIEW_MAX_SIDE, Variant, panel
 
-__all__ = ["ATTACK_OPTIONS", "COLUMNS", "SETTINGS", "TIMING_SIZES", "run_robustness_bench", "run_timing"]
+__all__ = ["ATTACK_OPTIONS", "COLUMNS", "SETTINGS", "TIMING_SIZES", "prepare_models", "run_robustness_bench", "run_timing"]
 
 #: Timing sizes (width, height): the task's images, the shared full-resolution photos, 12 MP.
 TIMING_SIZES = ((256, 256), (2560, 1600), (4032, 3024))
@@ -96,7 +96,7 @@ def _protector(setting: str, models, eps: float, steps: int, attack: dict | None
         raise ValueError(f"unknown attack options: {sorted(unknown)}")
     models = models if isinstance(models, (list, tuple)) else [models]
     fusion = attack.get("ensemble", "loss")
-    targets = [attacks.Target(m.apply, m.variables, attacks.cross_entropy(), fusion) for m in models]
+    targets = [attacks.Target(m.apply, m.variables, attacks.cross_entropy(), fusion, m.spec.fixed_size) for m in models]
     if setting == "plain PGD":
         return Protector(targets, method="pgd", eps=eps, steps=steps, early_stop=False, lattice_steps=0, margin=0.0, options={"step_size": 1.0})
     chosen = {**attack_defaults("pgd"), "min_psnr": DEFAULT_MIN_PSNR, **attack}
@@ -105,6 +105,30 @@ def _protector(setting: str, models, eps: float, steps: int, attack: dict | None
         targets, method="pgd", eps=eps, steps=steps, channel="exact" if setting == "exact" else "social", margin=chosen["margin"],
         transfer=transfer if transfer.active else None, min_psnr=chosen["min_psnr"] or None,
     )  # fmt: skip
+
+
+def prepare_models(model: str, judge: str | None, ensemble: str | None, load: Callable, *, timing: bool = False):
+    """(model names, loaded models, their ONNX Runtime judges, held-out judges by name) for the
+    bench's ``--model``, ``--judge`` and ``--ensemble``; ``ValueError`` for a combination that cannot
+    run, :class:`ppjax.evaluate.engines.EngineError` for a judge that cannot be made."""
+    from ppjax import attacks, store
+    from ppjax.evaluate.engines import Engines, held_out_judges, make_engines
+    from ppjax.protect.config import expand_models
+
+    names = expand_models(model.split(","))
+    if not names:
+        raise ValueError("--model names no model")
+    if timing and len(names) > 1:
+        raise ValueError("--timing times one model; give --model a single classifier")
+    if ensemble is not None and ensemble not in attacks.FUSIONS:
+        raise ValueError(f"--ensemble must be one of {', '.join(attacks.FUSIONS)}")
+    loaded = [load(name) for name in names]
+    if ensemble not in (None, "loss") and len({m.spec.num_classes for m in loaded}) > 1:
+        raise ValueError(f"--ensemble {ensemble} needs models with the same classes; {', '.join(names)} differ (use --ensemble loss)")
+    judge_names = [n.strip() for n in (judge or "").split(",") if n.strip()]
+    onnx_judges = [make_engines(m, name, Engines.ONNX, store.model_dir(name))["onnx"] for m, name in zip(loaded, names)]
+    held_out = {name: fn for name, (_, fn) in held_out_judges(judge_names, set(names), load).items()}
+    return names, loaded, onnx_judges, held_out
 
 
 def _progress(setting: str, total: int, start: float, log: Callable[[str], None]) -> Callable[[int], None]:

@@ -52,7 +52,7 @@ def protect(
     appeal: Annotated[Optional[float], typer.Option(min=0.0, help="Weight of NIMA's mean score (appeal) in the objective; needs the nima model. Default 0, or 1 with --method coupled.")] = None,
     penalty: Annotated[Optional[Penalty], typer.Option(help="Perceptual penalty added to the objective: ssim or ciede2000.")] = None,
     penalty_weight: Annotated[float, typer.Option(min=0.0, help="Weight of --penalty (SSIM is in [0, 1]; CIEDE2000 in its own units, ~2.3 just noticeable).")] = 10.0,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 8,
+    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Photos per program call. Default: 1 on a CPU (as fast per photo, and each photo's bytes depend on nothing else), 8 on a GPU or TPU.")] = None,
     no_early_stop: Annotated[bool, typer.Option("--no-early-stop", help="Run all steps even for images already protected (for timing).")] = False,
     as_json: Annotated[Optional[Path], typer.Option("--json", help="Also write the summary and each image's result (protected, on how many channel variants, which not, PSNR, SSIM) to this JSON file.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Redo outputs that already exist. By default a re-run skips an output only when the folder's manifest records it as made from the same input bytes with the same settings (so an interrupted run resumes), and reports outputs made otherwise.")] = False,
@@ -88,23 +88,29 @@ def protect(
             out.print("no image files in this shard; nothing to do")
             return
         raise fail("no image files found in the given paths", 2)
+    # This process is one run: its programs persist in the store (traced and compiled), so that the
+    # next run skips both.
+    store.use_jit_cache()
     try:
-        protector = protection.build_protector(config, load_or_fetch)  # may fetch models: before the bar
+        protector = protection.build_protector(config, load_or_fetch, store.programs_folder())  # may fetch models: before the bar
     except ValueError as e:
         raise fail(str(e), 2) from None
-    # This process is one run: its compiled programs persist in the store, so that the next run on
-    # photos of the same sizes skips compiling.
-    store.use_jit_cache()
-    columns = (TextColumn("protecting"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
+    columns = (
+        TextColumn("protecting"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+        TextColumn("{task.fields[now]}"),
+    )  # fmt: skip
     with Progress(*columns, console=err) as bar:
-        task = bar.add_task("images", total=len(jobs), rate="")
+        task = bar.add_task("images", total=len(jobs), rate="", now="")
         start = time.perf_counter()
 
         def advance(n: int) -> None:
             elapsed = time.perf_counter() - start
-            bar.update(task, completed=n, rate=f"{n / elapsed:.2f} img/s" if elapsed > 0 else "")
+            bar.update(task, completed=n, rate=f"{elapsed / n:.1f} s/photo" if n else "")
 
-        summary = protection.run(config, load_or_fetch, progress=advance, jobs=jobs, protector=protector)
+        def stage(source: Path, text: str) -> None:
+            bar.update(task, now=f"{source.name}: {text}")
+
+        summary = protection.run(config, load_or_fetch, progress=advance, stage=stage, jobs=jobs, protector=protector)
     for r in summary.failed:
         err.print(f"[red]error:[/] {r.error}", markup=True)
     for r in summary.results:

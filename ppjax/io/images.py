@@ -28,6 +28,7 @@ __all__ = [
     "ImageReadError",
     "ImageWriteError",
     "LoadedImage",
+    "peek_size",
     "read_image",
     "write_image",
     "iter_image_files",
@@ -159,6 +160,21 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
             reason = f"truncated or corrupt image data ({reason})"
         raise ImageReadError(path, f"cannot decode: {reason}") from None
     return LoadedImage(path=path, rgb=np.ascontiguousarray(rgb), alpha=alpha, format=fmt)
+
+
+def peek_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(height, width) of an image file as :func:`read_image` will return it (EXIF orientation
+    applied), read from its header without decoding; None when the header cannot be read (the
+    decoder then says why)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+                turned = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # orientations that swap the axes
+    except Exception:  # noqa: BLE001 - any failure is read_image's to explain
+        return None
+    return (w, h) if turned else (h, w)
 
 
 def _umask() -> int:

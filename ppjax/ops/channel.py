@@ -30,12 +30,14 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
+from ppjax.ops.bands import VIEW_PAIRS, VIEW_SIDE, resize_view
+from ppjax.ops.canvas import EXACT_VIEW_MAX_SIDE
 from ppjax.ops.jpeg import jpeg_round_trip
 from ppjax.ops.resample import FILTERS, center_crop, resize
 
 __all__ = [
-    "VIEWS", "CHANNELS", "PLATFORM_SIDES", "EXACT_VIEW_MAX_SIDE", "PANEL_QUALITIES", "JPEG_MAX_PIXELS", "Variant", "platform_size",
-    "view_size", "apply_variant", "panel", "ChannelDraws", "channel_draws",
+    "VIEWS", "CHANNELS", "PLATFORM_SIDES", "EXACT_VIEW_MAX_SIDE", "PANEL_QUALITIES", "STRUCTURES", "REFERENCE_VIEW", "Variant",
+    "platform_size", "view_size", "apply_variant", "panel", "ChannelDraws", "channel_draws", "canvas_targets",
 ]  # fmt: skip
 
 #: The attacker's preprocessing: name -> ((height, width) to resize to, centre crop side or None).
@@ -44,15 +46,8 @@ VIEWS = {"demo": ((256, 256), 224), "direct": ((224, 224), None), "exact": (None
 CHANNELS = ("social", "exact")
 #: Long-side limits of the platform panel (pixels); a photo not larger is not resized.
 PLATFORM_SIDES = (2048, 1080)
-#: Photos with a long side of at most this many pixels may also be classified as they are.
-EXACT_VIEW_MAX_SIDE = 512
 #: JPEG re-encodes of the verification panel (None: the file as written).
 PANEL_QUALITIES = (None, 90, 75)
-#: Largest image (pixels) the attack runs a differentiable JPEG at. Above it, JPEG draws happen
-#: after a platform resize only: a 12-megapixel JPEG round trip under autodiff would alone hold
-#: gigabytes, and what the JPEG removes at full size is finer than anything that survives the
-#: attacker's shrinking to 224.
-JPEG_MAX_PIXELS = 2048 * 2048
 
 
 @dataclass(frozen=True)
@@ -150,28 +145,36 @@ def panel(channel: str, h: int, w: int) -> tuple[Variant, ...]:
 
 @dataclass(frozen=True)
 class ChannelDraws:
-    """The expectation over the channel that the attack's gradient is averaged over.
+    """The expectation over the channel that the attack's gradient is averaged over, for a batch of
+    working copies on a canvas (:mod:`ppjax.ops.canvas`).
 
-    ``structures`` are the variants with static shapes (platform, view, filter, whether a JPEG
-    step happens; a JPEG structure's own quality is ignored); at each attack step the ``draws``
-    structures ``(step * draws + d) mod len(structures)`` are used, so that every structure comes
-    round equally often whatever the batch, and each image draws its JPEG quality uniformly from
-    ``qualities`` (inclusive) from its own key, the step and ``d``. The images' draws thus
-    depend only on their keys, never on the batch they are in. With ``exact``, each step also
-    draws the image at its own size, re-encoded as JPEG on odd steps.
+    Its :data:`STRUCTURES` are the four views of :data:`ppjax.ops.bands.VIEW_PAIRS`, each as written
+    and after a JPEG 4:2:0 re-encode of the whole working copy (structure ``s`` is view ``s // 2``,
+    JPEG when ``s`` is odd). At each attack step the ``draws`` structures ``(step * draws + d) mod 8``
+    are used, so that every structure comes round equally often whatever the batch, and each image
+    draws its JPEG quality uniformly from ``qualities`` (inclusive) from its own key, the step and
+    ``d``. The images' draws thus depend only on their keys, never on the batch they are in. With
+    ``exact``, each step also draws the image as it is (on odd steps re-encoded: the step's first
+    re-encoded draw, the same file seen whole), classified whole: photos of at most
+    :data:`EXACT_VIEW_MAX_SIDE` pixels. With an even number of draws, which draws re-encode is the
+    same at every step, so no step traces a JPEG it does not compute.
+
+    The structure is a traced value selecting the views' maps and the JPEG step inside one program,
+    so the channel is traced once per use, not once per structure. The working copy is the photo
+    itself, or a copy shrunk to a long side of 1080 pixels, so the platform's own shrinks (long side
+    2048 or 1080) never apply to it; the real channel's panel (:func:`panel`) checks them on the
+    written file.
     """
 
-    structures: tuple[Variant, ...]
     draws: int = 2
     qualities: tuple[int, int] = (70, 95)
-    reference: Variant = Variant("direct", "bilinear")
     #: Also one draw per step of the image as it is (every other step JPEG-re-encoded): photos
     #: small enough to be classified whole.
     exact: bool = False
 
     def __post_init__(self):
-        if not self.structures or self.draws < 1:
-            raise ValueError("a channel needs at least one structure and one draw per step")
+        if self.draws < 1:
+            raise ValueError("a channel needs at least one draw per step")
         lo, hi = self.qualities
         if not 1 <= lo <= hi <= 100:
             raise ValueError(f"JPEG quality range must be within 1..100, got {self.qualities}")
@@ -181,32 +184,50 @@ class ChannelDraws:
         """Steps after which every structure (and, with ``exact``, both JPEG states of the whole
         image) has been drawn once: an attack stops early only after this many steps in a row
         with its margin."""
-        return max(-(-len(self.structures) // self.draws), 2 if self.exact else 1)
+        return max(-(-STRUCTURES // self.draws), 2 if self.exact else 1)
 
     @property
     def period(self) -> int:
         """Steps after which the structures drawn repeat (the JPEG qualities do not)."""
-        c = len(self.structures)
-        p = c // math.gcd(c, self.draws)
+        p = STRUCTURES // math.gcd(STRUCTURES, self.draws)
         return math.lcm(p, 2) if self.exact else p
 
-    def __call__(self, keys: jax.Array, step, x01: jnp.ndarray) -> tuple[jnp.ndarray, ...]:
-        """Groups of transformed copies of the (N, H, W, 3) batch, each (k * N, h, w, 3) and
-        draw-major: the ``draws`` structures at the views' size, then with ``exact`` one copy at
-        the batch's own size. ``keys``: (N,) per-image keys; ``step``: the attack step (traced)."""
-        branches = [
-            (lambda x, q, v=v: apply_variant(x, v, q if v.quality is not None else None)) for v in self.structures
-        ]
-        out = []
+    def __call__(self, keys: jax.Array, step, x01: jnp.ndarray, geometry, targets=()) -> list:
+        """Groups ``(pixels, targets)`` of transformed copies of the (N, S, S', 3) canvas batch, each
+        with the ``targets`` bound to classify them: the ``draws`` structures at the views' size,
+        draw-major ((draws * N, 224, 224, 3)), then with ``exact`` the canvas itself, its photos
+        classified alone (:func:`canvas_targets`). ``keys``: (N,) per-image keys; ``step``: the
+        attack step (may be traced); ``geometry``: the batch's :class:`ppjax.ops.canvas.Geometry`."""
+        valid = jnp.asarray(geometry.valid)
+        out, encoded = [], None
         for d in range(self.draws):
-            q = self._qualities(keys, step, d)
-            index = (step * self.draws + d) % len(self.structures)
-            out.append(jax.lax.switch(index, branches, x01, q) if len(branches) > 1 else branches[0](x01, q))
-        groups = (jnp.concatenate(out, axis=0),)
+            index = (step * self.draws + d) % STRUCTURES
+            if self.draws % 2 == 0:  # draw d re-encodes exactly when d is odd, whatever the step
+                if d % 2:
+                    seen = jpeg_round_trip(x01, self._qualities(keys, step, d), "4:2:0", valid)
+                    encoded = seen if encoded is None else encoded
+                else:
+                    seen = x01
+            else:
+                q = self._qualities(keys, step, d)
+                seen = jax.lax.cond(index % 2 == 1, lambda x: jpeg_round_trip(x, q, "4:2:0", valid), lambda x: x, x01)
+            out.append(resize_view(seen, geometry.rows, geometry.cols, index // 2))
+        groups = [(jnp.concatenate(out, axis=0), tuple(targets))]
         if self.exact:
-            q = self._qualities(keys, step, self.draws)
-            groups += (jax.lax.cond(step % 2 == 1, lambda x: jpeg_round_trip(x, q, "4:2:0"), lambda x: x, x01),)
+            # Re-encoded on odd steps: the step's first re-encoded draw when it has one (the same
+            # file, seen whole), else a draw of its own.
+            if encoded is None:
+                q = self._qualities(keys, step, self.draws)
+                whole = jax.lax.cond(step % 2 == 1, lambda x: jpeg_round_trip(x, q, "4:2:0", valid), lambda x: x, x01)
+            else:
+                whole = jnp.where(step % 2 == 1, encoded, x01)
+            groups.append((whole, canvas_targets(targets, geometry)))
         return groups
+
+    def reference(self, x01: jnp.ndarray, geometry) -> jnp.ndarray:
+        """(N, 224, 224, 3): the reference view (direct resize, bilinear) each classifier's label
+        on the original is taken through."""
+        return resize_view(x01, geometry.rows, geometry.cols, REFERENCE_VIEW)
 
     def _qualities(self, keys, step, d):
         """(N,) JPEG qualities, each from its image's key, the step and the draw."""
@@ -214,17 +235,41 @@ class ChannelDraws:
         return jax.vmap(lambda k: jax.random.randint(k, (), self.qualities[0], self.qualities[1] + 1))(qk)
 
 
+#: The social channel's structures: each view of :data:`ppjax.ops.bands.VIEW_PAIRS`, as written and re-encoded.
+STRUCTURES = 2 * len(VIEW_PAIRS)
+#: The view labels are taken through: the direct resize to 224, bilinear.
+REFERENCE_VIEW = VIEW_PAIRS.index(("direct", "bilinear"))
+
+
+def canvas_targets(targets, geometry) -> tuple:
+    """``targets`` classifying each photo of a canvas batch as if alone: through
+    :func:`ppjax.models.masked.masked_apply` with the geometry's extents, or, for a model that resizes
+    any input to its fixed side itself (``Target.fixed_size``), through that resize of the photo
+    (the direct bilinear view). A batch of k * N copies of the N photos (scale copies) is served too."""
+    from ppjax.models.masked import masked_apply
+
+    def tiled(a, x):
+        return jnp.tile(jnp.asarray(a), (x.shape[0] // a.shape[0],) + (1,) * (a.ndim - 1))
+
+    bound = []
+    for t, extents in zip(targets, geometry.extents, strict=True):
+        if t.fixed_size is not None:
+            if t.fixed_size != VIEW_SIDE:
+                raise ValueError(f"a model of fixed side {t.fixed_size} cannot be classified whole on a canvas")
+
+            def apply(v, x, apply=t.apply):
+                rows, cols = (jax.tree_util.tree_map(lambda a: tiled(a, x), b) for b in (geometry.rows, geometry.cols))
+                return apply(v, resize_view(x, rows, cols, REFERENCE_VIEW))
+        else:
+
+            def apply(v, x, apply=t.apply, extents=extents):
+                return masked_apply(apply, v, x, tiled(extents, x))
+
+        bound.append(t._replace(apply=apply))
+    return tuple(bound)
+
+
 def channel_draws(h: int, w: int, *, draws: int = 2, qualities: tuple[int, int] = (70, 95)) -> ChannelDraws:
-    """The ``social`` channel's draws for an (h, w) photo: {no platform, each platform limit it
-    exceeds} x {as written, JPEG 4:2:0 at a drawn quality} x {demo, direct} x {bilinear, bicubic},
-    and the exact view for photos of at most :data:`EXACT_VIEW_MAX_SIDE` pixels. JPEG at full size
-    is left out above :data:`JPEG_MAX_PIXELS`."""
-    platforms = [None] + [s for s in PLATFORM_SIDES if max(h, w) > s]
-    structures = []
-    # Platform, then JPEG, vary fastest: the draws of one step differ in what the platform did.
-    for (filt, view), jpeg, platform in itertools.product([(f, v) for v, f in _views(h, w) if v != "exact"], (False, True), platforms):
-        hh, ww = platform_size(h, w, platform) or (h, w)
-        if jpeg and hh * ww > JPEG_MAX_PIXELS:
-            continue
-        structures.append(Variant(view, filt, qualities[1] if jpeg else None, platform))
-    return ChannelDraws(tuple(structures), draws, qualities, exact=max(h, w) <= EXACT_VIEW_MAX_SIDE)
+    """The ``social`` channel's draws for (h, w) working copies: the four views, each as written and
+    re-encoded, and the exact view for photos of at most :data:`EXACT_VIEW_MAX_SIDE` pixels."""
+    return ChannelDraws(draws, qualities, exact=max(h, w) <= EXACT_VIEW_MAX_SIDE)

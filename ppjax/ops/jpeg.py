@@ -134,23 +134,61 @@ def _downsample_2x2(plane: jnp.ndarray) -> jnp.ndarray:
     return _floor_st((total + bias) / 4.0)
 
 
-def _fancy_upsample_2x2(plane: jnp.ndarray, h: int, w: int) -> jnp.ndarray:
-    """libjpeg's ``h2v2_fancy_upsample`` of the (N, ceil(h/2), ceil(w/2)) real chroma samples to
-    (N, h, w): each output row mixes its nearer input row 3:1 with the next one out (edges
-    repeated), then the same along the row, with rounding biases 8 and 7 over 16."""
-    n, hc, wc = plane.shape
+def _fancy_upsample_2x2(plane: jnp.ndarray, hc, wc) -> jnp.ndarray:
+    """libjpeg's ``h2v2_fancy_upsample`` of (N, H/2, W/2) decoded chroma samples, of which the first
+    ``hc`` rows and ``wc`` columns are the image's (ints, or (N,) per image), to (N, H, W): each output
+    row mixes its nearer input row 3:1 with the next one out (the image's edge repeated), then the
+    same along the row, with rounding biases 8 and 7 over 16. Outputs past the image are not used."""
+    n, h2, w2 = plane.shape
+    hc = jnp.broadcast_to(jnp.asarray(hc), (n,))[:, None, None]
+    wc = jnp.broadcast_to(jnp.asarray(wc), (n,))[:, None, None]
+    rows_at = jnp.arange(h2)[None, :, None]
     up = jnp.concatenate([plane[:, :1], plane[:, :-1]], axis=1)
-    down = jnp.concatenate([plane[:, 1:], plane[:, -1:]], axis=1)
+    down = jnp.where(rows_at < hc - 1, jnp.concatenate([plane[:, 1:], plane[:, -1:]], axis=1), plane)
     # Rows: output 2i takes 3 * row i + row i-1, output 2i+1 takes 3 * row i + row i+1 (sums x4).
-    rows = jnp.stack([3.0 * plane + up, 3.0 * plane + down], axis=2).reshape(n, 2 * hc, wc)
+    rows = jnp.stack([3.0 * plane + up, 3.0 * plane + down], axis=2).reshape(n, 2 * h2, w2)
+    cols_at = jnp.arange(w2)[None, None, :]
     left = jnp.concatenate([rows[:, :, :1], rows[:, :, :-1]], axis=2)
-    right = jnp.concatenate([rows[:, :, 1:], rows[:, :, -1:]], axis=2)
+    right = jnp.where(cols_at < wc - 1, jnp.concatenate([rows[:, :, 1:], rows[:, :, -1:]], axis=2), rows)
     even = _floor_st((3.0 * rows + left + 8.0) / 16.0)
     odd = _floor_st((3.0 * rows + right + 7.0) / 16.0)
-    return jnp.stack([even, odd], axis=3).reshape(n, 2 * hc, 2 * wc)[:, :h, :w]
+    return jnp.stack([even, odd], axis=3).reshape(n, 2 * h2, 2 * w2)
 
 
-def jpeg_round_trip(x01: jnp.ndarray, quality, subsampling: str = "4:4:4") -> jnp.ndarray:
+@jax.custom_vjp
+def _repeat_edges(x, valid):
+    """(N, H, W, C) with every row past each image's ``valid`` height (and column past its width)
+    a copy of its last one, as libjpeg pads an image to whole blocks; the gradient of the copies
+    goes back to the edge they came from."""
+    n, h, w, _ = x.shape
+    rows = jnp.minimum(jnp.arange(h)[None, :], valid[:, :1] - 1)
+    cols = jnp.minimum(jnp.arange(w)[None, :], valid[:, 1:] - 1)
+    x = jnp.take_along_axis(x, rows[:, :, None, None], axis=1)
+    return jnp.take_along_axis(x, cols[:, None, :, None], axis=2)
+
+
+def _repeat_edges_fwd(x, valid):
+    return _repeat_edges(x, valid), valid
+
+
+def _fold_edge(g, n_valid, axis):
+    """``g`` along ``axis`` with everything at and past ``n_valid - 1`` summed into that last valid
+    index and zero beyond: the transpose of repeating the edge."""
+    at = jnp.arange(g.shape[axis]).reshape([-1 if a == axis else 1 for a in range(g.ndim)])
+    n_valid = n_valid.reshape([-1] + [1] * (g.ndim - 1))
+    tail = jnp.sum(jnp.where(at >= n_valid - 1, g, 0.0), axis=axis, keepdims=True)
+    return jnp.where(at < n_valid - 1, g, jnp.where(at == n_valid - 1, tail, 0.0))
+
+
+def _repeat_edges_bwd(valid, g):
+    g = _fold_edge(_fold_edge(g, valid[:, 1], 2), valid[:, 0], 1)
+    return g, np.zeros(valid.shape, jax.dtypes.float0)
+
+
+_repeat_edges.defvjp(_repeat_edges_fwd, _repeat_edges_bwd)
+
+
+def jpeg_round_trip(x01: jnp.ndarray, quality, subsampling: str = "4:4:4", valid=None) -> jnp.ndarray:
     """Encode and decode (N, H, W, 3) pixels in [0, 1] as baseline JPEG; returns (N, H, W, 3)
     pixels in [0, 1] on the uint8 lattice (values k/255).
 
@@ -159,6 +197,10 @@ def jpeg_round_trip(x01: jnp.ndarray, quality, subsampling: str = "4:4:4") -> jn
     (what :func:`ppjax.io.write_image` writes) or "4:2:0" (Pillow's and libjpeg's default).
     Sizes that are not multiples of the block are padded by repeating the last row and column, as
     the encoder does, and cropped back.
+
+    ``valid``: (N, 2) ints, each image's height and width at the top left of a larger canvas
+    (:mod:`ppjax.ops.canvas`): each image is then encoded as if alone (its own edge repeated to
+    whole blocks, its own chroma edge when upsampling), and the pixels past it are not meaningful.
     """
     if subsampling not in SUBSAMPLING:
         raise ValueError(f"JPEG subsampling must be one of {', '.join(SUBSAMPLING)}, got {subsampling!r}")
@@ -167,7 +209,12 @@ def jpeg_round_trip(x01: jnp.ndarray, quality, subsampling: str = "4:4:4") -> jn
     n, h, w, _ = x01.shape
     tables = jnp.broadcast_to(_tables(jnp.asarray(quality, jnp.int32)), (n, 2, 8, 8))
     mcu = 16 if subsampling == "4:2:0" else 8
-    x = _pad_to(x01 * 255.0, mcu)
+    if valid is None:
+        x = _pad_to(x01 * 255.0, mcu)
+        valid = jnp.broadcast_to(jnp.array([h, w], jnp.int32), (n, 2))
+    else:
+        valid = jnp.asarray(valid, jnp.int32)
+        x = _pad_to(_repeat_edges(x01 * 255.0, valid), mcu)
     # Every stage works on integers in libjpeg; rounding them here keeps the forward value close.
     ycc = jnp.einsum("nhwc,dc->nhwd", x, jnp.asarray(_RGB_TO_YCC, jnp.float32), precision=_EXACT) + jnp.array([0.0, 128.0, 128.0])
     ycc = jnp.clip(_straight_through_round(ycc), 0.0, 255.0)
@@ -178,10 +225,10 @@ def jpeg_round_trip(x01: jnp.ndarray, quality, subsampling: str = "4:4:4") -> jn
         if subsampling == "4:2:0":
             small = _pad_to(_downsample_2x2(plane), 8)
             decoded = _blocks_round_trip(small - 128.0, tables[:, 1])
-            plane = _fancy_upsample_2x2(decoded[:, : (h + 1) // 2, : (w + 1) // 2], h, w)
+            plane = _fancy_upsample_2x2(decoded, (valid[:, 0] + 1) // 2, (valid[:, 1] + 1) // 2)
         else:
-            plane = _blocks_round_trip(plane - 128.0, tables[:, 1])[:, :h, :w]
-        chroma.append(plane)
+            plane = _blocks_round_trip(plane - 128.0, tables[:, 1])
+        chroma.append(plane[:, :h, :w])
     back = jnp.stack([luma[:, :h, :w], *chroma], axis=-1) - jnp.array([0.0, 128.0, 128.0])
     rgb = jnp.einsum("nhwd,cd->nhwc", back, jnp.asarray(_YCC_TO_RGB, jnp.float32), precision=_EXACT)
     rgb = jnp.clip(_straight_through_round(rgb), 0.0, 255.0)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["psnr", "ssim", "ssim_or_nan", "ssim_defined", "SSIM_MIN_SIDE", "ciede2000", "linf_255", "srgb_to_lab"]
+__all__ = ["psnr", "ssim", "ssim_map", "ssim_or_nan", "ssim_defined", "SSIM_MIN_SIDE", "ciede2000", "linf_255", "srgb_to_lab"]
 
 #: SSIM's 11x11 Gaussian window needs images at least this many pixels high and wide.
 SSIM_MIN_SIDE = 11
@@ -57,14 +57,19 @@ def ssim(x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
     """Mean SSIM per image (see module docstring); images must be at least 11x11 (:func:`ssim_defined`)."""
     if not ssim_defined(x.shape):
         raise ValueError(f"SSIM needs images of at least 11x11 pixels, got {x.shape[-3]}x{x.shape[-2]}")
+    return jnp.mean(ssim_map(x, y), axis=(-3, -2, -1))
+
+
+def ssim_map(x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
+    """SSIM per pixel and channel of (..., H, W, C) images: (..., H - 10, W - 10, C), the window's
+    'valid' positions."""
     w = _gaussian_window()
     c1, c2 = 0.01**2, 0.03**2
     mx, my = _filter_valid(x, w), _filter_valid(y, w)
     sxx = _filter_valid(x * x, w) - mx * mx
     syy = _filter_valid(y * y, w) - my * my
     sxy = _filter_valid(x * y, w) - mx * my
-    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
-    return jnp.mean(s, axis=(-3, -2, -1))
+    return ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
 
 
 def ssim_or_nan(x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:

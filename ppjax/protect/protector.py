@@ -26,8 +26,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppjax import attacks
-from ppjax.attacks.projections import psnr_radius
-from ppjax.ops.channel import CHANNELS, apply_variant, channel_draws
+from ppjax.attacks.loop import seen_period
+from ppjax.attacks.projections import pixel_values, psnr_radius, region
+from ppjax.ops.canvas import Canvas, Geometry, canvas_for, geometry, own_canvas, place, stack_geometry
+from ppjax.ops.channel import CHANNELS, ChannelDraws, canvas_targets
+from ppjax.models.masked import level_extents
+from ppjax.protect.programs import CachedProgram, ProgramCache, describe
 
 __all__ = ["lattice_radius", "quantise", "Protector"]
 
@@ -37,11 +41,12 @@ def lattice_radius(eps: float) -> float:
     return float(np.floor(eps + 1e-6))
 
 
-def quantise(x01: jnp.ndarray, x0_01: jnp.ndarray, eps: float, min_psnr: float | None = None) -> jnp.ndarray:
+def quantise(x01: jnp.ndarray, x0_01: jnp.ndarray, eps: float, min_psnr: float | None = None, valid=None) -> jnp.ndarray:
     """``x01`` rounded to the uint8 lattice (``k / 255``) without leaving the L-infinity budget
     ``eps``/255 around the original ``x0_01`` (itself on the lattice) or [0, 1], and, with
-    ``min_psnr`` (dB), without the PSNR of the rounded image falling below it."""
-    return _quantise255(x01, jnp.rint(x0_01 * 255.0), eps, min_psnr) / 255.0
+    ``min_psnr`` (dB), without the PSNR of the rounded image falling below it. ``valid`` (N, 2):
+    each image's extent on a canvas; the change is zero outside it, and the floor counts its pixels."""
+    return _quantise255(x01, jnp.rint(x0_01 * 255.0), eps, min_psnr, valid) / 255.0
 
 
 #: Halvings in each search of :func:`_under_floor`.
@@ -52,17 +57,19 @@ _HALVINGS = 20
 _TIE_SPREAD = 1e-3
 
 
-def _quantise255(x01, x0_255, eps, min_psnr=None):
+def _quantise255(x01, x0_255, eps, min_psnr=None, valid=None):
     r = lattice_radius(eps)
     d = jnp.clip(x01 * 255.0 - x0_255, -r, r)
+    mask = region(valid, d.shape)
+    d = d if mask is None else d * mask
     q = jnp.rint(d)
     if min_psnr:
-        q = _under_floor(d, q, min_psnr)
+        q = _under_floor(d, q, min_psnr, pixel_values(valid, d.shape))
     # The original is on the lattice, so rounding x0 + d and adding a rounded d are the same.
     return jnp.clip(x0_255 + q, 0.0, 255.0)
 
 
-def _under_floor(d, rounded, min_psnr):
+def _under_floor(d, rounded, min_psnr, values):
     """Per image, the whole-number change ``rounded`` (``rint(d)``, 1/255 units) where it keeps the
     PSNR floor; elsewhere the change nearest ``d`` in energy that keeps it: each value's magnitude
     is ``floor(|d| s)`` or one more, for the largest ``s`` in [0, 1] whose floors keep it, and the
@@ -70,8 +77,9 @@ def _under_floor(d, rounded, min_psnr):
     magnitude stays at most ``ceil(|d|)``, so the L-infinity budget and [0, 255] hold too."""
     axes = tuple(range(1, d.ndim))
     shape = (d.shape[0],) + (1,) * (d.ndim - 1)
-    limit = psnr_radius(min_psnr, int(np.prod(d.shape[1:]))) * 255.0
+    limit = psnr_radius(min_psnr, values) * 255.0
     limit2 = limit * limit * (1.0 - 1e-6)  # float32 sums of many squares: keep a hair inside
+    limit2 = limit2 if isinstance(limit2, float) else limit2.reshape(shape)
 
     def fits(q):
         return jnp.sum(q * q, axis=axes).reshape(shape) <= limit2
@@ -111,6 +119,10 @@ class Protector:
     unknown one raises here). Each target is attacked away from its own top-1 class on the
     original image. ``terms`` (appeal, perceptual penalties) go to the attack; the lattice
     refinement only looks at the classifiers.
+
+    Under the social channel a batch is a stack of canvases (:meth:`canvas_for`, :meth:`layout`),
+    so that one compiled program serves photos of every size that share a canvas: the attack, the
+    lattice refinement and the channel's later rounds (:meth:`protect_canvas`) are that one program.
     """
 
     targets: Sequence[attacks.Target]
@@ -126,7 +138,7 @@ class Protector:
     terms: Sequence[attacks.Term] = ()
     options: Mapping[str, Any] = field(default_factory=dict)
     #: Threat model: "exact" (the classifiers see the image as it is, the MediaEval 2019 protocol)
-    #: or "social" (they see draws of :func:`ppjax.ops.channel.channel_draws`).
+    #: or "social" (they see the draws of :class:`ppjax.ops.channel.ChannelDraws`).
     channel: str = "exact"
     #: Channel draws averaged per step with ``channel="social"``.
     channel_draws: int = 2
@@ -135,8 +147,14 @@ class Protector:
     #: PSNR floor in dB (None: none): every step, and the bytes returned, keep at least this PSNR
     #: against the original (see :func:`quantise`).
     min_psnr: float | None = None
+    #: Where the traced programs are kept for later processes (:mod:`ppjax.protect.programs`); its
+    #: ``identity`` must name everything about ``targets`` and ``terms`` that their weights' shapes
+    #: do not (models, objectives, fusion, term weights). None: traced in each process.
+    program_cache: ProgramCache | None = None
     _variables: Any = field(init=False, repr=False)
     _programs: dict = field(init=False, repr=False)
+    #: (canvas shape, batch size) of the programs this process has run.
+    _warm: set = field(init=False, repr=False)
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -145,22 +163,38 @@ class Protector:
         set_(self, "options", MappingProxyType(dict(self.options)))
         if self.channel not in CHANNELS:
             raise ValueError(f"channel must be one of {', '.join(CHANNELS)}, got {self.channel!r}")
-        self._attack(self.targets, self.terms, self._draws((1, 256, 256, 3)))  # unknown methods and options raise now, not at the first batch
+        self._attack(self.targets, self.terms, self._draws(True))  # unknown methods and options raise now, not at the first batch
         # The weights go into the compiled programs as arguments, not as captured constants: the
-        # persistent cache then holds a few MB per image size rather than the models' size. On
-        # the device once, so that NumPy weights are not copied over again on every call.
+        # persistent cache then holds a few MB per canvas rather than the models' size. On the
+        # device once, so that NumPy weights are not copied over again on every call.
         set_(self, "_variables", jax.device_put(attacks.variables_of(self.targets, self.terms)))
-        programs = {"run": jax.jit(self._run), "status": jax.jit(self._status), "jpeg": {}}
-        programs["leads"] = jax.jit(self._leads)
-        programs["labels"] = jax.jit(lambda variables, x01: tuple(jnp.argmax(t.apply(t.variables, x01), axis=-1) for t in self._bound(variables)[0]))
-        programs["refine_channel"] = jax.jit(self._refine_channel)
-        set_(self, "_programs", programs)
+        settings = {
+            "method": self.method, "eps": self.eps, "steps": self.steps, "early_stop": self.early_stop, "lattice_steps": self.lattice_steps,
+            "margin": self.margin, "options": dict(self.options), "channel": self.channel, "channel_draws": self.channel_draws,
+            "transfer": describe(self.transfer), "min_psnr": self.min_psnr,
+        }  # fmt: skip
 
-    def _draws(self, shape):
-        """The channel's draws for a batch of ``shape`` (None for the exact channel)."""
+        def cached(name, fn, **jit_options):
+            return CachedProgram(jax.jit(fn, **jit_options), {**settings, "program": name}, self.program_cache)
+
+        programs = {
+            "run": cached("run", self._run, static_argnames=("exact",)),
+            "status": jax.jit(self._status),
+            "jpeg": {},
+            "leads": cached("leads", self._leads),
+            "labels": cached("labels", self._labels_of),
+            "canvas_leads": cached("canvas_leads", self._canvas_leads),
+            "canvas_labels": cached("canvas_labels", self._canvas_labels),
+        }
+        set_(self, "_programs", programs)
+        set_(self, "_warm", set())
+
+    def _draws(self, exact: bool) -> ChannelDraws | None:
+        """The channel's draws for canvases whose photos are (``exact``) or are not classified whole;
+        None for the exact channel."""
         if self.channel == "exact":
             return None
-        return channel_draws(shape[1], shape[2], draws=self.channel_draws)
+        return ChannelDraws(self.channel_draws, exact=exact)
 
     def _attack(self, targets, terms, draws):
         return attacks.build(
@@ -178,16 +212,115 @@ class Protector:
             steps=self.lattice_steps if steps is None else steps, step_size=1.0, stop_margin=self.margin, channel=draws,
         )  # fmt: skip
 
+    # -- canvases ------------------------------------------------------------------------------
+
+    def canvas_for(self, h: int, w: int) -> Canvas:
+        """The canvas an (h, w) working copy is protected on: a shared one of
+        :data:`ppjax.ops.canvas.CANVASES` under the social channel, else one of its own size (the
+        exact channel classifies each photo at its size; terms on the image see the whole canvas)."""
+        if self.channel == "exact" or self.terms:
+            return own_canvas(h, w)
+        return canvas_for(h, w)
+
+    def is_warm(self, canvas: Canvas, batch: int) -> bool:
+        """Whether this process has run the program for ``batch`` photos on ``canvas`` already."""
+        return (canvas.shape, batch) in self._warm
+
+    def layout(self, canvas: Canvas, images: Sequence[np.ndarray]) -> tuple[np.ndarray, Geometry]:
+        """(canvas batch, its :class:`~ppjax.ops.canvas.Geometry`) for (h, w, 3) images on ``canvas``:
+        with, per classifier, the extents each photo has in its layers when classified whole."""
+        parts = []
+        for im in images:
+            h, w = im.shape[:2]
+            g = geometry(canvas, h, w)
+            if canvas.exact and self.channel != "exact":
+                g = g._replace(extents=tuple(self._extents(t, h, w, canvas) for t in self.targets))
+            parts.append(g)
+        return place(list(images), canvas), stack_geometry(parts)
+
     @staticmethod
-    def _lead(targets, x01, labels, draws=None, key=None, x0=None):
+    def _extents(target, h: int, w: int, canvas: Canvas) -> np.ndarray:
+        if target.fixed_size is not None:  # classified through its own resize: no layers to mask
+            return np.zeros((1, 2), np.int32)
+        return level_extents(target.apply, target.variables, h, w, canvas.shape)
+
+    # -- the program ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _lead(targets, x01, labels, draws=None, keys=None, x0=None, geometry=None, seen=None):
         """(N,) smallest lead over the targets; with ``draws``, over the channel's draws of one whole
-        cycle of steps, each against the original ``x0`` through the same draw."""
+        cycle of steps (a ``lax.map``), each against the original ``x0`` through the same draw (its
+        classes ``seen`` from :func:`ppjax.attacks.loop.seen_period` when given)."""
         if draws is None:
             return attacks.objective_and_lead(targets, x01, labels)[1]
-        keys = attacks.per_image_keys(key, x01.shape[0])
         lead_at = attacks.lead_through(draws, targets)
-        # Over a whole cycle of the draws, so that every structure has its say.
-        return functools.reduce(jnp.minimum, [lead_at(x01, x0, labels, keys, step) for step in range(draws.cycle)])
+
+        def at(step):
+            now = None if seen is None else jax.tree_util.tree_map(lambda a: a[step % draws.period], seen)
+            return lead_at(x01, x0, labels, keys, step, geometry, now)
+
+        return jnp.min(jax.lax.map(at, jnp.arange(draws.cycle)), axis=0)
+
+    def _labels(self, targets, x01, draws, geometry):
+        """Each target's top-1 class on the original, seen through the channel's reference view."""
+        seen = x01 if draws is None else draws.reference(x01, geometry)
+        return tuple(jnp.argmax(t.apply(t.variables, seen), axis=-1) for t in targets)
+
+    def _run(self, variables, keys, x01, geometry, start, attack_steps, refine_steps, exact=False):
+        """Attack for ``attack_steps`` (0: take ``start``, what was written last, instead), round to the
+        lattice, and where an image lacks the margin take up to ``refine_steps`` sign steps of 1/255
+        on the lattice. (protected batch, labels, protected-as-computed flags)."""
+        targets, terms = self._bound(variables)
+        draws = self._draws(exact)
+        valid = None if geometry is None else geometry.valid
+        keys = attacks.per_image_keys(keys, x01.shape[0])
+        x0_255 = jnp.rint(x01 * 255.0)
+        labels = self._labels(targets, x01, draws, geometry)
+        seen = None if draws is None else seen_period(draws, targets, x01, keys, geometry)
+        attack = self._attack(targets, terms, draws)
+        if draws is None:  # the exact channel, own-size batches: every method, those with loops of their own too
+            attacked = attack(keys, x01, labels)
+        else:
+            attacked = attack(keys, x01, labels, geometry=geometry, steps=attack_steps, seen=seen)
+        x = jnp.where(attack_steps > 0, attacked, start)
+        refine = self._lattice_refinement(targets, draws)
+
+        def settle(carry):
+            # Round 0: the attack's result on the lattice. Round 1, only where some image lacks the
+            # margin there: sign steps of 1/255 from it, on the lattice (images already protected
+            # with margin are left as they are). One traced copy of the lead serves both.
+            rounds, x, _ = carry
+            x = jax.lax.cond(
+                rounds > 0, lambda x: refine(keys, x01, labels, start=x, geometry=geometry, steps=refine_steps, seen=seen), lambda x: x, x
+            )  # fmt: skip
+            q = _quantise255(x, x0_255, self.eps, self.min_psnr, valid) / 255.0
+            return rounds + 1, q, self._lead(targets, q, labels, draws, keys, x01, geometry, seen)
+
+        def again(carry):
+            rounds, _, lead = carry
+            return (rounds == 0) | ((rounds == 1) & jnp.any(lead <= self.margin) & (refine_steps > 0))
+
+        _, q, lead = jax.lax.while_loop(again, settle, (0, x, jnp.zeros(x.shape[0], jnp.float32)))
+        return q, labels, lead > 0.0
+
+    def protect_canvas(self, keys, x01, geometry: Geometry, start01=None, *, exact: bool) -> tuple[np.ndarray, tuple, np.ndarray]:
+        """The social channel's program on a canvas batch ((N, S, S', 3) in [0, 1], from
+        :meth:`layout`): (protected batch on the uint8 lattice, labels per target, flags). Without
+        ``start01`` the attack runs from the originals; with it (what was written last) only the
+        lattice refinement, for ``steps`` steps through the draws (the later rounds, for images
+        the real channel showed unprotected; images already past the margin on every draw do not
+        change). ``exact``: the canvas's :attr:`~ppjax.ops.canvas.Canvas.exact`."""
+        x01 = jnp.asarray(x01, jnp.float32)
+        if start01 is None:
+            start, attack_steps, refine_steps = x01, self.steps, self.lattice_steps
+        else:
+            start, attack_steps, refine_steps = jnp.asarray(start01, jnp.float32), 0, self.steps
+        geometry = jax.tree_util.tree_map(jnp.asarray, geometry)
+        q, labels, ok = self._programs["run"](self._variables, keys, x01, geometry, start, jnp.int32(attack_steps), jnp.int32(refine_steps), exact=exact)
+        self._warm.add((x01.shape[1:3], x01.shape[0]))
+        return np.asarray(q), labels, np.asarray(ok)
+
+    # -- the whole-batch API -------------------------------------------------------------------
 
     def _status(self, variables, x01, labels):
         return self._lead(self._bound(variables)[0], x01, labels) > 0.0
@@ -195,30 +328,14 @@ class Protector:
     def _leads(self, variables, x01, labels):
         return self._lead(self._bound(variables)[0], x01, labels)
 
-    def _labels(self, targets, x01, draws):
-        """Each target's top-1 class on the original, seen through the channel's reference view."""
-        seen = x01 if draws is None else apply_variant(x01, draws.reference)
-        return tuple(jnp.argmax(t.apply(t.variables, seen), axis=-1) for t in targets)
+    def _labels_of(self, variables, x01):
+        return tuple(jnp.argmax(t.apply(t.variables, x01), axis=-1) for t in self._bound(variables)[0])
 
-    def _run(self, variables, key, x01):
-        targets, terms = self._bound(variables)
-        draws = self._draws(x01.shape)
-        refine = self._lattice_refinement(targets, draws)
-        x0_255 = jnp.rint(x01 * 255.0)
-        labels = self._labels(targets, x01, draws)
-        q = _quantise255(self._attack(targets, terms, draws)(key, x01, labels), x0_255, self.eps, self.min_psnr)
-        q_lead = self._lead(targets, q / 255.0, labels, draws, key, x01)
+    def _canvas_leads(self, variables, x01, geometry, labels):
+        return self._lead(canvas_targets(self._bound(variables)[0], geometry), x01, labels)
 
-        def refined(q):
-            # Sign steps of 1/255 from the quantised image; images already protected with margin
-            # are left as they are (early stop).
-            r = _quantise255(refine(key, x01, labels, start=q / 255.0), x0_255, self.eps, self.min_psnr)
-            return r, self._lead(targets, r / 255.0, labels, draws, key, x01)
-
-        # The refinement's first step costs a gradient even when every image is already protected
-        # with margin on the lattice (the usual case): skip it then.
-        q, q_lead = jax.lax.cond(jnp.any(q_lead <= self.margin), refined, lambda q: (q, q_lead), q)
-        return q / 255.0, labels, q_lead > 0.0
+    def _canvas_labels(self, variables, x01, geometry):
+        return tuple(jnp.argmax(t.apply(t.variables, x01), axis=-1) for t in canvas_targets(self._bound(variables)[0], geometry))
 
     @property
     def variables(self):
@@ -233,12 +350,28 @@ class Protector:
         return twin
 
     def __call__(self, key: jax.Array, x01) -> tuple[np.ndarray, tuple, np.ndarray]:
-        """(protected batch on the uint8 lattice, labels per target, protected-as-computed flags).
+        """(protected batch on the uint8 lattice, labels per target, protected-as-computed flags)
+        for an (N, H, W, 3) batch of one size (under the social channel, on a canvas of its own).
 
         ``key``: one key for the batch, or (N,) keys, one per image.
         """
-        q, labels, ok = self._programs["run"](self._variables, key, jnp.asarray(x01, jnp.float32))
-        return np.asarray(q), labels, np.asarray(ok)
+        x01 = np.asarray(x01, np.float32)
+        n, h, w = x01.shape[:3]
+        keys = attacks.per_image_keys(key, n)
+        if self.channel == "exact":
+            geometry, exact = None, False
+            start = jnp.asarray(x01)
+        else:
+            canvas = own_canvas(h, w)
+            x01, geometry = self.layout(canvas, list(x01))
+            exact, start = canvas.exact, None
+        if geometry is None:
+            q, labels, ok = self._programs["run"](
+                self._variables, keys, jnp.asarray(x01), None, start, jnp.int32(self.steps), jnp.int32(self.lattice_steps)
+            )  # fmt: skip
+            self._warm.add((x01.shape[1:3], n))
+            return np.asarray(q), labels, np.asarray(ok)
+        return self.protect_canvas(keys, x01, geometry, exact=exact)
 
     def refine_for_jpeg(self, key: jax.Array, x01, start01, labels, quality: int) -> np.ndarray:
         """More lattice steps from ``start01`` (what was encoded last), within the budget around the
@@ -254,25 +387,11 @@ class Protector:
         from ppjax.ops.jpeg import jpeg_round_trip
 
         behind = tuple(
-            attacks.Target(lambda v, x, apply=t.apply: apply(v, jpeg_round_trip(x, quality)), t.variables, t.objective)
+            t._replace(apply=lambda v, x, apply=t.apply: apply(v, jpeg_round_trip(x, quality)))
             for t in self._bound(variables)[0]
         )
         q = _quantise255(self._lattice_refinement(behind)(key, x01, labels, start=start01), jnp.rint(x01 * 255.0), self.eps, self.min_psnr)
         return q / 255.0
-
-    def refine_channel(self, key: jax.Array, x01, start01, labels) -> np.ndarray:
-        """``steps`` more sign steps of 1/255 from ``start01`` (what was written last), through the
-        channel's draws, within the budget around the originals ``x01``; on the lattice. For images
-        the real channel showed unprotected (:meth:`panel_leads`); images already past the margin on
-        every draw do not change."""
-        if self.channel == "exact":
-            raise ValueError("refine_channel needs channel='social'")
-        return np.asarray(self._programs["refine_channel"](self._variables, key, jnp.asarray(x01, jnp.float32), jnp.asarray(start01, jnp.float32), labels))
-
-    def _refine_channel(self, variables, key, x01, start01, labels):
-        targets = self._bound(variables)[0]
-        refine = self._lattice_refinement(targets, self._draws(x01.shape), steps=self.steps)
-        return _quantise255(refine(key, x01, labels, start=start01), jnp.rint(x01 * 255.0), self.eps, self.min_psnr) / 255.0
 
     def panel_leads(self, views01, labels) -> np.ndarray:
         """(M,) smallest lead over the targets of (M, h, w, 3) images as their classifiers see them
@@ -283,6 +402,16 @@ class Protector:
     def top1(self, x01) -> tuple[np.ndarray, ...]:
         """Each target's (N,) top-1 class of (N, h, w, 3) images as its classifier sees them."""
         return tuple(np.asarray(y) for y in self._programs["labels"](self._variables, jnp.asarray(x01, jnp.float32)))
+
+    def canvas_leads(self, x01, geometry: Geometry, labels) -> np.ndarray:
+        """:meth:`panel_leads` of photos classified whole on a canvas batch (:meth:`layout`)."""
+        g = jax.tree_util.tree_map(jnp.asarray, geometry)
+        return np.asarray(self._programs["canvas_leads"](self._variables, jnp.asarray(x01, jnp.float32), g, tuple(labels)))
+
+    def canvas_top1(self, x01, geometry: Geometry) -> tuple[np.ndarray, ...]:
+        """:meth:`top1` of photos classified whole on a canvas batch (:meth:`layout`)."""
+        g = jax.tree_util.tree_map(jnp.asarray, geometry)
+        return tuple(np.asarray(y) for y in self._programs["canvas_labels"](self._variables, jnp.asarray(x01, jnp.float32), g))
 
     def verify(self, x01, labels) -> np.ndarray:
         """Protected flags for images (e.g. decoded from the written files), float [0, 1]."""

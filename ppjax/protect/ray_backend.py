@@ -41,7 +41,7 @@ class _Worker:
 
         store.use_jit_cache()
         self.config = config
-        self.protector = build_protector(config, store.load_model)
+        self.protector = build_protector(config, store.load_model, store.programs_folder())
         settings = run_settings(config, self.protector)
         self.manifest = Manifest(config.out_dir, settings, name=f"ray-{run_id[:12]}-{os.getpid()}-{time.time_ns() % 10**9}", run_id=run_id)
         if self.manifest.fingerprint != fingerprint:

@@ -7,8 +7,10 @@ the caller's choice (`ppjax protect` makes it for its one-shot process).
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -20,10 +22,11 @@ from ppjax.protect.config import Backend, ObjectiveKind, ProtectConfig
 from ppjax.protect.devices import select_devices
 from ppjax.protect.files import ProtectResult, protect_files
 from ppjax.protect.manifest import Manifest, variables_sha256
+from ppjax.protect.programs import ProgramCache
 from ppjax.protect.protector import Protector
 from ppjax.protect.shards import resolve_shard, select_shard
 
-__all__ = ["ProtectSummary", "plan_jobs", "build_protector", "run_settings", "run"]
+__all__ = ["ProtectSummary", "plan_jobs", "build_protector", "program_identity", "run_settings", "run"]
 
 
 @dataclass(frozen=True)
@@ -125,8 +128,19 @@ def run_settings(config: ProtectConfig, protector: Protector) -> dict:
     }  # fmt: skip
 
 
-def build_protector(config: ProtectConfig, load: Callable[[str], object]) -> Protector:
-    """The protector ``config`` describes; ``load(name)`` returns an installed model by name."""
+def program_identity(config: ProtectConfig) -> str:
+    """What a protector's programs owe to ``config`` beyond its own settings and the weights'
+    shapes: the models, the objective and how they join, and the terms (see
+    :class:`ppjax.protect.programs.ProgramCache`)."""
+    return json.dumps({
+        "models": list(config.models), "objective": config.objective.value, "ensemble": config.ensemble, "appeal": config.appeal,
+        "penalty": config.penalty and config.penalty.value, "penalty_weight": config.penalty_weight,
+    }, sort_keys=True)  # fmt: skip
+
+
+def build_protector(config: ProtectConfig, load: Callable[[str], object], program_folder=None) -> Protector:
+    """The protector ``config`` describes; ``load(name)`` returns an installed model by name.
+    ``program_folder``: where its traced programs are kept for later runs (None: not kept)."""
     targets, classes = [], set()
     for name in config.models:
         m = load(name)
@@ -137,7 +151,7 @@ def build_protector(config: ProtectConfig, load: Callable[[str], object]) -> Pro
             obj = attacks.away_from_group(sorted(m.sensitive), m.spec.num_classes)
         else:
             obj = attacks.margin() if config.objective is ObjectiveKind.MARGIN else attacks.cross_entropy()
-        targets.append(attacks.Target(m.apply, m.variables, obj, config.ensemble))
+        targets.append(attacks.Target(m.apply, m.variables, obj, config.ensemble, m.spec.fixed_size))
     terms = []
     if config.appeal > 0:
         nima = load("nima")
@@ -148,6 +162,7 @@ def build_protector(config: ProtectConfig, load: Callable[[str], object]) -> Pro
         targets, method=config.method.value, eps=config.eps, steps=config.steps, early_stop=config.early_stop, terms=terms,
         channel=config.channel.value, channel_draws=config.channel_draws, margin=config.margin,
         transfer=config.transfer if config.transfer.active else None, min_psnr=config.min_psnr or None,
+        program_cache=None if program_folder is None else ProgramCache(Path(program_folder), program_identity(config)),
     )  # fmt: skip
 
 
@@ -158,8 +173,10 @@ def run(
     progress: Callable[[int], None] | None = None,
     jobs=None,
     protector: Protector | None = None,
+    stage: Callable[[Path, str], None] | None = None,
 ) -> ProtectSummary:
-    """Protect every image of ``config``; ``progress(n)`` is called with the number done so far.
+    """Protect every image of ``config``; ``progress(n)`` is called with the number done so far,
+    after each photo, and ``stage(source, text)`` with what a photo is doing.
     ``jobs`` and ``protector`` default to :func:`plan_jobs` and :func:`build_protector`'s."""
     count, index, _ = resolve_shard(config.num_shards, config.shard_index)
     jobs = plan_jobs(config) if jobs is None else jobs
@@ -177,6 +194,6 @@ def run(
     results = protect_files(
         protector, jobs, seed=config.seed, max_batch=config.batch_size, jpeg_quality=config.jpeg_quality,
         jpeg_rounds=config.jpeg_rounds, overwrite=config.overwrite, progress=progress, channel_rounds=config.channel_rounds,
-        manifest=manifest, devices=devices,
+        manifest=manifest, devices=devices, stage=stage,
     )  # fmt: skip
     return ProtectSummary(tuple(results), time.perf_counter() - start, (count, index), len(devices))

@@ -7,6 +7,7 @@ and the converted Flax variables as safetensors (:mod:`.variables`).
 from ppjax.store.download import DownloadError, ModelStoreError, OfflineError, download
 from ppjax.store.install import (
     use_jit_cache,
+    programs_folder,
     LABELS,
     MANIFEST,
     ONNX,
@@ -27,6 +28,6 @@ from ppjax.store.registry import KNOWN_MODELS, MODEL_GROUPS, SourceFile, StoreEn
 __all__ = [
     "DownloadError", "ModelStoreError", "OfflineError", "download",
     "LABELS", "MANIFEST", "ONNX", "WEIGHTS",
-    "fetch", "import_files", "is_installed", "listing", "load_model", "model_dir", "read_manifest", "sha256_file", "store_root", "use_jit_cache", "verify",
+    "fetch", "import_files", "is_installed", "listing", "load_model", "model_dir", "read_manifest", "sha256_file", "store_root", "use_jit_cache", "programs_folder", "verify",
     "KNOWN_MODELS", "MODEL_GROUPS", "SourceFile", "StoreEntry", "classifier_names", "entry", "onnx_model_names",
 ]  # fmt: skip

@@ -72,13 +72,21 @@ def is_installed(name: str, root: str | os.PathLike | None = None) -> bool:
 def use_jit_cache(root: str | os.PathLike | None = None) -> Path:
     """Point JAX's persistent compilation cache at the store's ``jit-cache/`` (process-global: for
     one-shot processes such as `ppjax protect` and its workers), so programs compiled once are
-    loaded, not compiled again, by the next run on the same sizes. The folder."""
+    loaded, not compiled again, by the next run. The folder; traced programs go in its
+    ``programs/`` (:func:`programs_folder`)."""
     import jax
 
     folder = store_root(root) / "jit-cache"
     jax.config.update("jax_compilation_cache_dir", str(folder))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    # Every program, however small: a first call of a few tenths of a second each adds up over the
+    # dozen small ones a run has (judging, quality, keys).
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     return folder
+
+
+def programs_folder(root: str | os.PathLike | None = None) -> Path:
+    """Where traced programs are kept (:class:`ppjax.protect.programs.ProgramCache`)."""
+    return store_root(root) / "jit-cache" / "programs"
 
 
 def sha256_file(path: str | os.PathLike) -> str:

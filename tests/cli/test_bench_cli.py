@@ -125,7 +125,7 @@ def test_bench_robustness_refuses_fusing_models_with_different_classes_at_start(
     photo is protected, with a usage error."""
     from types import SimpleNamespace
 
-    import ppjax.cli.bench as bench_cli
+    import ppjax.cli.bench_photos as bench_cli
 
     loaded = []
     classes = {"places365": 365, "efficientnet-lite0": 1000}

@@ -67,27 +67,66 @@ def test_panel_contents():
         Variant("demo", quality=101)
 
 
+def _on_canvas(x, canvas):
+    """(N, h, w, 3) float photos on ``canvas`` with their geometry (no extents)."""
+    from ppjax.ops.canvas import geometry, place, stack_geometry
+
+    h, w = x.shape[1:3]
+    return jnp.asarray(place(list(np.asarray(x)), canvas)), stack_geometry([geometry(canvas, h, w)] * x.shape[0])
+
+
 def test_draws_depend_on_each_images_key_not_on_its_batch():
+    from ppjax.ops.canvas import canvas_for
+
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.uniform(size=(3, 40, 48, 3)), jnp.float32)
     keys = jax.random.split(jax.random.key(7), 3)
     draws = channel_draws(40, 48, draws=2)
-    assert draws.exact and len(draws.structures) == 8
+    assert draws.exact and draws.cycle == 4 and draws.period == 4
+    canvas = canvas_for(40, 48)
+    xc, g = _on_canvas(x, canvas)
+    _, g1 = _on_canvas(x[1:2], canvas)
     for step in (0, 3):
-        together = draws(keys, step, x)
-        alone = draws(keys[1:2], step, x[1:2])
-        assert [g.shape for g in together] == [(6, 224, 224, 3), (3, 40, 48, 3)]
-        # Image 1's draws (rows 1 and 4 of the first group, row 1 of the second) do not change.
-        np.testing.assert_array_equal(np.asarray(together[0][1::3]), np.asarray(alone[0]))
-        np.testing.assert_array_equal(np.asarray(together[1][1:2]), np.asarray(alone[1]))
-    # Jitted with a traced step, the same draws.
-    jitted = jax.jit(lambda k, s, v: draws(k, s, v))(keys, jnp.int32(3), x)
-    np.testing.assert_allclose(np.asarray(jitted[0]), np.asarray(draws(keys, 3, x)[0]), atol=1e-6)
+        together = draws(keys, step, xc, g)
+        alone = draws(keys[1:2], step, xc[1:2], g1)
+        assert [p.shape for p, _ in together] == [(6, 224, 224, 3), (3, *canvas.shape, 3)]
+        # Image 1's draws (rows 1 and 4 of the first group, row 1 of the second) do not change, but
+        # for a rare value on a rounding boundary, which another batch size's float order (the
+        # loops XLA compiles differ) puts one grey level the other way.
+        for a, b in ((together[0][0][1::3], alone[0][0]), (together[1][0][1:2], alone[1][0])):
+            _same_but_rare_flips(a, b)
+    # Jitted with a traced step, the same draws (to the same rare rounding flip).
+    jitted = jax.jit(lambda k, s, v, g: draws(k, s, v, g)[0][0])(keys, jnp.int32(3), xc, g)
+    _same_but_rare_flips(jitted, draws(keys, 3, xc, g)[0][0])
 
 
-def test_large_photos_get_no_full_size_jpeg_draw():
-    draws = channel_draws(3024, 4032)
-    assert not draws.exact
-    assert all(v.quality is None or v.platform is not None for v in draws.structures)
+def _same_but_rare_flips(a, b) -> None:
+    """Equal but for rare values on a rounding boundary that another compiled float order puts one
+    grey level the other way."""
+    diff = np.abs(np.asarray(a) - np.asarray(b))
+    assert diff.max() <= 1.0 / 255 + 1e-6 and (diff > 0).mean() < 1e-3, ((diff > 0).mean(), diff.max())
+
+
+def test_draws_on_a_canvas_are_the_photos_own():
+    """A photo's draws on a shared canvas equal its draws on a canvas of its own size: the views'
+    maps and the JPEG read only the photo, never the padding (filled with other values here)."""
+    from ppjax.ops.canvas import canvas_for, own_canvas
+
+    rgb = _photo("imagenet_compatible", 3)[:201, :287]
+    x = jnp.asarray(rgb[None], jnp.float32) / 255.0
+    keys = jax.random.split(jax.random.key(1), 1)
+    draws = channel_draws(201, 287)
+    shared, g = _on_canvas(x, canvas_for(201, 287))
+    shared = shared.at[:, 201:].set(0.7).at[:, :, 287:].set(0.2)
+    own, g_own = _on_canvas(x, own_canvas(201, 287))
+    assert shared.shape[1:3] == (384, 384) and own.shape[1:3] == (201, 287)
+    for step in range(draws.period):
+        a, b = draws(keys, step, shared, g), draws(keys, step, own, g_own)
+        _same_but_rare_flips(a[0][0], b[0][0])
+        _same_but_rare_flips(np.asarray(a[1][0])[:, :201, :287], b[1][0])
+
+
+def test_large_photos_get_no_exact_view():
+    assert not channel_draws(810, 1080).exact and channel_draws(512, 384).exact
     with pytest.raises(ValueError):
-        ChannelDraws((), 2)
+        ChannelDraws(0)

@@ -46,31 +46,44 @@ def test_a_12_megapixel_photo_never_reaches_a_classifier_at_full_size(tmp_path):
     assert {s[1:] for s in shapes} == {(224, 224, 3)}, sorted(set(shapes))
 
 
+def _trace(p, shape):
+    """Trace the protector's program for ``shape`` photos on their canvas (nothing compiles)."""
+    n, h, w = shape[:3]
+    if p.channel == "exact":
+        keys = jax.ShapeDtypeStruct((n,), jax.random.key(0).dtype)
+        x = jax.ShapeDtypeStruct(shape, jnp.float32)
+        return jax.eval_shape(p._run, p._variables, keys, x, None, x, 3, 3)
+    canvas = p.canvas_for(h, w)
+    x, geometry = p.layout(canvas, [np.zeros(shape[1:], np.uint8)] * n)
+    keys = jax.ShapeDtypeStruct((n,), jax.random.key(0).dtype)
+    xs = jax.ShapeDtypeStruct(x.shape, jnp.float32)
+    return canvas, jax.eval_shape(lambda *a: p._run(*a, exact=canvas.exact), p._variables, keys, xs, geometry, xs, 3, 3)
+
+
 def test_small_photos_are_also_seen_whole_and_exact_channel_sees_only_the_image():
     shapes: list = []
     p = Protector([_recording_target(shapes)], method="pgd", eps=4.0, steps=3, channel="social")
-    jax.eval_shape(p._run, p._variables, jax.random.key(0), jax.ShapeDtypeStruct((2, 299, 299, 3), jnp.float32))
-    assert {s[1:3] for s in shapes} == {(224, 224), (299, 299)}
+    canvas, out = _trace(p, (2, 299, 299, 3))
+    assert canvas.shape == (384, 384) and out[0].shape == (2, 384, 384, 3)
+    # Views at 224, and the photos whole on their canvas (masked to each photo's own extent).
+    assert {s[1:3] for s in shapes} >= {(224, 224), (384, 384)} and {s[1:3] for s in shapes} <= {(224, 224), (384, 384), (299, 299)}
     shapes.clear()
     p = Protector([_recording_target(shapes)], method="pgd", eps=4.0, steps=3, channel="exact")
-    jax.eval_shape(p._run, p._variables, jax.random.key(0), jax.ShapeDtypeStruct((2, 299, 299, 3), jnp.float32))
+    _trace(p, (2, 299, 299, 3))
     assert {s[1:3] for s in shapes} == {(299, 299)}
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("shape", [(1, 1, 1, 3), (1, 2000, 3, 3), (2, 13, 1201, 3)])
 def test_odd_sizes_trace_through_the_social_channel(shape):
-    """A dot, a strip, and a thin wide image (over the 1080 working side) through every part of the
-    social attack: JPEG padding, upscaling views, the centre crop; traced, not compiled (tracing
-    alone takes 25-55 s here: the channel's eight structures are traced at every place the attack
-    looks through it)."""
+    """A dot, a strip, and a thin wide image through every part of the social attack: JPEG padding,
+    upscaling views, the centre crop; traced, not compiled (the channel is traced once per use,
+    so this takes a few seconds)."""
     shapes: list = []
     p = Protector([_recording_target(shapes)], method="pgd", eps=4.0, steps=2, channel="social")
-    keys = jax.ShapeDtypeStruct((shape[0],), jax.random.key(0).dtype)
-    out = jax.eval_shape(p._run, p._variables, keys, jax.ShapeDtypeStruct(shape, jnp.float32))
-    assert out[0].shape == shape
-    whole = max(shape[1:3]) <= 512
-    assert {s[1:3] for s in shapes} == ({(224, 224), shape[1:3]} if whole else {(224, 224)})
+    canvas, out = _trace(p, shape)
+    assert out[0].shape == (shape[0], *canvas.shape, 3)
+    seen = {s[1:3] for s in shapes} - {shape[1:3]}  # the extents are found by tracing the photo alone
+    assert seen == ({(224, 224), canvas.shape} if canvas.exact else {(224, 224)})
 
 
 def test_channel_choices_are_checked(tmp_path):

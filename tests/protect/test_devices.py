@@ -36,7 +36,7 @@ report = {"devices": len(jax.devices())}
 for n in (4, 1):
     used.clear()
     jobs = [(f, out / str(n) / f.name) for f in sorted(src.iterdir())]
-    results = protect_files(protector, jobs, max_batch=4, devices=select_devices(n), chunk=8)
+    results = protect_files(protector, jobs, max_batch=4, devices=select_devices(n))
     report[n] = {"errors": [r.error for r in results if r.error], "devices_used": sorted(set(used)), "batches": len(used)}
 print(json.dumps(report))
 """

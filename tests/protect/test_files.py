@@ -27,7 +27,7 @@ def test_jpeg_verdict_is_the_decoded_files(tiny, photos, tmp_path):
     labels = protector(jax.random.key(0), to_float01(photos))[1]
     assert [r.protected for r in results] == protector.verify(to_float01(decoded), labels).tolist()
 
-def test_protect_files_in_chunks_reports_bad_inputs_and_keeps_order(tiny, photos, tmp_path):
+def test_protect_files_reports_bad_inputs_and_keeps_order(tiny, photos, tmp_path):
     from ppjax.protect import protect_files
 
     (tmp_path / "in").mkdir()
@@ -39,16 +39,17 @@ def test_protect_files_in_chunks_reports_bad_inputs_and_keeps_order(tiny, photos
     jobs.insert(2, (tmp_path / "in" / "bad.png", tmp_path / "out" / "bad.png"))
     protector = Protector([tiny], method="bim", eps=4.0, steps=3)
     seen = []
-    results = protect_files(protector, jobs, chunk=3, max_batch=2, progress=seen.append)
+    results = protect_files(protector, jobs, max_batch=2, progress=seen.append)
     assert [r.source for r in results] == [src for src, _ in jobs]
     assert results[2].error and results[2].output is None
     assert all(r.output.exists() and r.protected is not None for k, r in enumerate(results) if k != 2)
     assert seen[-1] == len(jobs) and seen == sorted(seen)
-    again = protect_files(protector, jobs, chunk=64, max_batch=2)
+    again = protect_files(protector, jobs, max_batch=2)
     assert sum(r.skipped is not None for r in again) == len(photos)
 
 def test_failed_jpeg_rewrite_leaves_no_stale_output(tiny, photos, tmp_path, monkeypatch):
-    import ppjax.protect.files as protect_module
+    import ppjax.protect.batch as protect_module
+    from ppjax.protect import protect_files
 
     (tmp_path / "in").mkdir()
     jobs = []
@@ -68,7 +69,7 @@ def test_failed_jpeg_rewrite_leaves_no_stale_output(tiny, photos, tmp_path, monk
         return real_write(path, *args, **kwargs)
 
     monkeypatch.setattr(protect_module, "write_image", write_then_fail)
-    results = protect_module.protect_files(protector, jobs, jpeg_rounds=1, max_batch=2)
+    results = protect_files(protector, jobs, jpeg_rounds=1, max_batch=2)
     assert writes.count(staging_path(jobs[1][1])) == 2
     assert [r.error is None for r in results] == [True, False] and "No space" in results[1].error
     assert jobs[0][1].exists() and not jobs[1][1].exists()

@@ -1,0 +1,112 @@
+"""`ppjax bench jpeg`, `bench robustness`: how much protection survives on real photo files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ppjax.attacks import METHODS, NEEDS_APPEAL
+from ppjax.cli.bench import _JSON_HELP, table
+from ppjax.cli.common import choices, err, fail, load_or_fetch, out
+
+#: The methods the JPEG bench runs: those that need no NIMA.
+JpegMethod = choices("JpegMethod", (m for m in METHODS if m not in NEEDS_APPEAL))
+
+
+def bench_jpeg(
+    photos: Annotated[list[Path], typer.Argument(help="Photos or folders of photos.", exists=True)],
+    model: Annotated[str, typer.Option(help="Installed model to protect against.")] = "efficientnet-lite0",
+    method: Annotated[JpegMethod, typer.Option(help="Attack method (as for protect; not coupled, which needs NIMA).")] = JpegMethod("pgd"),
+    eps: Annotated[float, typer.Option(min=0, help="L-infinity budget in 1/255.")] = 4.0,
+    steps: Annotated[int, typer.Option(min=1, help="Attack steps.")] = 20,
+    qualities: Annotated[str, typer.Option(help="Comma-separated JPEG qualities.")] = "90,75,50",
+    rounds: Annotated[int, typer.Option(min=1, help="JPEG refinement rounds to compare with none.")] = 3,
+    limit: Annotated[int, typer.Option(min=1, help="Use at most this many photos (files in the order given, folders sorted).")] = 24,
+    size: Annotated[int, typer.Option(min=0, help="Resize photos to size x size first (0 keeps them as they are).")] = 256,
+    as_json: Annotated[Optional[Path], typer.Option("--json", help=_JSON_HELP)] = None,
+) -> None:
+    """Protection that survives JPEG output: protected-as-decoded counts per quality, without and with the JPEG rounds."""
+    from ppjax.bench.jpeg import jpeg_bench_protector, run_jpeg_bench
+    from ppjax.io import iter_image_files
+
+    try:
+        levels = [int(q) for q in qualities.split(",") if q.strip()]
+    except ValueError:
+        levels = []
+    if not levels or not all(1 <= q <= 100 for q in levels):
+        raise fail("--qualities must be comma-separated integers in 1..100", 2)
+    files = [f for f, _ in iter_image_files(photos)][:limit]
+    if not files:
+        raise fail("no image files found in the given paths", 2)
+    try:
+        protector = jpeg_bench_protector(load_or_fetch(model), method.value, eps, steps)
+    except ValueError as e:
+        raise fail(str(e), 2) from None
+    results = run_jpeg_bench(protector, files, levels, rounds=rounds, size=size or None, log=lambda s: err.print(s))
+    rows = [
+        (str(r["quality"]), str(r["without"]), str(r["with"]), f"{r['psnr_without']:.2f} / {r['psnr_with']:.2f}",
+         f"{r['seconds_without']:.1f} / {r['seconds_with']:.1f}")
+        for r in results["rows"]
+    ]  # fmt: skip
+    title = f"{model}, {method.value} {eps:g}/255, {steps} steps: protected as decoded, of {len(files)} photos"
+    out.print(table(title, ("quality", "no rounds", f"{rounds} rounds", "PSNR (dB)", "seconds"), rows))
+    if as_json:
+        as_json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def bench_robustness(
+    photos: Annotated[list[Path], typer.Argument(help="Photos or folders of photos.", exists=True)],
+    model: Annotated[str, typer.Option(help="Installed classifier(s) to protect against, comma-separated (or a group such as places365-family) for an ensemble; their ONNX graphs (exported from the original framework) judge, and a photo counts as protected when every one is fooled.")] = "efficientnet-lite0",
+    eps: Annotated[float, typer.Option(min=0, help="L-infinity budget in 1/255, for every setting.")] = 4.0,
+    steps: Annotated[int, typer.Option(min=1, help="Attack steps, for every setting.")] = 20,
+    limit: Annotated[int, typer.Option(min=1, help="Use at most this many photos (files in the order given, folders sorted).")] = 300,
+    settings: Annotated[str, typer.Option(help="Comma-separated settings to compare: exact, social, plain PGD.")] = "exact,social,plain PGD",
+    margin: Annotated[Optional[float], typer.Option(min=0.0, help="As for protect, for the exact and social settings (default: protect's).")] = None,
+    diversity: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="As for protect (default: protect's).")] = None,
+    smoothing: Annotated[Optional[int], typer.Option(min=0, help="As for protect (default: protect's).")] = None,
+    momentum: Annotated[Optional[float], typer.Option(min=0.0, help="As for protect (default: protect's).")] = None,
+    scales: Annotated[Optional[int], typer.Option(min=1, help="As for protect (default: protect's).")] = None,
+    min_psnr: Annotated[Optional[float], typer.Option(min=0.0, max=100.0, help="As for protect: the PSNR floor in dB, 0 for none (default: protect's).")] = None,
+    ensemble: Annotated[Optional[str], typer.Option(help="As for protect: how an ensemble's objectives join (loss, logits, probs).")] = None,
+    judge: Annotated[Optional[str], typer.Option(help="Held-out classifiers, comma-separated, that also judge every setting (their ONNX Runtime graphs), in their own table: how well the protection transfers to models it never saw. Must not be --model.")] = None,
+    timing: Annotated[Optional[Path], typer.Option(help="Also time `ppjax protect` (social) on this photo resized to 256x256, 2560x1600 and 4032x3024: seconds and peak memory per photo.")] = None,
+    as_json: Annotated[Optional[Path], typer.Option("--json", help=_JSON_HELP)] = None,
+) -> None:
+    """Protection that survives the trip: protected share as written, after JPEG q90/q75 re-encodes and the attacker's resizes, judged by ONNX Runtime; PSNR; optionally time and memory per photo size."""
+    from ppjax.bench.robustness import COLUMNS, SETTINGS, prepare_models, run_robustness_bench, run_timing
+    from ppjax.evaluate.engines import EngineError
+    from ppjax.io import iter_image_files
+
+    chosen = [s.strip() for s in settings.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in SETTINGS]
+    if unknown or not chosen:
+        raise fail(f"--settings must name some of: {', '.join(SETTINGS)}", 2)
+    files = [f for f, _ in iter_image_files(photos)][:limit]
+    if not files:
+        raise fail("no image files found in the given paths", 2)
+    try:
+        names, loaded, onnx_judges, held_out = prepare_models(model, judge, ensemble, load_or_fetch, timing=timing is not None)
+    except ValueError as e:
+        raise fail(str(e), 2) from None
+    except EngineError as e:
+        raise fail(str(e), 2 if "held out" in str(e) else 1) from None
+    attack = {"margin": margin, "diversity": diversity, "smoothing": smoothing, "momentum": momentum, "scales": scales, "min_psnr": min_psnr, "ensemble": ensemble}
+    results = run_robustness_bench(loaded, onnx_judges, files, eps=eps, steps=steps, settings=chosen, log=lambda s: err.print(s), judges=held_out, attack=attack)
+    results["models"] = list(names)
+    model = ",".join(names)
+    rows = [(r["setting"], *(f"{r[c]:.1%}" for c in COLUMNS), f"{r['psnr']:.2f}", f"{r['seconds']:.0f}") for r in results["rows"]]
+    title = f"{model}, eps {eps:g}/255, {steps} steps: protected share of {results['photos']} photos, judged by ONNX Runtime"
+    out.print(table(title, ("setting", *COLUMNS, "PSNR (dB)", "seconds"), rows), width=max(out.width, 170))
+    for name in held_out:
+        rows = [(r["setting"], *(f"{r['held_out'][name][c]:.1%}" for c in COLUMNS), f"{r['psnr']:.2f}") for r in results["rows"]]
+        title = f"the same files judged by held-out {name} (never attacked; ONNX Runtime): protected share of {results['photos']} photos"
+        out.print(table(title, ("setting", *COLUMNS, "PSNR (dB)"), rows), width=max(out.width, 170))
+    if timing is not None:
+        results["timing"] = run_timing(model, timing, eps=eps, steps=steps, log=lambda s: err.print(s))
+        rows = [(f"{r['width']}x{r['height']}", f"{r['seconds']:.1f}", f"{r['first_seconds']:.1f}", f"{r['peak_rss_gb']:.2f}") for r in results["timing"]]
+        out.print(table("ppjax protect (social), one photo per size", ("size", "s per photo", "first run (s)", "peak RSS (GB)"), rows))
+    if as_json:
+        as_json.write_text(json.dumps(results, indent=2) + "\n")

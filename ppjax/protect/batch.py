@@ -1,0 +1,253 @@
+"""Protect, write and judge one batch of photos that share a compiled program.
+
+uint8 lives only here and in :mod:`ppjax.protect.files`, at the files' edge; the
+:class:`~ppjax.protect.protector.Protector` sees float [0, 1] batches on the uint8 lattice.
+
+- Social channel (:meth:`Batch.social`): photos on one canvas. Each written file is decoded and
+  judged through the real channel's panel (:class:`~ppjax.protect.panel.PanelJudge`); a photo
+  protected with margin on every variant is finished at once, and the others get more steps
+  through the channel's draws and are written again, for up to ``channel_rounds`` rounds.
+- Exact channel (:meth:`Batch.exact`): photos of one size, judged as written; with JPEG output the
+  verdict is taken on the decoded file, and an image the encoder un-protected gets further lattice
+  steps against the classifiers behind a differentiable JPEG round trip, for up to
+  ``jpeg_rounds`` rounds.
+
+Every finished photo goes to ``finish`` (moved into place, recorded, reported) as soon as it is
+final, not when its batch is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ppjax.io.batching import bucket_size, pad_batch
+from ppjax.io.images import ImageReadError, ImageWriteError, read_image, to_float01, to_uint8, write_image
+from ppjax.protect.fullsize import lift, working_copy
+from ppjax.protect.manifest import staging_path
+from ppjax.protect.panel import PanelJudge
+from ppjax.protect.protector import Protector
+from ppjax.protect.quality import psnr_ssim
+
+__all__ = ["ProtectResult", "VERDICT", "Batch", "image_keys"]
+
+
+@dataclass
+class ProtectResult:
+    source: Path
+    output: Path | None
+    protected: bool | None = None  # as written (after JPEG decoding for JPEG output)
+    skipped: str | None = None  # why nothing was written (existing output)
+    error: str | None = None
+    psnr: float | None = None  # dB
+    ssim: float | None = None  # None where the image is smaller than SSIM's 11x11 window
+    #: Social channel: on how many of the panel's variants the written file is protected, of how many.
+    variants_protected: int | None = None
+    variants: int | None = None
+    #: Social channel: the labels of the variants it is not protected on.
+    unprotected_variants: tuple[str, ...] = ()
+
+    def to_json(self) -> dict:
+        """Every field as a plain JSON value (paths as strings, tuples as lists)."""
+        return {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, row: dict) -> "ProtectResult":
+        """The result :meth:`to_json` wrote."""
+        row = dict(row)
+        for k in ("source", "output"):
+            row[k] = Path(row[k]) if row[k] is not None else None
+        row["unprotected_variants"] = tuple(row.get("unprotected_variants") or ())
+        return cls(**row)
+
+
+#: The fields of a result that the manifest records with each output.
+VERDICT = ("protected", "psnr", "ssim", "variants_protected", "variants", "unprotected_variants")
+
+
+def image_keys(seed: int, sources, size: int) -> jax.Array:
+    """(size,) keys: each image's from ``seed`` and its path (so its random draws never depend on
+    its batch), the last repeated over the padding."""
+    base = jax.random.key(seed)
+    keys = jnp.stack([jax.random.fold_in(base, zlib.crc32(str(src).encode()) & 0x7FFFFFFF) for src in sources])
+    return jnp.concatenate([keys, jnp.repeat(keys[-1:], size - len(sources), axis=0)])
+
+
+@dataclass
+class Batch:
+    """Protects batches of photos with one protector (one device), writing each to its staging
+    path; ``finish(result)`` takes each photo's final result; ``is_input(path)`` says whether a
+    path is one of the run's inputs (never overwritten); ``stage(source, text)`` hears what each
+    photo is doing (for progress)."""
+
+    protector: Protector
+    finish: Callable[[ProtectResult], None]
+    is_input: Callable[[Path], bool]
+    seed: int = 0
+    max_batch: int = 8
+    jpeg_quality: int = 95
+    jpeg_rounds: int = 3
+    channel_rounds: int = 3
+    judge: PanelJudge | None = None
+    stage: Callable[[Path, str], None] = lambda source, text: None
+    _done: set = field(default_factory=set)
+
+    def run(self, jobs, images) -> None:
+        """Protect ``jobs`` ((input, output) pairs) of decoded ``images``, reporting any error for
+        the photos not yet finished: one odd photo must never end the run."""
+        try:
+            if self.protector.channel == "exact":
+                self.exact(jobs, images)
+            else:
+                self.social(jobs, images)
+        except Exception as e:  # noqa: BLE001
+            for (src, out), im in zip(jobs, images):
+                staging_path(out).unlink(missing_ok=True)
+                if src not in self._done:
+                    h, w = im.size
+                    self._final(ProtectResult(src, None, error=f"{src}: cannot be protected at {w}x{h} pixels ({type(e).__name__}: {e})"))
+
+    def _final(self, result: ProtectResult) -> None:
+        self._done.add(result.source)
+        self.finish(result)
+
+    # -- the social channel ----------------------------------------------------------------------
+
+    def social(self, jobs, images) -> None:
+        """Protect photos sharing a canvas through the social channel (see the module docstring)."""
+        p = self.protector
+        n = len(jobs)
+        works = [working_copy(im.rgb) for im in images]
+        canvas = p.canvas_for(*works[0].shape[:2])
+        size = bucket_size(n, self.max_batch)
+        x, geometry = p.layout(canvas, works + [works[-1]] * (size - n))
+        x01 = to_float01(x)
+        keys = image_keys(self.seed, [src for src, _ in jobs], size)
+        for src, _ in jobs:
+            self.stage(src, "protecting")
+        q = np.array(p.protect_canvas(keys, x01, geometry, exact=canvas.exact)[0])
+        judge = self.judge or PanelJudge(p)
+        originals = [judge.original(im.rgb) for im in images]
+        written: list = [None] * n
+        leads: list = [None] * n
+        best = [float("-inf")] * n
+        pending = list(range(n))
+        for round_ in range(self.channel_rounds + 1):
+            for j in pending:
+                self.stage(jobs[j][0], "verifying" if round_ == 0 else f"verifying (round {round_ + 1})")
+            full = [self._full(images[j].rgb, works[j], q[j]) for j in pending]
+            for j, w in zip(pending, self._write(full, [jobs[j] for j in pending], [images[j].alpha for j in pending])):
+                if w is None:  # the error is reported; nothing more to do for this photo
+                    written[j] = None
+                    continue
+                written[j], leads[j] = w, judge.leads(w, originals[j])
+            # Done: protected with margin everywhere, out of rounds, or a round that did not raise
+            # its smallest lead (its draws already have the margin the real variant lacks).
+            last = round_ == self.channel_rounds
+            for j in list(pending):
+                if written[j] is None:
+                    pending.remove(j)
+                    continue
+                low = float(leads[j].min())
+                if low > p.margin or last or low <= best[j] + 0.1:
+                    pending.remove(j)
+                    self._judged(jobs[j], images[j].rgb, written[j], leads[j], originals[j].variants)
+                best[j] = low
+            if not pending:
+                return
+            for j in pending:
+                self.stage(jobs[j][0], f"protecting (round {round_ + 2})")
+            q2 = p.protect_canvas(keys, x01, geometry, start01=q, exact=canvas.exact)[0]
+            q[pending] = q2[pending]
+
+    def _full(self, rgb, work, q01) -> np.ndarray:
+        """The full-size uint8 photo from its protected working copy on the canvas."""
+        h, w = work.shape[:2]
+        protected = to_uint8(q01[:h, :w])
+        return protected if work is rgb else lift(rgb, work, protected, self.protector.eps, self.protector.min_psnr)
+
+    def _judged(self, job, original, written, leads, variants) -> None:
+        src, out = job
+        p_db, s = psnr_ssim(original, written)
+        ok = leads > 0.0
+        self._final(ProtectResult(
+            src, out, protected=bool(ok.all()), psnr=p_db, ssim=s, variants_protected=int(ok.sum()), variants=len(variants),
+            unprotected_variants=tuple(v.label() for v, good in zip(variants, ok) if not good),
+        ))  # fmt: skip
+
+    # -- the exact channel -----------------------------------------------------------------------
+
+    def exact(self, jobs, images) -> None:
+        """Protect same-sized photos as the classifiers see them (see the module docstring)."""
+        p = self.protector
+        n = len(jobs)
+        size = bucket_size(n, self.max_batch)
+        keys = image_keys(self.seed, [src for src, _ in jobs], size)
+        padded = pad_batch(np.stack([im.rgb for im in images]), size)
+        x01 = to_float01(padded)
+        for src, _ in jobs:
+            self.stage(src, "protecting")
+        q01, labels, flags = p(keys, x01)
+        q = to_uint8(q01[:n])
+        written = self._write(list(q), jobs, [im.alpha for im in images])
+        is_jpeg = [out.suffix.lower() in (".jpg", ".jpeg") for _, out in jobs]
+        # Verdicts on the padded batch, so every call keeps the bucket's shape.
+        current = _with_rows(padded, written)
+        if not all(w is None or np.array_equal(w, q[j]) for j, w in enumerate(written)):
+            flags = p.verify(to_float01(current), labels)  # lossy files: judge what was decoded
+        encoded = _with_rows(padded, list(q))
+        for _ in range(self.jpeg_rounds if any(is_jpeg) else 0):
+            # The encoder may have undone the protection: step on from what was encoded, against
+            # the classifiers behind a differentiable JPEG round trip, and encode again.
+            redo = [j for j, w in enumerate(written) if w is not None and is_jpeg[j] and not flags[j]]
+            if not redo:
+                break
+            q2 = to_uint8(p.refine_for_jpeg(keys, x01, to_float01(encoded), labels, self.jpeg_quality))
+            again = self._write([q2[j] for j in redo], [jobs[j] for j in redo], [images[j].alpha for j in redo])
+            for j, w in zip(redo, again):
+                written[j] = w
+                if w is not None:
+                    encoded[j] = q2[j]
+            current = _with_rows(padded, written)
+            flags = p.verify(to_float01(current), labels)
+        for j, w in enumerate(written):
+            if w is not None:
+                src, out = jobs[j]
+                p_db, s = psnr_ssim(images[j].rgb, w)
+                self._final(ProtectResult(src, out, protected=bool(flags[j]), psnr=p_db, ssim=s))
+
+    # -- files -----------------------------------------------------------------------------------
+
+    def _write(self, images, jobs, alphas) -> list:
+        """Write each (H, W, 3) uint8 image to its staging file; the decoded bytes on disk per image
+        (None where writing failed: the error is reported as that photo's result, and an earlier
+        round's file removed)."""
+        written = []
+        for img, (src, out), alpha in zip(images, jobs, alphas):
+            try:
+                if self.is_input(out):
+                    raise ImageWriteError(f"{out}: refusing to overwrite an input image")
+                staged = write_image(staging_path(out), img, alpha, jpeg_quality=self.jpeg_quality)
+                written.append(read_image(staged).rgb)  # the bytes on disk, decoded again
+            except (ImageWriteError, ImageReadError) as e:
+                with contextlib.suppress(OSError):
+                    staging_path(out).unlink(missing_ok=True)
+                self._final(ProtectResult(src, None, error=str(e)))
+                written.append(None)
+        return written
+
+
+def _with_rows(padded: np.ndarray, written: list) -> np.ndarray:
+    """``padded`` with row j replaced by ``written[j]`` (the decoded file) where there is one."""
+    out = padded.copy()
+    for j, w in enumerate(written):
+        if w is not None:
+            out[j] = w
+    return out

@@ -1,0 +1,70 @@
+"""Photos larger than the working size: the copy the attack works on, and the change carried back.
+
+Under the social channel a photo with a long side over :data:`WORK_MAX_SIDE` is attacked on a copy
+shrunk to it (the classifiers only ever see it shrunk further). The change found there is carried
+back to every full-resolution pixel by bilinear upsampling (Pillow's, on float planes), which never
+leaves the budget (its weights are non-negative and sum to one), then rounded to the lattice at
+full size, above the PSNR floor. All of it on the host, so no program is compiled per photo size.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+from ppjax.attacks.projections import psnr_radius
+from ppjax.ops.channel import platform_size
+from ppjax.protect.protector import _under_floor, lattice_radius
+
+__all__ = ["WORK_MAX_SIDE", "working_copy", "lift"]
+
+#: Under the social channel, photos with a longer side are attacked on a copy shrunk to this many
+#: pixels: the platform's smallest size, and 4.5 times the attacker's 224, so nothing the
+#: classifiers can see is lost, while a 12-megapixel photo costs an attack step on 0.9 megapixels.
+WORK_MAX_SIDE = 1080
+
+
+def working_copy(rgb: np.ndarray) -> np.ndarray:
+    """The (h, w, 3) uint8 copy of an (H, W, 3) photo the attack works on: the photo itself, or
+    shrunk (Pillow bicubic) to a long side of :data:`WORK_MAX_SIDE`."""
+    work = platform_size(*rgb.shape[:2], WORK_MAX_SIDE)
+    if work is None:
+        return rgb
+    return np.asarray(Image.fromarray(rgb).resize((work[1], work[0]), Image.Resampling.BICUBIC))
+
+
+def lift(full: np.ndarray, work: np.ndarray, protected: np.ndarray, eps: float, min_psnr: float | None) -> np.ndarray:
+    """The (H, W, 3) uint8 ``full`` photo plus the change ``protected - work`` (both (h, w, 3)
+    uint8 at the working size) upsampled bilinearly, on the lattice within ``eps``/255 and at
+    ``min_psnr`` dB or above."""
+    h, w = full.shape[:2]
+    change = protected.astype(np.float32) - work.astype(np.float32)
+    up = np.stack([np.asarray(Image.fromarray(change[..., c], "F").resize((w, h), Image.Resampling.BILINEAR)) for c in range(3)], axis=-1)
+    r = lattice_radius(eps)
+    d = np.clip(up, -r, r)
+    q = np.rint(d)
+    if min_psnr:
+        limit = psnr_radius(min_psnr, d.size) * 255.0
+        if float(np.sum(q.astype(np.float64) ** 2)) > limit * limit * (1.0 - 1e-6):
+            q = _kept_above_floor(d, q, min_psnr)
+    return np.clip(full.astype(np.int16) + q.astype(np.int16), 0, 255).astype(np.uint8)
+
+
+def _kept_above_floor(d: np.ndarray, q: np.ndarray, min_psnr: float) -> np.ndarray:
+    """:func:`ppjax.protect.protector._under_floor` for one full-size change (rare: only where
+    plain rounding breaks the floor), on a flat array padded to a power of two, so that the
+    programs compiled are few whatever the sizes."""
+    n = d.size
+    size = 1 << max(16, (n - 1).bit_length())
+    pad = lambda a: np.concatenate([a.reshape(1, -1), np.zeros((1, size - n), np.float32)], axis=1)  # noqa: E731
+    out = _floor_program(float(min_psnr))(jnp.asarray(pad(d)), jnp.asarray(pad(q)), jnp.float32(n))
+    return np.asarray(out)[0, :n].reshape(d.shape)
+
+
+@functools.lru_cache(maxsize=8)
+def _floor_program(min_psnr: float):
+    return jax.jit(lambda d, q, values: _under_floor(d, q, min_psnr, values[None]))

@@ -1,0 +1,66 @@
+"""PSNR and SSIM of a written photo against its original, at any size, with one compiled program.
+
+PSNR is a sum of squares (NumPy). SSIM's Gaussian window needs a compiled filter; run on the
+whole image it would compile once per photo size. Here the image pair is cut into tiles of a
+fixed size that overlap by the window's reach, each tile's 'valid' SSIM map covers its own part of
+the image's map, and the maps are summed under a mask: the mean is exactly the whole image's, and
+one program serves every size (a 12-megapixel photo never holds SSIM's filtered planes at once).
+"""
+
+from __future__ import annotations
+
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ppjax.ops import metrics
+
+__all__ = ["psnr_ssim"]
+
+#: Side of the SSIM map each tile covers; tiles are this plus the window's reach on both sides.
+_TILE = 256
+_REACH = 2 * metrics.SSIM_RADIUS
+#: Tiles per call of the compiled program (the last call is padded with empty tiles).
+_TILES_PER_CALL = 8
+
+
+@jax.jit
+def _tile_sums(a, b, rows, cols):
+    """Per tile of (T, 266, 266, 3) uint8 pairs: the sum of its SSIM map over its first ``rows``
+    rows and ``cols`` columns ((T,) each: the part of the image's map it covers)."""
+    m = metrics.ssim_map(a.astype(jnp.float32) / 255.0, b.astype(jnp.float32) / 255.0)
+    inside = (jnp.arange(_TILE)[None, :, None] < rows[:, None, None]) & (jnp.arange(_TILE)[None, None, :] < cols[:, None, None])
+    return jnp.sum(jnp.where(inside[..., None], m, 0.0), axis=(1, 2, 3))
+
+
+def _ssim(a: np.ndarray, b: np.ndarray) -> float | None:
+    h, w = a.shape[:2]
+    if not metrics.ssim_defined(a.shape):
+        return None
+    mh, mw = h - _REACH, w - _REACH  # the 'valid' map's size
+    th, tw = -(-mh // _TILE), -(-mw // _TILE)
+    pad = ((0, th * _TILE + _REACH - h), (0, tw * _TILE + _REACH - w), (0, 0))
+    pa, pb = np.pad(a, pad), np.pad(b, pad)
+    spans = [(i, j) for i in range(th) for j in range(tw)]
+    total = 0.0
+    side = _TILE + _REACH
+    for start in range(0, len(spans), _TILES_PER_CALL):
+        part = spans[start : start + _TILES_PER_CALL]
+        ta = np.zeros((_TILES_PER_CALL, side, side, 3), np.uint8)
+        tb = np.zeros_like(ta)
+        rows = np.zeros(_TILES_PER_CALL, np.int32)
+        cols = np.zeros(_TILES_PER_CALL, np.int32)
+        for k, (i, j) in enumerate(part):
+            ta[k] = pa[i * _TILE : i * _TILE + side, j * _TILE : j * _TILE + side]
+            tb[k] = pb[i * _TILE : i * _TILE + side, j * _TILE : j * _TILE + side]
+            rows[k], cols[k] = min(_TILE, mh - i * _TILE), min(_TILE, mw - j * _TILE)
+        total += float(np.sum(np.asarray(_tile_sums(ta, tb, rows, cols), np.float64)))
+    return total / (mh * mw * a.shape[2])
+
+
+def psnr_ssim(a: np.ndarray, b: np.ndarray) -> tuple[float, float | None]:
+    """PSNR (dB; inf when equal) and mean SSIM (None under 11x11 pixels) of two (H, W, 3) uint8 images."""
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2) / 255.0**2
+    psnr = float(10.0 * np.log10(1.0 / mse)) if mse > 0 else float("inf")
+    return psnr, _ssim(a, b)
