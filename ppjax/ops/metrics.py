@@ -16,6 +16,7 @@ image (the leading axes). Definitions follow the usual references so numbers com
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -45,12 +46,13 @@ def _gaussian_window(sigma: float = 1.5, radius: int = SSIM_RADIUS) -> np.ndarra
     return (w / w.sum()).astype(np.float32)
 
 
-def _filter_valid(x: jnp.ndarray, w: np.ndarray) -> jnp.ndarray:
-    """Separable 'valid' filtering over H and W of (..., H, W, C)."""
+def _filter_valid(x: jnp.ndarray, w: np.ndarray, axes=(-3, -2)) -> jnp.ndarray:
+    """Separable 'valid' filtering of ``x`` along its two image ``axes`` (H, W)."""
     k = len(w)
-    h, wd = x.shape[-3], x.shape[-2]
-    rows = sum(w[i] * x[..., i : h - k + 1 + i, :, :] for i in range(k))
-    return sum(w[j] * rows[..., :, j : wd - k + 1 + j, :] for j in range(k))
+    for axis in axes:
+        n = x.shape[axis]
+        x = sum(float(w[i]) * jax.lax.slice_in_dim(x, i, n - k + 1 + i, axis=axis % x.ndim) for i in range(k))
+    return x
 
 
 def ssim(x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
@@ -60,15 +62,16 @@ def ssim(x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
     return jnp.mean(ssim_map(x, y), axis=(-3, -2, -1))
 
 
-def ssim_map(x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
+def ssim_map(x: jnp.ndarray, y: jnp.ndarray, axes=(-3, -2)) -> jnp.ndarray:
     """SSIM per pixel and channel of (..., H, W, C) images: (..., H - 10, W - 10, C), the window's
-    'valid' positions."""
+    'valid' positions. ``axes``: where H and W are, e.g. (-2, -1) for planes (..., C, H, W), which
+    a CPU filters twice as fast (the rows contiguous)."""
     w = _gaussian_window()
     c1, c2 = 0.01**2, 0.03**2
-    mx, my = _filter_valid(x, w), _filter_valid(y, w)
-    sxx = _filter_valid(x * x, w) - mx * mx
-    syy = _filter_valid(y * y, w) - my * my
-    sxy = _filter_valid(x * y, w) - mx * my
+    mx, my = _filter_valid(x, w, axes), _filter_valid(y, w, axes)
+    sxx = _filter_valid(x * x, w, axes) - mx * mx
+    syy = _filter_valid(y * y, w, axes) - my * my
+    sxy = _filter_valid(x * y, w, axes) - mx * my
     return ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import zlib
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -137,6 +138,7 @@ class Batch:
         originals = [judge.original(im.rgb) for im in images]
         written: list = [None] * n
         leads: list = [None] * n
+        quality: list = [None] * n
         best = [float("-inf")] * n
         pending = list(range(n))
         for round_ in range(self.channel_rounds + 1):
@@ -147,6 +149,8 @@ class Batch:
                 if w is None:  # the error is reported; nothing more to do for this photo
                     written[j] = None
                     continue
+                # PSNR and SSIM (2 s at 12 megapixels) on the pool, while the panel is judged.
+                quality[j] = _submit(judge.pool, psnr_ssim, images[j].rgb, w)
                 written[j], leads[j] = w, judge.leads(w, originals[j])
             # Done: protected with margin everywhere, out of rounds, or a round that did not raise
             # its smallest lead (its draws already have the margin the real variant lacks).
@@ -158,7 +162,7 @@ class Batch:
                 low = float(leads[j].min())
                 if low > p.margin or last or low <= best[j] + 0.1:
                     pending.remove(j)
-                    self._judged(jobs[j], images[j].rgb, written[j], leads[j], originals[j].variants)
+                    self._judged(jobs[j], quality[j].result(), leads[j], originals[j].variants)
                 best[j] = low
             if not pending:
                 return
@@ -173,9 +177,9 @@ class Batch:
         protected = to_uint8(q01[:h, :w])
         return protected if work is rgb else lift(rgb, work, protected, self.protector.eps, self.protector.min_psnr)
 
-    def _judged(self, job, original, written, leads, variants) -> None:
+    def _judged(self, job, quality, leads, variants) -> None:
         src, out = job
-        p_db, s = psnr_ssim(original, written)
+        p_db, s = quality
         ok = leads > 0.0
         self._final(ProtectResult(
             src, out, protected=bool(ok.all()), psnr=p_db, ssim=s, variants_protected=int(ok.sum()), variants=len(variants),
@@ -242,6 +246,15 @@ class Batch:
                 self._final(ProtectResult(src, None, error=str(e)))
                 written.append(None)
         return written
+
+
+def _submit(pool, fn, *args) -> Future:
+    """``fn(*args)`` on ``pool``, or now when there is none (a finished future either way)."""
+    if pool is not None:
+        return pool.submit(fn, *args)
+    done: Future = Future()
+    done.set_result(fn(*args))
+    return done
 
 
 def _with_rows(padded: np.ndarray, written: list) -> np.ndarray:

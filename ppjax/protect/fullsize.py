@@ -2,8 +2,7 @@
 
 Under the social channel a photo with a long side over :data:`WORK_MAX_SIDE` is attacked on a copy
 shrunk to it (the classifiers only ever see it shrunk further). The change found there is carried
-back to every full-resolution pixel by bilinear upsampling (Pillow's, on float planes), which never
-leaves the budget (its weights are non-negative and sum to one), then rounded to the lattice at
+back to every full-resolution pixel by bilinear upsampling (Pillow's), which never leaves the budget (its weights are non-negative and sum to one), then rounded to the lattice at
 full size, above the PSNR floor. All of it on the host, so no program is compiled per photo size.
 """
 
@@ -40,18 +39,35 @@ def working_copy(rgb: np.ndarray) -> np.ndarray:
 def lift(full: np.ndarray, work: np.ndarray, protected: np.ndarray, eps: float, min_psnr: float | None) -> np.ndarray:
     """The (H, W, 3) uint8 ``full`` photo plus the change ``protected - work`` (both (h, w, 3)
     uint8 at the working size) upsampled bilinearly, on the lattice within ``eps``/255 and at
-    ``min_psnr`` dB or above."""
+    ``min_psnr`` dB or above.
+
+    The change is upsampled as an 8-bit image offset by 128 (Pillow rounds each pass): one call on
+    all three channels and no full-size float array (0.2 s and 36 MB for 12 megapixels, against
+    1.8 s and 0.6 GB in float). Bilinear weights are convex, so each pass stays inside the change's
+    own bounds. Only where that rounding breaks the PSNR floor (rare) is the change upsampled in
+    float and searched for the largest one that keeps it."""
     h, w = full.shape[:2]
-    change = protected.astype(np.float32) - work.astype(np.float32)
-    up = np.stack([np.asarray(Image.fromarray(change[..., c], "F").resize((w, h), Image.Resampling.BILINEAR)) for c in range(3)], axis=-1)
-    r = lattice_radius(eps)
-    d = np.clip(up, -r, r)
-    q = np.rint(d)
+    r = int(lattice_radius(eps))
+    change = protected.astype(np.int16) - work.astype(np.int16)
+    if r <= 127:
+        shifted = Image.fromarray((change + 128).astype(np.uint8), "RGB")
+        q = np.asarray(shifted.resize((w, h), Image.Resampling.BILINEAR)).astype(np.int16) - 128
+    else:
+        q = np.rint(_float_upsample(change, h, w)).astype(np.int16)
+    np.clip(q, -r, r, out=q)
     if min_psnr:
-        limit = psnr_radius(min_psnr, d.size) * 255.0
+        limit = psnr_radius(min_psnr, q.size) * 255.0
         if float(np.sum(q.astype(np.float64) ** 2)) > limit * limit * (1.0 - 1e-6):
-            q = _kept_above_floor(d, q, min_psnr)
-    return np.clip(full.astype(np.int16) + q.astype(np.int16), 0, 255).astype(np.uint8)
+            d = np.clip(_float_upsample(change, h, w), -r, r)
+            q = _kept_above_floor(d, np.rint(d), min_psnr).astype(np.int16)
+    q += full
+    return np.clip(q, 0, 255).astype(np.uint8)
+
+
+def _float_upsample(change: np.ndarray, h: int, w: int) -> np.ndarray:
+    """(h, w, 3) float32 bilinear upsampling of a working-size change, without rounding."""
+    planes = [Image.fromarray(change[..., c].astype(np.float32), "F").resize((w, h), Image.Resampling.BILINEAR) for c in range(3)]
+    return np.stack([np.asarray(p) for p in planes], axis=-1)
 
 
 def _kept_above_floor(d: np.ndarray, q: np.ndarray, min_psnr: float) -> np.ndarray:

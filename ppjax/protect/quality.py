@@ -28,10 +28,12 @@ _TILES_PER_CALL = 8
 @jax.jit
 def _tile_sums(a, b, rows, cols):
     """Per tile of (T, 266, 266, 3) uint8 pairs: the sum of its SSIM map over its first ``rows``
-    rows and ``cols`` columns ((T,) each: the part of the image's map it covers)."""
-    m = metrics.ssim_map(a.astype(jnp.float32) / 255.0, b.astype(jnp.float32) / 255.0)
+    rows and ``cols`` columns ((T,) each: the part of the image's map it covers). As planes
+    (T, 3, 266, 266), which a CPU filters twice as fast as with the channels innermost."""
+    planes = lambda t: jnp.transpose(t.astype(jnp.float32) / 255.0, (0, 3, 1, 2))  # noqa: E731
+    m = metrics.ssim_map(planes(a), planes(b), axes=(-2, -1))  # (T, 3, 256, 256)
     inside = (jnp.arange(_TILE)[None, :, None] < rows[:, None, None]) & (jnp.arange(_TILE)[None, None, :] < cols[:, None, None])
-    return jnp.sum(jnp.where(inside[..., None], m, 0.0), axis=(1, 2, 3))
+    return jnp.sum(jnp.where(inside[:, None], m, 0.0), axis=(1, 2, 3))
 
 
 def _ssim(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -61,6 +63,7 @@ def _ssim(a: np.ndarray, b: np.ndarray) -> float | None:
 
 def psnr_ssim(a: np.ndarray, b: np.ndarray) -> tuple[float, float | None]:
     """PSNR (dB; inf when equal) and mean SSIM (None under 11x11 pixels) of two (H, W, 3) uint8 images."""
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2) / 255.0**2
+    d = (a.astype(np.int64) - b.astype(np.int64)).ravel()
+    mse = float(np.dot(d, d)) / d.size / 255.0**2  # integers: exact, and 5 times faster than float64
     psnr = float(10.0 * np.log10(1.0 / mse)) if mse > 0 else float("inf")
     return psnr, _ssim(a, b)

@@ -25,25 +25,30 @@ from tests.attack_models import TinyNet
 src, out = Path(sys.argv[1]), Path(sys.argv[2])
 module = TinyNet()
 target = attacks.Target(module.apply, module.init(jax.random.key(3), jnp.zeros((1, 32, 32, 3))), attacks.cross_entropy())
-protector = Protector([target], eps=4.0, steps=4)
 used = []
-call = Protector.__call__
-def recording(self, key, x01):
-    used.append(str(next(iter(jax.tree_util.tree_leaves(self.variables))).devices()))
-    return call(self, key, x01)
-Protector.__call__ = recording
+def recording(method):
+    def call(self, *args, **kwargs):
+        used.append(str(next(iter(jax.tree_util.tree_leaves(self.variables))).devices()))
+        return method(self, *args, **kwargs)
+    return call
+Protector.__call__ = recording(Protector.__call__)
+Protector.protect_canvas = recording(Protector.protect_canvas)
 report = {"devices": len(jax.devices())}
-for n in (4, 1):
-    used.clear()
-    jobs = [(f, out / str(n) / f.name) for f in sorted(src.iterdir())]
-    results = protect_files(protector, jobs, max_batch=4, devices=select_devices(n))
-    report[n] = {"errors": [r.error for r in results if r.error], "devices_used": sorted(set(used)), "batches": len(used)}
+for channel in ("exact", "social"):
+    protector = Protector([target], eps=4.0, steps=4, channel=channel)
+    for n in (4, 1):
+        used.clear()
+        jobs = [(f, out / channel / str(n) / f.name) for f in sorted(src.iterdir())]
+        results = protect_files(protector, jobs, max_batch=4, devices=select_devices(n), channel_rounds=1)
+        report[f"{channel} {n}"] = {"errors": [r.error for r in results if r.error], "devices_used": sorted(set(used)), "batches": len(used)}
 print(json.dumps(report))
 """
 
 
 @pytest.mark.slow
 def test_four_devices_write_the_same_bytes_as_one(tmp_path, photos):
+    """Both channels: the exact one (a program per size) and the social one (photos of two sizes
+    sharing one canvas's program)."""
     src = tmp_path / "in"
     src.mkdir()
     # Two sizes, so two shapes; 7 and 5 images in batches of at most 4: full and partial batches,
@@ -57,12 +62,14 @@ def test_four_devices_write_the_same_bytes_as_one(tmp_path, photos):
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["devices"] == 4
-    assert report["4"]["errors"] == [] and report["1"]["errors"] == []
-    assert len(report["4"]["devices_used"]) > 1 and len(report["1"]["devices_used"]) == 1
-    assert report["4"]["batches"] == report["1"]["batches"]  # the same batches, spread over devices
     names = sorted(p.name for p in src.iterdir())
-    for name in names:
-        one, four = (tmp_path / "out" / n / name for n in ("1", "4"))
-        assert one.read_bytes() == four.read_bytes(), name
-    changed = [np.any(np.asarray(Image.open(tmp_path / "out" / "1" / n)) != np.asarray(Image.open(src / n))) for n in names]
-    assert all(changed)
+    for channel in ("exact", "social"):
+        four, one = report[f"{channel} 4"], report[f"{channel} 1"]
+        assert four["errors"] == [] and one["errors"] == []
+        assert len(four["devices_used"]) > 1 and len(one["devices_used"]) == 1
+        assert four["batches"] == one["batches"]  # the same batches, spread over devices
+        for name in names:
+            a, b = (tmp_path / "out" / channel / n / name for n in ("1", "4"))
+            assert a.read_bytes() == b.read_bytes(), (channel, name)
+        changed = [np.any(np.asarray(Image.open(tmp_path / "out" / channel / "1" / n)) != np.asarray(Image.open(src / n))) for n in names]
+        assert all(changed), channel
