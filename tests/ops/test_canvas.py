@@ -80,11 +80,12 @@ def test_jpeg_on_a_canvas_is_the_photos_own(h, w):
     x, g = _batch(rgb, canvas_for(h, w))
     alone = jnp.asarray(rgb[None], jnp.float32) / 255.0
     q = jnp.array([83])
-    ours = jpeg_round_trip(x, q, "4:2:0", g.valid)
-    np.testing.assert_array_equal(np.asarray(ours)[:, :h, :w], np.asarray(jpeg_round_trip(alone, 83, "4:2:0")))
+    on_canvas = jax.jit(lambda a: jpeg_round_trip(a, q, "4:2:0", g.valid))
+    own = jax.jit(lambda a: jpeg_round_trip(a, 83, "4:2:0"))
+    np.testing.assert_array_equal(np.asarray(on_canvas(x))[:, :h, :w], np.asarray(own(alone)))
     cotangent = jnp.asarray(np.random.default_rng(2).normal(size=(1, h, w, 3)), jnp.float32)
-    grad = jax.grad(lambda a: jnp.sum(jpeg_round_trip(a, q, "4:2:0", g.valid)[:, :h, :w] * cotangent))(x)
-    reference = jax.grad(lambda a: jnp.sum(jpeg_round_trip(a, 83, "4:2:0") * cotangent))(alone)
+    grad = jax.jit(jax.grad(lambda a: jnp.sum(on_canvas(a)[:, :h, :w] * cotangent)))(x)
+    reference = jax.jit(jax.grad(lambda a: jnp.sum(own(a) * cotangent)))(alone)
     np.testing.assert_allclose(np.asarray(grad)[:, :h, :w], np.asarray(reference), atol=1e-4)
     assert not np.asarray(grad)[0, h:].any() and not np.asarray(grad)[0, :, w:].any()
 
@@ -117,8 +118,17 @@ def _family(name: str):
     return normalised_apply(module, places365.SPECS[name]), variables
 
 
-@pytest.mark.parametrize("name", ["places365", "places365-resnet18", "places365-densenet161", "efficientnet-lite0"])
-def test_models_on_a_canvas_give_the_photos_own_logits(name):
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name,sizes",
+    [
+        ("places365", ((97, 131, 256), (64, 64, 256))),
+        ("places365-resnet18", ((97, 131, 256),)),
+        ("places365-densenet161", ((97, 131, 256),)),  # 2 minutes at 384 on 2 cores: one size here
+        ("efficientnet-lite0", ((97, 131, 256), (299, 203, 384))),
+    ],
+)
+def test_models_on_a_canvas_give_the_photos_own_logits(name, sizes):
     """Every family ppjax ports, at odd sizes, on a canvas whose padding holds noise: the photo's
     own logits (highest matmul precision, as the parity tests)."""
     from ppjax.models.masked import level_extents, masked_apply
@@ -131,7 +141,7 @@ def test_models_on_a_canvas_give_the_photos_own_logits(name):
     else:
         apply, variables = _family(name)
     with jax.default_matmul_precision("highest"):
-        for h, w, side in ((97, 131, 256), (64, 64, 256), (299, 203, 384)):
+        for h, w, side in sizes:
             rgb = _photo(h, w)
             canvas = next(c for c in CANVASES if c.height == side)
             x, _ = _batch(rgb, canvas)
