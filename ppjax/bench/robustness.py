@@ -79,16 +79,18 @@ class _Judged:
 
 
 #: The attack options a run may set for its exact and social settings (None or absent: `ppjax
-#: protect`'s defaults): margin, the transfer parts, the PSNR floor and the ensemble's fusion.
-ATTACK_OPTIONS = ("margin", "diversity", "smoothing", "momentum", "scales", "min_psnr", "ensemble")
+#: protect`'s defaults): the strength preset, margin, the transfer parts, the PSNR floor and the
+#: ensemble's fusion.
+ATTACK_OPTIONS = ("strength", "margin", "diversity", "smoothing", "momentum", "scales", "min_psnr", "ensemble")
 
 
-def _protector(setting: str, models, eps: float, steps: int, attack: dict | None = None):
-    """The protector of ``setting`` against ``models`` (one or an ensemble); ``attack`` overrides
-    `ppjax protect`'s defaults (see :data:`ATTACK_OPTIONS`) for the exact and social settings."""
+def _protector(setting: str, models, eps: float | None, steps: int | None, attack: dict | None = None):
+    """(the protector of ``setting`` against ``models`` (one or an ensemble), its channel rounds);
+    ``attack`` overrides `ppjax protect`'s defaults (see :data:`ATTACK_OPTIONS`) for the exact and
+    social settings; ``eps`` and ``steps`` None take the strength's."""
     from ppjax import attacks
     from ppjax.protect import Protector
-    from ppjax.protect.config import DEFAULT_MIN_PSNR, attack_defaults, transfer_of
+    from ppjax.protect.config import STRENGTHS, attack_defaults, transfer_of
 
     attack = {k: v for k, v in (attack or {}).items() if v is not None}
     unknown = set(attack) - set(ATTACK_OPTIONS)
@@ -96,15 +98,21 @@ def _protector(setting: str, models, eps: float, steps: int, attack: dict | None
         raise ValueError(f"unknown attack options: {sorted(unknown)}")
     models = models if isinstance(models, (list, tuple)) else [models]
     fusion = attack.get("ensemble", "loss")
+    preset = STRENGTHS[attack.get("strength", "mid")]
+    eps = preset["eps"] if eps is None else eps
+    steps = preset["steps"] if steps is None else steps
     targets = [attacks.Target(m.apply, m.variables, attacks.cross_entropy(), fusion, m.spec.fixed_size) for m in models]
     if setting == "plain PGD":
-        return Protector(targets, method="pgd", eps=eps, steps=steps, early_stop=False, lattice_steps=0, margin=0.0, options={"step_size": 1.0})
-    chosen = {**attack_defaults("pgd"), "min_psnr": DEFAULT_MIN_PSNR, **attack}
+        plain = Protector(targets, method="pgd", eps=eps, steps=steps, early_stop=False, lattice_steps=0, margin=0.0, options={"step_size": 1.0})
+        return plain, 0
+    picked = {k: preset[k] for k in ("margin", "scales", "min_psnr")}
+    chosen = {**attack_defaults("pgd"), **picked, **{k: v for k, v in attack.items() if k != "strength"}}
     transfer = transfer_of(chosen)
-    return Protector(
+    protector = Protector(
         targets, method="pgd", eps=eps, steps=steps, channel="exact" if setting == "exact" else "social", margin=chosen["margin"],
         transfer=transfer if transfer.active else None, min_psnr=chosen["min_psnr"] or None,
     )  # fmt: skip
+    return protector, preset["channel_rounds"]
 
 
 def prepare_models(model: str, judge: str | None, ensemble: str | None, load: Callable, *, timing: bool = False):
@@ -170,8 +178,8 @@ def run_robustness_bench(
     judge,
     photos: Sequence[Path],
     *,
-    eps: float = 4.0,
-    steps: int = 20,
+    eps: float | None = None,
+    steps: int | None = None,
     settings: Sequence[str] = SETTINGS,
     log: Callable[[str], None] = print,
     judges: dict[str, Callable[[np.ndarray], np.ndarray]] | None = None,
@@ -191,6 +199,7 @@ def run_robustness_bench(
     the original through the same variant): how well the protection transfers.
     """
     from ppjax.protect import protect_files
+    from ppjax.protect.config import STRENGTHS
 
     readable = []
     for p in photos:
@@ -202,10 +211,10 @@ def run_robustness_bench(
     rows = []
     with tempfile.TemporaryDirectory(prefix="ppjax-bench-robustness-") as tmp:
         for setting in settings:
-            protector = _protector(setting, model, eps, steps, attack)
+            protector, rounds = _protector(setting, model, eps, steps, attack)
             jobs = [(p, Path(tmp) / setting.replace(" ", "-") / f"{n:05d}.png") for n, p in enumerate(readable)]
             start = time.perf_counter()
-            results = protect_files(protector, jobs, progress=_progress(setting, len(jobs), start, log))
+            results = protect_files(protector, jobs, progress=_progress(setting, len(jobs), start, log), channel_rounds=rounds)
             seconds = time.perf_counter() - start
             written = [(r.source, r.output) for r in results if r.protected is not None]
             for r in results:
@@ -228,6 +237,8 @@ def run_robustness_bench(
                 log(f"{setting}, judged by held-out {name}: " + ", ".join(f"{k} {shares[k]:.1%}" for k in COLUMNS))
             rows.append(row)
     attack = {k: v for k, v in (attack or {}).items() if v is not None}
+    preset = STRENGTHS[attack.get("strength", "mid")]
+    eps, steps = (preset["eps"] if eps is None else eps), (preset["steps"] if steps is None else steps)
     return {"rows": rows, "columns": list(COLUMNS), "eps_255": eps, "steps": steps, "photos": len(readable), "judges": list(judges or {}), "attack": attack}
 
 
@@ -276,7 +287,7 @@ def _timing_child(model_name: str, photo: str, out_dir: str, eps: float, steps: 
     from ppjax.protect import protect_files
 
     model = store.load_model(model_name)
-    protector = _protector("social", model, eps, steps)
+    protector, _ = _protector("social", model, eps, steps)
     job = [(Path(photo), Path(out_dir) / "timed.png")]
     times = []
     for _ in range(2):

@@ -60,8 +60,9 @@ def bench_jpeg(
 def bench_robustness(
     photos: Annotated[list[Path], typer.Argument(help="Photos or folders of photos.", exists=True)],
     model: Annotated[str, typer.Option(help="Installed classifier(s) to protect against, comma-separated (or a group such as places365-family) for an ensemble; their ONNX graphs (exported from the original framework) judge, and a photo counts as protected when every one is fooled.")] = "efficientnet-lite0",
-    eps: Annotated[float, typer.Option(min=0, help="L-infinity budget in 1/255, for every setting.")] = 4.0,
-    steps: Annotated[int, typer.Option(min=1, help="Attack steps, for every setting.")] = 20,
+    eps: Annotated[Optional[float], typer.Option(min=0, help="L-infinity budget in 1/255, for every setting (default: the strength's).")] = None,
+    steps: Annotated[Optional[int], typer.Option(min=1, help="Attack steps, for every setting (default: the strength's).")] = None,
+    strength: Annotated[str, typer.Option(help="As for protect: low, mid or high, for the exact and social settings (options given win).")] = "mid",
     limit: Annotated[int, typer.Option(min=1, help="Use at most this many photos (files in the order given, folders sorted).")] = 300,
     settings: Annotated[str, typer.Option(help="Comma-separated settings to compare: exact, social, plain PGD.")] = "exact,social,plain PGD",
     margin: Annotated[Optional[float], typer.Option(min=0.0, help="As for protect, for the exact and social settings (default: protect's).")] = None,
@@ -93,19 +94,23 @@ def bench_robustness(
         raise fail(str(e), 2) from None
     except EngineError as e:
         raise fail(str(e), 2 if "held out" in str(e) else 1) from None
-    attack = {"margin": margin, "diversity": diversity, "smoothing": smoothing, "momentum": momentum, "scales": scales, "min_psnr": min_psnr, "ensemble": ensemble}
+    from ppjax.protect.config import STRENGTHS
+
+    if strength not in STRENGTHS:
+        raise fail(f"--strength must be one of {', '.join(STRENGTHS)}", 2)
+    attack = {"strength": strength, "margin": margin, "diversity": diversity, "smoothing": smoothing, "momentum": momentum, "scales": scales, "min_psnr": min_psnr, "ensemble": ensemble}
     results = run_robustness_bench(loaded, onnx_judges, files, eps=eps, steps=steps, settings=chosen, log=lambda s: err.print(s), judges=held_out, attack=attack)
     results["models"] = list(names)
     model = ",".join(names)
     rows = [(r["setting"], *(f"{r[c]:.1%}" for c in COLUMNS), f"{r['psnr']:.2f}", f"{r['seconds']:.0f}") for r in results["rows"]]
-    title = f"{model}, eps {eps:g}/255, {steps} steps: protected share of {results['photos']} photos, judged by ONNX Runtime"
+    title = f"{model}, --strength {strength}, eps {results['eps_255']:g}/255, {results['steps']} steps: protected share of {results['photos']} photos, judged by ONNX Runtime"
     out.print(table(title, ("setting", *COLUMNS, "PSNR (dB)", "seconds"), rows), width=max(out.width, 170))
     for name in held_out:
         rows = [(r["setting"], *(f"{r['held_out'][name][c]:.1%}" for c in COLUMNS), f"{r['psnr']:.2f}") for r in results["rows"]]
         title = f"the same files judged by held-out {name} (never attacked; ONNX Runtime): protected share of {results['photos']} photos"
         out.print(table(title, ("setting", *COLUMNS, "PSNR (dB)"), rows), width=max(out.width, 170))
     if timing is not None:
-        results["timing"] = run_timing(model, timing, eps=eps, steps=steps, log=lambda s: err.print(s))
+        results["timing"] = run_timing(model, timing, eps=results["eps_255"], steps=results["steps"], log=lambda s: err.print(s))
         rows = [(f"{r['width']}x{r['height']}", f"{r['seconds']:.1f}", f"{r['first_seconds']:.1f}", f"{r['peak_rss_gb']:.2f}") for r in results["timing"]]
         out.print(table("ppjax protect (social), one photo per size", ("size", "s per photo", "first run (s)", "peak RSS (GB)"), rows))
     if as_json:

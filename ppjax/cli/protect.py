@@ -12,12 +12,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ppjax import store
 from ppjax.cli.common import err, fail, load_or_fetch, out
-from ppjax.protect.config import DEFAULT_MIN_PSNR, Backend, Channel, Method, ObjectiveKind, OutputFormat, Penalty, ProtectConfig
+from ppjax.protect.config import STRENGTHS, Backend, Channel, Method, ObjectiveKind, OutputFormat, Penalty, ProtectConfig, Strength
 
 _METHOD_HELP = (
     "Attack: pgd, fgsm, bim, mifgsm, cw (C&W-L2, Adam), pfgsm (towards a random class), masked (Concealed FGSM: "
     "only textured, non-salient areas change) or coupled (Concealed FGSM: classifier and NIMA gradients; needs NIMA)."
 )
+
+
+def _strength_help() -> str:
+    """``--strength``'s help, from the presets themselves."""
+    names = {"eps": "eps", "steps": "steps", "margin": "margin", "min_psnr": "dB floor", "channel_rounds": "rounds", "scales": "scale copies"}
+    varying = [k for k in names if len({preset[k] for preset in STRENGTHS.values()}) > 1]
+    parts = [f"{name} ({', '.join(f'{names[k]} {preset[k]:g}' for k in varying)})" for name, preset in STRENGTHS.items()]
+    return "A preset of the attack's options: " + "; ".join(parts) + ". low is subtler and faster, mid the defaults, high more protective and more visible. Options given explicitly win."
 
 
 def _need_ray() -> None:
@@ -36,17 +44,19 @@ def protect(
     objective: Annotated[ObjectiveKind, typer.Option(help="ce (move away from the predicted class), margin (C&W margin), or sensitive (places365: leave all 60 sensitive scenes).")] = ObjectiveKind.CE,
     channel: Annotated[Channel, typer.Option(help="Threat model. social: the photo may be shrunk by the platform (long side 2048 or 1080), re-encoded as JPEG (4:2:0, quality 70-95) and resized by the attacker to 224 (Places365 demo: 256 then centre 224; or directly); the attack averages over draws of that channel and the written file is verified through the real one. exact: the classifier sees the written pixels as they are (the MediaEval 2019 protocol).")] = Channel.SOCIAL,
     channel_draws: Annotated[int, typer.Option(min=1, help="With --channel social: channel draws averaged per attack step.")] = 2,
-    channel_rounds: Annotated[int, typer.Option(min=0, help="With --channel social: rounds of extra steps for images not protected with margin on every variant of the real channel.")] = 3,
-    eps: Annotated[float, typer.Option(min=0.0, help="Budget: the largest change of any pixel, in 1/255 units (4 means 4/255).")] = 4.0,
-    steps: Annotated[int, typer.Option(min=1, help="Attack steps (iterative methods).")] = 20,
-    margin: Annotated[Optional[float], typer.Option(min=0.0, help="Logit lead another class must have over the original's before an image counts as protected and stops changing. Default 10 (2 for cw and pfgsm): a large lead on the attacked model carries over to models never seen.")] = None,
+    channel_rounds: Annotated[Optional[int], typer.Option(min=0, help="With --channel social: rounds of extra steps for images not protected with margin on every variant of the real channel. Default: the strength's (3; low: 1).")] = None,
+    eps: Annotated[Optional[float], typer.Option(min=0.0, help="Budget: the largest change of any pixel, in 1/255 units (4 means 4/255). Default: the strength's (4; low 3, high 6).")] = None,
+    steps: Annotated[Optional[int], typer.Option(min=1, help="Attack steps (iterative methods). Default: the strength's (20; low 10, high 30).")] = None,
+    margin: Annotated[Optional[float], typer.Option(min=0.0, help="Logit lead another class must have over the original's before an image counts as protected and stops changing. Default: the strength's (10; low 5, high 15; 2 for cw and pfgsm): a large lead on the attacked model carries over to models never seen.")] = None,
     diversity: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Input diversity: the probability per step that the classifier sees the image shrunk (to 85-100%) at a random place on black. Default 0.7 (0: off; cw and pfgsm take none).")] = None,
     smoothing: Annotated[Optional[int], typer.Option(min=0, help="Translation-invariant smoothing: the gradient blurred by a Gaussian of this odd side in pixels. Default 5 (0: off).")] = None,
     momentum: Annotated[Optional[float], typer.Option(min=0.0, help="Momentum: decay of the accumulated L1-normalised gradients. Default 1 (0: off).")] = None,
     scales: Annotated[Optional[int], typer.Option(min=1, help="Scale copies: the objective averaged over this many copies of the image with pixel values divided by 1, 2, 4, ... (SI). 3 carries over better after JPEG and resizes, at twice the time. Default 1 (off).")] = None,
-    min_psnr: Annotated[float, typer.Option(min=0.0, max=100.0, help="PSNR floor in dB: no written PNG differs from its original more than this allows; a photo that needs more stays less protected (0: no floor; JPEG output adds the encoder's own change).")] = DEFAULT_MIN_PSNR,
+    min_psnr: Annotated[Optional[float], typer.Option(min=0.0, max=100.0, help="PSNR floor in dB: no written PNG differs from its original more than this allows; a photo that needs more stays less protected (0: no floor; JPEG output adds the encoder's own change). Default: the strength's (38; low 40, high 35).")] = None,
+    strength: Annotated[Strength, typer.Option(help=_strength_help())] = Strength.MID,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same bytes.")] = 0,
-    fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format: png (lossless) or jpeg.")] = OutputFormat.PNG,
+    fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format: auto (the input's kind: a JPEG or HEIC photo gives a JPEG, anything else a PNG), png (lossless) or jpeg. A JPEG is judged as decoded.")] = OutputFormat.AUTO,
+    keep_metadata: Annotated[bool, typer.Option("--keep-metadata", help="Write each photo's EXIF back (camera, date, exposure), without its location (GPS), maker notes or orientation. Default: no metadata at all.")] = False,
     jpeg_quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG quality with --format jpeg.")] = 95,
     jpeg_rounds: Annotated[int, typer.Option(min=0, help="With --format jpeg and --channel exact: rounds of extra steps through a differentiable JPEG for images the encoder un-protected (the social channel uses --channel-rounds).")] = 3,
     appeal: Annotated[Optional[float], typer.Option(min=0.0, help="Weight of NIMA's mean score (appeal) in the objective; needs the nima model. Default 0, or 1 with --method coupled.")] = None,
@@ -70,8 +80,8 @@ def protect(
         config = ProtectConfig(
             tuple(inputs), out_dir, models=tuple(model.split(",")), ensemble=ensemble, method=method, objective=objective, channel=channel,
             channel_draws=channel_draws, channel_rounds=channel_rounds, eps=eps, steps=steps, margin=margin,
-            diversity=diversity, smoothing=smoothing, momentum=momentum, scales=scales, min_psnr=min_psnr,
-            seed=seed, format=fmt, jpeg_quality=jpeg_quality, jpeg_rounds=jpeg_rounds, appeal=appeal, penalty=penalty,
+            diversity=diversity, smoothing=smoothing, momentum=momentum, scales=scales, min_psnr=min_psnr, strength=strength,
+            seed=seed, format=fmt, keep_metadata=keep_metadata, jpeg_quality=jpeg_quality, jpeg_rounds=jpeg_rounds, appeal=appeal, penalty=penalty,
             penalty_weight=penalty_weight, batch_size=batch_size, early_stop=not no_early_stop, overwrite=overwrite,
             devices=devices, num_shards=num_shards, shard_index=shard_index, backend=backend, ray_address=ray_address,
             ray_workers=ray_workers,

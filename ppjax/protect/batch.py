@@ -98,6 +98,8 @@ class Batch:
     channel_rounds: int = 3
     judge: PanelJudge | None = None
     stage: Callable[[Path, str], None] = lambda source, text: None
+    #: Write each photo's EXIF back, without its location.
+    keep_metadata: bool = False
     _done: set = field(default_factory=set)
 
     def run(self, jobs, images) -> None:
@@ -115,6 +117,13 @@ class Batch:
                     h, w = im.size
                     self._final(ProtectResult(src, None, error=f"{src}: cannot be protected at {w}x{h} pixels ({type(e).__name__}: {e})"))
 
+    def _announce(self, jobs, canvas, size: int) -> None:
+        """Tell ``stage`` the photos are being protected, and when this process has not run their
+        program yet, that it compiles now (or loads from the store)."""
+        cold = not self.protector.is_warm(canvas, size)
+        for src, _ in jobs:
+            self.stage(src, f"compiling for the {canvas.label()} canvas, once" if cold else "protecting")
+
     def _final(self, result: ProtectResult) -> None:
         self._done.add(result.source)
         self.finish(result)
@@ -131,8 +140,7 @@ class Batch:
         x, geometry = p.layout(canvas, works + [works[-1]] * (size - n))
         x01 = to_float01(x)
         keys = image_keys(self.seed, [src for src, _ in jobs], size)
-        for src, _ in jobs:
-            self.stage(src, "protecting")
+        self._announce(jobs, canvas, size)
         q = np.array(p.protect_canvas(keys, x01, geometry, exact=canvas.exact)[0])
         judge = self.judge or PanelJudge(p)
         originals = [judge.original(im.rgb) for im in images]
@@ -145,7 +153,7 @@ class Batch:
             for j in pending:
                 self.stage(jobs[j][0], "verifying" if round_ == 0 else f"verifying (round {round_ + 1})")
             full = [self._full(images[j].rgb, works[j], q[j]) for j in pending]
-            for j, w in zip(pending, self._write(full, [jobs[j] for j in pending], [images[j].alpha for j in pending])):
+            for j, w in zip(pending, self._write(full, [jobs[j] for j in pending], [images[j] for j in pending])):
                 if w is None:  # the error is reported; nothing more to do for this photo
                     written[j] = None
                     continue
@@ -196,11 +204,10 @@ class Batch:
         keys = image_keys(self.seed, [src for src, _ in jobs], size)
         padded = pad_batch(np.stack([im.rgb for im in images]), size)
         x01 = to_float01(padded)
-        for src, _ in jobs:
-            self.stage(src, "protecting")
+        self._announce(jobs, p.canvas_for(*padded.shape[1:3]), size)
         q01, labels, flags = p(keys, x01)
         q = to_uint8(q01[:n])
-        written = self._write(list(q), jobs, [im.alpha for im in images])
+        written = self._write(list(q), jobs, images)
         is_jpeg = [out.suffix.lower() in (".jpg", ".jpeg") for _, out in jobs]
         # Verdicts on the padded batch, so every call keeps the bucket's shape.
         current = _with_rows(padded, written)
@@ -214,7 +221,7 @@ class Batch:
             if not redo:
                 break
             q2 = to_uint8(p.refine_for_jpeg(keys, x01, to_float01(encoded), labels, self.jpeg_quality))
-            again = self._write([q2[j] for j in redo], [jobs[j] for j in redo], [images[j].alpha for j in redo])
+            again = self._write([q2[j] for j in redo], [jobs[j] for j in redo], [images[j] for j in redo])
             for j, w in zip(redo, again):
                 written[j] = w
                 if w is not None:
@@ -229,16 +236,17 @@ class Batch:
 
     # -- files -----------------------------------------------------------------------------------
 
-    def _write(self, images, jobs, alphas) -> list:
-        """Write each (H, W, 3) uint8 image to its staging file; the decoded bytes on disk per image
-        (None where writing failed: the error is reported as that photo's result, and an earlier
-        round's file removed)."""
+    def _write(self, pixels, jobs, loaded) -> list:
+        """Write each (H, W, 3) uint8 image of ``pixels`` to its staging file, with its input's
+        alpha (and EXIF, asked to); the decoded bytes on disk per image (None where writing failed:
+        the error is reported as that photo's result, and an earlier round's file removed)."""
         written = []
-        for img, (src, out), alpha in zip(images, jobs, alphas):
+        for img, (src, out), source in zip(pixels, jobs, loaded):
             try:
                 if self.is_input(out):
                     raise ImageWriteError(f"{out}: refusing to overwrite an input image")
-                staged = write_image(staging_path(out), img, alpha, jpeg_quality=self.jpeg_quality)
+                exif = source.exif if self.keep_metadata else None
+                staged = write_image(staging_path(out), img, source.alpha, jpeg_quality=self.jpeg_quality, exif=exif)
                 written.append(read_image(staged).rgb)  # the bytes on disk, decoded again
             except (ImageWriteError, ImageReadError) as e:
                 with contextlib.suppress(OSError):

@@ -14,7 +14,7 @@ from pathlib import Path
 from ppjax import attacks
 from ppjax.store.registry import MODEL_GROUPS
 
-__all__ = ["ATTACK_DEFAULTS", "DEFAULT_MIN_PSNR", "attack_defaults", "default_batch_size", "Backend", "Channel", "Method", "ObjectiveKind", "OutputFormat", "Penalty", "ProtectConfig"]
+__all__ = ["ATTACK_DEFAULTS", "DEFAULT_MIN_PSNR", "STRENGTHS", "Strength", "attack_defaults", "default_batch_size", "Backend", "Channel", "Method", "ObjectiveKind", "OutputFormat", "Penalty", "ProtectConfig"]
 
 #: The attack methods, one member per row of :data:`ppjax.attacks.METHODS`.
 Method = enum.Enum("Method", {name.upper(): name for name in attacks.METHODS}, type=str)
@@ -31,12 +31,22 @@ class ObjectiveKind(str, enum.Enum):
 
 
 class OutputFormat(str, enum.Enum):
+    """The protected file's format: png (lossless), jpeg, or auto: the input's own kind (a JPEG or
+    an iPhone's HEIC gives a JPEG, as sharing platforms keep them; anything else a PNG)."""
+
+    AUTO = "auto"
     PNG = "png"
     JPEG = "jpeg"
 
-    @property
-    def suffix(self) -> str:
+    def suffix_for(self, source: Path) -> str:
+        """The output's suffix for the input ``source``."""
+        if self is OutputFormat.AUTO:
+            return ".jpg" if Path(source).suffix.lower() in _LOSSY_INPUTS else ".png"
         return ".png" if self is OutputFormat.PNG else ".jpg"
+
+
+#: Inputs that ``--format auto`` writes as JPEG.
+_LOSSY_INPUTS = frozenset({".jpg", ".jpeg", ".heic", ".heif"})
 
 
 class Channel(str, enum.Enum):
@@ -61,19 +71,38 @@ class Penalty(str, enum.Enum):
     CIEDE2000 = "ciede2000"
 
 
+class Strength(str, enum.Enum):
+    """A named set of options (:data:`STRENGTHS`): low (subtler and faster), mid (the defaults),
+    high (more protection, more visible change)."""
+
+    LOW = "low"
+    MID = "mid"
+    HIGH = "high"
+
+
+#: What each ``--strength`` sets; an option given explicitly wins. ``mid`` is ppjax's defaults. The
+#: margin and scale copies apply to the methods built on the common loop (cw and pfgsm keep theirs).
+#: Each measured on the 300 shared photos (README, "Strength presets").
+STRENGTHS = {
+    "low": {"eps": 3.0, "steps": 10, "margin": 5.0, "min_psnr": 40.0, "channel_rounds": 1, "scales": 1},
+    "mid": {"eps": 4.0, "steps": 20, "margin": 10.0, "min_psnr": 38.0, "channel_rounds": 3, "scales": 1},
+    "high": {"eps": 6.0, "steps": 30, "margin": 15.0, "min_psnr": 35.0, "channel_rounds": 3, "scales": 1},
+}
+
+
 #: The defaults of the methods built on the common loop: the setting measured to carry over best to
 #: a model the attack never saw, per unit of visible change (README, "Classifiers it never saw"):
 #: a logit lead of 10 on the attacked models, input diversity, TI smoothing and momentum; no scale
 #: copies (``--scales``), which carry over further after JPEG and resizes but double the time at
 #: 3. The methods with loops of their own (cw, pfgsm) take none of the parts and
 #: :data:`OWN_LOOP_MARGIN`.
-ATTACK_DEFAULTS = {"margin": 10.0, "diversity": 0.7, "smoothing": 5, "momentum": 1.0, "scales": 1}
+ATTACK_DEFAULTS = {"margin": STRENGTHS["mid"]["margin"], "diversity": 0.7, "smoothing": 5, "momentum": 1.0, "scales": STRENGTHS["mid"]["scales"]}
 #: The transfer parts off: what ``--diversity 0 --smoothing 0 --momentum 0 --scales 1`` gives.
 TRANSFER_OFF = {"diversity": 0.0, "smoothing": 0, "momentum": 0.0, "scales": 1}
 OWN_LOOP_MARGIN = 2.0
 #: The PSNR floor in dB that every written PNG keeps by default (0: none). Found per image, so a
 #: photo that needs a larger change to be protected gets a smaller one, and may stay unprotected.
-DEFAULT_MIN_PSNR = 38.0
+DEFAULT_MIN_PSNR = STRENGTHS["mid"]["min_psnr"]
 
 
 def transfer_of(settings) -> attacks.Transfer:
@@ -103,9 +132,10 @@ class ProtectConfig:
     objective: ObjectiveKind = ObjectiveKind.CE
     channel: Channel = Channel.SOCIAL
     channel_draws: int = 2
-    channel_rounds: int = 3
-    eps: float = 4.0
-    steps: int = 20
+    #: None here and in the fields below: what :attr:`strength` sets (:data:`STRENGTHS`).
+    channel_rounds: int | None = None
+    eps: float | None = None
+    steps: int | None = None
     #: Logit lead over the original class at which an image counts as protected and stops changing.
     #: None: :func:`attack_defaults`'s (10 on the common loop, 2 for cw and pfgsm).
     margin: float | None = None
@@ -118,9 +148,14 @@ class ProtectConfig:
     scales: int | None = None
     #: PSNR floor in dB against the original, per image (0: none); it holds for the written bytes of
     #: PNG output (JPEG adds the encoder's own change).
-    min_psnr: float = DEFAULT_MIN_PSNR
+    min_psnr: float | None = None
+    #: The preset that fills the options left None (:data:`STRENGTHS`).
+    strength: Strength = Strength.MID
     seed: int = 0
-    format: OutputFormat = OutputFormat.PNG
+    format: OutputFormat = OutputFormat.AUTO
+    #: Write each photo's EXIF back (camera, date, exposure), without its location, maker notes and
+    #: orientation; by default no metadata at all.
+    keep_metadata: bool = False
     jpeg_quality: int = 95
     jpeg_rounds: int = 3
     appeal: float | None = None
@@ -146,8 +181,15 @@ class ProtectConfig:
         set_ = object.__setattr__
         set_(self, "inputs", tuple(Path(p) for p in self.inputs))
         set_(self, "models", expand_models(self.models))
-        for name, kind in (("method", Method), ("objective", ObjectiveKind), ("format", OutputFormat), ("channel", Channel), ("backend", Backend)):
+        for name, kind in (
+            ("method", Method), ("objective", ObjectiveKind), ("format", OutputFormat), ("channel", Channel), ("backend", Backend),
+            ("strength", Strength),
+        ):  # fmt: skip
             set_(self, name, _member(kind, getattr(self, name), name))
+        custom = attacks.METHODS[self.method.value].custom is not None
+        for name, value in STRENGTHS[self.strength.value].items():
+            if getattr(self, name) is None and not (custom and name in ("margin", "scales")):
+                set_(self, name, value)
         if self.penalty is not None:
             set_(self, "penalty", _member(Penalty, self.penalty, "penalty"))
         if self.appeal is None:
@@ -165,7 +207,6 @@ class ProtectConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least {low:g}")
         if self.channel is Channel.SOCIAL and attacks.METHODS[self.method.value].custom is not None:
             raise ValueError(f"--method {self.method.value} cannot attack through a channel: use --channel exact, or another method")
-        custom = attacks.METHODS[self.method.value].custom is not None
         for name, default in attack_defaults(self.method.value).items():
             if getattr(self, name) is None:
                 set_(self, name, default)

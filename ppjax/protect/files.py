@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ppjax.io.batching import bucket_size
 from ppjax.io.images import ImageReadError, peek_size, read_image
 from ppjax.ops.channel import platform_size
 from ppjax.protect.batch import VERDICT, Batch, ProtectResult
@@ -49,6 +48,9 @@ def protect_files(
     manifest: Manifest | None = None,
     devices: Sequence | None = None,
     stage: Callable[[Path, str], None] | None = None,
+    keep_metadata: bool = False,
+    on_result: Callable[[ProtectResult], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> list[ProtectResult]:
     """Protect each (input, output) pair.
 
@@ -63,6 +65,10 @@ def protect_files(
     change the float order.) ``progress(n)`` hears the number of photos finished, after each one;
     ``stage(source, text)`` what each photo is doing ("compiling ... once", "protecting",
     "verifying", a later round).
+
+    ``keep_metadata``: write each photo's EXIF back, without its location (see
+    :func:`ppjax.io.write_image`); by default none. ``on_result(result)`` hears each photo's result
+    as it is final; once ``cancelled()`` is true, photos not yet started are skipped ("cancelled").
 
     ``devices``: the local devices to use (default: JAX's default device only). Batches are formed
     exactly as for one device and each runs whole on one device, so that the bytes do not depend on
@@ -87,6 +93,8 @@ def protect_files(
         with lock:
             results.append(result)
             done = len(results)
+        if on_result:
+            on_result(result)
         if progress:
             progress(done)
 
@@ -96,9 +104,13 @@ def protect_files(
         workers: queue.SimpleQueue = queue.SimpleQueue()
         for p in protectors:
             for _ in range(_IN_FLIGHT):
-                workers.put(Batch(p, finish, inputs, seed, max_batch, jpeg_quality, jpeg_rounds, channel_rounds, PanelJudge(p, pool), report))
+                workers.put(Batch(p, finish, inputs, seed, max_batch, jpeg_quality, jpeg_rounds, channel_rounds, PanelJudge(p, pool), report, keep_metadata))
 
         def run(batch_jobs) -> None:
+            if cancelled is not None and cancelled():
+                for src, out in batch_jobs:
+                    finish(ProtectResult(src, None, skipped="cancelled"))
+                return
             worker = workers.get()
             try:
                 loaded, ok_jobs = [], []
@@ -109,7 +121,6 @@ def protect_files(
                     except ImageReadError as e:
                         finish(ProtectResult(job[0], None, error=str(e)))
                 if ok_jobs:
-                    _announce(worker.protector, loaded, ok_jobs, max_batch, report)
                     worker.run(ok_jobs, loaded)
             finally:
                 workers.put(worker)
@@ -162,15 +173,6 @@ def _program_key(protector: Protector, size: tuple[int, int] | None):
     if size is None:
         return None
     return protector.canvas_for(*(size if protector.channel == "exact" else platform_size(*size, WORK_MAX_SIDE) or size))
-
-
-def _announce(protector: Protector, images, jobs, max_batch: int, report) -> None:
-    """Tell ``report`` about photos whose program this process has not run yet: it compiles now
-    (or, in a later process, loads from the persistent cache)."""
-    canvas = _program_key(protector, images[0].rgb.shape[:2])
-    if not protector.is_warm(canvas, bucket_size(len(jobs), max_batch)):
-        for src, _ in jobs:
-            report(src, f"compiling for the {canvas.label()} canvas, once")
 
 
 class _InputCheck:

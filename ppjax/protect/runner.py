@@ -104,7 +104,7 @@ def plan_jobs(config: ProtectConfig, environ=None) -> list:
     """(input, output) pairs: each image under the inputs, written under ``out_dir`` at its
     relative path with the output format's suffix; only this process's shard of them (the
     config's ``num_shards``/``shard_index``, else the scheduler's environment ``environ``)."""
-    jobs = [(f, (config.out_dir / rel).with_suffix(config.format.suffix)) for f, rel in iter_image_files(config.inputs)]
+    jobs = [(f, (config.out_dir / rel).with_suffix(config.format.suffix_for(f))) for f, rel in iter_image_files(config.inputs)]
     count, index, _ = resolve_shard(config.num_shards, config.shard_index, environ)
     return select_shard(jobs, config.out_dir, count, index)
 
@@ -124,6 +124,7 @@ def run_settings(config: ProtectConfig, protector: Protector) -> dict:
         "options": dict(protector.options), "min_psnr": config.min_psnr,
         # Only when not the default, so that manifests written before the option keep their fingerprint.
         **({"ensemble": config.ensemble} if config.ensemble != "loss" else {}),
+        **({"keep_metadata": True} if config.keep_metadata else {}),
         **({"scales": config.scales} if config.scales != 1 else {}),
     }  # fmt: skip
 
@@ -174,9 +175,13 @@ def run(
     jobs=None,
     protector: Protector | None = None,
     stage: Callable[[Path, str], None] | None = None,
+    on_result: Callable[[ProtectResult], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> ProtectSummary:
     """Protect every image of ``config``; ``progress(n)`` is called with the number done so far,
-    after each photo, and ``stage(source, text)`` with what a photo is doing.
+    after each photo, ``stage(source, text)`` with what a photo is doing, ``on_result(result)``
+    with each photo's result as it is final; once ``cancelled()`` is true, photos not yet started
+    are skipped.
     ``jobs`` and ``protector`` default to :func:`plan_jobs` and :func:`build_protector`'s."""
     count, index, _ = resolve_shard(config.num_shards, config.shard_index)
     jobs = plan_jobs(config) if jobs is None else jobs
@@ -194,6 +199,6 @@ def run(
     results = protect_files(
         protector, jobs, seed=config.seed, max_batch=config.batch_size, jpeg_quality=config.jpeg_quality,
         jpeg_rounds=config.jpeg_rounds, overwrite=config.overwrite, progress=progress, channel_rounds=config.channel_rounds,
-        manifest=manifest, devices=devices, stage=stage,
+        manifest=manifest, devices=devices, stage=stage, keep_metadata=config.keep_metadata, on_result=on_result, cancelled=cancelled,
     )  # fmt: skip
     return ProtectSummary(tuple(results), time.perf_counter() - start, (count, index), len(devices))

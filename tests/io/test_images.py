@@ -189,6 +189,43 @@ def test_written_files_carry_no_metadata(tmp_path):
         assert b"CameraMaker" not in data and b"secret-location" not in data and b"Exif" not in data
 
 
+def test_kept_metadata_has_no_location_no_maker_notes_and_no_orientation(tmp_path):
+    """Asked to keep metadata, the photo's EXIF comes back without its GPS block, its maker notes
+    (opaque; some hold a location) and its orientation (already applied to the pixels)."""
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110], exif[0x0112] = "CameraMaker", "Model X", 6
+    gps = exif.get_ifd(0x8825)
+    gps[1], gps[2] = "N", (48.0, 51.0, 29.0)
+    sub = exif.get_ifd(0x8769)
+    sub[0x9003], sub[0x927C] = "2026:12:01 10:00:00", b"maker secret"
+    src = _save(Image.fromarray(PIXELS), tmp_path / "src.jpg", "JPEG", exif=exif.tobytes())
+    img = read_image(src)
+    assert img.size == PIXELS.shape[1::-1]  # turned upright
+    for name in ("kept.jpg", "kept.png"):
+        out = write_image(tmp_path / name, img.rgb, exif=img.exif)
+        kept = Image.open(out)
+        kept.load()
+        found = kept.getexif()
+        assert (found.get(0x010F), found.get(0x0110)) == ("CameraMaker", "Model X"), name
+        assert not found.get_ifd(0x8825) and 0x0112 not in found, name
+        assert b"maker secret" not in out.read_bytes() and b"48" not in bytes(str(dict(found.get_ifd(0x8825))), "ascii")
+    assert found.get_ifd(0x8769).get(0x9003) == "2026:12:01 10:00:00" or name.endswith(".png")
+
+
+def test_reads_heic_from_an_iphone(tmp_path):
+    """HEIC (the iPhone's default) is read through pillow-heif, oriented like any photo."""
+    pytest.importorskip("pillow_heif")
+    photo = np.asarray(Image.fromarray(PIXELS).resize((96, 64)))
+    path = tmp_path / "IMG_0001.HEIC"
+    Image.fromarray(photo).save(path, format="HEIF", quality=95)
+    img = read_image(path)
+    assert img.format == "HEIF" and img.size == (64, 96)
+    assert np.abs(img.rgb.astype(int) - photo).mean() < 6  # lossy, but the photo
+    from ppjax.io import iter_image_files
+
+    assert [f.name for f, _ in iter_image_files([tmp_path])] == ["IMG_0001.HEIC"]
+
+
 def test_write_is_atomic_and_never_overwrites_inputs(tmp_path, monkeypatch):
     src = _save(Image.fromarray(PIXELS), tmp_path / "in.png")
     before = src.read_bytes()

@@ -73,3 +73,39 @@ def test_options_added_later_enter_the_fingerprint_only_when_used(tiny):
     used = run_settings(ProtectConfig(("a.png",), Path("out"), scales=3, ensemble="probs"), protector)
     assert (used["scales"], used["ensemble"]) == (3, "probs")
     assert {k: v for k, v in used.items() if k not in ("scales", "ensemble")} == plain
+
+
+def test_strength_presets_are_their_documented_options():
+    """The README's presets table, option by option; an option given explicitly wins."""
+    from ppjax.protect.config import STRENGTHS
+
+    documented = {
+        "low": {"eps": 3.0, "steps": 10, "margin": 5.0, "min_psnr": 40.0, "channel_rounds": 1, "scales": 1},
+        "mid": {"eps": 4.0, "steps": 20, "margin": 10.0, "min_psnr": 38.0, "channel_rounds": 3, "scales": 1},
+        "high": {"eps": 6.0, "steps": 30, "margin": 15.0, "min_psnr": 35.0, "channel_rounds": 3, "scales": 1},
+    }
+    assert STRENGTHS == documented
+    for name, options in documented.items():
+        config = ProtectConfig(("a.png",), Path("out"), strength=name)
+        assert {k: getattr(config, k) for k in options} == options, name
+        assert (config.diversity, config.smoothing, config.momentum) == (0.7, 5, 1.0)  # the transfer parts stay
+    assert ProtectConfig(("a.png",), Path("out")) == ProtectConfig(("a.png",), Path("out"), strength="mid")
+    mixed = ProtectConfig(("a.png",), Path("out"), strength="high", eps=5.0, min_psnr=38.0)
+    assert (mixed.eps, mixed.min_psnr, mixed.steps, mixed.margin) == (5.0, 38.0, 30, 15.0)
+    own_loop = ProtectConfig(("a.png",), Path("out"), strength="high", method="pfgsm", channel="exact")
+    assert (own_loop.eps, own_loop.margin) == (6.0, 2.0)  # its own margin
+    with pytest.raises(ValueError, match="--strength must be one of low, mid, high"):
+        ProtectConfig(("a.png",), Path("out"), strength="max")
+
+
+def test_format_auto_gives_each_input_its_own_kind(tmp_path):
+    from ppjax.protect.runner import plan_jobs
+
+    for name in ("a.jpg", "b.JPEG", "c.HEIC", "d.png", "e.webp", "f.tif"):
+        (tmp_path / name).write_bytes(b"")
+    config = ProtectConfig((tmp_path,), tmp_path / "out")
+    assert config.format is OutputFormat.AUTO
+    outputs = sorted(out.name for _, out in plan_jobs(config))
+    assert outputs == ["a.jpg", "b.jpg", "c.jpg", "d.png", "e.png", "f.png"]
+    png = ProtectConfig((tmp_path,), tmp_path / "out", format="png")
+    assert {out.suffix for _, out in plan_jobs(png)} == {".png"}

@@ -146,8 +146,8 @@ def test_the_issue_cases_through_the_commands(places_installed, places_samples, 
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "broken.png" in errors[0]
     assert "images as written" in result.stdout and "/3 images as written" in result.stdout
-    for name, size in (("dot", (1, 1)), ("strip", (3, 2000)), ("photo", read_image(folder / "photo.jpg").size[::-1])):
-        assert Image.open(tmp_path / "out" / f"{name}.png").size == size
+    for name, size in (("dot.png", (1, 1)), ("strip.png", (3, 2000)), ("photo.jpg", read_image(folder / "photo.jpg").size[::-1])):
+        assert Image.open(tmp_path / "out" / name).size == size  # each in its own kind (--format auto)
     result = CliRunner().invoke(app, ["classify", "--json", str(folder)])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert sorted(json.loads(line)["file"].rsplit("/", 1)[1] for line in result.stdout.splitlines()) == ["dot.png", "photo.jpg", "strip.png"]
