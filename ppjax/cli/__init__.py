@@ -4,6 +4,7 @@ values and calls the library (no command does library work itself).
 * :mod:`.models`: ``ppjax models list|fetch|import``, the model store;
 * :mod:`.predict`: ``ppjax classify``, ``ppjax score``;
 * :mod:`.protect`: ``ppjax protect``;
+* :mod:`.app`: ``ppjax app``, the local web page;
 * :mod:`.evaluate`: ``ppjax evaluate``;
 * :mod:`.bench`: ``ppjax bench``, ``bench attack``, ``bench jpeg``;
 * :mod:`.common`: consoles, one-line errors, progress bars, models fetched on first use.
@@ -15,7 +16,7 @@ import sys
 
 import typer
 
-from ppjax.cli import bench, evaluate, models, predict, protect
+from ppjax.cli import app as app_command, bench, evaluate, models, predict, protect
 from ppjax.cli.common import err
 
 app = typer.Typer(
@@ -29,6 +30,7 @@ app.add_typer(models.app, name="models")
 app.command()(predict.classify)
 app.command()(predict.score)
 app.command()(protect.protect)
+app.command("app")(app_command.app)
 app.command()(evaluate.evaluate)
 app.add_typer(bench.app, name="bench")
 

@@ -1,0 +1,85 @@
+"""What the page's worker does with a job: `ppjax protect`'s run, photo by photo, in the page's words.
+
+Each job is one :func:`ppjax.protect.runner.run` with the person's strength and metadata choice,
+the output format of each input's own kind, and the output folder of the job. Its stages and
+results become the job's events; each finished photo's result carries what the classifier infers
+before and after (its top classes through the Places365 demo's view, 256 and a centre 224).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ppjax.app.jobs import Job, read_rgb, top_classes
+from ppjax.io.real_channel import apply_real
+from ppjax.ops.channel import Variant
+
+__all__ = ["Protection"]
+
+#: The view the page shows the classifier's classes through: the Places365 demo's.
+_SHOWN_VIEW = Variant("demo", "bilinear")
+
+
+class Protection:
+    """Protects jobs against the installed model ``model_name`` (``load(name)`` loads a model),
+    keeping traced programs in ``program_folder``; a protector per strength, built once."""
+
+    def __init__(self, model_name: str, load: Callable, program_folder: Path | None = None):
+        from ppjax.predict.classify import make_probabilities
+
+        self.model_name, self.load, self.program_folder = model_name, load, program_folder
+        self.model = load(model_name)
+        self._probs = make_probabilities(self.model)
+        self._protectors: dict = {}
+
+    def classify(self, rgb: np.ndarray) -> dict:
+        """The top classes of an (H, W, 3) uint8 photo through :data:`_SHOWN_VIEW`."""
+        seen = apply_real(rgb, _SHOWN_VIEW)[None].astype(np.float32) / np.float32(255.0)
+        probs = np.asarray(self._probs(seen))[0]
+        return top_classes(probs, self.model.labels, self.model.sensitive)
+
+    def __call__(self, job: Job, cancel_rest: Callable[[Job], None]) -> None:
+        from ppjax.protect.config import ProtectConfig
+        from ppjax.protect.runner import build_protector, run
+
+        strength = job.settings.get("strength", "mid")
+        config = ProtectConfig(
+            tuple(p.original for p in job.photos), job.out_dir, models=(self.model_name,), strength=strength,
+            keep_metadata=bool(job.settings.get("keep_metadata")),
+        )  # fmt: skip
+        if strength not in self._protectors:
+            self._protectors[strength] = build_protector(config, self.load, self.program_folder)
+        by_source = {p.original: p for p in job.photos}
+
+        def stage(source: Path, text: str) -> None:
+            photo = by_source.get(Path(source))
+            if photo is not None and photo.state not in ("done", "error", "cancelled"):
+                state = "compiling" if text.startswith("compiling") else text.split(" ")[0]
+                job.set_photo(photo, state, text)
+
+        def on_result(result) -> None:
+            photo = by_source.get(Path(result.source))
+            if photo is None:
+                return
+            if result.error:
+                job.set_photo(photo, "error", result.error.replace(str(photo.original), photo.name))
+            elif result.skipped:
+                job.set_photo(photo, "cancelled", "cancelled before it started")
+            else:
+                photo.output = result.output
+                before, after = read_rgb(photo.original), read_rgb(result.output)
+                photo.result = {
+                    "protected": bool(result.protected), "variants_protected": result.variants_protected, "variants": result.variants,
+                    "unprotected_variants": list(result.unprotected_variants), "psnr": result.psnr, "ssim": result.ssim,
+                    "output_name": result.output.name,
+                    "before": self.classify(before) if before is not None else None,
+                    "after": self.classify(after) if after is not None else None,
+                }  # fmt: skip
+                job.set_photo(photo, "done", "protected" if result.protected else "written, not protected on every variant", result=photo.result)
+
+        run(config, self.load, protector=self._protectors[strength], stage=stage, on_result=on_result, cancelled=job.cancel.is_set)
+        if job.cancel.is_set():
+            cancel_rest(job)

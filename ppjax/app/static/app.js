@@ -1,0 +1,151 @@
+// ppjax app: drop photos, protect them on this computer, see and download the results.
+"use strict";
+
+const token = new URLSearchParams(location.search).get("token") || "";
+const withToken = (url) => url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
+const api = (path, options = {}) =>
+  fetch(path, { ...options, headers: { "X-Ppjax-Token": token, ...(options.headers || {}) } });
+
+const el = (id) => document.getElementById(id);
+const drop = el("drop"), input = el("files"), list = el("photos"), statusLine = el("status");
+const protectButton = el("protect"), cancelButton = el("cancel"), zipLink = el("zip"), againButton = el("again");
+const STATE_WORDS = {
+  uploading: "uploading", ready: "ready", queued: "waiting", compiling: "preparing (once for this size)",
+  protecting: "protecting", verifying: "checking the written file", done: "done", error: "could not be protected",
+  cancelled: "cancelled", refused: "not taken",
+};
+const STATE_PROGRESS = { uploading: 5, ready: 10, queued: 15, compiling: 25, protecting: 55, verifying: 85, done: 100, error: 100, cancelled: 100, refused: 100 };
+
+let job = null, uploads = [], cards = new Map(), events = null, started = false;
+
+async function newJob() {
+  const response = await api("/api/jobs", { method: "POST" });
+  if (!response.ok) { say((await response.json()).error || "The server refused the page."); return; }
+  job = (await response.json()).job;
+  uploads = []; cards = new Map(); started = false; list.textContent = "";
+  zipLink.hidden = true; againButton.hidden = true; cancelButton.hidden = true;
+  protectButton.hidden = false; protectButton.disabled = true; say("");
+}
+
+function say(text) { statusLine.textContent = text; }
+
+function addCard(name) {
+  const card = el("card").content.firstElementChild.cloneNode(true);
+  card.querySelector(".name").textContent = name;
+  list.append(card);
+  return card;
+}
+
+function setCard(card, state, message) {
+  card.dataset.state = state;
+  card.querySelector(".state").textContent = STATE_WORDS[state] || state;
+  card.querySelector(".bar > div").style.width = (STATE_PROGRESS[state] || 0) + "%";
+  card.querySelector(".message").textContent = message || "";
+}
+
+function seen(summary) {
+  if (!summary) return "(cannot be read)";
+  const first = summary.top[0];
+  const name = first.label.replace(/^\/[a-z]\//, "").replace(/\//g, " ").replace(/_/g, " ");
+  let text = `${name} (${Math.round(first.prob * 100)}%)`;
+  if (summary.has_sensitive_group) text += summary.sensitive ? ", a sensitive scene" : ", not a sensitive scene";
+  return text;
+}
+
+function showResult(card, index, result) {
+  const compare = card.querySelector(".compare");
+  const [before, after] = compare.querySelectorAll("img");
+  before.src = withToken(`/api/jobs/${job}/photos/${index}/before.jpg`);
+  after.src = withToken(`/api/jobs/${job}/photos/${index}/after.jpg`);
+  card.querySelector(".seen-before").textContent = seen(result.before);
+  card.querySelector(".seen-after").textContent = seen(result.after);
+  compare.hidden = false;
+  const verdict = card.querySelector(".verdict");
+  verdict.hidden = false;
+  verdict.textContent = result.protected
+    ? `Protected: the classifier was fooled on all ${result.variants} checks of the shared file (as written, re-saved as JPEG, resized).`
+    : `Written, but not fooled on every check: ${result.variants_protected} of ${result.variants}.`;
+  verdict.className = "verdict " + (result.protected ? "good" : "warn");
+  const quality = card.querySelector(".quality");
+  quality.hidden = false;
+  quality.textContent = `Change: PSNR ${result.psnr.toFixed(1)} dB` + (result.ssim ? `, SSIM ${result.ssim.toFixed(3)}` : "") + " (higher is less visible).";
+  const link = card.querySelector(".download");
+  link.href = withToken(`/api/jobs/${job}/photos/${index}/download`);
+  link.setAttribute("download", result.output_name);
+  link.hidden = false;
+}
+
+async function upload(file) {
+  const card = addCard(file.name);
+  setCard(card, "uploading");
+  const pending = api(withToken(`/api/jobs/${job}/photos`) + "&name=" + encodeURIComponent(file.name), { method: "POST", body: file })
+    .then(async (response) => {
+      const body = await response.json().catch(() => ({ error: "the server did not answer" }));
+      if (!response.ok) { setCard(card, "refused", body.error); return null; }
+      cards.set(body.index, card);
+      card.querySelector(".name").textContent = body.name;
+      setCard(card, "ready", `${body.width}×${body.height} pixels`);
+      return body;
+    })
+    .catch(() => { setCard(card, "refused", `${file.name}: the upload failed`); return null; });
+  uploads.push(pending);
+  const done = await pending;
+  const ready = (await Promise.all(uploads)).filter(Boolean).length;
+  protectButton.disabled = started || ready === 0;
+  if (done) say(`${ready} photo${ready === 1 ? "" : "s"} ready.`);
+}
+
+function take(files) {
+  if (started) { say("This batch is running; start a new batch to add photos."); return; }
+  for (const file of files) upload(file);
+}
+
+input.addEventListener("change", () => { take(input.files); input.value = ""; });
+drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); take(e.dataTransfer.files); });
+
+protectButton.addEventListener("click", async () => {
+  started = true; protectButton.disabled = true;
+  await Promise.all(uploads);
+  const strength = document.querySelector("input[name=strength]:checked").value;
+  const keep = el("keep-metadata").checked;
+  const response = await api(`/api/jobs/${job}/start`, {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ strength, keep_metadata: keep }),
+  });
+  if (!response.ok) { say((await response.json()).error); started = false; protectButton.disabled = false; return; }
+  cancelButton.hidden = false;
+  say("Protecting… the first photo of each size also prepares the program for it (once).");
+  listen();
+});
+
+cancelButton.addEventListener("click", async () => {
+  await api(`/api/jobs/${job}/cancel`, { method: "POST" });
+  say("Cancelling: the photo being protected finishes, the others are not started.");
+});
+
+againButton.addEventListener("click", newJob);
+
+function listen() {
+  if (events) events.close();
+  events = new EventSource(withToken(`/api/jobs/${job}/events`));
+  events.onmessage = (message) => {
+    const event = JSON.parse(message.data);
+    if (event.type === "photo") {
+      const card = cards.get(event.index);
+      if (!card) return;
+      setCard(card, event.state, event.state === "done" ? "" : event.message);
+      if (event.state === "done" && event.result) showResult(card, event.index, event.result);
+      if (event.state === "done") { zipLink.href = withToken(`/api/jobs/${job}/zip`); zipLink.hidden = false; }
+    } else if (event.type === "job") {
+      if (event.state === "running" || event.state === "queued") say(`Protecting: ${event.done} of ${event.total} done.`);
+      if (event.state === "done" || event.state === "cancelled") {
+        say(event.state === "done" ? `Done: ${event.done} of ${event.total}. The protected photos are also in the output folder.` : "Cancelled.");
+        cancelButton.hidden = true; protectButton.hidden = true; againButton.hidden = false;
+      }
+    }
+  };
+  events.addEventListener("end", () => events.close());
+}
+
+newJob();
