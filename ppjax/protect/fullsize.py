@@ -17,7 +17,7 @@ from PIL import Image
 
 from ppjax.attacks.projections import psnr_radius
 from ppjax.ops.channel import platform_size
-from ppjax.protect.protector import _under_floor, lattice_radius
+from ppjax.protect.lattice import lattice_radius, under_floor
 
 __all__ = ["WORK_MAX_SIDE", "working_copy", "lift"]
 
@@ -71,7 +71,7 @@ def _float_upsample(change: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 def _kept_above_floor(d: np.ndarray, q: np.ndarray, min_psnr: float) -> np.ndarray:
-    """:func:`ppjax.protect.protector._under_floor` for one full-size change (rare: only where
+    """:func:`ppjax.protect.lattice.under_floor` for one full-size change (rare: only where
     plain rounding breaks the floor), on a flat array padded to a power of two, so that the
     programs compiled are few whatever the sizes."""
     n = d.size
@@ -83,4 +83,4 @@ def _kept_above_floor(d: np.ndarray, q: np.ndarray, min_psnr: float) -> np.ndarr
 
 @functools.lru_cache(maxsize=8)
 def _floor_program(min_psnr: float):
-    return jax.jit(lambda d, q, values: _under_floor(d, q, min_psnr, values[None]))
+    return jax.jit(lambda d, q, values: under_floor(d, q, min_psnr, values[None]))
