@@ -147,7 +147,7 @@ def test_models_on_a_canvas_give_the_photos_own_logits(name, sizes):
             x, _ = _batch(rgb, canvas)
             extents = jnp.asarray(level_extents(apply, variables, h, w, canvas.shape))[None]
             ours = jax.jit(lambda v, a, e: masked_apply(apply, v, a, e))(variables, x, extents)
-            alone = apply(variables, jnp.asarray(rgb[None], jnp.float32) / 255.0)
+            alone = jax.jit(apply)(variables, jnp.asarray(rgb[None], jnp.float32) / 255.0)
             np.testing.assert_allclose(np.asarray(ours), np.asarray(alone), atol=1e-4, rtol=1e-4)
 
 
