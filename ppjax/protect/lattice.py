@@ -39,6 +39,7 @@ _TIE_SPREAD = 1e-3
 
 
 def quantise255(x01, x0_255, eps, min_psnr=None, valid=None):
+    """:func:`quantise` with the original ``x0_255`` and the result in levels (0-255, whole)."""
     r = lattice_radius(eps)
     d = jnp.clip(x01 * 255.0 - x0_255, -r, r)
     mask = region(valid, d.shape)
