@@ -76,6 +76,10 @@ def create_app(settings: AppSettings, worker: Worker) -> Starlette:
         return None
 
     def job_of(request: Request) -> Job | Response:
+        """The batch the request names, once :func:`guard` lets it through; else the refusal."""
+        refused = guard(request)
+        if refused:
+            return refused
         job = jobs.get(request.path_params["job"])
         return job if job is not None else _error("no such batch", 404)
 
@@ -104,9 +108,6 @@ def create_app(settings: AppSettings, worker: Worker) -> Starlette:
         return JSONResponse({"job": job.id, "max_upload_mb": settings.max_upload_mb})
 
     async def upload(request: Request) -> Response:
-        refused = guard(request)
-        if refused:
-            return refused
         job = job_of(request)
         if isinstance(job, Response):
             return job
@@ -133,9 +134,6 @@ def create_app(settings: AppSettings, worker: Worker) -> Starlette:
         return JSONResponse({"index": photo.index, "name": photo.name, "width": photo.size[1], "height": photo.size[0]})
 
     async def start(request: Request) -> Response:
-        refused = guard(request)
-        if refused:
-            return refused
         job = job_of(request)
         if isinstance(job, Response):
             return job
@@ -157,9 +155,6 @@ def create_app(settings: AppSettings, worker: Worker) -> Starlette:
         return JSONResponse({"job": job.id, "photos": len(job.photos)})
 
     async def cancel(request: Request) -> Response:
-        refused = guard(request)
-        if refused:
-            return refused
         job = job_of(request)
         if isinstance(job, Response):
             return job
@@ -167,9 +162,6 @@ def create_app(settings: AppSettings, worker: Worker) -> Starlette:
         return JSONResponse({"job": job.id, "cancelled": True})
 
     async def events(request: Request) -> Response:
-        refused = guard(request)
-        if refused:
-            return refused
         job = job_of(request)
         if isinstance(job, Response):
             return job
@@ -193,9 +185,6 @@ def create_app(settings: AppSettings, worker: Worker) -> Starlette:
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store", **_headers()})
 
     async def preview(request: Request) -> Response:
-        refused = guard(request)
-        if refused:
-            return refused
         job = job_of(request)
         if isinstance(job, Response):
             return job
@@ -212,9 +201,6 @@ def create_app(settings: AppSettings, worker: Worker) -> Starlette:
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store", **_headers()})
 
     async def download(request: Request) -> Response:
-        refused = guard(request)
-        if refused:
-            return refused
         job = job_of(request)
         if isinstance(job, Response):
             return job
@@ -224,9 +210,6 @@ def create_app(settings: AppSettings, worker: Worker) -> Starlette:
         return FileResponse(photo.output, filename=photo.output.name, headers=_headers())
 
     async def archive(request: Request) -> Response:
-        refused = guard(request)
-        if refused:
-            return refused
         job = job_of(request)
         if isinstance(job, Response):
             return job
