@@ -84,6 +84,14 @@ class _Judged:
 ATTACK_OPTIONS = ("strength", "margin", "diversity", "smoothing", "momentum", "scales", "min_psnr", "ensemble")
 
 
+def _eps_steps(eps: float | None, steps: int | None, attack: dict) -> tuple[float, int]:
+    """``eps`` and ``steps``, each None taken from the strength preset ``attack`` names (default mid)."""
+    from ppjax.protect.config import STRENGTHS
+
+    preset = STRENGTHS[attack.get("strength", "mid")]
+    return (preset["eps"] if eps is None else eps), (preset["steps"] if steps is None else steps)
+
+
 def _protector(setting: str, models, eps: float | None, steps: int | None, attack: dict | None = None):
     """(the protector of ``setting`` against ``models`` (one or an ensemble), its channel rounds);
     ``attack`` overrides `ppjax protect`'s defaults (see :data:`ATTACK_OPTIONS`) for the exact and
@@ -99,8 +107,7 @@ def _protector(setting: str, models, eps: float | None, steps: int | None, attac
     models = models if isinstance(models, (list, tuple)) else [models]
     fusion = attack.get("ensemble", "loss")
     preset = STRENGTHS[attack.get("strength", "mid")]
-    eps = preset["eps"] if eps is None else eps
-    steps = preset["steps"] if steps is None else steps
+    eps, steps = _eps_steps(eps, steps, attack)
     targets = [attacks.Target(m.apply, m.variables, attacks.cross_entropy(), fusion, m.spec.fixed_size) for m in models]
     if setting == "plain PGD":
         plain = Protector(targets, method="pgd", eps=eps, steps=steps, early_stop=False, lattice_steps=0, margin=0.0, options={"step_size": 1.0})
@@ -199,7 +206,6 @@ def run_robustness_bench(
     the original through the same variant): how well the protection transfers.
     """
     from ppjax.protect import protect_files
-    from ppjax.protect.config import STRENGTHS
 
     readable = []
     for p in photos:
@@ -237,8 +243,7 @@ def run_robustness_bench(
                 log(f"{setting}, judged by held-out {name}: " + ", ".join(f"{k} {shares[k]:.1%}" for k in COLUMNS))
             rows.append(row)
     attack = {k: v for k, v in (attack or {}).items() if v is not None}
-    preset = STRENGTHS[attack.get("strength", "mid")]
-    eps, steps = (preset["eps"] if eps is None else eps), (preset["steps"] if steps is None else steps)
+    eps, steps = _eps_steps(eps, steps, attack)
     return {"rows": rows, "columns": list(COLUMNS), "eps_255": eps, "steps": steps, "photos": len(readable), "judges": list(judges or {}), "attack": attack}
 
 
