@@ -6,7 +6,8 @@
 * :mod:`.projections`: back into the budget (L-infinity or L2 ball, with an optional PSNR floor)
   and the [0, 1] box;
 * :mod:`.loop`: :func:`iterate`, the one loop, with per-image early stop;
-* :mod:`.methods`: the eight methods as rows of parts (:data:`METHODS`) and :func:`build`;
+* :mod:`.edit`: adversarial photo edits (sliders of :mod:`ppjax.edits` optimised instead of pixels);
+* :mod:`.methods`: the methods as rows of parts (:data:`METHODS`) and :func:`build`;
   C&W (:mod:`.cw`) and P-FGSM (:mod:`.pfgsm`) have loops of their own.
 
 Pixels are float32 (N, H, W, 3) in [0, 1]; budgets (``eps``) and step sizes are in 1/255 units.
@@ -14,7 +15,7 @@ Every attack takes a PRNG key, even deterministic ones: same key, same result.
 """
 
 from ppjax.attacks.loop import COMBINE, iterate, lead_through
-from ppjax.attacks.methods import COMMON_OPTIONS, METHODS, NEEDS_APPEAL, Method, build, options_of
+from ppjax.attacks.methods import COMMON_OPTIONS, EDIT_METHODS, METHODS, NEEDS_APPEAL, Method, build, options_of
 from ppjax.attacks.objectives import (
     FUSIONS,
     Objective,
@@ -39,7 +40,7 @@ from ppjax.attacks.transfer import Transfer, diverse_inputs, smooth_gradient
 __all__ = [
     "Transfer", "diverse_inputs", "smooth_gradient",
     "COMBINE", "iterate", "lead_through",
-    "COMMON_OPTIONS", "METHODS", "NEEDS_APPEAL", "Method", "build", "options_of",
+    "COMMON_OPTIONS", "EDIT_METHODS", "METHODS", "NEEDS_APPEAL", "Method", "build", "options_of",
     "FUSIONS", "Objective", "Target", "Term", "appeal", "fuse", "away_from_group", "bind", "cross_entropy", "margin",
     "objective_and_lead", "perceptual", "toward_class", "variables_of", "weighted_terms",
     "Projection", "l2_ball", "linf_ball", "per_image_keys", "psnr_radius", "with_psnr_floor",

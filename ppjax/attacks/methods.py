@@ -22,7 +22,7 @@ from ppjax.attacks.projections import l2_ball, linf_ball, with_psnr_floor
 from ppjax.attacks.steps import l2_step, masked_sign_step, momentum_sign_step, sign_step
 from ppjax.attacks.transfer import Transfer
 
-__all__ = ["Method", "METHODS", "NEEDS_APPEAL", "COMMON_OPTIONS", "build", "options_of"]
+__all__ = ["Method", "METHODS", "EDIT_METHODS", "NEEDS_APPEAL", "COMMON_OPTIONS", "build", "options_of"]
 
 COMMON_OPTIONS = ("eps", "steps", "early_stop", "stop_margin")
 
@@ -62,11 +62,20 @@ class Method:
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     needs_appeal: bool = False
     custom: Callable[..., Callable] | None = None
+    #: Edit methods: the :mod:`ppjax.edits` parts whose sliders are optimised instead of pixels.
+    edit: tuple[str, ...] | None = None
+    #: Edit methods: pixel steps added on top of the edit (sign steps within ``eps`` of the edited image).
+    hybrid: bool = False
 
 
 def _madry_step(eps: float, steps: int, options) -> float:
     return options["step_size"] if options.get("step_size") is not None else 2.5 * eps / steps
 
+
+#: The edit methods' own options: Adam's learning rate (in units of each slider's half range), the
+#: weight of a pull towards no edit, and the largest mean CIEDE2000 of an edit (see
+#: :func:`ppjax.attacks.edit.edit_attack`).
+_EDIT_OPTIONS = MappingProxyType({"learning_rate": 0.1, "reg": 0.0, "max_delta_e": 6.0})
 
 METHODS: Mapping[str, Method] = MappingProxyType({
     "fgsm": Method("FGSM (Goodfellow et al. 2015): one sign step of eps/255", steps=1, fixed_steps=1,
@@ -90,7 +99,21 @@ METHODS: Mapping[str, Method] = MappingProxyType({
     "cw": Method("C&W-L2 (Carlini & Wagner 2017) with Adam, every pixel within eps/255: the smallest change "
                  "protected with margin", steps=100, custom=build_cw,
                  options=MappingProxyType({"c": 1.0, "search_steps": 1, "learning_rate": 0.1})),
+    "edit": Method("Adversarial edit: tone, curves and colour grade sliders optimised with Adam (within a photo "
+                   "app's ranges), no pixel noise", steps=40, edit=("tone", "curves", "grade"), options=_EDIT_OPTIONS),
+    "curves": Method("Adversarial curves (ACE / AdvCF, Zhao et al. 2020): per-channel and luma tone curves", steps=40,
+                     edit=("curves",), options=_EDIT_OPTIONS),
+    "tone": Method("Adversarial tone: exposure, contrast, highlights, shadows, clarity (EdgeFool's detail idea)", steps=40,
+                   edit=("tone",), options=_EDIT_OPTIONS),
+    "grade": Method("Adversarial colour grade: white balance, saturation, vibrance, per-hue a/b shifts with skin, sky and "
+                    "vegetation kept in their hue (ColorFool's idea)", steps=40, edit=("grade",), options=_EDIT_OPTIONS),
+    "edit+pgd": Method("The adversarial edit, then sign steps of pixel noise within eps of the edited photo where the edit "
+                       "alone does not protect", steps=40, edit=("tone", "curves", "grade"), hybrid=True,
+                       options=MappingProxyType({**_EDIT_OPTIONS, "pixel_steps": 10})),
 })  # fmt: skip
+
+#: Methods that optimise an edit's sliders (:mod:`ppjax.attacks.edit`) rather than pixels.
+EDIT_METHODS = frozenset(name for name, m in METHODS.items() if m.edit)
 
 #: Methods that cannot run without an appeal term (a NIMA model).
 NEEDS_APPEAL = frozenset(name for name, m in METHODS.items() if m.needs_appeal)
@@ -126,7 +149,9 @@ def build(
     :mod:`ppjax.attacks.loop`). ``steps`` None takes the method's default. ``channel`` (see
     :func:`ppjax.attacks.iterate`) puts the classifiers behind the channel's draws, and
     ``transfer`` adds the parts of :mod:`ppjax.attacks.transfer`; the methods with loops of their
-    own (cw, pfgsm) take neither. ``min_psnr`` (dB) keeps every step of the methods built on the
+    own (cw, pfgsm) take neither. The edit methods (:data:`EDIT_METHODS`) return the edit's
+    attack, ``attack(keys, x01, labels, params=None, geometry=None, steps=None, seen=None) ->
+    params`` (:func:`ppjax.attacks.edit.edit_attack`; a hybrid's pixel steps are the caller's). ``min_psnr`` (dB) keeps every step of the methods built on the
     common loop at that PSNR or above (:func:`ppjax.attacks.with_psnr_floor`); the methods with
     loops of their own ignore it, and the caller's rounding to the lattice must enforce it (as
     :class:`ppjax.protect.Protector` does for every method)."""
@@ -138,6 +163,13 @@ def build(
     steps = m.fixed_steps or (m.steps if steps is None else steps)
     if m.needs_appeal and not any(t.weight for t in terms):
         raise ValueError(f"the {method} method needs an appeal term (NIMA) with a non-zero weight")
+    if m.edit:
+        from ppjax.attacks.edit import edit_attack
+        from ppjax.edits import EditPipeline
+
+        own = {k: opts[k] for k in ("learning_rate", "reg", "max_delta_e")}
+        return edit_attack(EditPipeline(m.edit), targets, steps=steps, early_stop=early_stop, stop_margin=stop_margin, terms=terms,
+                           channel=channel, transfer=transfer if transfer is not None and transfer.active else None, **own)  # fmt: skip
     if m.custom is not None:
         if transfer is not None and transfer.active:
             raise ValueError(f"the {method} method cannot take input diversity, smoothing or momentum (it has a loop of its own)")

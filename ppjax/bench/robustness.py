@@ -79,16 +79,18 @@ class _Judged:
 
 
 #: The attack options a run may set for its exact and social settings (None or absent: `ppjax
-#: protect`'s defaults): the strength preset, margin, the transfer parts, the PSNR floor and the
+#: protect`'s defaults): the method (default pgd), the strength preset, margin, the transfer parts, the PSNR floor and the
 #: ensemble's fusion.
-ATTACK_OPTIONS = ("strength", "margin", "diversity", "smoothing", "momentum", "scales", "min_psnr", "ensemble")
+ATTACK_OPTIONS = ("method", "look", "no_refine", "strength", "margin", "diversity", "smoothing", "momentum", "scales", "min_psnr", "ensemble")
 
 
 def _eps_steps(eps: float | None, steps: int | None, attack: dict) -> tuple[float, int]:
-    """``eps`` and ``steps``, each None taken from the strength preset ``attack`` names (default mid)."""
-    from ppjax.protect.config import STRENGTHS
+    """``eps`` and ``steps``, each None taken from the method's and the strength preset's defaults
+    (``attack`` names them; pgd and mid by default)."""
+    from ppjax.protect.config import STRENGTHS, method_defaults
 
-    preset = STRENGTHS[attack.get("strength", "mid")]
+    strength = attack.get("strength", "mid")
+    preset = {**STRENGTHS[strength], **method_defaults(attack.get("method", "pgd"), strength)}
     return (preset["eps"] if eps is None else eps), (preset["steps"] if steps is None else steps)
 
 
@@ -113,11 +115,18 @@ def _protector(setting: str, models, eps: float | None, steps: int | None, attac
         plain = Protector(targets, method="pgd", eps=eps, steps=steps, early_stop=False, lattice_steps=0, margin=0.0, options={"step_size": 1.0})
         return plain, 0
     picked = {k: preset[k] for k in ("margin", "scales", "min_psnr")}
-    chosen = {**attack_defaults("pgd"), **picked, **{k: v for k, v in attack.items() if k != "strength"}}
+    method = attack.get("method", "pgd")
+    chosen = {**attack_defaults(method), **picked, **{k: v for k, v in attack.items() if k not in ("strength", "method", "look", "no_refine")}}
+    look = None
+    if attack.get("look"):
+        from ppjax.edits.looks import resolve_look
+
+        look = resolve_look(attack["look"])
+        steps = 0 if attack.get("no_refine") else steps
     transfer = transfer_of(chosen)
     protector = Protector(
-        targets, method="pgd", eps=eps, steps=steps, channel="exact" if setting == "exact" else "social", margin=chosen["margin"],
-        transfer=transfer if transfer.active else None, min_psnr=chosen["min_psnr"] or None,
+        targets, method=method, eps=eps, steps=steps, channel="exact" if setting == "exact" else "social", margin=chosen["margin"],
+        transfer=transfer if transfer.active else None, min_psnr=chosen["min_psnr"] or None, look=look,
     )  # fmt: skip
     return protector, preset["channel_rounds"]
 
@@ -229,6 +238,7 @@ def run_robustness_bench(
             judged = _judge(judge, written)
             row = {"setting": setting, "images": len(written), "seconds": seconds}
             row["psnr"] = float(np.mean([r.psnr for r in results if r.protected is not None and np.isfinite(r.psnr)]))
+            row.update(_visibility(written))
             row.update({name: float(np.mean(v)) if v else float("nan") for name, v in judged.items()})
             log(f"{setting}: " + ", ".join(f"{k} {row[k]:.1%}" for k in COLUMNS) + f", PSNR {row['psnr']:.2f} dB, {seconds:.0f} s")
             row["held_out"], row["per_photo"] = {}, {
@@ -247,6 +257,21 @@ def run_robustness_bench(
     return {"rows": rows, "columns": list(COLUMNS), "eps_255": eps, "steps": steps, "photos": len(readable), "judges": list(judges or {}), "attack": attack}
 
 
+def _visibility(written: Sequence[tuple[Path, Path]]) -> dict:
+    """Mean CIEDE2000, grain, colourfulness and RMS contrast (before and after) over the written
+    photos (see :mod:`ppjax.ops.visibility`)."""
+    from ppjax.ops.metrics import ciede2000
+    from ppjax.ops.visibility import visibility
+
+    rows = []
+    for source, output in written:
+        a, b = read_image(source).rgb, read_image(output).rgb
+        row = visibility(a, b)
+        row["ciede2000"] = float(ciede2000(a[None] / np.float32(255), b[None] / np.float32(255))[0])
+        rows.append(row)
+    return {k: float(np.mean([r[k] for r in rows])) for k in (rows[0] if rows else {})}
+
+
 def _timing_photo(source: Path, size: tuple[int, int], dst: Path) -> Path:
     """``source`` resized to ``size`` (width, height), bicubic, as PNG (an upscale for 12 MP)."""
     img = Image.fromarray(read_image(source).rgb)
@@ -256,14 +281,16 @@ def _timing_photo(source: Path, size: tuple[int, int], dst: Path) -> Path:
     return dst
 
 
-def run_timing(model_name: str, source: Path, *, eps: float = 4.0, steps: int = 20, sizes=TIMING_SIZES, log=print) -> list[dict]:
+def run_timing(model_name: str, source: Path, *, eps: float = 4.0, steps: int = 20, sizes=TIMING_SIZES, log=print, attack: dict | None = None) -> list[dict]:
     """Seconds per photo (once compiled) and peak resident memory of a child process that protects
-    ``source``, resized to each of ``sizes``, with the social channel's defaults."""
+    ``source``, resized to each of ``sizes``, with the social channel's defaults (``attack``
+    overrides them, as for :func:`run_robustness_bench`)."""
+    attack = {k: v for k, v in (attack or {}).items() if v is not None}
     rows = []
     with tempfile.TemporaryDirectory(prefix="ppjax-bench-timing-") as tmp:
         for w, h in sizes:
             photo = _timing_photo(source, (w, h), Path(tmp) / f"{w}x{h}.png")
-            cmd = [sys.executable, "-m", "ppjax.bench.robustness", model_name, str(photo), str(Path(tmp) / "out"), str(eps), str(steps)]
+            cmd = [sys.executable, "-m", "ppjax.bench.robustness", model_name, str(photo), str(Path(tmp) / "out"), str(eps), str(steps), json.dumps(attack)]
             done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ})
             if done.returncode != 0:
                 raise RuntimeError(f"timing child failed at {w}x{h}: {done.stderr.strip()[-2000:]}")
@@ -286,13 +313,13 @@ def _peak_rss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # elsewhere: kB on Linux, the best there is
 
 
-def _timing_child(model_name: str, photo: str, out_dir: str, eps: float, steps: int) -> dict:
+def _timing_child(model_name: str, photo: str, out_dir: str, eps: float, steps: int, attack: dict | None = None) -> dict:
     """Protect ``photo`` twice in this process (compile, then timed); peak RSS of the process."""
     from ppjax import store
     from ppjax.protect import protect_files
 
     model = store.load_model(model_name)
-    protector, _ = _protector("social", model, eps, steps)
+    protector, _ = _protector("social", model, eps, steps, attack)
     job = [(Path(photo), Path(out_dir) / "timed.png")]
     times = []
     for _ in range(2):
@@ -305,6 +332,7 @@ def _timing_child(model_name: str, photo: str, out_dir: str, eps: float, steps: 
             "protected": bool(result.protected), "variants_protected": result.variants_protected, "variants": result.variants}  # fmt: skip
 
 
-if __name__ == "__main__":  # the timing child: MODEL PHOTO OUT_DIR EPS STEPS
+if __name__ == "__main__":  # the timing child: MODEL PHOTO OUT_DIR EPS STEPS [ATTACK_JSON]
     name, photo, out_dir, eps_arg, steps_arg = sys.argv[1:6]
-    print(json.dumps(_timing_child(name, photo, out_dir, float(eps_arg), int(steps_arg))))
+    options = json.loads(sys.argv[6]) if len(sys.argv) > 6 else {}
+    print(json.dumps(_timing_child(name, photo, out_dir, float(eps_arg), int(steps_arg), options)))

@@ -63,6 +63,9 @@ def bench_robustness(
     eps: Annotated[Optional[float], typer.Option(min=0, help="L-infinity budget in 1/255, for every setting (default: the strength's).")] = None,
     steps: Annotated[Optional[int], typer.Option(min=1, help="Attack steps, for every setting (default: the strength's).")] = None,
     strength: Annotated[str, typer.Option(help="As for protect: low, mid or high, for the exact and social settings (options given win).")] = "mid",
+    method: Annotated[str, typer.Option(help="As for protect, for the social setting: pgd, or an edit method (edit, curves, tone, grade, edit+pgd).")] = "pgd",
+    look: Annotated[Optional[str], typer.Option(help="As for protect, with an edit method: the look the search starts from.")] = None,
+    no_refine: Annotated[bool, typer.Option("--no-refine", help="As for protect: the look applied as it is.")] = False,
     limit: Annotated[int, typer.Option(min=1, help="Use at most this many photos (files in the order given, folders sorted).")] = 300,
     settings: Annotated[str, typer.Option(help="Comma-separated settings to compare: exact, social, plain PGD.")] = "exact,social,plain PGD",
     margin: Annotated[Optional[float], typer.Option(min=0.0, help="As for protect, for the exact and social settings (default: protect's).")] = None,
@@ -98,19 +101,27 @@ def bench_robustness(
 
     if strength not in STRENGTHS:
         raise fail(f"--strength must be one of {', '.join(STRENGTHS)}", 2)
-    attack = {"strength": strength, "margin": margin, "diversity": diversity, "smoothing": smoothing, "momentum": momentum, "scales": scales, "min_psnr": min_psnr, "ensemble": ensemble}
+    from ppjax import attacks
+
+    if method not in attacks.METHODS or (method != "pgd" and not attacks.METHODS[method].edit):
+        raise fail(f"--method must be pgd or one of {', '.join(sorted(attacks.EDIT_METHODS))}", 2)
+    if method != "pgd" and [s for s in chosen if s != "social"]:
+        raise fail(f"--method {method} runs under the social setting only: add --settings social", 2)
+    if no_refine and not look:
+        raise fail("--no-refine needs --look", 2)
+    attack = {"method": method, "look": look, "no_refine": no_refine or None, "strength": strength, "margin": margin, "diversity": diversity, "smoothing": smoothing, "momentum": momentum, "scales": scales, "min_psnr": min_psnr, "ensemble": ensemble}
     results = run_robustness_bench(loaded, onnx_judges, files, eps=eps, steps=steps, settings=chosen, log=lambda s: err.print(s), judges=held_out, attack=attack)
     results["models"] = list(names)
     model = ",".join(names)
-    rows = [(r["setting"], *(f"{r[c]:.1%}" for c in COLUMNS), f"{r['psnr']:.2f}", f"{r['seconds']:.0f}") for r in results["rows"]]
-    title = f"{model}, --strength {strength}, eps {results['eps_255']:g}/255, {results['steps']} steps: protected share of {results['photos']} photos, judged by ONNX Runtime"
-    out.print(table(title, ("setting", *COLUMNS, "PSNR (dB)", "seconds"), rows), width=max(out.width, 170))
+    rows = [(r["setting"], *(f"{r[c]:.1%}" for c in COLUMNS), f"{r['psnr']:.2f}", f"{r.get('ciede2000', float('nan')):.2f}", f"{r.get('grain_255', float('nan')):.2f}", f"{r['seconds']:.0f}") for r in results["rows"]]
+    title = f"{model}, --method {method}, --strength {strength}, eps {results['eps_255']:g}/255, {results['steps']} steps: protected share of {results['photos']} photos, judged by ONNX Runtime"
+    out.print(table(title, ("setting", *COLUMNS, "PSNR (dB)", "CIEDE2000", "grain (1/255)", "seconds"), rows), width=max(out.width, 190))
     for name in held_out:
         rows = [(r["setting"], *(f"{r['held_out'][name][c]:.1%}" for c in COLUMNS), f"{r['psnr']:.2f}") for r in results["rows"]]
         title = f"the same files judged by held-out {name} (never attacked; ONNX Runtime): protected share of {results['photos']} photos"
         out.print(table(title, ("setting", *COLUMNS, "PSNR (dB)"), rows), width=max(out.width, 170))
     if timing is not None:
-        results["timing"] = run_timing(model, timing, eps=results["eps_255"], steps=results["steps"], log=lambda s: err.print(s))
+        results["timing"] = run_timing(model, timing, eps=results["eps_255"], steps=results["steps"], log=lambda s: err.print(s), attack=attack)
         rows = [(f"{r['width']}x{r['height']}", f"{r['seconds']:.1f}", f"{r['first_seconds']:.1f}", f"{r['peak_rss_gb']:.2f}") for r in results["timing"]]
         out.print(table("ppjax protect (social), one photo per size", ("size", "s per photo", "first run (s)", "peak RSS (GB)"), rows))
     if as_json:

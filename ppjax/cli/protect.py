@@ -16,7 +16,9 @@ from ppjax.protect.config import STRENGTHS, Backend, Channel, Method, ObjectiveK
 
 _METHOD_HELP = (
     "Attack: pgd, fgsm, bim, mifgsm, cw (C&W-L2, Adam), pfgsm (towards a random class), masked (Concealed FGSM: "
-    "only textured, non-salient areas change) or coupled (Concealed FGSM: classifier and NIMA gradients; needs NIMA)."
+    "only textured, non-salient areas change) or coupled (Concealed FGSM: classifier and NIMA gradients; needs NIMA). "
+    "Looks like an edit instead of noise: edit (tone, curves and colour grade sliders), curves, tone or grade alone, or "
+    "edit+pgd (the edit, then pixel noise within half the strength's eps where the edit alone does not protect); social channel only."
 )
 
 
@@ -54,6 +56,8 @@ def protect(
     scales: Annotated[Optional[int], typer.Option(min=1, help="Scale copies: the objective averaged over this many copies of the image with pixel values divided by 1, 2, 4, ... (SI). 3 carries over better after JPEG and resizes, at twice the time. Default 1 (off).")] = None,
     min_psnr: Annotated[Optional[float], typer.Option(min=0.0, max=100.0, help="PSNR floor in dB: no written PNG differs from its original more than this allows; a photo that needs more stays less protected (0: no floor; JPEG output adds the encoder's own change). Default: the strength's (38; low 40, high 35).")] = None,
     strength: Annotated[Strength, typer.Option(help=_strength_help())] = Strength.MID,
+    look: Annotated[Optional[str], typer.Option(help="With an edit method: the look its search starts from, a name (`ppjax looks list`) or a look's JSON file (`ppjax looks fit`).")] = None,
+    no_refine: Annotated[bool, typer.Option("--no-refine", help="With --look: apply the look as it is, with no search of each photo's own (still verified).")] = False,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same bytes.")] = 0,
     fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format: auto (the input's kind: a JPEG or HEIC photo gives a JPEG, anything else a PNG), png (lossless) or jpeg. A JPEG is judged as decoded.")] = OutputFormat.AUTO,
     keep_metadata: Annotated[bool, typer.Option("--keep-metadata", help="Write each photo's EXIF back (camera, date, exposure), without its location (GPS), maker notes or orientation. Default: no metadata at all.")] = False,
@@ -81,7 +85,7 @@ def protect(
             tuple(inputs), out_dir, models=tuple(model.split(",")), ensemble=ensemble, method=method, objective=objective, channel=channel,
             channel_draws=channel_draws, channel_rounds=channel_rounds, eps=eps, steps=steps, margin=margin,
             diversity=diversity, smoothing=smoothing, momentum=momentum, scales=scales, min_psnr=min_psnr, strength=strength,
-            seed=seed, format=fmt, keep_metadata=keep_metadata, jpeg_quality=jpeg_quality, jpeg_rounds=jpeg_rounds, appeal=appeal, penalty=penalty,
+            seed=seed, format=fmt, keep_metadata=keep_metadata, look=look, no_refine=no_refine, jpeg_quality=jpeg_quality, jpeg_rounds=jpeg_rounds, appeal=appeal, penalty=penalty,
             penalty_weight=penalty_weight, batch_size=batch_size, early_stop=not no_early_stop, overwrite=overwrite,
             devices=devices, num_shards=num_shards, shard_index=shard_index, backend=backend, ray_address=ray_address,
             ray_workers=ray_workers,

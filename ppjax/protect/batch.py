@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ppjax import attacks
+from ppjax.edits import apply_full
 from ppjax.io.batching import bucket_size, pad_batch
 from ppjax.io.images import ImageReadError, ImageWriteError, read_image, to_float01, to_uint8, write_image
 from ppjax.protect.fullsize import lift, working_copy
@@ -54,6 +56,8 @@ class ProtectResult:
     variants: int | None = None
     #: Social channel: the labels of the variants it is not protected on.
     unprotected_variants: tuple[str, ...] = ()
+    #: Edit methods: the edit applied, in words ("exposure +0.12 EV, saturation +8%, ...").
+    edit: str | None = None
 
     def to_json(self) -> dict:
         """Every field as a plain JSON value (paths as strings, tuples as lists)."""
@@ -70,7 +74,7 @@ class ProtectResult:
 
 
 #: The fields of a result that the manifest records with each output.
-VERDICT = ("protected", "psnr", "ssim", "variants_protected", "variants", "unprotected_variants")
+VERDICT = ("protected", "psnr", "ssim", "variants_protected", "variants", "unprotected_variants", "edit")
 
 
 def image_keys(seed: int, sources, size: int) -> jax.Array:
@@ -141,7 +145,12 @@ class Batch:
         x01 = to_float01(x)
         keys = image_keys(self.seed, [src for src, _ in jobs], size)
         self._announce(jobs, canvas, size)
-        q = np.array(p.protect_canvas(keys, x01, geometry, exact=canvas.exact)[0])
+        found = None  # the edit methods' EditResult, per photo of the batch
+        if p.is_edit:
+            q, _, _, found = p.protect_edit(keys, x01, geometry, exact=canvas.exact)
+            q = np.array(q)
+        else:
+            q = np.array(p.protect_canvas(keys, x01, geometry, exact=canvas.exact)[0])
         judge = self.judge or PanelJudge(p)
         originals = [judge.original(im.rgb) for im in images]
         written: list = [None] * n
@@ -152,7 +161,7 @@ class Batch:
         for round_ in range(self.channel_rounds + 1):
             for j in pending:
                 self.stage(jobs[j][0], "verifying" if round_ == 0 else f"verifying (round {round_ + 1})")
-            full = [self._full(images[j].rgb, works[j], q[j]) for j in pending]
+            full = [self._full(images[j].rgb, works[j], q[j], _row(found, j)) for j in pending]
             for j, w in zip(pending, self._write(full, [jobs[j] for j in pending], [images[j] for j in pending])):
                 if w is None:  # the error is reported; nothing more to do for this photo
                     written[j] = None
@@ -170,28 +179,44 @@ class Batch:
                 low = float(leads[j].min())
                 if low > p.margin or last or low <= best[j] + 0.1:
                     pending.remove(j)
-                    self._judged(jobs[j], quality[j].result(), leads[j], originals[j].variants)
+                    edit = None if found is None else p.pipeline.describe(_row(found, j).params)
+                    self._judged(jobs[j], quality[j].result(), leads[j], originals[j].variants, edit)
                 best[j] = low
             if not pending:
                 return
             for j in pending:
                 self.stage(jobs[j][0], f"protecting (round {round_ + 2})")
-            q2 = p.protect_canvas(keys, x01, geometry, start01=q, exact=canvas.exact)[0]
+            if found is None:
+                q2 = p.protect_canvas(keys, x01, geometry, start01=q, exact=canvas.exact)[0]
+            else:  # the edit's search goes on from where it stopped
+                q2, _, _, again = p.protect_edit(keys, x01, geometry, params=found.params, exact=canvas.exact)
+                found = jax.tree_util.tree_map(lambda old, new: _rows_from(old, new, pending), found, again)
             q[pending] = q2[pending]
 
-    def _full(self, rgb, work, q01) -> np.ndarray:
-        """The full-size uint8 photo from its protected working copy on the canvas."""
+    def _full(self, rgb, work, q01, edit=None) -> np.ndarray:
+        """The full-size uint8 photo from its protected working copy on the canvas; for the edit
+        methods (``edit``: the photo's row of the EditResult) the edit applied to the original
+        itself, plus a hybrid's pixel noise carried over like the pixel methods' change."""
+        p = self.protector
         h, w = work.shape[:2]
         protected = to_uint8(q01[:h, :w])
-        return protected if work is rgb else lift(rgb, work, protected, self.protector.eps, self.protector.min_psnr)
+        if work is rgb:
+            return protected
+        if edit is None:
+            return lift(rgb, work, protected, p.eps, p.min_psnr)
+        coefficients = None if edit.coefficients is None else edit.coefficients[:h, :w]
+        full = apply_full(p.pipeline, edit.params, rgb, coefficients)
+        if not attacks.METHODS[p.method].hybrid:
+            return full
+        return lift(full, to_uint8(edit.edited[:h, :w]), protected, p.eps, p.min_psnr)
 
-    def _judged(self, job, quality, leads, variants) -> None:
+    def _judged(self, job, quality, leads, variants, edit=None) -> None:
         src, out = job
         p_db, s = quality
         ok = leads > 0.0
         self._final(ProtectResult(
             src, out, protected=bool(ok.all()), psnr=p_db, ssim=s, variants_protected=int(ok.sum()), variants=len(variants),
-            unprotected_variants=tuple(v.label() for v, good in zip(variants, ok) if not good),
+            unprotected_variants=tuple(v.label() for v, good in zip(variants, ok) if not good), edit=edit,
         ))  # fmt: skip
 
     # -- the exact channel -----------------------------------------------------------------------
@@ -263,6 +288,18 @@ def _submit(pool, fn, *args) -> Future:
     done: Future = Future()
     done.set_result(fn(*args))
     return done
+
+
+def _row(found, j):
+    """Photo ``j``'s row of an EditResult (None stays None)."""
+    return None if found is None else jax.tree_util.tree_map(lambda a: a[j], found)
+
+
+def _rows_from(old: np.ndarray, new: np.ndarray, rows: list) -> np.ndarray:
+    """``old`` with ``rows`` taken from ``new``."""
+    out = np.array(old)
+    out[rows] = new[rows]
+    return out
 
 
 def _with_rows(padded: np.ndarray, written: list) -> np.ndarray:

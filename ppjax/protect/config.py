@@ -111,6 +111,14 @@ def transfer_of(settings) -> attacks.Transfer:
     return attacks.Transfer(**{name: settings[name] for name in TRANSFER_OFF})
 
 
+def method_defaults(method: str, strength: str) -> dict:
+    """``steps`` and ``eps`` an edit method takes when none are given (nothing for pixel methods):
+    an edit's sliders need more steps than pixels (Adam from no edit), and the hybrid's pixel noise
+    goes on top of a visible edit, so it gets half the strength's budget."""
+    row = attacks.METHODS[method]
+    return {"steps": row.steps, "eps": STRENGTHS[strength]["eps"] / 2} if row.edit else {}
+
+
 def attack_defaults(method: str) -> dict:
     """Margin and transfer parts that ``method`` takes when none are given."""
     if attacks.METHODS[method].custom is not None:
@@ -156,6 +164,11 @@ class ProtectConfig:
     #: Write each photo's EXIF back (camera, date, exposure), without its location, maker notes and
     #: orientation; by default no metadata at all.
     keep_metadata: bool = False
+    #: Edit methods: a look (a name of :data:`ppjax.edits.looks.LOOKS` or a look's JSON file) the
+    #: search starts from, instead of no edit.
+    look: str | None = None
+    #: With ``look``: apply it as it is, with no search of each photo's own (``steps`` 0).
+    no_refine: bool = False
     jpeg_quality: int = 95
     jpeg_rounds: int = 3
     appeal: float | None = None
@@ -187,6 +200,21 @@ class ProtectConfig:
         ):  # fmt: skip
             set_(self, name, _member(kind, getattr(self, name), name))
         custom = attacks.METHODS[self.method.value].custom is not None
+        if self.look is not None and not attacks.METHODS[self.method.value].edit:
+            raise ValueError(f"--look needs an edit method (--method {', '.join(sorted(attacks.EDIT_METHODS))}), not {self.method.value}")
+        if self.no_refine:
+            if self.look is None:
+                raise ValueError("--no-refine needs --look (the look to apply as it is)")
+            set_(self, "steps", 0)
+        if self.look is not None:
+            from ppjax.edits.looks import resolve_look
+
+            resolve_look(self.look)  # an unknown name or a bad file is said now, not at the first photo
+        if attacks.METHODS[self.method.value].edit and self.channel is not Channel.SOCIAL:
+            raise ValueError(f"--method {self.method.value} runs under --channel social only")
+        for name, value in method_defaults(self.method.value, self.strength.value).items():
+            if getattr(self, name) is None:
+                set_(self, name, value)
         for name, value in STRENGTHS[self.strength.value].items():
             if getattr(self, name) is None and not (custom and name in ("margin", "scales")):
                 set_(self, name, value)
@@ -225,7 +253,7 @@ class ProtectConfig:
         if self.batch_size is None:
             set_(self, "batch_size", default_batch_size())
         for name in ("steps", "batch_size", "channel_draws"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) < 1 and not (name == "steps" and self.no_refine):
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
         set_(self, "devices", str(self.devices).strip().lower())
         if self.devices != "all" and not (self.devices.isdigit() and int(self.devices) >= 1):

@@ -30,6 +30,9 @@ from ppjax.attacks.loop import seen_period
 from ppjax.ops.canvas import Canvas, Geometry, canvas_for, geometry, own_canvas, place, stack_geometry
 from ppjax.ops.channel import CHANNELS, ChannelDraws, canvas_targets
 from ppjax.models.masked import level_extents
+from ppjax.edits import EditPipeline
+from ppjax.protect.edit_run import protect_edit, run_edit
+from ppjax.protect.jpeg_refine import refine_for_jpeg
 from ppjax.protect.lattice import lattice_radius, quantise, quantise255
 from ppjax.protect.programs import CachedProgram, ProgramCache, describe
 
@@ -77,6 +80,8 @@ class Protector:
     #: ``identity`` must name everything about ``targets`` and ``terms`` that their weights' shapes
     #: do not (models, objectives, fusion, term weights). None: traced in each process.
     program_cache: ProgramCache | None = None
+    #: Edit methods: the sliders the search starts from (a look, unbatched; None: no edit).
+    look: Mapping[str, Any] | None = None
     _variables: Any = field(init=False, repr=False)
     _programs: dict = field(init=False, repr=False)
     #: (canvas shape, batch size) of the programs this process has run.
@@ -89,6 +94,8 @@ class Protector:
         set_(self, "options", MappingProxyType(dict(self.options)))
         if self.channel not in CHANNELS:
             raise ValueError(f"channel must be one of {', '.join(CHANNELS)}, got {self.channel!r}")
+        if self.is_edit and self.channel != "social":
+            raise ValueError(f"the {self.method} method runs under the social channel (its result is verified on the written file there)")
         self._attack(self.targets, self.terms, self._draws(True))  # unknown methods and options raise now, not at the first batch
         # The weights go into the compiled programs as arguments, not as captured constants: the
         # persistent cache then holds a few MB per canvas rather than the models' size. On the
@@ -104,7 +111,7 @@ class Protector:
             return CachedProgram(jax.jit(fn, **jit_options), {**settings, "program": name}, self.program_cache)
 
         programs = {
-            "run": cached("run", self._run, static_argnames=("exact",)),
+            "run": cached("run", functools.partial(run_edit, self) if self.is_edit else self._run, static_argnames=("exact",)),
             "status": jax.jit(self._status),
             "jpeg": {},
             "leads": cached("leads", self._leads),
@@ -114,6 +121,16 @@ class Protector:
         }
         set_(self, "_programs", programs)
         set_(self, "_warm", set())
+
+    @property
+    def is_edit(self) -> bool:
+        """Whether the method optimises an edit's sliders (:data:`ppjax.attacks.EDIT_METHODS`)."""
+        return self.method in attacks.EDIT_METHODS
+
+    @property
+    def pipeline(self) -> EditPipeline | None:
+        """The edit methods' :class:`ppjax.edits.EditPipeline` (None for pixel methods)."""
+        return EditPipeline(attacks.METHODS[self.method].edit) if self.is_edit else None
 
     def _draws(self, exact: bool) -> ChannelDraws | None:
         """The channel's draws for canvases whose photos are (``exact``) or are not classified whole;
@@ -246,6 +263,10 @@ class Protector:
         self._warm.add((x01.shape[1:3], x01.shape[0]))
         return np.asarray(q), labels, np.asarray(ok)
 
+    def protect_edit(self, keys, x01, geometry: Geometry, params=None, *, exact: bool):
+        """:meth:`protect_canvas` for the edit methods (:func:`ppjax.protect.edit_run.protect_edit`)."""
+        return protect_edit(self, keys, x01, geometry, params, exact=exact)
+
     # -- the whole-batch API -------------------------------------------------------------------
 
     def _status(self, variables, x01, labels):
@@ -300,24 +321,8 @@ class Protector:
         return self.protect_canvas(keys, x01, geometry, exact=exact)
 
     def refine_for_jpeg(self, key: jax.Array, x01, start01, labels, quality: int) -> np.ndarray:
-        """More lattice steps from ``start01`` (what was encoded last), within the budget around the
-        originals ``x01``, against the classifiers *behind* a JPEG round trip at ``quality``
-        (:func:`ppjax.ops.jpeg.jpeg_round_trip`): the batch to encode, on the lattice. The verdict is
-        left to :meth:`verify` on the decoded file, not to the differentiable stand-in."""
-        programs = self._programs["jpeg"]
-        if quality not in programs:
-            programs[quality] = jax.jit(lambda *args: self._refine_for_jpeg(quality, *args))
-        return np.asarray(programs[quality](self._variables, key, jnp.asarray(x01, jnp.float32), jnp.asarray(start01, jnp.float32), labels))
-
-    def _refine_for_jpeg(self, quality, variables, key, x01, start01, labels):
-        from ppjax.ops.jpeg import jpeg_round_trip
-
-        behind = tuple(
-            t._replace(apply=lambda v, x, apply=t.apply: apply(v, jpeg_round_trip(x, quality)))
-            for t in self._bound(variables)[0]
-        )
-        q = quantise255(self._lattice_refinement(behind)(key, x01, labels, start=start01), jnp.rint(x01 * 255.0), self.eps, self.min_psnr)
-        return q / 255.0
+        """:func:`ppjax.protect.jpeg_refine.refine_for_jpeg` with this protector."""
+        return refine_for_jpeg(self, key, x01, start01, labels, quality)
 
     def panel_leads(self, views01, labels) -> np.ndarray:
         """(M,) smallest lead over the targets of (M, h, w, 3) images as their classifiers see them

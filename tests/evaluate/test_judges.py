@@ -99,7 +99,7 @@ def test_bench_robustness_judges_an_ensemble_by_all_its_members_and_a_third_mode
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
-    assert data["models"] == ["efficientnet-lite0", "efficientnet-lite1"] and data["attack"] == {"strength": "mid", "margin": 4.0, "ensemble": "logits"}
+    assert data["models"] == ["efficientnet-lite0", "efficientnet-lite1"] and data["attack"] == {"method": "pgd", "strength": "mid", "margin": 4.0, "ensemble": "logits"}
     row = data["rows"][0]
     per_photo = row["per_photo"]
     assert len(per_photo["source"]) == 2 and len(per_photo["psnr"]) == 2
