@@ -17,7 +17,10 @@ from ppjax.app.jobs import Job, read_rgb, top_classes
 from ppjax.io.real_channel import apply_real
 from ppjax.ops.channel import Variant
 
-__all__ = ["Protection"]
+__all__ = ["Protection", "LOOK_METHODS"]
+
+#: The page's looks: the protect method each one runs.
+LOOK_METHODS = {"noise": "pgd", "edit": "edit+pgd"}
 
 #: The view the page shows the classifier's classes through: the Places365 demo's.
 _SHOWN_VIEW = Variant("demo", "bilinear")
@@ -25,7 +28,7 @@ _SHOWN_VIEW = Variant("demo", "bilinear")
 
 class Protection:
     """Protects jobs against the installed model ``model_name`` (``load(name)`` loads a model),
-    keeping traced programs in ``program_folder``; a protector per strength, built once."""
+    keeping traced programs in ``program_folder``; a protector per strength and look, built once."""
 
     def __init__(self, model_name: str, load: Callable, program_folder: Path | None = None):
         from ppjax.predict.classify import make_probabilities
@@ -46,12 +49,13 @@ class Protection:
         from ppjax.protect.runner import build_protector, run
 
         strength = job.settings.get("strength", "mid")
+        method = LOOK_METHODS[job.settings.get("look", "noise")]
         config = ProtectConfig(
-            tuple(p.original for p in job.photos), job.out_dir, models=(self.model_name,), strength=strength,
+            tuple(p.original for p in job.photos), job.out_dir, models=(self.model_name,), strength=strength, method=method,
             keep_metadata=bool(job.settings.get("keep_metadata")),
         )  # fmt: skip
-        if strength not in self._protectors:
-            self._protectors[strength] = build_protector(config, self.load, self.program_folder)
+        if (strength, method) not in self._protectors:
+            self._protectors[strength, method] = build_protector(config, self.load, self.program_folder)
         by_source = {p.original: p for p in job.photos}
 
         def stage(source: Path, text: str) -> None:
@@ -80,6 +84,6 @@ class Protection:
                 }  # fmt: skip
                 job.set_photo(photo, "done", "protected" if result.protected else "written, not protected on every variant", result=photo.result)
 
-        run(config, self.load, protector=self._protectors[strength], stage=stage, on_result=on_result, cancelled=job.cancel.is_set)
+        run(config, self.load, protector=self._protectors[strength, method], stage=stage, on_result=on_result, cancelled=job.cancel.is_set)
         if job.cancel.is_set():
             cancel_rest(job)

@@ -30,6 +30,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from ppjax.app.jobs import Job, UploadRefused, Worker, new_job
+from ppjax.app.protection import LOOK_METHODS
 
 __all__ = ["AppSettings", "create_app"]
 
@@ -144,13 +145,16 @@ def create_app(settings: AppSettings, worker: Worker) -> Starlette:
         strength = body.get("strength", "mid")
         if strength not in ("low", "mid", "high"):
             return _error("strength must be low, mid or high", 400)
+        look = body.get("look", "noise")
+        if look not in LOOK_METHODS:
+            return _error(f"look must be {' or '.join(LOOK_METHODS)}", 400)
         if not job.photos:
             return _error("add photos first", 400)
         with job.lock:
             if job.state != "open":
                 return _error("this batch has started already", 409)
             job.state = "queued"
-        job.settings = {"strength": strength, "keep_metadata": bool(body.get("keep_metadata", False))}
+        job.settings = {"strength": strength, "look": look, "keep_metadata": bool(body.get("keep_metadata", False))}
         worker.submit(job)
         return JSONResponse({"job": job.id, "photos": len(job.photos)})
 

@@ -6,6 +6,7 @@ values and calls the library (no command does library work itself).
 * :mod:`.protect`: ``ppjax protect``;
 * :mod:`.app`: ``ppjax app``, the local web page;
 * :mod:`.evaluate`: ``ppjax evaluate``;
+* :mod:`.looks`: ``ppjax looks list|show|apply``, fixed photo edits;
 * :mod:`.bench`: ``ppjax bench``, ``bench attack``, ``bench jpeg``;
 * :mod:`.common`: consoles, one-line errors, progress bars, models fetched on first use.
 """
@@ -16,7 +17,7 @@ import sys
 
 import typer
 
-from ppjax.cli import app as app_command, bench, evaluate, models, predict, protect
+from ppjax.cli import app as app_command, bench, evaluate, looks, models, predict, protect
 from ppjax.cli.common import err
 
 app = typer.Typer(
@@ -33,6 +34,7 @@ app.command()(protect.protect)
 app.command("app")(app_command.app)
 app.command()(evaluate.evaluate)
 app.add_typer(bench.app, name="bench")
+app.add_typer(looks.app, name="looks")
 
 
 def main() -> None:

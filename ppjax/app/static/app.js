@@ -68,7 +68,7 @@ function showResult(card, index, result) {
   verdict.className = "verdict " + (result.protected ? "good" : "warn");
   const quality = card.querySelector(".quality");
   quality.hidden = false;
-  quality.textContent = `Change: PSNR ${result.psnr.toFixed(1)} dB` + (result.ssim ? `, SSIM ${result.ssim.toFixed(3)}` : "") + " (higher is less visible).";
+  quality.textContent = `Change: PSNR ${result.psnr.toFixed(1)} dB` + (result.ssim ? `, SSIM ${result.ssim.toFixed(3)}` : "") + " (higher is less visible)." + (result.edit ? ` Edit: ${result.edit}.` : "");
   const link = card.querySelector(".download");
   link.href = withToken(`/api/jobs/${job}/photos/${index}/download`);
   link.setAttribute("download", result.output_name);
@@ -109,9 +109,10 @@ protectButton.addEventListener("click", async () => {
   started = true; protectButton.disabled = true;
   await Promise.all(uploads);
   const strength = document.querySelector("input[name=strength]:checked").value;
+  const look = document.querySelector("input[name=look]:checked").value;
   const keep = el("keep-metadata").checked;
   const response = await api(`/api/jobs/${job}/start`, {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ strength, keep_metadata: keep }),
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ strength, look, keep_metadata: keep }),
   });
   if (!response.ok) { say((await response.json()).error); started = false; protectButton.disabled = false; return; }
   cancelButton.hidden = false;
