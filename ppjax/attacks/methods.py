@@ -99,8 +99,9 @@ METHODS: Mapping[str, Method] = MappingProxyType({
     "cw": Method("C&W-L2 (Carlini & Wagner 2017) with Adam, every pixel within eps/255: the smallest change "
                  "protected with margin", steps=100, custom=build_cw,
                  options=MappingProxyType({"c": 1.0, "search_steps": 1, "learning_rate": 0.1})),
-    "edit": Method("Adversarial edit: tone, curves and colour grade sliders optimised with Adam (within a photo "
-                   "app's ranges), no pixel noise", steps=40, edit=("tone", "curves", "grade"), options=_EDIT_OPTIONS),
+    "edit": Method("Adversarial edit: tone, local (dodge and burn), curves and colour grade sliders optimised with "
+                   "Adam (within a photo app's ranges), no pixel noise", steps=40, edit=("tone", "local", "curves", "grade"),
+                   options=_EDIT_OPTIONS),
     "curves": Method("Adversarial curves (ACE / AdvCF, Zhao et al. 2020): per-channel and luma tone curves", steps=40,
                      edit=("curves",), options=_EDIT_OPTIONS),
     "tone": Method("Adversarial tone: exposure, contrast, highlights, shadows, clarity (EdgeFool's detail idea)", steps=40,
@@ -108,7 +109,7 @@ METHODS: Mapping[str, Method] = MappingProxyType({
     "grade": Method("Adversarial colour grade: white balance, saturation, vibrance, per-hue a/b shifts with skin, sky and "
                     "vegetation kept in their hue (ColorFool's idea)", steps=40, edit=("grade",), options=_EDIT_OPTIONS),
     "edit+pgd": Method("The adversarial edit, then sign steps of pixel noise within eps of the edited photo where the edit "
-                       "alone does not protect", steps=40, edit=("tone", "curves", "grade"), hybrid=True,
+                       "alone does not protect", steps=40, edit=("tone", "local", "curves", "grade"), hybrid=True,
                        options=MappingProxyType({**_EDIT_OPTIONS, "pixel_steps": 10})),
 })  # fmt: skip
 

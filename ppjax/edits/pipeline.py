@@ -1,10 +1,11 @@
-"""An edit pipeline: some of tone, curves and grade, applied in that order, as one pure function.
+"""An edit pipeline: some of tone, local, curves and grade, applied in that order, as one pure function.
 
 ``params`` is ``{part: {slider: array}}`` for the pipeline's parts. :meth:`EditPipeline.apply`
 takes (N, H, W, 3) pixels in [0, 1] and parameters per image (a leading N axis) or one set for all;
 photos may sit at the top left of larger canvases (``valid``: (N, 2) heights and widths), and the
 parts outside a photo are left as they are. Clarity's radius follows each photo's own size, so the
-same parameters give the same look at any resolution; everything else is per pixel.
+same parameters give the same look at any resolution, and the local part reads its grid at each
+pixel's position as a fraction of its photo's size; everything else is per pixel.
 
 :func:`apply_full` applies parameters found on a working copy to the full-resolution photo: the
 per-pixel parts exactly, clarity's base from the working copy's guided-filter coefficients
@@ -22,15 +23,15 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from ppjax.edits import curves, grade, tone
+from ppjax.edits import curves, grade, local, tone
 from ppjax.edits.colour import luma
 from ppjax.edits.guided import guided_coefficients, radius_for
 from ppjax.edits.sliders import broadcast, from_normalised, identity, normalised, project
 
-__all__ = ["PARTS", "EditPipeline", "pipeline", "apply_full", "CHUNK"]
+__all__ = ["PARTS", "EditPipeline", "pipeline", "apply_full", "positions", "flat_positions", "CHUNK"]
 
 #: The parts in the order they apply.
-PARTS = {"tone": tone, "curves": curves, "grade": grade}
+PARTS = {"tone": tone, "local": local, "curves": curves, "grade": grade}
 #: Pixels per call of the full-size program.
 CHUNK = 1 << 19
 
@@ -49,7 +50,7 @@ class EditPipeline:
 
     @property
     def uses_detail(self) -> bool:
-        return "tone" in self.parts
+        return "tone" in self.parts or "local" in self.parts
 
     def identity(self) -> dict:
         return {p: identity(PARTS[p].SLIDERS) for p in self.parts}
@@ -75,11 +76,17 @@ class EditPipeline:
         one = lambda g, hw: jnp.stack(guided_coefficients(g, radius_for(tone.CLARITY_RADIUS, hw[0], hw[1]), tone.CLARITY_EPS, hw[0], hw[1]), -1)  # noqa: E731
         return jax.vmap(one)(y, valid)
 
-    def pointwise(self, params: dict, x: jnp.ndarray, detail: jnp.ndarray | None) -> jnp.ndarray:
+    def pointwise(self, params: dict, x: jnp.ndarray, detail: jnp.ndarray | None, pos: jnp.ndarray | None = None) -> jnp.ndarray:
         """One image's pixels (..., 3) through the parts with unbatched ``params``; ``detail``
-        (...,): luma minus its base, for clarity. Clipped to [0, 1]."""
+        (...,): luma minus its base, for clarity; ``pos`` (..., 2): each pixel's (row, column) as
+        fractions of the photo's height and width, for the local part. Clipped to [0, 1]."""
         for p in self.parts:
-            x = tone.pointwise(params[p], x, detail) if p == "tone" else PARTS[p].pointwise(params[p], x)
+            if p == "tone":
+                x = tone.pointwise(params[p], x, detail)
+            elif p == "local":
+                x = local.pointwise(params[p], x, detail, pos)
+            else:
+                x = PARTS[p].pointwise(params[p], x)
         return jnp.clip(x, 0.0, 1.0)
 
     def detail(self, x01: jnp.ndarray, valid=None) -> jnp.ndarray | None:
@@ -99,7 +106,10 @@ class EditPipeline:
         params = self.batched(params, n)
         if detail is None:
             detail = self.detail(x01, valid)
-        out = jax.vmap(self.pointwise)(params, x01, detail)
+        _, h, w = x01.shape[:3]
+        extent = jnp.broadcast_to(jnp.asarray([h, w], jnp.int32), (n, 2)) if valid is None else jnp.asarray(valid)
+        pos = jax.vmap(lambda hw: positions(h, w, hw[0], hw[1]))(extent)
+        out = jax.vmap(self.pointwise)(params, x01, detail, pos)
         if valid is None:
             return out
         from ppjax.attacks.projections import region
@@ -112,6 +122,24 @@ class EditPipeline:
         return ", ".join(words) or "no change"
 
 
+def _scale(h, w) -> jnp.ndarray:
+    return jnp.stack([1.0 / jnp.maximum(h - 1, 1), 1.0 / jnp.maximum(w - 1, 1)]).astype(jnp.float32)
+
+
+def positions(rows: int, cols: int, h, w) -> jnp.ndarray:
+    """(rows, cols, 2) positions of a canvas's pixels as fractions of an (h, w) photo at its top
+    left: (row / (h - 1), column / (w - 1))."""
+    r, c = jnp.meshgrid(jnp.arange(rows), jnp.arange(cols), indexing="ij")
+    return jnp.stack([r, c], -1).astype(jnp.float32) * _scale(h, w)
+
+
+def flat_positions(start, count: int, h, w) -> jnp.ndarray:
+    """(count, 2) positions (as :func:`positions`) of the flat pixel indices ``start`` .. ``start +
+    count - 1`` of an (h, w) photo."""
+    idx = start + jnp.arange(count)
+    return jnp.stack([idx // w, idx % w], -1).astype(jnp.float32) * _scale(h, w)
+
+
 def pipeline(method: str) -> EditPipeline:
     """The pipeline of an edit method: ``edit`` (all parts) or one part's name."""
     return EditPipeline(tuple(PARTS) if method == "edit" else (method,))
@@ -120,7 +148,7 @@ def pipeline(method: str) -> EditPipeline:
 @functools.lru_cache(maxsize=8)
 def _chunk_program(parts: tuple[str, ...]):
     pipe = EditPipeline(parts)
-    return jax.jit(lambda params, x, detail: pipe.pointwise(params, x, detail))
+    return jax.jit(lambda params, x, detail, start, h, w: pipe.pointwise(params, x, detail, flat_positions(start, x.shape[0], h, w)))
 
 
 def apply_full(pipe: EditPipeline, params: dict, full: np.ndarray, coefficients: np.ndarray | None = None) -> np.ndarray:
@@ -146,6 +174,6 @@ def apply_full(pipe: EditPipeline, params: dict, full: np.ndarray, coefficients:
         m = part.shape[0]
         pad = lambda a: np.concatenate([a, np.zeros((CHUNK - m,) + a.shape[1:], a.dtype)]) if m < CHUNK else a  # noqa: E731
         d = None if detail is None else jnp.asarray(pad(detail[start : start + CHUNK]))
-        edited = np.asarray(program(params, jnp.asarray(pad(part)), d))[:m]
+        edited = np.asarray(program(params, jnp.asarray(pad(part)), d, jnp.int32(start), jnp.int32(h), jnp.int32(w)))[:m]
         out[start : start + m] = np.clip(np.rint(edited * 255.0), 0, 255).astype(np.uint8)
     return out.reshape(h, w, 3)

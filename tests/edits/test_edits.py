@@ -186,3 +186,14 @@ def test_grain_tells_noise_from_an_edit(photo):
     grey = np.repeat(rgb.mean(-1, keepdims=True).astype(np.uint8), 3, -1)
     assert colourfulness(grey) < 1.0 < colourfulness(rgb)
     assert rms_contrast(curve) > rms_contrast(rgb)
+
+
+def test_local_grid_reads_as_scipy_interpolates():
+    interpolate = pytest.importorskip("scipy.interpolate")
+    from ppjax.edits.local import GRID, read_grid
+
+    rng = np.random.default_rng(4)
+    grid = rng.normal(size=(GRID, GRID)).astype(np.float32)
+    pos = rng.uniform(0, 1, (200, 2)).astype(np.float32)
+    want = interpolate.RegularGridInterpolator((np.linspace(0, 1, GRID),) * 2, grid)(pos)
+    np.testing.assert_allclose(np.asarray(read_grid(jnp.asarray(grid), jnp.asarray(pos))), want, atol=1e-6)
