@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from ppjax.bench import DType
-from ppjax.cli.common import choices, err, fail, load_or_fetch, out
+from ppjax.cli.common import err, fail, load_or_fetch, out
 from ppjax.store.registry import bench_model_names
 
 app = typer.Typer(help="Benchmarks: JAX against PyTorch on the same weights (needs the export extra).")
