@@ -77,7 +77,7 @@ class Protection:
                 before, after = read_rgb(photo.original), read_rgb(result.output)
                 photo.result = {
                     "protected": bool(result.protected), "variants_protected": result.variants_protected, "variants": result.variants,
-                    "unprotected_variants": list(result.unprotected_variants), "psnr": result.psnr, "ssim": result.ssim,
+                    "unprotected_variants": list(result.unprotected_variants), "psnr": result.psnr, "ssim": result.ssim, "edit": result.edit,
                     "output_name": result.output.name,
                     "before": self.classify(before) if before is not None else None,
                     "after": self.classify(after) if after is not None else None,

@@ -142,12 +142,23 @@ def test_a_misspelt_option_raises_and_names_the_accepted_ones(linear):
 @pytest.mark.slow
 def test_every_method_row_builds_with_its_own_options(linear, photos):
     """Each row of the table, given each of its options explicitly, runs (no option is dead)."""
-    values = {"norm": "l2", "step_size": 1.0, "decay": 0.5, "sigma": 3.0, "threshold": 0.9, "exclude_top": 2, "c": 2.0, "search_steps": 2, "learning_rate": 0.05}
+    values = {
+        "norm": "l2", "step_size": 1.0, "decay": 0.5, "sigma": 3.0, "threshold": 0.9, "exclude_top": 2, "c": 2.0, "search_steps": 2,
+        "learning_rate": 0.05, "reg": 0.1, "max_delta_e": 5.0, "pixel_steps": 2,
+    }  # fmt: skip
     x0 = jnp.asarray(photos[:2], jnp.float32) / 255
     labels = (jnp.argmax(linear.apply(linear.variables, x0), -1),)
     for name, method in attacks.METHODS.items():
         assert attacks.options_of(name) == (*attacks.COMMON_OPTIONS, *method.options)
         if method.needs_appeal:
+            continue
+        if method.edit:  # an edit's sliders come back, inside their ranges
+            from ppjax.edits import EditPipeline
+
+            pipe = EditPipeline(method.edit)
+            params = attacks.build(name, [linear], eps=2.0, steps=2, **{k: values[k] for k in method.options})(jax.random.key(0), x0, labels)
+            inside = jax.tree_util.tree_map(lambda a, b: bool(jnp.array_equal(a, b)), params, pipe.project(params))
+            assert jax.tree_util.tree_all(inside) and pipe.apply(params, x0).shape == x0.shape
             continue
         adv = attacks.build(name, [linear], eps=2.0, steps=2, **{k: values[k] for k in method.options})(jax.random.key(0), x0, labels)
         assert adv.shape == x0.shape and float(jnp.abs(adv - x0).max()) <= 2 / 255 * (1 + 1e-5) * (32 * 32 * 3) ** 0.5
