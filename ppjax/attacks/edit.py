@@ -7,7 +7,8 @@ batch: per-image parameters (a leading N axis), found by Adam on each slider's v
 range (so one learning rate suits sliders of every unit), kept inside the sliders' ranges after
 every step. An image stops changing once it has led every target by ``stop_margin`` logits on
 ``channel.cycle`` steps in a row. ``params`` is where to start (a fitted look, or an earlier
-round's result); None starts from the identity.
+round's result); None starts from the identity. ``detail``: the pipeline's
+:meth:`~ppjax.edits.EditPipeline.detail` of ``x01``, when the caller has it already.
 """
 
 from __future__ import annotations
@@ -68,13 +69,14 @@ def edit_attack(
     optimiser = optax.adam(learning_rate)
     max_steps = steps
 
-    def attack(keys, x01, labels, params=None, geometry=None, steps=None, seen=None):
+    def attack(keys, x01, labels, params=None, geometry=None, steps=None, seen=None, detail=None):
         labels = tuple(labels)
         n = x01.shape[0]
         valid = None if geometry is None else jnp.asarray(geometry.valid)
         keys = per_image_keys(keys, n)
         u0 = pipe.normalised(pipe.batched(pipe.identity() if params is None else params, n))
-        detail = pipe.detail(x01, valid)
+        if detail is None:
+            detail = pipe.detail(x01, valid)
         if channel is not None and seen is None:
             seen = seen_period(channel, targets, x01, keys, geometry)
 

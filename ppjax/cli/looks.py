@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ppjax.cli.bench import table
-from ppjax.cli.common import err, fail, out
+from ppjax.cli.common import err, fail, load_or_fetch, out
 from ppjax.edits.looks import resolve_look
 
 app = typer.Typer(help="Named looks (fixed photo edits in the style of app filters) and looks saved as JSON.", no_args_is_help=True)
@@ -90,7 +90,6 @@ def fit(
 
     from ppjax import attacks
     from ppjax.attacks.universal import fit_look
-    from ppjax.cli.common import load_or_fetch
     from ppjax.edits import PARTS, EditPipeline
     from ppjax.edits.looks import save_look
     from ppjax.io import iter_image_files

@@ -8,7 +8,6 @@ the radius may be a traced value (one compiled program for every photo on a canv
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 __all__ = ["box_mean", "guided_coefficients", "guided_filter", "radius_for"]
@@ -61,7 +60,3 @@ def guided_filter(guide: jnp.ndarray, r, eps: float, h=None, w=None) -> jnp.ndar
     """The self-guided filter of an (H, W) channel: its edge-preserving base."""
     a, b = guided_coefficients(guide, r, eps, h, w)
     return a * guide + b
-
-
-#: Batched over images: (N, H, W) guides with (N,) radii and extents.
-batched_guided_filter = jax.vmap(guided_filter, in_axes=(0, 0, None, 0, 0))

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from ppjax.edits import curves, grade, local, tone
-from ppjax.edits.colour import luma
+from ppjax.edits.colour import LUMA_WEIGHTS, luma
 from ppjax.edits.guided import guided_coefficients, radius_for
 from ppjax.edits.sliders import broadcast, from_normalised, identity, normalised, project
 
@@ -94,9 +94,13 @@ class EditPipeline:
         when the pipeline has no tone part."""
         if not self.uses_detail:
             return None
-        ab = self.coefficients(x01, valid)
+        return self.detail_from(self.coefficients(x01, valid), x01)
+
+    @staticmethod
+    def detail_from(coefficients: jnp.ndarray, x01: jnp.ndarray) -> jnp.ndarray:
+        """(N, H, W) luma minus its base, from :meth:`coefficients` already computed."""
         y = luma(x01)
-        return y - (ab[..., 0] * y + ab[..., 1])
+        return y - (coefficients[..., 0] * y + coefficients[..., 1])
 
     def apply(self, params: dict, x01: jnp.ndarray, valid=None, detail=None) -> jnp.ndarray:
         """(N, H, W, 3) pixels in [0, 1] edited with ``params`` (per image or one set); outside each
@@ -164,7 +168,7 @@ def apply_full(pipe: EditPipeline, params: dict, full: np.ndarray, coefficients:
         if coefficients is None:
             coefficients = np.asarray(pipe.coefficients(jnp.asarray(x.reshape(1, h, w, 3)))[0])
         planes = [np.asarray(Image.fromarray(np.ascontiguousarray(coefficients[..., k]), "F").resize((w, h), Image.Resampling.BILINEAR)) for k in range(2)]
-        y = x @ np.asarray((0.2126, 0.7152, 0.0722), np.float32)
+        y = x @ np.asarray(LUMA_WEIGHTS, np.float32)
         detail = y - (planes[0].reshape(-1) * y + planes[1].reshape(-1))
     program = _chunk_program(pipe.parts)
     params = jax.tree_util.tree_map(jnp.asarray, params)

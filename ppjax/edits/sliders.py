@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Mapping, NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -54,6 +53,3 @@ def broadcast(sliders: Mapping[str, Slider], params: dict, n: int) -> dict:
         for name, s, p in ((k, sliders[k], params[k]) for k in sliders)
     }
 
-
-def tree_dtype(params, dtype=jnp.float32):
-    return jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), params)

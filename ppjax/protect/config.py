@@ -8,7 +8,7 @@ combination that cannot run.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ppjax import attacks
@@ -169,6 +169,8 @@ class ProtectConfig:
     look: str | None = None
     #: With ``look``: apply it as it is, with no search of each photo's own (``steps`` 0).
     no_refine: bool = False
+    #: ``look``'s sliders, read once (the file is not read again by the protector or the manifest).
+    look_params: dict | None = field(default=None, init=False, repr=False, compare=False)
     jpeg_quality: int = 95
     jpeg_rounds: int = 3
     appeal: float | None = None
@@ -209,7 +211,7 @@ class ProtectConfig:
         if self.look is not None:
             from ppjax.edits.looks import resolve_look
 
-            resolve_look(self.look)  # an unknown name or a bad file is said now, not at the first photo
+            set_(self, "look_params", resolve_look(self.look))  # an unknown name or a bad file is said now
         if attacks.METHODS[self.method.value].edit and self.channel is not Channel.SOCIAL:
             raise ValueError(f"--method {self.method.value} runs under --channel social only")
         for name, value in method_defaults(self.method.value, self.strength.value).items():

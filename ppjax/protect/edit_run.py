@@ -47,13 +47,15 @@ def run_edit(p, variables, keys, x01, geometry, params, attack_steps, pixel_step
     keys = attacks.per_image_keys(keys, x01.shape[0])
     labels = p._labels(targets, x01, draws, geometry)
     seen = None if draws is None else seen_period(draws, targets, x01, keys, geometry)
-    found = p._attack(targets, terms, draws)(keys, x01, labels, params=params, geometry=geometry, steps=attack_steps, seen=seen)
-    edited = jnp.rint(pipe.apply(found, x01, valid) * 255.0) / 255.0
+    coefficients = pipe.coefficients(x01, valid) if pipe.uses_detail else None
+    detail = None if coefficients is None else pipe.detail_from(coefficients, x01)
+    attack = p._attack(targets, terms, draws)
+    found = attack(keys, x01, labels, params=params, geometry=geometry, steps=attack_steps, seen=seen, detail=detail)
+    edited = jnp.rint(pipe.apply(found, x01, valid, detail) * 255.0) / 255.0
     q = edited
     if method.hybrid:
         q = _pixel_stage(p, targets, draws, keys, edited, labels, geometry, seen, pixel_steps)
     lead = p._lead(targets, q, labels, draws, keys, x01, geometry, seen)
-    coefficients = pipe.coefficients(x01, valid) if pipe.uses_detail else None
     return q, labels, lead > 0.0, (found, edited, coefficients)  # a plain tuple: jax.export serialises it
 
 
@@ -71,9 +73,12 @@ def _pixel_stage(p, targets, draws, keys, edited, labels, geometry, seen, steps)
     q = quantise255(x, jnp.rint(edited * 255.0), p.eps, p.min_psnr, valid) / 255.0
     lead = p._lead(targets, q, labels, draws, keys, edited, geometry, seen)
     refine = p._lattice_refinement(targets, draws)
-    stepped = refine(keys, edited, labels, start=q, geometry=geometry, seen=seen)
-    q2 = quantise255(stepped, jnp.rint(edited * 255.0), p.eps, p.min_psnr, valid) / 255.0
-    return jax.lax.cond(jnp.any(lead <= p.margin), lambda: q2, lambda: q)
+
+    def refined(q):
+        stepped = refine(keys, edited, labels, start=q, geometry=geometry, seen=seen)
+        return quantise255(stepped, jnp.rint(edited * 255.0), p.eps, p.min_psnr, valid) / 255.0
+
+    return jax.lax.cond(jnp.any(lead <= p.margin), refined, lambda q: q, q)
 
 
 def protect_edit(p, keys, x01, geometry, params=None, *, exact: bool):

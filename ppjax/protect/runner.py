@@ -18,7 +18,6 @@ import numpy as np
 
 import ppjax
 from ppjax import attacks
-from ppjax.edits.looks import resolve_look
 from ppjax.io.images import iter_image_files
 from ppjax.protect.config import Backend, ObjectiveKind, ProtectConfig
 from ppjax.protect.devices import select_devices
@@ -128,7 +127,7 @@ def run_settings(config: ProtectConfig, protector: Protector) -> dict:
         **({"ensemble": config.ensemble} if config.ensemble != "loss" else {}),
         **({"keep_metadata": True} if config.keep_metadata else {}),
         **({"scales": config.scales} if config.scales != 1 else {}),
-        **({"look": jax.tree_util.tree_map(lambda a: np.asarray(a).tolist(), resolve_look(config.look))} if config.look else {}),
+        **({"look": jax.tree_util.tree_map(lambda a: np.asarray(a).tolist(), config.look_params)} if config.look else {}),
     }  # fmt: skip
 
 
@@ -167,7 +166,7 @@ def build_protector(config: ProtectConfig, load: Callable[[str], object], progra
         channel=config.channel.value, channel_draws=config.channel_draws, margin=config.margin,
         transfer=config.transfer if config.transfer.active else None, min_psnr=config.min_psnr or None,
         program_cache=None if program_folder is None else ProgramCache(Path(program_folder), program_identity(config)),
-        look=None if config.look is None else resolve_look(config.look),
+        look=config.look_params,
     )  # fmt: skip
 
 
