@@ -40,7 +40,7 @@ def evaluate(
 ) -> None:
     """Measure protection (both engines), image quality and appeal of protected images against originals."""
     from ppjax import evaluate as ev
-    from ppjax.evaluate.engines import EngineError, attacked_models, held_out_judges, make_engines
+    from ppjax.evaluate.engines import EngineError, attacked_models, held_out_judges, make_engines, recorded_edits
     from ppjax.evaluate.labels import LabelsError, read_labels
 
     try:
@@ -65,11 +65,13 @@ def evaluate(
             pairs, only_orig, only_prot = ev.pair_images(originals, protected_dir)
             if not pairs:
                 raise fail("no image in PROTECTED has a matching original (files are paired by name)", 2)
+            made = recorded_edits(protected_dir)  # by output path, as the manifest records them
+            edits = {p.key: made.get(p.protected.relative_to(protected_dir).as_posix()) for p in pairs}
             with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err) as bar:
                 progress_task = bar.add_task("pairs", total=len(pairs))
                 report = ev.evaluate(
                     m, pairs, engines=engines, labels=truth, jpeg_quality=jpeg_quality, nima=nima,
-                    progress=lambda i: bar.update(progress_task, completed=i), channel=channel.value, judges=judges,
+                    progress=lambda i: bar.update(progress_task, completed=i), channel=channel.value, judges=judges, edits=edits,
                 )  # fmt: skip
             if html_out:  # while a zip's extracted images still exist
                 from ppjax.evaluate.html import render_html

@@ -74,6 +74,7 @@ table { border-collapse:collapse; margin-top:12px; font-size:14px; }
 td, th { padding:4px 14px 4px 0; text-align:left; } th { color:var(--dim); font-weight:500; }
 .changed { color:var(--ok); } .same { color:var(--bad); }
 .q { color:var(--dim); margin-top:8px; font-size:13.5px; }
+.edit { margin-top:4px; font-size:13.5px; }
 """
 
 
@@ -94,6 +95,9 @@ def render_html(report: Report, *, jpeg_roundtrip: Callable[[np.ndarray, int], n
         cards.append(("JAX ↔ ONNX agreement", _fmt(report.agreement_top1, ".0%")))
     q = report.quality
     cards += [("PSNR", f"{_fmt(q.psnr_mean, '.1f')} dB"), ("SSIM", _fmt(q.ssim_mean, ".4f")), ("CIEDE2000", _fmt(q.ciede2000_mean, ".2f"))]
+    if q.grain_mean_255 is not None:
+        cards.append(("grain (1/255)", _fmt(q.grain_mean_255, ".2f")))
+        cards.append(("colourfulness", f"{_fmt(q.colourfulness_before_mean, '.1f')} → {_fmt(q.colourfulness_after_mean, '.1f')}"))
     if report.appeal is not None:
         a = report.appeal
         cards.append(("NIMA appeal", f"{_fmt(a.nima_before_mean, '.2f')} → {_fmt(a.nima_after_mean, '.2f')}"))
@@ -131,6 +135,9 @@ def render_html(report: Report, *, jpeg_roundtrip: Callable[[np.ndarray, int], n
             )
         qi = im.quality
         nima = f" · NIMA {im.nima[0]:.2f} → {im.nima[1]:.2f}" if im.nima is not None else ""
+        if qi.grain_255 is not None:
+            nima += f" · grain {qi.grain_255:.2f}/255 · colourfulness {qi.colourfulness_before:.1f} → {qi.colourfulness_after:.1f}"
+        edit = f"<div class='edit'>edit: {html.escape(im.edit)}</div>" if im.edit else ""
         parts.append(
             f"<article class='pair'><h2>{html.escape(im.key)}"
             f"<span class='badge {'ok' if ok else 'bad'}'>{'protected' if ok else 'not protected'}</span></h2>"
@@ -142,7 +149,7 @@ def render_html(report: Report, *, jpeg_roundtrip: Callable[[np.ndarray, int], n
             + "</figcaption></figure></div>"
             "<table><tr><th>engine</th><th>before</th><th>after</th></tr>" + "".join(rows) + "</table>"
             f"<div class='q'>PSNR {_fmt(qi.psnr, '.1f')} dB · SSIM {_fmt(qi.ssim, '.4f')} · CIEDE2000 {qi.ciede2000:.2f}"
-            f" · max change {qi.linf_255:.0f}/255{nima}</div></article>"
+            f" · max change {qi.linf_255:.0f}/255{html.escape(nima)}</div>{edit}</article>"
         )
     parts.append("</section></body></html>")
     return "".join(parts)

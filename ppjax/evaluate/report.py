@@ -40,12 +40,19 @@ class Verdict:
 @dataclass(frozen=True)
 class ImageQuality:
     """PSNR in dB (None for an unchanged image: infinite, which JSON cannot hold), SSIM (None for
-    images under 11x11, too small for its window), mean CIEDE2000, the largest change in 1/255."""
+    images under 11x11, too small for its window), mean CIEDE2000, the largest change in 1/255;
+    how the change shows (:mod:`ppjax.ops.visibility`): grain in 1/255, colourfulness (Hasler and
+    Suesstrunk) and RMS contrast of luma in [0, 1], each before and after."""
 
     psnr: float | None
     ssim: float | None
     ciede2000: float
     linf_255: float
+    grain_255: float | None = None
+    colourfulness_before: float | None = None
+    colourfulness_after: float | None = None
+    rms_contrast_before: float | None = None
+    rms_contrast_after: float | None = None
 
     def __post_init__(self):
         for name in ("psnr", "ssim"):
@@ -63,6 +70,8 @@ class ImageRecord:
     engines: dict[str, Verdict]
     label: int | None = None
     nima: tuple[float, float] | None = None  # mean score before, after
+    #: The edit an edit method made, in words (from the protected folder's ppjax manifest).
+    edit: str | None = None
     #: ``--channel social``: the panel's variant labels, and per engine whether the image is
     #: protected on each (top-1 through the variant differs from the original's through it).
     variants: tuple[str, ...] = ()
@@ -75,6 +84,8 @@ class ImageRecord:
         }  # fmt: skip
         if self.nima is not None:
             out["nima"] = {"before": self.nima[0], "after": self.nima[1]}
+        if self.edit is not None:
+            out["edit"] = self.edit
         if self.channel is not None:
             out["channel"] = {name: dict(zip(self.variants, map(bool, flags))) for name, flags in self.channel.items()}
         out["label"] = self.label
@@ -121,6 +132,11 @@ class QualityStats:
     ssim_mean: float | None
     ciede2000_mean: float | None
     linf_max_255: float | None
+    grain_mean_255: float | None = None
+    colourfulness_before_mean: float | None = None
+    colourfulness_after_mean: float | None = None
+    rms_contrast_before_mean: float | None = None
+    rms_contrast_after_mean: float | None = None
 
 
 @dataclass(frozen=True)
@@ -218,6 +234,13 @@ def markdown_summary(report: Report) -> str:
         f"Quality: PSNR {_fmt(q.psnr_mean, 2)} dB (over changed images), SSIM {_fmt(q.ssim_mean, 4)}, "
         f"CIEDE2000 {_fmt(q.ciede2000_mean, 3)}, largest change {_fmt(q.linf_max_255, 0)}/255.",
     ]
+    if q.grain_mean_255 is not None:
+        lines += [
+            "",
+            f"How it shows: grain {_fmt(q.grain_mean_255, 2)}/255 (high-pass change over the flattest quarter); "
+            f"colourfulness {_fmt(q.colourfulness_before_mean, 1)} before, {_fmt(q.colourfulness_after_mean, 1)} after; "
+            f"RMS contrast {_fmt(q.rms_contrast_before_mean, 3)} before, {_fmt(q.rms_contrast_after_mean, 3)} after.",
+        ]
     if report.appeal is not None:
         a = report.appeal
         lines += ["", f"Appeal (NIMA mean score): {_fmt(a.nima_before_mean)} before, {_fmt(a.nima_after_mean)} after."]

@@ -8,7 +8,8 @@ first re-encoded as JPEG, as a sharing platform would.
 Measures (per engine): top-1 and top-5 accuracy before and after, and the protection rate: the
 share of images the model classified correctly before whose top-1 changed (MediaEval 2019). For
 Places365, also the share of protected images still predicted inside the 60 sensitive
-categories. Without labels, each engine's prediction on the original serves as the label.
+categories. Per pair and on average: PSNR, SSIM, CIEDE2000 and how the change shows (grain,
+colourfulness and RMS contrast before and after; :mod:`ppjax.ops.visibility`). Without labels, each engine's prediction on the original serves as the label.
 
 With ``channel="social"`` each pair is also passed through the real channel's panel
 (:func:`ppjax.ops.channel.panel` on Pillow, the same variants ``ppjax protect`` verifies on), and
@@ -33,6 +34,7 @@ from ppjax.models import Model
 from ppjax.models.nima import score_moments
 from ppjax.ops import metrics
 from ppjax.ops.channel import panel
+from ppjax.ops.visibility import visibility
 
 __all__ = ["evaluate"]
 
@@ -63,6 +65,7 @@ def evaluate(
     progress: Callable[[int], None] | None = None,
     channel: str = "exact",
     judges: dict[str, tuple[Model, Callable[[np.ndarray], np.ndarray]]] | None = None,
+    edits: dict[str, str] | None = None,
 ) -> Report:
     """The :class:`~ppjax.evaluate.report.Report` over ``pairs``.
 
@@ -72,7 +75,8 @@ def evaluate(
 
     ``judges``: held-out models (name -> (model, logits)), classifiers the protection was not made
     against; each is reported as an engine ``judge:NAME``, always against its own top-1 on the
-    original (its classes need not be ``model``'s).
+    original (its classes need not be ``model``'s). ``edits``: pair key -> the edit an edit method
+    made, in words (shown beside the pair).
     """
     attacked = list(engines)
     models = {name: model for name in engines}
@@ -98,7 +102,7 @@ def evaluate(
             skipped.append(Skipped(pair.key, "no label for this image"))
             continue
         try:
-            record = _record(models, pair, a, b, engines, labels, jpeg_quality, nima_scores)
+            record = _record(models, pair, a, b, engines, labels, jpeg_quality, nima_scores, edits)
             if channel != "exact":
                 record = _through_channel(record, a, b, engines, channel)
             images.append(record)
@@ -140,12 +144,13 @@ def _channel_stats(images: list[ImageRecord], name: str) -> ChannelStats:
     )
 
 
-def _record(models, pair, a, b, engines, labels, jpeg_quality, nima_scores) -> ImageRecord:
+def _record(models, pair, a, b, engines, labels, jpeg_quality, nima_scores, edits) -> ImageRecord:
     """One pair's quality, each engine's verdict (class names from ``models[engine]``) and its appeal."""
     if jpeg_quality is not None:
         b = jpeg_roundtrip(b, jpeg_quality)
     x = np.stack([a, b]).astype(np.float32) / 255.0
     q = {k: float(v[0]) for k, v in _quality(jnp.asarray(x[:1]), jnp.asarray(x[1:])).items()}
+    q.update(visibility(a, b))
     verdicts = {}
     for name, logits_fn in engines.items():
         lg = np.asarray(logits_fn(x))
@@ -153,7 +158,8 @@ def _record(models, pair, a, b, engines, labels, jpeg_quality, nima_scores) -> I
         verdicts[name] = Verdict(before, after, models[name].labels[before[0]], models[name].labels[after[0]])
     score = tuple(float(s) for s in np.asarray(nima_scores(x))) if nima_scores is not None else None
     label = labels[pair.key] if labels is not None else None
-    return ImageRecord(pair.key, str(pair.original), str(pair.protected), ImageQuality(**q), verdicts, label=label, nima=score)
+    edit = edits.get(pair.key) if edits else None
+    return ImageRecord(pair.key, str(pair.original), str(pair.protected), ImageQuality(**q), verdicts, label=label, nima=score, edit=edit)
 
 
 def _engine_stats(model: Model, images: list[ImageRecord], name: str, labelled: bool) -> EngineStats:
@@ -182,6 +188,11 @@ def _summarise(model: Model, images: list[ImageRecord], skipped: list[Skipped], 
         ssim_mean=_mean(im.quality.ssim for im in images if im.quality.ssim is not None),
         ciede2000_mean=_mean(im.quality.ciede2000 for im in images),
         linf_max_255=max((im.quality.linf_255 for im in images), default=None),
+        grain_mean_255=_mean(im.quality.grain_255 for im in images),
+        colourfulness_before_mean=_mean(im.quality.colourfulness_before for im in images),
+        colourfulness_after_mean=_mean(im.quality.colourfulness_after for im in images),
+        rms_contrast_before_mean=_mean(im.quality.rms_contrast_before for im in images),
+        rms_contrast_after_mean=_mean(im.quality.rms_contrast_after for im in images),
     )
     appeal = None
     if images and images[0].nima is not None:

@@ -91,6 +91,9 @@ def test_evaluate_real_model_matches_independent_numbers(lite0_store, tmp_path, 
         Image.fromarray(prot).save(tmp_path / "prot" / f"{r['ImageId']}.png")
         originals.append(rgb), protected.append(prot), labels.append(int(r["TrueLabel"]) - 1)
     (tmp_path / "prot" / "README.txt").write_text("not an image: ignored")
+    # A ppjax manifest that says an edit method made the second file: the report shows its edit.
+    record = {"kind": "output", "output": f"{rows[1]['ImageId']}.png", "edit": "saturation +12%, temperature -300 K", "written_at": "2026-12-02T00:00:00"}
+    (tmp_path / "prot" / ".ppjax-manifest.jsonl").write_text(json.dumps(record) + "\n" + '{"kind": "output", "outp')  # a line cut short
     Image.fromarray(protected[0]).save(tmp_path / "prot" / "stray.png")  # no original
     out = tmp_path / "report" / "eval.json"
     result = CliRunner().invoke(
@@ -118,8 +121,15 @@ def test_evaluate_real_model_matches_independent_numbers(lite0_store, tmp_path, 
     assert q["ciede2000_mean"] == pytest.approx(ref["ciede2000_mean"], rel=1e-3)
     assert q["linf_max_255"] == pytest.approx(ref["linf_max_255"])
     assert q["n_unchanged"] == 8
+    from ppjax.ops.visibility import colourfulness, grain
+
+    assert q["grain_mean_255"] == pytest.approx(np.mean([grain(a, b) for a, b in zip(originals, protected)]), rel=1e-5)
+    assert q["colourfulness_before_mean"] == pytest.approx(np.mean([colourfulness(a) for a in originals]), rel=1e-6)
+    assert q["colourfulness_after_mean"] == pytest.approx(np.mean([colourfulness(b) for b in protected]), rel=1e-6)
+    edits = {im["key"]: im.get("edit") for im in report["images"]}
+    assert edits[rows[1]["ImageId"]] == "saturation +12%, temperature -300 K" and sum(e is not None for e in edits.values()) == 1
     md = out.with_suffix(".md").read_text()
-    assert "| jax |" in md and "| onnx |" in md and "agree on the top-1" in md
+    assert "| jax |" in md and "| onnx |" in md and "agree on the top-1" in md and "grain" in md
 
 
 @pytest.mark.slow
@@ -211,12 +221,15 @@ def test_html_report_renders_in_a_real_browser(lite0_store, tmp_path, monkeypatc
         rgb = np.asarray(Image.open(f).convert("RGB").resize((256, 256)))
         Image.fromarray(rgb).save(tmp_path / "o" / f.name)
         Image.fromarray(_perturb(rgb, ("noise", "blur", "same")[i], rng)).save(tmp_path / "p" / f.name)
+    edited = sorted((tmp_path / "p").glob("*.png"))[0].name
+    (tmp_path / "p" / ".ppjax-manifest.jsonl").write_text(json.dumps({"kind": "output", "output": edited, "edit": "vibrance +20% <b>"}) + "\n")
     page = tmp_path / "report.html"
     result = CliRunner().invoke(app, ["evaluate", "--model", "efficientnet-lite0", "--html", str(page), str(tmp_path / "o"), str(tmp_path / "p")])
     assert result.exit_code == 0, result.output
     text = page.read_text()
     assert text.count("data:image/jpeg;base64,") == 6 and text.count("data:image/png;base64,") == 3
-    assert "no change" in text and "difference ×" in text
+    assert "no change" in text and "difference ×" in text and "grain (1/255)" in text
+    assert text.count("edit: vibrance +20% &lt;b&gt;") == 1  # the edit beside its photo, escaped
     shot = tmp_path / "shot.png"
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
              "--disable-component-update", "--disable-sync", "--hide-scrollbars", f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
