@@ -6,6 +6,7 @@ states go to tests' ``screenshots`` folder."""
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import threading
 import time
@@ -20,6 +21,9 @@ from ..conftest import shared_path
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SHOTS = Path(__file__).resolve().parent / "screenshots"
+#: PPJAX_TEST_12MP=1: the JPEG is a 12-megapixel phone photo (4032x3024, about 3.5 MB), as the app
+#: issue's goal names; CI drops the 2560x1600 camera JPEG, which exercises the same path in less time.
+PHONE_12MP = bool(os.environ.get("PPJAX_TEST_12MP"))
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +40,8 @@ def server(lite0_store, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("app")
     port = _free_port()
     protection = Protection("efficientnet-lite0", lambda name: model_store.load_model(name, root=root), model_store.programs_folder(root))
-    settings = AppSettings(port=port, token="t0ken-for-tests", work_dir=tmp / "work", max_upload_mb=3, model="efficientnet-lite0", out_root=tmp / "out")
+    cap = 8 if PHONE_12MP else 3
+    settings = AppSettings(port=port, token="t0ken-for-tests", work_dir=tmp / "work", max_upload_mb=cap, model="efficientnet-lite0", out_root=tmp / "out")
     settings.work_dir.mkdir()
     app = create_app(settings, Worker(settings.out_root, protection))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -58,7 +63,10 @@ def photos(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("photos")
     full = sorted(shared_path("fullres").glob("*.jpg"))
     jpeg = folder / "lake pier.jpg"
-    shutil.copy(full[0], jpeg)  # 2560x1600, as written by a camera
+    if PHONE_12MP:  # the camera photo enlarged to a phone's 12 MP and saved as a phone saves it
+        Image.open(full[0]).convert("RGB").resize((4032, 3024), Image.Resampling.LANCZOS).save(jpeg, quality=90)
+    else:
+        shutil.copy(full[0], jpeg)  # 2560x1600, as written by a camera
     heic = folder / "IMG_0042.HEIC"
     Image.open(full[5]).convert("RGB").resize((640, 400), Image.Resampling.LANCZOS).save(heic, format="HEIF", quality=90)
     png = folder / "cups.png"
@@ -66,8 +74,9 @@ def photos(tmp_path_factory) -> dict[str, Path]:
     bad = folder / "notes.jpg"
     bad.write_text("not a photo at all\n")
     big = folder / "huge.png"
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (1200, 1200, 3), dtype=np.uint8)).save(big)  # > 3 MB
-    assert big.stat().st_size > 3 * 1024 * 1024
+    side = 2000 if PHONE_12MP else 1200
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)).save(big)  # over the cap
+    assert big.stat().st_size > (8 if PHONE_12MP else 3) * 1024 * 1024
     return {"jpeg": jpeg, "heic": heic, "png": png, "bad": bad, "big": big}
 
 
@@ -112,7 +121,7 @@ def test_a_person_protects_three_photos_and_downloads_the_zip(server, photos, li
         expect(page.locator(".card[data-state=refused]")).to_have_count(2, timeout=30000)
         refused = page.locator(".card[data-state=refused] .message").all_inner_texts()
         assert any("notes.jpg" in m and "not a photo" in m for m in refused), refused
-        assert any("huge.png" in m and "3 MB" in m for m in refused), refused
+        assert any("huge.png" in m and f"{server.max_upload_mb} MB" in m for m in refused), refused
         _shot(page, "2-ready-and-refused")
 
         page.click("#protect")

@@ -164,6 +164,7 @@ def test_every_method_row_builds_with_its_own_options(linear, photos):
         assert adv.shape == x0.shape and float(jnp.abs(adv - x0).max()) <= 2 / 255 * (1 + 1e-5) * (32 * 32 * 3) ** 0.5
 
 
+@pytest.mark.slow
 def test_edit_methods_take_the_appeal_term(linear, photos, generated_nima):
     """`--appeal` with an edit method (tone: every edit method shares the loop): the NIMA term sees
     the edited photo and pulls the sliders towards a higher mean score. Random NIMA weights: this
