@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from ppjax.ops.metrics import srgb_to_lab
+from ppjax.ops.metrics import positive_power, srgb_to_lab
 
 __all__ = ["srgb_to_linear", "linear_to_srgb", "luma", "srgb_to_lab", "lab_to_srgb", "LUMA_WEIGHTS"]
 
@@ -24,13 +24,13 @@ _XYZ_TO_RGB = (
 
 def srgb_to_linear(x: jnp.ndarray) -> jnp.ndarray:
     """sRGB values in [0, 1] to linear light (the sRGB transfer function)."""
-    return jnp.where(x <= 0.04045, x / 12.92, ((jnp.maximum(x, 0.04045) + 0.055) / 1.055) ** 2.4)
+    return jnp.where(x <= 0.04045, x / 12.92, positive_power((jnp.maximum(x, 0.04045) + 0.055) / 1.055, 2.4))
 
 
 def linear_to_srgb(v: jnp.ndarray) -> jnp.ndarray:
     """Linear light to sRGB values; negative light is clamped to 0, values above 1 are kept."""
     v = jnp.maximum(v, 0.0)
-    return jnp.where(v <= 0.0031308, 12.92 * v, 1.055 * jnp.maximum(v, 0.0031308) ** (1 / 2.4) - 0.055)
+    return jnp.where(v <= 0.0031308, 12.92 * v, 1.055 * positive_power(jnp.maximum(v, 0.0031308), 1 / 2.4) - 0.055)
 
 
 def luma(x: jnp.ndarray) -> jnp.ndarray:

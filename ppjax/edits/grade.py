@@ -46,7 +46,8 @@ def _hue_chroma(lab):
     c2 = a * a + b * b
     c = jnp.sqrt(jnp.maximum(c2, 1e-12))
     grey = c2 < 1e-12  # arctan2's gradient is 0/0 there; a grey pixel's hue is never used (no chroma to move)
-    hue = jnp.degrees(jnp.arctan2(jnp.where(grey, 0.0, b), jnp.where(grey, 1.0, a))) % 360.0
+    hue = jnp.degrees(jnp.arctan2(jnp.where(grey, 0.0, b), jnp.where(grey, 1.0, a)))
+    hue = jnp.where(hue < 0.0, hue + 360.0, hue)  # [0, 360]; a float modulo is slow on a CPU
     return hue, c
 
 
@@ -62,11 +63,16 @@ def guard(lab: jnp.ndarray) -> jnp.ndarray:
     return jnp.max(jnp.stack([membership(lab, f) for f in GUARDS]), axis=0)
 
 
-def _sector_weights(hue):
-    centres = jnp.asarray(SECTORS)
-    d = (hue[..., None] - centres + 180.0) % 360.0 - 180.0
+def _sector_shift(hue, shifts):
+    """(..., 2) the (a, b) shift at each hue: the sectors' shifts (K, 2) blended by raised cosines
+    of one sector's width around their centres (equally spaced from 0 degrees). A hue lies between
+    two centres, whose weights are w and 1 - w; one cosine a pixel, not one per sector (the cosine
+    and a K-wide contraction per pixel were most of the grade's cost at full size)."""
     width = 360.0 / len(SECTORS)
-    return jnp.where(jnp.abs(d) < width, 0.5 * (1.0 + jnp.cos(jnp.pi * d / width)), 0.0)
+    k = jnp.clip(jnp.floor(hue / width), 0, len(SECTORS) - 1)
+    w = 0.5 * (1.0 + jnp.cos(jnp.pi * (hue - k * width) / width))
+    k = k.astype(jnp.int32)
+    return w[..., None] * jnp.take(shifts, k, axis=0) + (1.0 - w)[..., None] * jnp.take(shifts, (k + 1) % len(SECTORS), axis=0)
 
 
 def _white_balance(params, x):
@@ -81,7 +87,7 @@ def _chroma_moves(params, lab):
     ab = lab[..., 1:]
     skin = membership(lab, "skin")
     scale = (1.0 + params["saturation"]) * (1.0 + params["vibrance"] * (1.0 - skin) * jnp.clip(1.0 - c / 60.0, 0.0, 1.0))
-    shift = jnp.einsum("...k,kc->...c", _sector_weights(hue), params["shifts"]) * (c / (c + 10.0))[..., None]
+    shift = _sector_shift(hue, params["shifts"]) * (c / (c + 10.0))[..., None]
     g = guard(lab)[..., None]
     unit = ab / c[..., None]
     along = jnp.maximum(jnp.sum(shift * unit, axis=-1, keepdims=True), -0.5 * c[..., None])  # never through grey

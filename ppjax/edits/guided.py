@@ -19,41 +19,37 @@ def radius_for(fraction, h, w):
     return jnp.maximum(1, jnp.round(fraction * jnp.minimum(h, w))).astype(jnp.int32)
 
 
-def _window_sums(s, n, r, axis):
+def _window_sums(s, n, r, axis, xp=jnp):
     """Sums over windows [i - r, i + r] clipped to [0, n - 1] along ``axis`` of an array whose
     integral (cumulative sum with a leading zero) is ``s``; the windows' lengths too."""
-    size = s.shape[axis] - 1
-    i = jnp.arange(size)
-    lo = jnp.clip(i - r, 0, jnp.maximum(n - 1, 0))
-    hi = jnp.clip(i + r, 0, jnp.maximum(n - 1, 0)) + 1
-    shape = [1] * s.ndim
-    shape[axis] = size
-    take = lambda idx: jnp.take_along_axis(s, jnp.broadcast_to(idx.reshape(shape), s.shape[:axis] + (size,) + s.shape[axis + 1 :]), axis=axis)  # noqa: E731
-    return take(hi) - take(lo), (hi - lo).astype(s.dtype)
+    i = xp.arange(s.shape[axis] - 1)
+    lo = xp.clip(i - r, 0, xp.maximum(n - 1, 0))
+    hi = xp.clip(i + r, 0, xp.maximum(n - 1, 0)) + 1
+    return xp.take(s, hi, axis=axis) - xp.take(s, lo, axis=axis), (hi - lo).astype(s.dtype)
 
 
-def box_mean(x: jnp.ndarray, r, h=None, w=None) -> jnp.ndarray:
+def box_mean(x, r, h=None, w=None, xp=jnp):
     """(H, W) mean of ``x`` over the (2r + 1)-square window around each pixel, the window clipped to
     the top-left (h, w) extent (default: the whole array). Pixels outside the extent get values that
-    are never meant to be read."""
+    are never meant to be read. ``xp``: jax.numpy, or NumPy on the host (no program per size)."""
     H, W = x.shape
     h = H if h is None else h
     w = W if w is None else w
-    pad = lambda a, axis: jnp.concatenate([jnp.zeros_like(jnp.take(a, jnp.array([0]), axis=axis)), jnp.cumsum(a, axis=axis)], axis=axis)  # noqa: E731
-    rows, nr = _window_sums(pad(x, 0), h, r, 0)
-    both, nc = _window_sums(pad(rows, 1), w, r, 1)
+    pad = lambda a, axis: xp.concatenate([xp.zeros_like(xp.take(a, xp.asarray([0]), axis=axis)), xp.cumsum(a, axis=axis)], axis=axis)  # noqa: E731
+    rows, nr = _window_sums(pad(x, 0), h, r, 0, xp)
+    both, nc = _window_sums(pad(rows, 1), w, r, 1, xp)
     return both / (nr[:, None] * nc[None, :])
 
 
-def guided_coefficients(guide: jnp.ndarray, r, eps: float, h=None, w=None) -> tuple[jnp.ndarray, jnp.ndarray]:
+def guided_coefficients(guide, r, eps: float, h=None, w=None, xp=jnp) -> tuple:
     """The self-guided filter's smoothed linear coefficients (mean_a, mean_b), each (H, W), such that
     the filtered image is ``mean_a * guide + mean_b``. ``eps`` is the variance (in squared pixel
-    units of ``guide``) below which detail is smoothed away."""
-    mean = box_mean(guide, r, h, w)
-    var = jnp.maximum(box_mean(guide * guide, r, h, w) - mean * mean, 0.0)
+    units of ``guide``) below which detail is smoothed away. ``xp`` as for :func:`box_mean`."""
+    mean = box_mean(guide, r, h, w, xp)
+    var = xp.maximum(box_mean(guide * guide, r, h, w, xp) - mean * mean, 0.0)
     a = var / (var + eps)
     b = (1.0 - a) * mean
-    return box_mean(a, r, h, w), box_mean(b, r, h, w)
+    return box_mean(a, r, h, w, xp), box_mean(b, r, h, w, xp)
 
 
 def guided_filter(guide: jnp.ndarray, r, eps: float, h=None, w=None) -> jnp.ndarray:

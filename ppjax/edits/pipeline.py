@@ -9,8 +9,8 @@ pixel's position as a fraction of its photo's size; everything else is per pixel
 
 :func:`apply_full` applies parameters found on a working copy to the full-resolution photo: the
 per-pixel parts exactly, clarity's base from the working copy's guided-filter coefficients
-upsampled (the fast guided filter of He and Sun, 2015), in chunks of a fixed number of pixels so
-that no program is compiled per photo size.
+upsampled (the fast guided filter of He and Sun, 2015), in chunks of two fixed numbers of pixels
+so that no program is compiled per photo size.
 """
 
 from __future__ import annotations
@@ -32,8 +32,19 @@ __all__ = ["PARTS", "EditPipeline", "pipeline", "apply_full", "positions", "flat
 
 #: The parts in the order they apply.
 PARTS = {"tone": tone, "local": local, "curves": curves, "grade": grade}
-#: Pixels per call of the full-size program.
-CHUNK = 1 << 19
+#: Pixels per call of the full-size program: large chunks, the rest (and small photos) in small
+#: ones, so two compiled programs serve every size and a 299x299 photo is padded to 128 Ki pixels,
+#: not 512 Ki.
+CHUNK, SMALL_CHUNK = 1 << 19, 1 << 16
+
+
+def _spans(n: int):
+    """(start, length) of the chunks that cover ``n`` pixels."""
+    start = 0
+    while start < n:
+        size = CHUNK if n - start > CHUNK - SMALL_CHUNK else SMALL_CHUNK
+        yield start, size
+        start += size
 
 
 @dataclass(frozen=True)
@@ -165,19 +176,21 @@ def apply_full(pipe: EditPipeline, params: dict, full: np.ndarray, coefficients:
     x = full.reshape(-1, 3).astype(np.float32) / 255.0
     detail = None
     if pipe.uses_detail:
-        if coefficients is None:
-            coefficients = np.asarray(pipe.coefficients(jnp.asarray(x.reshape(1, h, w, 3)))[0])
+        if coefficients is None:  # on the host: no program compiled for this photo's size
+            y = (x @ np.asarray(LUMA_WEIGHTS, np.float32)).reshape(h, w)
+            r = int(radius_for(tone.CLARITY_RADIUS, h, w))
+            coefficients = np.stack(guided_coefficients(y, r, tone.CLARITY_EPS, xp=np), -1)
         planes = [np.asarray(Image.fromarray(np.ascontiguousarray(coefficients[..., k]), "F").resize((w, h), Image.Resampling.BILINEAR)) for k in range(2)]
         y = x @ np.asarray(LUMA_WEIGHTS, np.float32)
         detail = y - (planes[0].reshape(-1) * y + planes[1].reshape(-1))
     program = _chunk_program(pipe.parts)
     params = jax.tree_util.tree_map(jnp.asarray, params)
     out = np.empty((x.shape[0], 3), np.uint8)
-    for start in range(0, x.shape[0], CHUNK):
-        part = x[start : start + CHUNK]
+    for start, size in _spans(x.shape[0]):
+        part = x[start : start + size]
         m = part.shape[0]
-        pad = lambda a: np.concatenate([a, np.zeros((CHUNK - m,) + a.shape[1:], a.dtype)]) if m < CHUNK else a  # noqa: E731
-        d = None if detail is None else jnp.asarray(pad(detail[start : start + CHUNK]))
+        pad = lambda a: np.concatenate([a, np.zeros((size - m,) + a.shape[1:], a.dtype)]) if m < size else a  # noqa: E731
+        d = None if detail is None else jnp.asarray(pad(detail[start : start + size]))
         edited = np.asarray(program(params, jnp.asarray(pad(part)), d, jnp.int32(start), jnp.int32(h), jnp.int32(w)))[:m]
         out[start : start + m] = np.clip(np.rint(edited * 255.0), 0, 255).astype(np.uint8)
     return out.reshape(h, w, 3)

@@ -81,15 +81,22 @@ def ssim_or_nan(x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
     return ssim(x, y) if ssim_defined(x.shape) else jnp.full(x.shape[:-3], jnp.nan, x.dtype)
 
 
+def positive_power(x: jnp.ndarray, p: float) -> jnp.ndarray:
+    """``x ** p`` for ``x > 0``, as exp(p log x): XLA's CPU code for a float power and for cbrt is
+    scalar and 3 to 10 times slower (measured on 512 Ki pixels: x ** 2.4 8.2 ms, cbrt 24 ms,
+    exp-log 2.5 ms), and colour conversions take several per pixel."""
+    return jnp.exp(p * jnp.log(x))
+
+
 def srgb_to_lab(rgb: jnp.ndarray) -> jnp.ndarray:
     """sRGB in [0, 1] (..., 3) to CIELAB (D65 white), L in [0, 100]."""
-    linear = jnp.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    linear = jnp.where(rgb <= 0.04045, rgb / 12.92, positive_power((jnp.maximum(rgb, 0.04045) + 0.055) / 1.055, 2.4))
     m = jnp.asarray(
         [[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]], rgb.dtype
     )
     xyz = linear @ m.T / jnp.asarray([0.95047, 1.0, 1.08883], rgb.dtype)
     eps = 216.0 / 24389.0
-    f = jnp.where(xyz > eps, jnp.cbrt(jnp.maximum(xyz, eps)), (24389.0 / 27.0 * xyz + 16.0) / 116.0)
+    f = jnp.where(xyz > eps, positive_power(jnp.maximum(xyz, eps), 1.0 / 3.0), (24389.0 / 27.0 * xyz + 16.0) / 116.0)
     return jnp.stack([116.0 * f[..., 1] - 16.0, 500.0 * (f[..., 0] - f[..., 1]), 200.0 * (f[..., 1] - f[..., 2])], -1)
 
 

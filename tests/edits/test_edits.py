@@ -81,6 +81,9 @@ def test_guided_filter_matches_a_direct_implementation_and_ignores_the_canvas():
     canvas[:13, :9] = p
     got = jax.jit(guided.guided_filter, static_argnums=2)(jnp.asarray(canvas), jnp.int32(2), 0.01, jnp.int32(13), jnp.int32(9))
     np.testing.assert_allclose(np.asarray(got)[:13, :9], want, atol=1e-5)
+    a, b = guided.guided_coefficients(p.astype(np.float32), 2, 0.01, xp=np)  # on the host, as apply_full does
+    assert isinstance(a, np.ndarray)
+    np.testing.assert_allclose(a * p + b, want, atol=1e-5)
 
 
 @pytest.mark.parametrize("method", [pytest.param("edit", marks=pytest.mark.slow), *PARTS])
