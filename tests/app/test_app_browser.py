@@ -21,7 +21,7 @@ from ..conftest import shared_path
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SHOTS = Path(__file__).resolve().parent / "screenshots"
-#: PPJAX_TEST_12MP=1: the JPEG is a 12-megapixel phone photo (4032x3024, about 3.5 MB), as the app
+#: PPJAX_TEST_12MP=1: the JPEG is a 12-megapixel phone photo (4032x3024, a 1.8 MB JPEG), as the app
 #: issue's goal names; CI drops the 2560x1600 camera JPEG, which exercises the same path in less time.
 PHONE_12MP = bool(os.environ.get("PPJAX_TEST_12MP"))
 
