@@ -86,38 +86,24 @@ def make_engines(model, name: str, which: Engines, model_dir: Path) -> dict[str,
     return engines
 
 
-def _manifest_records(folder: Path):
-    """Every record of the ppjax manifests in ``folder`` (none when it has none)."""
-    import json
-
-    for f in sorted(Path(folder).glob(".ppjax-manifest*.jsonl")):
-        for line in f.read_text(encoding="utf-8").splitlines():
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a kill
-
-
 def attacked_models(folder: Path) -> set[str]:
     """The models a ppjax run attacked to make the files in ``folder``, from its manifests'
     ``run`` records (empty when the folder has none)."""
+    from ppjax.protect.manifest import read_records
+
     names: set[str] = set()
-    for rec in _manifest_records(folder):
+    for rec in read_records(folder):
         if rec.get("kind") == "run":
             names.update(rec.get("settings", {}).get("models", ()))
     return names
 
 
 def recorded_edits(folder: Path) -> dict[str, str]:
-    """``{output path relative to folder: the edit in words}`` for the files an edit method made
-    (``ppjax protect --method edit`` and kin), from the manifests' newest record of each."""
-    found: dict[str, tuple[str, str]] = {}
-    for rec in _manifest_records(folder):
-        if rec.get("kind") == "output" and isinstance(rec.get("output"), str) and rec.get("edit"):
-            when = rec.get("written_at", "")
-            if rec["output"] not in found or when >= found[rec["output"]][0]:
-                found[rec["output"]] = (when, str(rec["edit"]))
-    return {name: edit for name, (_, edit) in found.items()}
+    """``{output path relative to folder: the edit in words}`` for the files whose newest record
+    says an edit method made them (``ppjax protect --method edit`` and kin)."""
+    from ppjax.protect.manifest import newest_outputs
+
+    return {name: str(rec["edit"]) for name, rec in newest_outputs(folder).items() if rec.get("edit")}
 
 
 def held_out_judges(names, attacked, load) -> dict[str, tuple]:

@@ -29,7 +29,7 @@ import numpy as np
 from ppjax.store.install import sha256_file
 
 __all__ = [
-    "MANIFEST_PREFIX", "Manifest", "Decision", "settings_fingerprint", "variables_sha256", "staging_path",
+    "MANIFEST_PREFIX", "Manifest", "Decision", "read_records", "newest_outputs", "settings_fingerprint", "variables_sha256", "staging_path",
     "clean_leftovers", "sha256_file",
 ]  # fmt: skip
 
@@ -113,20 +113,8 @@ class Manifest:
 
     def refresh(self) -> None:
         """Read every writer's records again (other processes may have added some)."""
-        self._records = {}
-        self._existed = False
-        if self.out_dir.is_dir():
-            for f in sorted(self.out_dir.glob(f"{MANIFEST_PREFIX}*.jsonl")):
-                self._existed = True
-                for line in f.read_text().splitlines():
-                    try:
-                        rec = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue  # a line cut short by a kill: its file was never counted as done
-                    if rec.get("kind") == "output" and isinstance(rec.get("output"), str):
-                        prev = self._records.get(rec["output"])
-                        if prev is None or rec.get("written_at", "") >= prev.get("written_at", ""):
-                            self._records[rec["output"]] = rec
+        self._existed = self.out_dir.is_dir() and any(self.out_dir.glob(f"{MANIFEST_PREFIX}*.jsonl"))
+        self._records = newest_outputs(self.out_dir) if self._existed else {}
 
     @property
     def path(self) -> Path:
@@ -190,6 +178,28 @@ class Manifest:
                 self.out_dir.mkdir(parents=True, exist_ok=True)
                 self._started = True
                 self._write({"kind": "run", "run_id": self.run_id, "started_at": _now(), "fingerprint": self.fingerprint, "settings": self.settings})
+
+
+def read_records(folder: Path):
+    """Every record of the ppjax manifests in ``folder`` (none when it has none); a line cut short
+    by a kill is skipped (its file was never counted as done)."""
+    for f in sorted(Path(folder).glob(f"{MANIFEST_PREFIX}*.jsonl")):
+        for line in f.read_text(encoding="utf-8").splitlines():
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                continue
+
+
+def newest_outputs(folder: Path) -> dict[str, dict]:
+    """``{output path relative to folder: its newest output record}`` over every writer's manifest."""
+    found: dict[str, dict] = {}
+    for rec in read_records(folder):
+        if rec.get("kind") == "output" and isinstance(rec.get("output"), str):
+            prev = found.get(rec["output"])
+            if prev is None or rec.get("written_at", "") >= prev.get("written_at", ""):
+                found[rec["output"]] = rec
+    return found
 
 
 def _now() -> str:

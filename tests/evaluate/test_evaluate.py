@@ -93,7 +93,11 @@ def test_evaluate_real_model_matches_independent_numbers(lite0_store, tmp_path, 
     (tmp_path / "prot" / "README.txt").write_text("not an image: ignored")
     # A ppjax manifest that says an edit method made the second file: the report shows its edit.
     record = {"kind": "output", "output": f"{rows[1]['ImageId']}.png", "edit": "saturation +12%, temperature -300 K", "written_at": "2026-12-02T00:00:00"}
-    (tmp_path / "prot" / ".ppjax-manifest.jsonl").write_text(json.dumps(record) + "\n" + '{"kind": "output", "outp')  # a line cut short
+    # The third file was made by an edit method, then again by noise: its newest record has no edit.
+    older = {"kind": "output", "output": f"{rows[2]['ImageId']}.png", "edit": "tint +5", "written_at": "2026-12-01T00:00:00"}
+    newer = {"kind": "output", "output": f"{rows[2]['ImageId']}.png", "edit": None, "written_at": "2026-12-02T00:00:00"}
+    lines = [json.dumps(r) for r in (record, older, newer)]
+    (tmp_path / "prot" / ".ppjax-manifest.jsonl").write_text("\n".join(lines) + "\n" + '{"kind": "output", "outp')  # a line cut short
     Image.fromarray(protected[0]).save(tmp_path / "prot" / "stray.png")  # no original
     out = tmp_path / "report" / "eval.json"
     result = CliRunner().invoke(
