@@ -176,12 +176,11 @@ def apply_full(pipe: EditPipeline, params: dict, full: np.ndarray, coefficients:
     x = full.reshape(-1, 3).astype(np.float32) / 255.0
     detail = None
     if pipe.uses_detail:
-        if coefficients is None:  # on the host: no program compiled for this photo's size
-            y = (x @ np.asarray(LUMA_WEIGHTS, np.float32)).reshape(h, w)
-            r = int(radius_for(tone.CLARITY_RADIUS, h, w))
-            coefficients = np.stack(guided_coefficients(y, r, tone.CLARITY_EPS, xp=np), -1)
-        planes = [np.asarray(Image.fromarray(np.ascontiguousarray(coefficients[..., k]), "F").resize((w, h), Image.Resampling.BILINEAR)) for k in range(2)]
         y = x @ np.asarray(LUMA_WEIGHTS, np.float32)
+        if coefficients is None:  # on the host: no program compiled for this photo's size
+            r = int(radius_for(tone.CLARITY_RADIUS, h, w))
+            coefficients = np.stack(guided_coefficients(y.reshape(h, w), r, tone.CLARITY_EPS, xp=np), -1)
+        planes = [np.asarray(Image.fromarray(np.ascontiguousarray(coefficients[..., k]), "F").resize((w, h), Image.Resampling.BILINEAR)) for k in range(2)]
         detail = y - (planes[0].reshape(-1) * y + planes[1].reshape(-1))
     program = _chunk_program(pipe.parts)
     params = jax.tree_util.tree_map(jnp.asarray, params)

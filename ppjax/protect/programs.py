@@ -71,16 +71,16 @@ class CachedProgram:
 
     def __init__(self, fn: Callable, settings: dict, cache: ProgramCache | None = None):
         self.fn, self.settings, self.cache = fn, settings, cache
-        self._loaded: dict = {}
-        self._ran: set = set()
+        self._loaded: dict = {}  # per key, once its first call has compiled it
         self._guard = threading.Lock()
         self._locks: dict = {}
 
     def __call__(self, *args, **static):
         shapes = jax.tree_util.tree_map(lambda a: (tuple(a.shape), str(a.dtype)), args)
         key = json.dumps([jax.tree_util.tree_structure(args).__repr__(), jax.tree_util.tree_leaves(shapes), sorted(static.items())], default=str)
-        if key in self._ran:
-            return self._loaded[key](*args)
+        program = self._loaded.get(key)
+        if program is not None:
+            return program(*args)
         # Batches in flight on other threads ask for the same program at once: without the lock
         # each traced and compiled it anew (measured: two 22 s traces and two XLA compiles of the
         # edit program side by side on two cores). The first call holds it while it traces and
@@ -89,10 +89,11 @@ class CachedProgram:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
             program = self._loaded.get(key)
-            if program is None:
-                program = self._loaded[key] = self._program(key, args, static)
+            if program is not None:  # another thread compiled it while this one waited
+                return program(*args)
+            program = self._program(key, args, static)
             out = program(*args)
-            self._ran.add(key)
+            self._loaded[key] = program
         return out
 
     def _program(self, key: str, args, static) -> Callable:
