@@ -157,15 +157,21 @@ def plan_work(jobs: Sequence[tuple[Path, Path]], manifest: Manifest | None, over
 def plan_batches(protector: Protector, jobs: Sequence[tuple[Path, Path]], max_batch: int) -> list[list]:
     """``jobs`` in batches of at most ``max_batch`` that share a compiled program, by each input's
     size as its header gives it (files whose header cannot be read go alone: decoding says why),
-    in input order within each group."""
+    in input order within each group.
+
+    The first batch of every program comes first, then the rest group by group: with two batches
+    in flight, a second program's compile then overlaps the first's instead of waiting behind every
+    photo of the first (XLA compiles without holding Python's lock)."""
     groups: dict = {}
     for job in jobs:
         groups.setdefault(_program_key(protector, peek_size(job[0])), []).append(job)
-    batches = []
+    firsts, rest = [], []
     for key, group in groups.items():
         step = 1 if key is None else max_batch
-        batches += [group[i : i + step] for i in range(0, len(group), step)]
-    return batches
+        batches = [group[i : i + step] for i in range(0, len(group), step)]
+        firsts.append(batches[0])
+        rest += batches[1:]
+    return firsts + rest
 
 
 def _program_key(protector: Protector, size: tuple[int, int] | None):

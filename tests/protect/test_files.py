@@ -73,3 +73,25 @@ def test_failed_jpeg_rewrite_leaves_no_stale_output(tiny, photos, tmp_path, monk
     assert writes.count(staging_path(jobs[1][1])) == 2
     assert [r.error is None for r in results] == [True, False] and "No space" in results[1].error
     assert jobs[0][1].exists() and not jobs[1][1].exists()
+
+
+def test_plan_batches_starts_every_program_before_repeating_one(tiny, tmp_path):
+    from ppjax.protect.files import plan_batches
+
+    protector = Protector([tiny], eps=2.0, steps=3, channel="social")
+    sizes = [(64, 64), (64, 64), (64, 64), (900, 700), (64, 64), (900, 700), (300, 300)]
+    jobs = []
+    for n, (w, h) in enumerate(sizes):
+        jobs.append((tmp_path / f"{n}.png", tmp_path / "out" / f"{n}.png"))
+        Image.new("RGB", (w, h)).save(jobs[-1][0])
+    canvas = {src: protector.canvas_for(*Image.open(src).size[::-1]) for src, _ in jobs}
+    assert len(set(canvas.values())) == 3  # the sizes land on three canvases
+    batches = plan_batches(protector, jobs, max_batch=2)
+    firsts = [canvas[b[0][0]] for b in batches[:3]]
+    assert len(set(firsts)) == 3  # one batch of each program before any program's second batch
+    assert sorted(j for b in batches for j in b) == sorted(jobs)
+    assert all(len({canvas[src] for src, _ in b}) == 1 and len(b) <= 2 for b in batches)
+    order = [src for b in batches for src, _ in b]
+    for key in set(canvas.values()):  # input order within a program
+        mine = [src for src in order if canvas[src] == key]
+        assert mine == sorted(mine, key=lambda p: int(p.stem))
