@@ -15,7 +15,7 @@ from PIL import Image
 
 from ppjax.ops.channel import VIEWS, Variant, platform_size
 
-__all__ = ["PIL_FILTERS", "jpeg_reencode", "apply_real", "apply_real_panel"]
+__all__ = ["PIL_FILTERS", "jpeg_reencode", "platform_shrink", "stage_views", "stage_groups", "apply_real", "apply_real_panel"]
 
 PIL_FILTERS = {
     "bilinear": Image.Resampling.BILINEAR,
@@ -34,14 +34,19 @@ def jpeg_reencode(img: Image.Image, quality: int) -> Image.Image:
     return out.convert("RGB")
 
 
-def _shared_stage(img: Image.Image, variant: Variant) -> Image.Image:
-    """What the platform hands on: shrunk to ``variant.platform`` (bicubic) and re-encoded."""
-    shrunk = platform_size(img.height, img.width, variant.platform)
-    if shrunk is not None:
-        img = img.resize((shrunk[1], shrunk[0]), Image.Resampling.BICUBIC)
-    if variant.quality is not None:
-        img = jpeg_reencode(img, variant.quality)
-    return img
+def platform_shrink(img: Image.Image, platform: int | None) -> Image.Image:
+    """``img`` shrunk to a long side of ``platform`` (bicubic) when it is larger; else ``img``."""
+    shrunk = platform_size(img.height, img.width, platform)
+    return img if shrunk is None else img.resize((shrunk[1], shrunk[0]), Image.Resampling.BICUBIC)
+
+
+def stage_views(shrunk: Image.Image, quality: int | None, variants) -> list[np.ndarray]:
+    """The views of ``variants`` (all of one platform size and ``quality``) of the platform's
+    ``shrunk`` photo: re-encoded once at ``quality`` (None: as it is), then each view. Safe to
+    run on one ``shrunk`` from several threads at once."""
+    # Encoding a copy: Image.save writes its options onto the image it saves.
+    img = shrunk if quality is None else jpeg_reencode(shrunk.copy(), quality)
+    return [_view(img, v) for v in variants]
 
 
 def _view(img: Image.Image, variant: Variant) -> np.ndarray:
@@ -58,18 +63,26 @@ def _view(img: Image.Image, variant: Variant) -> np.ndarray:
 
 def apply_real(rgb: np.ndarray, variant: Variant) -> np.ndarray:
     """(H, W, 3) uint8 through ``variant`` on Pillow: the (h, w, 3) uint8 its classifier sees."""
-    return _view(_shared_stage(Image.fromarray(np.ascontiguousarray(rgb)), variant), variant)
+    return apply_real_panel(rgb, [variant])[0]
+
+
+def stage_groups(variants) -> dict[tuple, list[int]]:
+    """The indices of ``variants`` by (platform size, quality): the variants of one group share
+    their platform's shrink and its re-encode (:func:`stage_views`)."""
+    groups: dict = {}
+    for i, v in enumerate(variants):
+        groups.setdefault((v.platform, v.quality), []).append(i)
+    return groups
 
 
 def apply_real_panel(rgb: np.ndarray, variants) -> list[np.ndarray]:
-    """:func:`apply_real` for each of ``variants``, with each platform shrink and re-encode done
-    once for all the views that share it (a 12-megapixel photo is shrunk 3 times, not 36)."""
+    """:func:`apply_real` for each of ``variants``, with each platform shrink done once for all the
+    variants that share it and each re-encode once for all the views that share it (a
+    12-megapixel photo is shrunk twice, not 24 times)."""
     img = Image.fromarray(np.ascontiguousarray(rgb))
-    stages: dict = {}
-    out = []
-    for v in variants:
-        key = (v.platform, v.quality)
-        if key not in stages:
-            stages[key] = _shared_stage(img, v)
-        out.append(_view(stages[key], v))
+    shrunk = {platform: platform_shrink(img, platform) for platform in dict.fromkeys(v.platform for v in variants)}
+    out: list = [None] * len(variants)
+    for (platform, quality), idx in stage_groups(variants).items():
+        for i, view in zip(idx, stage_views(shrunk[platform], quality, [variants[i] for i in idx])):
+            out[i] = view
     return out

@@ -130,3 +130,42 @@ def test_large_photos_get_no_exact_view():
     assert not channel_draws(810, 1080).exact and channel_draws(512, 384).exact
     with pytest.raises(ValueError):
         ChannelDraws(0)
+
+
+def test_pooled_panel_is_pillow_variant_by_variant():
+    """The judge's panel (each platform shrink and re-encode once, groups on a thread pool sharing
+    one image) equals each variant done alone with Pillow's calls written out here."""
+    import io
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ppjax.io.real_channel import PIL_FILTERS
+    from ppjax.ops.channel import VIEWS
+    from ppjax.protect.panel import PanelJudge
+
+    rgb = np.asarray(Image.fromarray(_photo("fullres")).resize((2100, 1300), Image.Resampling.BICUBIC))
+
+    def alone(v):
+        img = Image.fromarray(rgb)
+        if v.platform is not None and max(img.size) > v.platform:
+            scale = v.platform / max(img.size)
+            img = img.resize(tuple(max(1, round(s * scale)) for s in img.size), Image.Resampling.BICUBIC)
+        if v.quality is not None:
+            buf = io.BytesIO()
+            img.save(buf, "JPEG", quality=v.quality, subsampling=2)
+            img = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+        (h, w), crop = VIEWS[v.view]
+        img = img.resize((w, h), PIL_FILTERS[v.filter])
+        if crop:
+            top, left = int(round((h - crop) / 2.0)), int(round((w - crop) / 2.0))
+            img = img.crop((left, top, left + crop, top + crop))
+        return np.asarray(img)
+
+    class Social:
+        channel = "social"
+
+    variants = panel("social", *rgb.shape[:2])
+    assert {v.platform for v in variants} == {None, 2048, 1080} and len(variants) == 36
+    with ThreadPoolExecutor(6) as pool:
+        pooled = PanelJudge(Social(), pool)._views(rgb, variants)
+    for v, view in zip(variants, pooled):
+        assert np.array_equal(view, alone(v)), v.label()
