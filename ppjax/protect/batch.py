@@ -19,6 +19,7 @@ final, not when its batch is.
 from __future__ import annotations
 
 import contextlib
+import threading
 import zlib
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
@@ -145,14 +146,16 @@ class Batch:
         x01 = to_float01(x)
         keys = image_keys(self.seed, [src for src, _ in jobs], size)
         self._announce(jobs, canvas, size)
+        judge = self.judge or PanelJudge(p)
+        # The originals' panels on the host while the attack runs: they do not depend on it.
+        started = [_started(judge.original, im.rgb) for im in images]
         found = None  # the edit methods' EditResult, per photo of the batch
         if p.is_edit:
             q, _, _, found = p.protect_edit(keys, x01, geometry, exact=canvas.exact)
             q = np.array(q)
         else:
             q = np.array(p.protect_canvas(keys, x01, geometry, exact=canvas.exact)[0])
-        judge = self.judge or PanelJudge(p)
-        originals = [judge.original(im.rgb) for im in images]
+        originals = [f.result() for f in started]
         written: list = [None] * n
         leads: list = [None] * n
         quality: list = [None] * n
@@ -287,6 +290,20 @@ def _submit(pool, fn, *args) -> Future:
         return pool.submit(fn, *args)
     done: Future = Future()
     done.set_result(fn(*args))
+    return done
+
+
+def _started(fn, *args) -> Future:
+    """``fn(*args)`` begun now on a thread of its own; its result (or error) in the future."""
+    done: Future = Future()
+
+    def work() -> None:
+        try:
+            done.set_result(fn(*args))
+        except BaseException as e:  # noqa: BLE001 - handed to whoever waits for it
+            done.set_exception(e)
+
+    threading.Thread(target=work, name="ppjax-original", daemon=True).start()
     return done
 
 
