@@ -79,10 +79,11 @@ VERDICT = ("protected", "psnr", "ssim", "variants_protected", "variants", "unpro
 
 
 def image_keys(seed: int, sources, size: int) -> jax.Array:
-    """(size,) keys: each image's from ``seed`` and its path (so its random draws never depend on
-    its batch), the last repeated over the padding."""
+    """(size,) keys: each image's from ``seed`` and its file's name (so its random draws never
+    depend on its batch, nor on the folder it lies in or how its path was written), the last
+    repeated over the padding."""
     base = jax.random.key(seed)
-    keys = jnp.stack([jax.random.fold_in(base, zlib.crc32(str(src).encode()) & 0x7FFFFFFF) for src in sources])
+    keys = jnp.stack([jax.random.fold_in(base, zlib.crc32(Path(src).name.encode()) & 0x7FFFFFFF) for src in sources])
     return jnp.concatenate([keys, jnp.repeat(keys[-1:], size - len(sources), axis=0)])
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jax
 import numpy as np
 from PIL import Image
@@ -95,3 +97,20 @@ def test_plan_batches_starts_every_program_before_repeating_one(tiny, tmp_path):
     for key in set(canvas.values()):  # input order within a program
         mine = [src for src in order if canvas[src] == key]
         assert mine == sorted(mine, key=lambda p: int(p.stem))
+
+
+def test_bytes_do_not_depend_on_the_folder_or_how_the_path_is_written(tiny, photos, tmp_path, monkeypatch):
+    from ppjax.protect import protect_files
+
+    for folder in ("a", "b/deeper"):
+        (tmp_path / folder).mkdir(parents=True)
+        for n, rgb in enumerate(photos[:2]):
+            Image.fromarray(rgb).save(tmp_path / folder / f"{n}.png")
+    protector = Protector([tiny], eps=4.0, steps=3)  # its random start draws from each photo's key
+    monkeypatch.chdir(tmp_path)
+    relative = protect_files(protector, [(Path("a") / f"{n}.png", tmp_path / "out-a" / f"{n}.png") for n in range(2)])
+    absolute = protect_files(protector, [(tmp_path / "b" / "deeper" / f"{n}.png", tmp_path / "out-b" / f"{n}.png") for n in range(2)])
+    for r, a in zip(relative, absolute):
+        assert r.error is None and a.error is None
+        assert r.output.read_bytes() == a.output.read_bytes()
+    assert relative[0].output.read_bytes() != relative[1].output.read_bytes()
