@@ -24,7 +24,7 @@ import numpy as np
 
 from ppjax.ops.bands import BandSet, taps_needed, view_bands
 
-__all__ = ["EXACT_VIEW_MAX_SIDE", "Canvas", "CANVASES", "Geometry", "canvas_for", "own_canvas", "geometry", "stack_geometry", "place"]
+__all__ = ["EXACT_VIEW_MAX_SIDE", "Canvas", "CANVASES", "SHRUNK_CANVAS", "Geometry", "canvas_for", "own_canvas", "geometry", "stack_geometry", "place"]
 
 #: Photos with a long side of at most this many pixels may also be classified as they are (the
 #: social channel's exact view): nobody runs a classifier on a 12-megapixel photo.
@@ -46,9 +46,11 @@ class Canvas:
     def shape(self) -> tuple[int, int]:
         return self.height, self.width
 
-    def fits(self, h: int, w: int) -> bool:
-        """Whether an (h, w) working copy can go on this canvas."""
-        if h > self.height or w > self.width or self.exact != (max(h, w) <= EXACT_VIEW_MAX_SIDE):
+    def fits(self, h: int, w: int, whole: bool | None = None) -> bool:
+        """Whether an (h, w) working copy can go on this canvas; ``whole``: whether its photo is
+        small enough to be classified whole (None: the working copy is the photo's own size)."""
+        whole = max(h, w) <= EXACT_VIEW_MAX_SIDE if whole is None else whole
+        if h > self.height or w > self.width or self.exact != whole:
             return False
         need = [taps_needed(n) for n in (h, w)]
         return all(t <= self.taps and (not self.t_taps or tt <= self.t_taps) for t, tt in need)
@@ -68,18 +70,27 @@ CANVASES = (
 )
 
 
-def canvas_for(h: int, w: int) -> Canvas:
-    """The smallest of :data:`CANVASES` an (h, w) working copy fits, else :func:`own_canvas`."""
-    for canvas in CANVASES:
-        if canvas.fits(h, w):
+#: The canvas of the edit methods' working copies of photos larger than
+#: :data:`EXACT_VIEW_MAX_SIDE`, shrunk to a long side of 512 (:mod:`ppjax.protect.fullsize`): as
+#: the 512 canvas, without the view of the photo classified whole.
+SHRUNK_CANVAS = Canvas(512, 512, 11, 0, False)
+_SMALLEST_FIRST = sorted((*CANVASES, SHRUNK_CANVAS), key=lambda c: c.height * c.width)
+
+
+def canvas_for(h: int, w: int, whole: bool | None = None) -> Canvas:
+    """The smallest of :data:`CANVASES` (then :data:`SHRUNK_CANVAS`) an (h, w) working copy fits,
+    else :func:`own_canvas`; ``whole`` as for :meth:`Canvas.fits`."""
+    for canvas in _SMALLEST_FIRST:
+        if canvas.fits(h, w, whole):
             return canvas
-    return own_canvas(h, w)
+    return own_canvas(h, w, whole)
 
 
-def own_canvas(h: int, w: int) -> Canvas:
-    """A canvas of exactly an (h, w) photo's size (no padding), as many taps as its views need,
-    gradients by scatter."""
-    return Canvas(h, w, max(taps_needed(h)[0], taps_needed(w)[0]), 0, max(h, w) <= EXACT_VIEW_MAX_SIDE)
+def own_canvas(h: int, w: int, whole: bool | None = None) -> Canvas:
+    """A canvas of exactly an (h, w) working copy's size (no padding), as many taps as its views
+    need, gradients by scatter; ``whole`` as for :meth:`Canvas.fits`."""
+    whole = max(h, w) <= EXACT_VIEW_MAX_SIDE if whole is None else whole
+    return Canvas(h, w, max(taps_needed(h)[0], taps_needed(w)[0]), 0, whole)
 
 
 class Geometry(NamedTuple):
@@ -96,7 +107,7 @@ class Geometry(NamedTuple):
 
 def geometry(canvas: Canvas, h: int, w: int) -> Geometry:
     """One (h, w) photo's geometry on ``canvas`` (no batch axis, no extents)."""
-    if not canvas.fits(h, w) and canvas != own_canvas(h, w):
+    if not canvas.fits(h, w, canvas.exact) and canvas != own_canvas(h, w, canvas.exact):
         raise ValueError(f"a {w}x{h} photo does not fit the {canvas.label()} canvas")
     rows = view_bands(h, canvas.height, canvas.taps, canvas.t_taps)
     cols = view_bands(w, canvas.width, canvas.taps, canvas.t_taps)

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ppjax.io.images import ImageReadError, peek_size, read_image
+from ppjax.ops.canvas import EXACT_VIEW_MAX_SIDE
 from ppjax.ops.channel import platform_size
 from ppjax.protect.batch import VERDICT, Batch, ProtectResult
 from ppjax.protect.devices import replicas
-from ppjax.protect.fullsize import WORK_MAX_SIDE
 from ppjax.protect.manifest import Decision, Manifest, clean_leftovers, staging_path
 from ppjax.protect.panel import PanelJudge
 from ppjax.protect.protector import Protector
@@ -178,7 +178,10 @@ def _program_key(protector: Protector, size: tuple[int, int] | None):
     """The canvas an (h, w) photo is protected on, which decides its program (None: unknown)."""
     if size is None:
         return None
-    return protector.canvas_for(*(size if protector.channel == "exact" else platform_size(*size, WORK_MAX_SIDE) or size))
+    if protector.channel == "exact":
+        return protector.canvas_for(*size)
+    work = platform_size(*size, protector.work_side) or size
+    return protector.canvas_for(*work, whole=max(size) <= EXACT_VIEW_MAX_SIDE)
 
 
 class _InputCheck:

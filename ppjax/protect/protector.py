@@ -32,6 +32,7 @@ from ppjax.ops.channel import CHANNELS, ChannelDraws, canvas_targets
 from ppjax.models.masked import level_extents
 from ppjax.edits import EditPipeline
 from ppjax.protect.edit_run import protect_edit, run_edit
+from ppjax.protect.fullsize import EDIT_WORK_MAX_SIDE, WORK_MAX_SIDE
 from ppjax.protect.jpeg_refine import refine_for_jpeg
 from ppjax.protect.lattice import lattice_radius, quantise, quantise255
 from ppjax.protect.programs import CachedProgram, ProgramCache, describe
@@ -157,13 +158,21 @@ class Protector:
 
     # -- canvases ------------------------------------------------------------------------------
 
-    def canvas_for(self, h: int, w: int) -> Canvas:
+    def canvas_for(self, h: int, w: int, whole: bool | None = None) -> Canvas:
         """The canvas an (h, w) working copy is protected on: a shared one of
         :data:`ppjax.ops.canvas.CANVASES` under the social channel, else one of its own size (the
-        exact channel classifies each photo at its size; terms on the image see the whole canvas)."""
+        exact channel classifies each photo at its size; terms on the image see the whole canvas).
+        ``whole``: whether its photo is classified whole (None: the copy is the photo's size)."""
         if self.channel == "exact" or self.terms:
-            return own_canvas(h, w)
-        return canvas_for(h, w)
+            return own_canvas(h, w, whole)
+        return canvas_for(h, w, whole)
+
+    @property
+    def work_side(self) -> int:
+        """The long side (pixels) larger photos are shrunk to for the attack under the social
+        channel (:mod:`ppjax.protect.fullsize`)."""
+        pure_edit = self.is_edit and not attacks.METHODS[self.method].hybrid
+        return EDIT_WORK_MAX_SIDE if pure_edit else WORK_MAX_SIDE
 
     def is_warm(self, canvas: Canvas, batch: int) -> bool:
         """Whether this process has run the program for ``batch`` photos on ``canvas`` already."""

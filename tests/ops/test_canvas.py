@@ -12,7 +12,7 @@ from PIL import Image
 
 from ppjax.io.real_channel import apply_real
 from ppjax.ops.bands import VIEW_PAIRS, apply_bands, resize_view, shift_scale_bands, stack_bands, view_bands, taps_needed
-from ppjax.ops.canvas import CANVASES, Canvas, canvas_for, geometry, own_canvas, place, stack_geometry
+from ppjax.ops.canvas import CANVASES, SHRUNK_CANVAS, Canvas, canvas_for, geometry, own_canvas, place, stack_geometry
 from ppjax.ops.channel import Variant
 from ppjax.ops.jpeg import jpeg_round_trip
 from ppjax.ops.resample import center_crop, resize
@@ -159,6 +159,11 @@ def test_canvases_each_size_goes_to():
     # A strip too thin for the large canvas's transposed taps gets a canvas of its own size.
     assert taps_needed(2)[1] > CANVASES[-1].t_taps and canvas_for(1080, 2) == own_canvas(1080, 2)
     assert len({canvas_for(h, w) for h in range(128, 1081, 37) for w in range(128, 1081, 41)}) == len(CANVASES)
+    # The edit methods' 512 copies of larger photos: a canvas without the whole-photo view.
+    assert canvas_for(384, 512, whole=False) == SHRUNK_CANVAS and not SHRUNK_CANVAS.exact
+    assert canvas_for(512, 2, whole=False) == SHRUNK_CANVAS  # its gradients by scatter take any aspect
+    assert not own_canvas(600, 2, whole=False).exact and own_canvas(600, 2).exact is False
+    assert geometry(SHRUNK_CANVAS, 384, 512).valid.tolist() == [384, 512]
     with pytest.raises(ValueError):
         geometry(CANVASES[0], 300, 10)
     with pytest.raises(ValueError):

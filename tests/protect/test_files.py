@@ -114,3 +114,14 @@ def test_bytes_do_not_depend_on_the_folder_or_how_the_path_is_written(tiny, phot
         assert r.error is None and a.error is None
         assert r.output.read_bytes() == a.output.read_bytes()
     assert relative[0].output.read_bytes() != relative[1].output.read_bytes()
+
+
+def test_edit_methods_search_larger_photos_on_a_512_copy(tiny):
+    from ppjax.ops.canvas import CANVASES, SHRUNK_CANVAS
+    from ppjax.protect.files import _program_key
+
+    for method, side, canvas in (("edit", 512, SHRUNK_CANVAS), ("curves", 512, SHRUNK_CANVAS), ("edit+pgd", 1080, CANVASES[-1]), ("pgd", 1080, CANVASES[-1])):
+        p = Protector([tiny], method=method, eps=2.0, steps=2, channel="social")
+        assert p.work_side == side, method
+        assert _program_key(p, (3024, 4032)) == canvas and _program_key(p, (700, 600)) == canvas, method
+        assert _program_key(p, (300, 400)).exact and _program_key(p, (300, 400)).shape == (512, 512), method
