@@ -96,5 +96,5 @@ def protect_edit(p, keys, x01, geometry, params=None, *, exact: bool):
     geometry = jax.tree_util.tree_map(jnp.asarray, geometry)
     run = p._programs["run"]
     q, labels, ok, found = run(p.variables, keys, x01, geometry, start, jnp.int32(p.steps), jnp.int32(pixel_steps), exact=exact)
-    p._warm.add((x01.shape[1:3], n))
+    p._warm.add((x01.shape[1:3], n, exact))
     return np.asarray(q), labels, np.asarray(ok), EditResult(*jax.tree_util.tree_map(np.asarray, found))

@@ -176,7 +176,7 @@ class Protector:
 
     def is_warm(self, canvas: Canvas, batch: int) -> bool:
         """Whether this process has run the program for ``batch`` photos on ``canvas`` already."""
-        return (canvas.shape, batch) in self._warm
+        return (canvas.shape, batch, canvas.exact) in self._warm
 
     def layout(self, canvas: Canvas, images: Sequence[np.ndarray]) -> tuple[np.ndarray, Geometry]:
         """(canvas batch, its :class:`~ppjax.ops.canvas.Geometry`) for (h, w, 3) images on ``canvas``:
@@ -269,7 +269,7 @@ class Protector:
             start, attack_steps, refine_steps = jnp.asarray(start01, jnp.float32), 0, self.steps
         geometry = jax.tree_util.tree_map(jnp.asarray, geometry)
         q, labels, ok = self._programs["run"](self._variables, keys, x01, geometry, start, jnp.int32(attack_steps), jnp.int32(refine_steps), exact=exact)
-        self._warm.add((x01.shape[1:3], x01.shape[0]))
+        self._warm.add((x01.shape[1:3], x01.shape[0], exact))
         return np.asarray(q), labels, np.asarray(ok)
 
     def protect_edit(self, keys, x01, geometry: Geometry, params=None, *, exact: bool):
@@ -325,7 +325,7 @@ class Protector:
             q, labels, ok = self._programs["run"](
                 self._variables, keys, jnp.asarray(x01), None, start, jnp.int32(self.steps), jnp.int32(self.lattice_steps)
             )  # fmt: skip
-            self._warm.add((x01.shape[1:3], n))
+            self._warm.add((x01.shape[1:3], n, own_canvas(h, w).exact))  # as the exact channel's canvas_for says
             return np.asarray(q), labels, np.asarray(ok)
         return self.protect_canvas(keys, x01, geometry, exact=exact)
 
