@@ -34,7 +34,6 @@ from ppjax import attacks
 from ppjax.edits import apply_full
 from ppjax.io.batching import bucket_size, pad_batch
 from ppjax.io.images import ImageReadError, ImageWriteError, read_image, to_float01, to_uint8, write_image
-from ppjax.ops.canvas import EXACT_VIEW_MAX_SIDE
 from ppjax.protect.fullsize import lift, working_copy
 from ppjax.protect.manifest import staging_path
 from ppjax.protect.panel import PanelJudge
@@ -142,7 +141,7 @@ class Batch:
         p = self.protector
         n = len(jobs)
         works = [working_copy(im.rgb, p.work_side) for im in images]
-        canvas = p.canvas_for(*works[0].shape[:2], whole=max(images[0].rgb.shape[:2]) <= EXACT_VIEW_MAX_SIDE)
+        canvas = p.photo_canvas(*images[0].rgb.shape[:2])
         size = bucket_size(n, self.max_batch)
         x, geometry = p.layout(canvas, works + [works[-1]] * (size - n))
         x01 = to_float01(x)

@@ -20,8 +20,6 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ppjax.io.images import ImageReadError, peek_size, read_image
-from ppjax.ops.canvas import EXACT_VIEW_MAX_SIDE
-from ppjax.ops.channel import platform_size
 from ppjax.protect.batch import VERDICT, Batch, ProtectResult
 from ppjax.protect.devices import replicas
 from ppjax.protect.manifest import Decision, Manifest, clean_leftovers, staging_path
@@ -178,10 +176,7 @@ def _program_key(protector: Protector, size: tuple[int, int] | None):
     """The canvas an (h, w) photo is protected on, which decides its program (None: unknown)."""
     if size is None:
         return None
-    if protector.channel == "exact":
-        return protector.canvas_for(*size)
-    work = platform_size(*size, protector.work_side) or size
-    return protector.canvas_for(*work, whole=max(size) <= EXACT_VIEW_MAX_SIDE)
+    return protector.canvas_for(*size) if protector.channel == "exact" else protector.photo_canvas(*size)
 
 
 class _InputCheck:

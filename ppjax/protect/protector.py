@@ -27,8 +27,8 @@ import numpy as np
 
 from ppjax import attacks
 from ppjax.attacks.loop import seen_period
-from ppjax.ops.canvas import Canvas, Geometry, canvas_for, geometry, own_canvas, place, stack_geometry
-from ppjax.ops.channel import CHANNELS, ChannelDraws, canvas_targets
+from ppjax.ops.canvas import EXACT_VIEW_MAX_SIDE, Canvas, Geometry, canvas_for, geometry, own_canvas, place, stack_geometry
+from ppjax.ops.channel import CHANNELS, ChannelDraws, canvas_targets, platform_size
 from ppjax.models.masked import level_extents
 from ppjax.edits import EditPipeline
 from ppjax.protect.edit_run import protect_edit, run_edit
@@ -166,6 +166,13 @@ class Protector:
         if self.channel == "exact" or self.terms:
             return own_canvas(h, w, whole)
         return canvas_for(h, w, whole)
+
+    def photo_canvas(self, h: int, w: int) -> Canvas:
+        """The canvas an (h, w) photo is protected on under the social channel: its working copy's
+        (:func:`ppjax.protect.fullsize.working_copy` to :attr:`work_side`), classified whole or not
+        by the photo's own size."""
+        work = platform_size(h, w, self.work_side) or (h, w)
+        return self.canvas_for(*work, whole=max(h, w) <= EXACT_VIEW_MAX_SIDE)
 
     @property
     def work_side(self) -> int:
