@@ -9,13 +9,14 @@ a PIL image are these same calls), never through the differentiable stand-ins th
 from __future__ import annotations
 
 import io
+from concurrent.futures import Executor, Future
 
 import numpy as np
 from PIL import Image
 
 from ppjax.ops.channel import VIEWS, Variant, platform_size
 
-__all__ = ["PIL_FILTERS", "jpeg_reencode", "platform_shrink", "stage_views", "stage_groups", "apply_real", "apply_real_panel"]
+__all__ = ["PIL_FILTERS", "jpeg_reencode", "apply_real", "apply_real_panel"]
 
 PIL_FILTERS = {
     "bilinear": Image.Resampling.BILINEAR,
@@ -34,13 +35,13 @@ def jpeg_reencode(img: Image.Image, quality: int) -> Image.Image:
     return out.convert("RGB")
 
 
-def platform_shrink(img: Image.Image, platform: int | None) -> Image.Image:
+def _platform_shrink(img: Image.Image, platform: int | None) -> Image.Image:
     """``img`` shrunk to a long side of ``platform`` (bicubic) when it is larger; else ``img``."""
     shrunk = platform_size(img.height, img.width, platform)
     return img if shrunk is None else img.resize((shrunk[1], shrunk[0]), Image.Resampling.BICUBIC)
 
 
-def stage_views(shrunk: Image.Image, quality: int | None, variants) -> list[np.ndarray]:
+def _stage_views(shrunk: Image.Image, quality: int | None, variants) -> list[np.ndarray]:
     """The views of ``variants`` (all of one platform size and ``quality``) of the platform's
     ``shrunk`` photo: re-encoded once at ``quality`` (None: as it is), then each view. Safe to
     run on one ``shrunk`` from several threads at once."""
@@ -66,23 +67,40 @@ def apply_real(rgb: np.ndarray, variant: Variant) -> np.ndarray:
     return apply_real_panel(rgb, [variant])[0]
 
 
-def stage_groups(variants) -> dict[tuple, list[int]]:
+def _stage_groups(variants) -> dict[tuple, list[int]]:
     """The indices of ``variants`` by (platform size, quality): the variants of one group share
-    their platform's shrink and its re-encode (:func:`stage_views`)."""
+    their platform's shrink and its re-encode (:func:`_stage_views`)."""
     groups: dict = {}
     for i, v in enumerate(variants):
         groups.setdefault((v.platform, v.quality), []).append(i)
     return groups
 
 
-def apply_real_panel(rgb: np.ndarray, variants) -> list[np.ndarray]:
+def apply_real_panel(rgb: np.ndarray, variants, pool: Executor | None = None) -> list[np.ndarray]:
     """:func:`apply_real` for each of ``variants``, with each platform shrink done once for all the
     variants that share it and each re-encode once for all the views that share it (a
-    12-megapixel photo is shrunk twice, not 24 times)."""
+    12-megapixel photo is shrunk twice, not 24 times). On ``pool`` (Pillow releases the GIL while
+    it resizes and encodes): one task per platform size and quality, the photo's own size's groups
+    started while the shrinks run."""
     img = Image.fromarray(np.ascontiguousarray(rgb))
-    shrunk = {platform: platform_shrink(img, platform) for platform in dict.fromkeys(v.platform for v in variants)}
+    submit = pool.submit if pool is not None else _done
+    groups = _stage_groups(variants)
+    picked = lambda idx: [variants[i] for i in idx]  # noqa: E731
+    futures = {key: submit(_stage_views, img, key[1], picked(idx)) for key, idx in groups.items() if key[0] is None}
+    platforms = dict.fromkeys(platform for platform, _ in groups if platform is not None)
+    shrinks = {platform: submit(_platform_shrink, img, platform) for platform in platforms}
+    for key, idx in groups.items():
+        if key[0] is not None:
+            futures[key] = submit(_stage_views, shrinks[key[0]].result(), key[1], picked(idx))
     out: list = [None] * len(variants)
-    for (platform, quality), idx in stage_groups(variants).items():
-        for i, view in zip(idx, stage_views(shrunk[platform], quality, [variants[i] for i in idx])):
+    for key, idx in groups.items():
+        for i, view in zip(idx, futures[key].result()):
             out[i] = view
     return out
+
+
+def _done(fn, *args) -> Future:
+    """``fn(*args)`` run now, as a finished future."""
+    done: Future = Future()
+    done.set_result(fn(*args))
+    return done

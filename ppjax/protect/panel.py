@@ -14,11 +14,10 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
 from ppjax.io.batching import pad_batch
 from ppjax.io.images import to_float01
-from ppjax.io.real_channel import apply_real_panel, platform_shrink, stage_groups, stage_views
+from ppjax.io.real_channel import apply_real_panel
 from ppjax.ops.channel import Variant, panel
 
 __all__ = ["CHUNK", "Judged", "PanelJudge"]
@@ -49,26 +48,7 @@ class PanelJudge:
         self.pool = pool
 
     def _views(self, rgb: np.ndarray, variants) -> list[np.ndarray]:
-        if self.pool is None or len(variants) < 2:
-            return apply_real_panel(rgb, variants)
-        # One task per platform size and quality, each sharing its re-encode; each platform's shrink
-        # once, and the photo's own size's groups started while the shrinks run.
-        img = Image.fromarray(np.ascontiguousarray(rgb))
-        groups = stage_groups(variants)
-        futures = {}
-        for key, idx in groups.items():
-            if key[0] is None:
-                futures[key] = self.pool.submit(stage_views, img, key[1], [variants[i] for i in idx])
-        platforms = dict.fromkeys(platform for platform, _ in groups if platform is not None)
-        shrinks = {platform: self.pool.submit(platform_shrink, img, platform) for platform in platforms}
-        for key, idx in groups.items():
-            if key[0] is not None:
-                futures[key] = self.pool.submit(stage_views, shrinks[key[0]].result(), key[1], [variants[i] for i in idx])
-        out: list = [None] * len(variants)
-        for key, idx in groups.items():
-            for i, view in zip(idx, futures[key].result()):
-                out[i] = view
-        return out
+        return apply_real_panel(rgb, variants, self.pool)
 
     def _classify(self, views: list[np.ndarray], variants, labels=None) -> tuple:
         """(labels per classifier, or leads against ``labels``) of each variant's view."""
