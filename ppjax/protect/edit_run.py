@@ -20,6 +20,7 @@ from ppjax import attacks
 from ppjax.attacks.loop import seen_period
 from ppjax.edits import EditPipeline
 from ppjax.protect.lattice import quantise255
+from ppjax.protect.pixel_run import reference_labels, smallest_lead
 
 __all__ = ["EditResult", "run_edit", "protect_edit"]
 
@@ -45,7 +46,7 @@ def run_edit(p, variables, keys, x01, geometry, params, attack_steps, pixel_step
     draws = p._draws(exact)
     valid = None if geometry is None else geometry.valid
     keys = attacks.per_image_keys(keys, x01.shape[0])
-    labels = p._labels(targets, x01, draws, geometry)
+    labels = reference_labels(targets, x01, draws, geometry)
     seen = None if draws is None else seen_period(draws, targets, x01, keys, geometry)
     coefficients = pipe.coefficients(x01, valid) if pipe.uses_detail else None
     detail = None if coefficients is None else pipe.detail_from(coefficients, x01)
@@ -55,7 +56,7 @@ def run_edit(p, variables, keys, x01, geometry, params, attack_steps, pixel_step
     q = edited
     if method.hybrid:
         q = _pixel_stage(p, targets, draws, keys, edited, labels, geometry, seen, pixel_steps)
-    lead = p._lead(targets, q, labels, draws, keys, x01, geometry, seen)
+    lead = smallest_lead(targets, q, labels, draws, keys, x01, geometry, seen)
     return q, labels, lead > 0.0, (found, edited, coefficients)  # a plain tuple: jax.export serialises it
 
 
@@ -71,7 +72,7 @@ def _pixel_stage(p, targets, draws, keys, edited, labels, geometry, seen, steps)
     )  # fmt: skip
     x = noise(keys, edited, labels, geometry=geometry, steps=steps, seen=seen)
     q = quantise255(x, jnp.rint(edited * 255.0), p.eps, p.min_psnr, valid) / 255.0
-    lead = p._lead(targets, q, labels, draws, keys, edited, geometry, seen)
+    lead = smallest_lead(targets, q, labels, draws, keys, edited, geometry, seen)
     refine = p._lattice_refinement(targets, draws)
 
     def refined(q):

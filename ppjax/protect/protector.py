@@ -26,7 +26,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppjax import attacks
-from ppjax.attacks.loop import seen_period
 from ppjax.ops.canvas import EXACT_VIEW_MAX_SIDE, Canvas, Geometry, canvas_for, geometry, own_canvas, place, stack_geometry
 from ppjax.ops.channel import CHANNELS, ChannelDraws, canvas_targets, platform_size
 from ppjax.models.masked import level_extents
@@ -34,7 +33,8 @@ from ppjax.edits import EditPipeline
 from ppjax.protect.edit_run import protect_edit, run_edit
 from ppjax.protect.fullsize import EDIT_WORK_MAX_SIDE, WORK_MAX_SIDE
 from ppjax.protect.jpeg_refine import refine_for_jpeg
-from ppjax.protect.lattice import lattice_radius, quantise, quantise255
+from ppjax.protect.lattice import lattice_radius, quantise
+from ppjax.protect.pixel_run import run_pixel, smallest_lead
 from ppjax.protect.programs import CachedProgram, ProgramCache, describe
 
 __all__ = ["lattice_radius", "quantise", "Protector"]  # the first two re-exported from lattice
@@ -112,7 +112,7 @@ class Protector:
             return CachedProgram(jax.jit(fn, **jit_options), {**settings, "program": name}, self.program_cache)
 
         programs = {
-            "run": cached("run", functools.partial(run_edit, self) if self.is_edit else self._run, static_argnames=("exact",)),
+            "run": cached("run", functools.partial(run_edit if self.is_edit else run_pixel, self), static_argnames=("exact",)),
             "status": jax.jit(self._status),
             "jpeg": {},
             "leads": cached("leads", self._leads),
@@ -203,64 +203,7 @@ class Protector:
             return np.zeros((1, 2), np.int32)
         return level_extents(target.apply, target.variables, h, w, canvas.shape)
 
-    # -- the program ---------------------------------------------------------------------------
-
-    @staticmethod
-    def _lead(targets, x01, labels, draws=None, keys=None, x0=None, geometry=None, seen=None):
-        """(N,) smallest lead over the targets; with ``draws``, over the channel's draws of one whole
-        cycle of steps (a ``lax.map``), each against the original ``x0`` through the same draw (its
-        classes ``seen`` from :func:`ppjax.attacks.loop.seen_period` when given)."""
-        if draws is None:
-            return attacks.objective_and_lead(targets, x01, labels)[1]
-        lead_at = attacks.lead_through(draws, targets)
-
-        def at(step):
-            now = None if seen is None else jax.tree_util.tree_map(lambda a: a[step % draws.period], seen)
-            return lead_at(x01, x0, labels, keys, step, geometry, now)
-
-        return jnp.min(jax.lax.map(at, jnp.arange(draws.cycle)), axis=0)
-
-    def _labels(self, targets, x01, draws, geometry):
-        """Each target's top-1 class on the original, seen through the channel's reference view."""
-        seen = x01 if draws is None else draws.reference(x01, geometry)
-        return tuple(jnp.argmax(t.apply(t.variables, seen), axis=-1) for t in targets)
-
-    def _run(self, variables, keys, x01, geometry, start, attack_steps, refine_steps, exact=False):
-        """Attack for ``attack_steps`` (0: take ``start``, what was written last, instead), round to the
-        lattice, and where an image lacks the margin take up to ``refine_steps`` sign steps of 1/255
-        on the lattice. (protected batch, labels, protected-as-computed flags)."""
-        targets, terms = self._bound(variables)
-        draws = self._draws(exact)
-        valid = None if geometry is None else geometry.valid
-        keys = attacks.per_image_keys(keys, x01.shape[0])
-        x0_255 = jnp.rint(x01 * 255.0)
-        labels = self._labels(targets, x01, draws, geometry)
-        seen = None if draws is None else seen_period(draws, targets, x01, keys, geometry)
-        attack = self._attack(targets, terms, draws)
-        if draws is None:  # the exact channel, own-size batches: every method, those with loops of their own too
-            attacked = attack(keys, x01, labels)
-        else:
-            attacked = attack(keys, x01, labels, geometry=geometry, steps=attack_steps, seen=seen)
-        x = jnp.where(attack_steps > 0, attacked, start)
-        refine = self._lattice_refinement(targets, draws)
-
-        def settle(carry):
-            # Round 0: the attack's result on the lattice. Round 1, only where some image lacks the
-            # margin there: sign steps of 1/255 from it, on the lattice (images already protected
-            # with margin are left as they are). One traced copy of the lead serves both.
-            rounds, x, _ = carry
-            x = jax.lax.cond(
-                rounds > 0, lambda x: refine(keys, x01, labels, start=x, geometry=geometry, steps=refine_steps, seen=seen), lambda x: x, x
-            )  # fmt: skip
-            q = quantise255(x, x0_255, self.eps, self.min_psnr, valid) / 255.0
-            return rounds + 1, q, self._lead(targets, q, labels, draws, keys, x01, geometry, seen)
-
-        def again(carry):
-            rounds, _, lead = carry
-            return (rounds == 0) | ((rounds == 1) & jnp.any(lead <= self.margin) & (refine_steps > 0))
-
-        _, q, lead = jax.lax.while_loop(again, settle, (0, x, jnp.zeros(x.shape[0], jnp.float32)))
-        return q, labels, lead > 0.0
+    # -- the program (:mod:`ppjax.protect.pixel_run`, :mod:`ppjax.protect.edit_run`) ------------
 
     def protect_canvas(self, keys, x01, geometry: Geometry, start01=None, *, exact: bool) -> tuple[np.ndarray, tuple, np.ndarray]:
         """The social channel's program on a canvas batch ((N, S, S', 3) in [0, 1], from
@@ -286,16 +229,16 @@ class Protector:
     # -- the whole-batch API -------------------------------------------------------------------
 
     def _status(self, variables, x01, labels):
-        return self._lead(self._bound(variables)[0], x01, labels) > 0.0
+        return smallest_lead(self._bound(variables)[0], x01, labels) > 0.0
 
     def _leads(self, variables, x01, labels):
-        return self._lead(self._bound(variables)[0], x01, labels)
+        return smallest_lead(self._bound(variables)[0], x01, labels)
 
     def _labels_of(self, variables, x01):
         return tuple(jnp.argmax(t.apply(t.variables, x01), axis=-1) for t in self._bound(variables)[0])
 
     def _canvas_leads(self, variables, x01, geometry, labels):
-        return self._lead(canvas_targets(self._bound(variables)[0], geometry), x01, labels)
+        return smallest_lead(canvas_targets(self._bound(variables)[0], geometry), x01, labels)
 
     def _canvas_labels(self, variables, x01, geometry):
         return tuple(jnp.argmax(t.apply(t.variables, x01), axis=-1) for t in canvas_targets(self._bound(variables)[0], geometry))

@@ -11,6 +11,7 @@ from PIL import Image
 
 from ppjax import attacks
 from ppjax.protect import Protector
+from ppjax.protect import protector as protector_module
 from ppjax.protect.programs import ProgramCache
 
 from ..attack_models import TinyNet
@@ -25,13 +26,13 @@ def _target():
 def traces(monkeypatch):
     """How often the protection program was traced (its Python body runs once per trace)."""
     count = {"run": 0}
-    run = Protector._run
+    run = protector_module.run_pixel
 
-    def counting(self, *args, **kwargs):
+    def counting(*args, **kwargs):
         count["run"] += 1
-        return run(self, *args, **kwargs)
+        return run(*args, **kwargs)
 
-    monkeypatch.setattr(Protector, "_run", counting)
+    monkeypatch.setattr(protector_module, "run_pixel", counting)
     return count
 
 

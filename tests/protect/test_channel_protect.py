@@ -3,6 +3,8 @@ to end judged through the real channel, and the configuration's rules."""
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,6 +15,7 @@ from PIL import Image
 from ppjax import attacks
 from ppjax.protect import Protector
 from ppjax.protect.config import ProtectConfig
+from ppjax.protect.pixel_run import run_pixel
 
 from ..attack_models import TinyNet
 from ..conftest import shared_path
@@ -52,12 +55,12 @@ def _trace(p, shape):
     if p.channel == "exact":
         keys = jax.ShapeDtypeStruct((n,), jax.random.key(0).dtype)
         x = jax.ShapeDtypeStruct(shape, jnp.float32)
-        return jax.eval_shape(p._run, p._variables, keys, x, None, x, 3, 3)
+        return jax.eval_shape(functools.partial(run_pixel, p), p._variables, keys, x, None, x, 3, 3)
     canvas = p.canvas_for(h, w)
     x, geometry = p.layout(canvas, [np.zeros(shape[1:], np.uint8)] * n)
     keys = jax.ShapeDtypeStruct((n,), jax.random.key(0).dtype)
     xs = jax.ShapeDtypeStruct(x.shape, jnp.float32)
-    return canvas, jax.eval_shape(lambda *a: p._run(*a, exact=canvas.exact), p._variables, keys, xs, geometry, xs, 3, 3)
+    return canvas, jax.eval_shape(lambda *a: run_pixel(p, *a, exact=canvas.exact), p._variables, keys, xs, geometry, xs, 3, 3)
 
 
 def test_small_photos_are_also_seen_whole_and_exact_channel_sees_only_the_image():
