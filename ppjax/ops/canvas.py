@@ -24,7 +24,7 @@ import numpy as np
 
 from ppjax.ops.bands import BandSet, taps_needed, view_bands
 
-__all__ = ["EXACT_VIEW_MAX_SIDE", "Canvas", "CANVASES", "SHRUNK_CANVAS", "Geometry", "canvas_for", "own_canvas", "geometry", "stack_geometry", "place"]
+__all__ = ["EXACT_VIEW_MAX_SIDE", "Canvas", "CANVASES", "SHRUNK_CANVAS", "SHARED_CANVASES", "Geometry", "canvas_for", "own_canvas", "geometry", "stack_geometry", "place"]
 
 #: Photos with a long side of at most this many pixels may also be classified as they are (the
 #: social channel's exact view): nobody runs a classifier on a 12-megapixel photo.
@@ -61,7 +61,8 @@ class Canvas:
 
 #: The canvases, smallest first. Up to 512 (every photo classified whole too) gradients of the views
 #: go by scatter, which takes any aspect; the large canvas holds the working copies of every larger
-#: photo (long side 513 to 1080 pixels), with 8 transposed taps: any short side of 128 pixels or more.
+#: photo (long side 513 to 1080 pixels), with 8 transposed taps: any short side of 128 pixels or more
+#: (thinner strips go on the 512 canvas, :meth:`ppjax.protect.Protector.work_plan`).
 CANVASES = (
     Canvas(256, 256, 7, 0, True),
     Canvas(384, 384, 9, 0, True),
@@ -74,13 +75,14 @@ CANVASES = (
 #: :data:`EXACT_VIEW_MAX_SIDE`, shrunk to a long side of 512 (:mod:`ppjax.protect.fullsize`): as
 #: the 512 canvas, without the view of the photo classified whole.
 SHRUNK_CANVAS = Canvas(512, 512, 11, 0, False)
-_SMALLEST_FIRST = sorted((*CANVASES, SHRUNK_CANVAS), key=lambda c: c.height * c.width)
+#: Every canvas photos of many sizes share (one compiled program each), smallest first.
+SHARED_CANVASES = tuple(sorted((*CANVASES, SHRUNK_CANVAS), key=lambda c: c.height * c.width))
 
 
 def canvas_for(h: int, w: int, whole: bool | None = None) -> Canvas:
     """The smallest of :data:`CANVASES` (then :data:`SHRUNK_CANVAS`) an (h, w) working copy fits,
     else :func:`own_canvas`; ``whole`` as for :meth:`Canvas.fits`."""
-    for canvas in _SMALLEST_FIRST:
+    for canvas in SHARED_CANVASES:
         if canvas.fits(h, w, whole):
             return canvas
     return own_canvas(h, w, whole)

@@ -140,7 +140,7 @@ class Batch:
         """Protect photos sharing a canvas through the social channel (see the module docstring)."""
         p = self.protector
         n = len(jobs)
-        works = [working_copy(im.rgb, p.work_side) for im in images]
+        works = [working_copy(im.rgb, p.work_plan(*im.rgb.shape[:2])[0]) for im in images]
         canvas = p.photo_canvas(*images[0].rgb.shape[:2])
         size = bucket_size(n, self.max_batch)
         x, geometry = p.layout(canvas, works + [works[-1]] * (size - n))

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppjax import attacks
-from ppjax.ops.canvas import EXACT_VIEW_MAX_SIDE, Canvas, Geometry, canvas_for, geometry, own_canvas, place, stack_geometry
+from ppjax.ops.canvas import EXACT_VIEW_MAX_SIDE, SHARED_CANVASES, Canvas, Geometry, canvas_for, geometry, own_canvas, place, stack_geometry
 from ppjax.ops.channel import CHANNELS, ChannelDraws, canvas_targets, platform_size
 from ppjax.models.masked import level_extents
 from ppjax.edits import EditPipeline
@@ -169,10 +169,23 @@ class Protector:
 
     def photo_canvas(self, h: int, w: int) -> Canvas:
         """The canvas an (h, w) photo is protected on under the social channel: its working copy's
-        (:func:`ppjax.protect.fullsize.working_copy` to :attr:`work_side`), classified whole or not
-        by the photo's own size."""
+        (:func:`ppjax.protect.fullsize.working_copy` as :meth:`work_plan` says)."""
+        side, whole = self.work_plan(h, w)
+        return self.canvas_for(*(platform_size(h, w, side) or (h, w)), whole=whole)
+
+    def work_plan(self, h: int, w: int) -> tuple[int, bool]:
+        """(the long side an (h, w) photo's working copy is shrunk to when larger, whether the photo is
+        classified whole) under the social channel: :attr:`work_side` and whether it is small
+        enough to be, except for a strip too thin for the large canvas's transposed taps (under
+        about 128 pixels across at the working size). Such a strip is shrunk to
+        :data:`~ppjax.ops.canvas.EXACT_VIEW_MAX_SIDE` and drawn whole as well (one view more than
+        it needs), so that it shares the largest canvas classified whole rather than compiling a
+        program of its own size: any set of photo sizes needs at most the four shared programs."""
+        whole = max(h, w) <= EXACT_VIEW_MAX_SIDE
         work = platform_size(h, w, self.work_side) or (h, w)
-        return self.canvas_for(*work, whole=max(h, w) <= EXACT_VIEW_MAX_SIDE)
+        if whole or self.channel == "exact" or self.terms or canvas_for(*work, whole) in SHARED_CANVASES:
+            return self.work_side, whole
+        return EXACT_VIEW_MAX_SIDE, True
 
     @property
     def work_side(self) -> int:

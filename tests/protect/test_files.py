@@ -125,3 +125,19 @@ def test_edit_methods_search_larger_photos_on_a_512_copy(tiny):
         assert p.work_side == side, method
         assert _program_key(p, (3024, 4032)) == canvas and _program_key(p, (700, 600)) == canvas, method
         assert _program_key(p, (300, 400)).exact and _program_key(p, (300, 400)).shape == (512, 512), method
+
+
+def test_any_set_of_photo_sizes_needs_at_most_four_programs(tiny):
+    from ppjax.ops.canvas import CANVASES, SHARED_CANVASES
+    from ppjax.protect.files import _program_key
+
+    sides = (1, 2, 3, 17, 64, 100, 127, 128, 200, 256, 299, 384, 480, 512, 513, 640, 1080, 1350, 2000, 3024, 4032, 9000)
+    for method in ("pgd", "edit", "edit+pgd"):
+        p = Protector([tiny], method=method, eps=2.0, steps=2, channel="social")
+        canvases = {_program_key(p, (h, w)) for h in sides for w in sides}
+        assert len(canvases) <= 4 and canvases <= set(SHARED_CANVASES), (method, canvases)
+    # Strips under about 128 pixels across at the working size: shrunk to 512, drawn whole.
+    p = Protector([tiny], method="pgd", eps=2.0, steps=2, channel="social")
+    assert p.work_plan(3, 2000) == (512, True) and _program_key(p, (3, 2000)) == CANVASES[2]
+    assert p.work_plan(200, 2000) == (512, True) and p.work_plan(300, 2000) == (1080, False) and _program_key(p, (300, 2000)) == CANVASES[-1]
+    assert p.work_plan(300, 400) == (1080, True) and p.work_plan(4032, 3024) == (1080, False)
