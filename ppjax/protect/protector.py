@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppjax import attacks
-from ppjax.ops.canvas import EXACT_VIEW_MAX_SIDE, SHARED_CANVASES, Canvas, Geometry, canvas_for, geometry, own_canvas, place, stack_geometry
+from ppjax.ops.canvas import CANVASES, EXACT_VIEW_MAX_SIDE, SHARED_CANVASES, Canvas, Geometry, canvas_for, geometry, own_canvas, place, stack_geometry
 from ppjax.ops.channel import CHANNELS, ChannelDraws, canvas_targets, platform_size
 from ppjax.models.masked import level_extents
 from ppjax.edits import EditPipeline
@@ -177,15 +177,16 @@ class Protector:
         """(the long side an (h, w) photo's working copy is shrunk to when larger, whether the photo is
         classified whole) under the social channel: :attr:`work_side` and whether it is small
         enough to be, except for a strip too thin for the large canvas's transposed taps (under
-        about 128 pixels across at the working size). Such a strip is shrunk to
-        :data:`~ppjax.ops.canvas.EXACT_VIEW_MAX_SIDE` and drawn whole as well (one view more than
-        it needs), so that it shares the largest canvas classified whole rather than compiling a
-        program of its own size: any set of photo sizes needs at most the four shared programs."""
+        about 128 pixels across at the working size). Such a strip is shrunk to the smallest
+        canvas's side (256) and drawn whole as well (one view more than it needs), so that it
+        shares the cheapest program rather than compiling one of its own size: any set of photo
+        sizes needs at most the four shared programs. (The classifiers see 224 pixels along its
+        length; across, a strip 3 pixels wide keeps 1.)"""
         whole = max(h, w) <= EXACT_VIEW_MAX_SIDE
         work = platform_size(h, w, self.work_side) or (h, w)
         if whole or self.channel == "exact" or self.terms or canvas_for(*work, whole) in SHARED_CANVASES:
             return self.work_side, whole
-        return EXACT_VIEW_MAX_SIDE, True
+        return CANVASES[0].height, True
 
     @property
     def work_side(self) -> int:

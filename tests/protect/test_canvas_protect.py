@@ -101,14 +101,14 @@ def test_the_padding_never_changes_and_never_reaches_a_file(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_thin_strip_shares_the_512_canvas_with_a_photo(tmp_path, traces):
-    """A strip too thin for the large canvas is shrunk to 512 and drawn whole on the 512 canvas, in
+def test_a_thin_strip_shares_the_256_canvas_with_a_photo(tmp_path, traces):
+    """A strip too thin for the large canvas is shrunk to 256 and drawn whole on the 256 canvas, in
     the same program as a photo that fits it; written at its own size, changed within the budget."""
     from ppjax.protect import protect_files
 
     p = Protector([_target()], method="pgd", eps=4.0, steps=2, channel="social")
-    assert p.work_plan(2000, 3) == (512, True) and p.photo_canvas(2000, 3) == p.photo_canvas(400, 500) == CANVASES[2]
-    jobs = _photos(tmp_path, [(2000, 3), (400, 500)])
+    assert p.work_plan(2000, 3) == (256, True) and p.photo_canvas(2000, 3) == p.photo_canvas(200, 250) == CANVASES[0]
+    jobs = _photos(tmp_path, [(2000, 3), (200, 250)])
     results = protect_files(p, jobs, channel_rounds=0)
     assert traces["run"] == 1
     for (src, out), r in zip(jobs, results):
@@ -120,7 +120,7 @@ def test_a_thin_strip_shares_the_512_canvas_with_a_photo(tmp_path, traces):
 def test_a_thin_copy_fits_only_its_own_canvas_and_terms_keep_photos_alone():
     p = Protector([_target()], channel="social")
     assert p.canvas_for(1080, 2).shape == (1080, 2) and p.canvas_for(300, 200).shape == (384, 384)
-    assert p.photo_canvas(2000, 3).shape == (512, 512)  # so its photo is shrunk further (work_plan)
+    assert p.photo_canvas(2000, 3).shape == (256, 256)  # so its photo is shrunk further (work_plan)
     term = attacks.perceptual("ssim", 1.0)
     assert Protector([_target()], channel="social", terms=[term]).canvas_for(300, 200).shape == (300, 200)
     assert Protector([_target()], channel="exact").canvas_for(300, 200).shape == (300, 200)

@@ -136,8 +136,8 @@ def test_any_set_of_photo_sizes_needs_at_most_four_programs(tiny):
         p = Protector([tiny], method=method, eps=2.0, steps=2, channel="social")
         canvases = {_program_key(p, (h, w)) for h in sides for w in sides}
         assert len(canvases) <= 4 and canvases <= set(SHARED_CANVASES), (method, canvases)
-    # Strips under about 128 pixels across at the working size: shrunk to 512, drawn whole.
+    # Strips under about 128 pixels across at the working size: shrunk to 256, drawn whole.
     p = Protector([tiny], method="pgd", eps=2.0, steps=2, channel="social")
-    assert p.work_plan(3, 2000) == (512, True) and _program_key(p, (3, 2000)) == CANVASES[2]
-    assert p.work_plan(200, 2000) == (512, True) and p.work_plan(300, 2000) == (1080, False) and _program_key(p, (300, 2000)) == CANVASES[-1]
+    assert p.work_plan(3, 2000) == (256, True) and _program_key(p, (3, 2000)) == CANVASES[0]
+    assert p.work_plan(200, 2000) == (256, True) and p.work_plan(300, 2000) == (1080, False) and _program_key(p, (300, 2000)) == CANVASES[-1]
     assert p.work_plan(300, 400) == (1080, True) and p.work_plan(4032, 3024) == (1080, False)
