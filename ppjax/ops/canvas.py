@@ -62,7 +62,7 @@ class Canvas:
 #: The canvases, smallest first. Up to 512 (every photo classified whole too) gradients of the views
 #: go by scatter, which takes any aspect; the large canvas holds the working copies of every larger
 #: photo (long side 513 to 1080 pixels), with 8 transposed taps: any short side of 128 pixels or more
-#: (thinner strips go on the 512 canvas, :meth:`ppjax.protect.Protector.work_plan`).
+#: (thinner strips are shrunk onto the 256 canvas, :meth:`ppjax.protect.Protector.work_plan`).
 CANVASES = (
     Canvas(256, 256, 7, 0, True),
     Canvas(384, 384, 9, 0, True),

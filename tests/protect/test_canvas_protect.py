@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from ppjax import attacks
-from ppjax.protect import Protector
 from ppjax.ops.canvas import CANVASES
+from ppjax.protect import Protector
 from ppjax.protect import protector as protector_module
 from ppjax.protect.programs import ProgramCache
 
