@@ -58,8 +58,8 @@ def protect_files(
     a hidden staging name and renamed into place when final; what a killed run left is removed.
 
     Each image's key comes from ``seed`` and its input file's name, so its random draws do not
-    depend on the batch it lands in nor on its folder; with ``max_batch`` 1 (the default) its bytes depend on nothing else
-    either. (In a larger batch they can differ in rare pixels with the batch's other photos, which
+    depend on the batch it lands in nor on its folder; with ``max_batch`` 1 (the default) its
+    bytes depend on nothing else either. (In a larger batch they can differ in rare pixels with the batch's other photos, which
     change the float order.) ``progress(n)`` hears the number of photos finished, after each one;
     ``stage(source, text)`` what each photo is doing ("compiling ... once", "protecting",
     "verifying", a later round).
