@@ -200,3 +200,34 @@ def test_local_grid_reads_as_scipy_interpolates():
     pos = rng.uniform(0, 1, (200, 2)).astype(np.float32)
     want = interpolate.RegularGridInterpolator((np.linspace(0, 1, GRID),) * 2, grid)(pos)
     np.testing.assert_allclose(np.asarray(read_grid(jnp.asarray(grid), jnp.asarray(pos))), want, atol=1e-6)
+
+
+def test_local_curves_blend_the_four_knots_curves_and_never_turn_a_tone_over():
+    """The grid of curves against NumPy: each of the four surrounding knots' curves read with
+    np.interp, blended with the bilinear weights; and, with every slope at a limit of its range,
+    the output at any one place still increases with the input."""
+    from ppjax.edits import local
+    from ppjax.edits.curves import knots
+
+    rng = np.random.default_rng(5)
+    g, k = local.GRID, local.PIECES
+    d = rng.uniform(-0.3, 0.3, (g, g, k)).astype(np.float32)
+    dev = np.asarray(curves.deviations(jnp.asarray(d)))
+    table = np.asarray(knots(jnp.asarray(d)))
+    pos = rng.uniform(0, 1, (300, 2)).astype(np.float32)
+    v = rng.uniform(0, 1, 300).astype(np.float32)
+    got = np.asarray(local.read_curves(jnp.asarray(dev), jnp.asarray(v), jnp.asarray(pos)))
+    xs = np.linspace(0, 1, k + 1)
+    want = []
+    for (pr, pc), value in zip(pos * (g - 1), v):
+        r, c = min(int(pr), g - 2), min(int(pc), g - 2)
+        fr, fc = pr - r, pc - c
+        read = lambda i, j: np.interp(value, xs, table[i, j])  # noqa: E731
+        want.append((1 - fr) * ((1 - fc) * read(r, c) + fc * read(r, c + 1)) + fr * ((1 - fc) * read(r + 1, c) + fc * read(r + 1, c + 1)))
+    np.testing.assert_allclose(got, want, atol=2e-6)
+
+    steep = jnp.asarray(rng.choice([-0.3, 0.3], (g, g, k)).astype(np.float32))
+    ramp = jnp.linspace(0, 1, 513)
+    for p in rng.uniform(0, 1, (20, 2)).astype(np.float32):
+        out = np.asarray(local.read_curves(curves.deviations(steep), ramp, jnp.broadcast_to(jnp.asarray(p), (513, 2))))
+        assert np.all(np.diff(out) > 0) and abs(out[0]) < 1e-6 and abs(out[-1] - 1) < 1e-6
