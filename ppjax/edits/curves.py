@@ -15,7 +15,7 @@ import numpy as np
 from ppjax.edits.colour import luma
 from ppjax.edits.sliders import Slider
 
-__all__ = ["PIECES", "SLIDERS", "knots", "deviations", "read_curve", "pointwise", "describe"]
+__all__ = ["PIECES", "SLIDERS", "knots", "deviations", "segment", "read_curve", "pointwise", "describe"]
 
 PIECES = 16
 SLIDERS = {
@@ -39,13 +39,18 @@ def knots(d: jnp.ndarray) -> jnp.ndarray:
     return jnp.arange(k + 1, dtype=d.dtype) / k + deviations(d)
 
 
+def segment(x: jnp.ndarray, pieces: int) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Which of ``pieces`` equal pieces of [0, 1] each value of ``x`` (any shape) lies in (int32,
+    clipped to the first and last) and how far across it (a fraction, 0 at its start)."""
+    t = jnp.clip(x, 0.0, 1.0) * pieces
+    i = jnp.clip(jnp.floor(t), 0, pieces - 1).astype(jnp.int32)
+    return i, t - i
+
+
 def read_curve(dev: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:
     """``x`` (any shape, values in [0, 1]) through the curve whose knot deviations are ``dev``
     (K + 1,): ``x`` plus the deviation interpolated linearly (exactly ``x`` for a zero deviation)."""
-    k = dev.shape[-1] - 1
-    t = jnp.clip(x, 0.0, 1.0) * k
-    i = jnp.clip(jnp.floor(t), 0, k - 1).astype(jnp.int32)
-    f = t - i
+    i, f = segment(x, dev.shape[-1] - 1)
     lo, hi = dev[i], dev[i + 1]
     return x + lo + f * (hi - lo)
 

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppjax.edits.colour import linear_to_srgb, luma, srgb_to_linear
-from ppjax.edits.curves import deviations
+from ppjax.edits.curves import deviations, segment
 from ppjax.edits.sliders import Slider
 
 __all__ = ["GRID", "PIECES", "SLIDERS", "read_grid", "read_curves", "pointwise", "describe"]
@@ -36,10 +36,7 @@ SLIDERS = {
 
 def _cell(pos: jnp.ndarray, knots: int):
     """The top-left knot (row, column) of each position's cell and the fractions (row, column) across it."""
-    g = knots - 1
-    t = jnp.clip(pos, 0.0, 1.0) * g
-    i = jnp.clip(jnp.floor(t), 0, g - 1).astype(jnp.int32)
-    f = t - i
+    i, f = segment(pos, knots - 1)
     return i[..., 0], i[..., 1], f[..., 0], f[..., 1]
 
 
@@ -57,10 +54,7 @@ def read_curves(dev: jnp.ndarray, v: jnp.ndarray, pos: jnp.ndarray) -> jnp.ndarr
     each of the four surrounding knots' curves read at ``v``, blended bilinearly. Exactly ``v`` for
     zero deviations."""
     r, c, fr, fc = _cell(pos, dev.shape[0])
-    k = dev.shape[-1] - 1
-    t = jnp.clip(v, 0.0, 1.0) * k
-    j = jnp.clip(jnp.floor(t), 0, k - 1).astype(jnp.int32)
-    f = t - j
+    j, f = segment(v, dev.shape[-1] - 1)
 
     def at(rr, cc):
         lo = dev[rr, cc, j]

@@ -207,13 +207,12 @@ def test_local_curves_blend_the_four_knots_curves_and_never_turn_a_tone_over():
     np.interp, blended with the bilinear weights; and, with every slope at a limit of its range,
     the output at any one place still increases with the input."""
     from ppjax.edits import local
-    from ppjax.edits.curves import knots
 
     rng = np.random.default_rng(5)
     g, k = local.GRID, local.PIECES
     d = rng.uniform(-0.3, 0.3, (g, g, k)).astype(np.float32)
     dev = np.asarray(curves.deviations(jnp.asarray(d)))
-    table = np.asarray(knots(jnp.asarray(d)))
+    table = np.asarray(curves.knots(jnp.asarray(d)))
     pos = rng.uniform(0, 1, (300, 2)).astype(np.float32)
     v = rng.uniform(0, 1, 300).astype(np.float32)
     got = np.asarray(local.read_curves(jnp.asarray(dev), jnp.asarray(v), jnp.asarray(pos)))
