@@ -235,17 +235,43 @@ def _never_download_from_outside(monkeypatch):
     monkeypatch.setenv("PPJAX_OFFLINE", "1")
 
 
+def pytest_configure(config):
+    """One persistent compilation cache for the whole run, shared by the xdist workers (they
+    inherit the controller's environment) and by the commands tests start: many test files compile
+    the same programs (a model's forward pass at one size, `ppjax protect`'s program for one
+    canvas); the second compiles nothing. Only programs that took a second or more are written."""
+    import os
+    import tempfile
+
+    import jax
+
+    if not os.environ.get("PPJAX_TEST_JIT_CACHE"):
+        os.environ["PPJAX_TEST_JIT_CACHE"] = tempfile.mkdtemp(prefix="ppjax-tests-jit-")
+        config._ppjax_jit_cache_owner = True
+    os.environ["PPJAX_JIT_CACHE"] = os.environ["PPJAX_TEST_JIT_CACHE"]
+    jax.config.update("jax_compilation_cache_dir", os.environ["PPJAX_TEST_JIT_CACHE"])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+def pytest_unconfigure(config):
+    import os
+    import shutil
+
+    if getattr(config, "_ppjax_jit_cache_owner", False):
+        shutil.rmtree(os.environ.pop("PPJAX_TEST_JIT_CACHE"), ignore_errors=True)
+
+
 @pytest.fixture(autouse=True)
 def _restore_jax_compilation_cache():
-    """`ppjax protect` points JAX's persistent compilation cache at the store (right for a one-shot
-    process); in the test process that setting would outlive its temporary store and make every
-    later test serialise its programs to disk."""
+    """`ppjax protect` points JAX's persistent compilation cache at its own folder and writes every
+    program to it (right for a one-shot process); in the test process the run's settings come back
+    after each test, so later tests write only the programs that took a second or more."""
     import jax
     from jax.experimental.compilation_cache import compilation_cache
 
     saved = {k: getattr(jax.config, k) for k in ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")}
     yield
-    if jax.config.jax_compilation_cache_dir != saved["jax_compilation_cache_dir"]:
+    if any(getattr(jax.config, k) != v for k, v in saved.items()):
         for k, v in saved.items():
             jax.config.update(k, v)
         compilation_cache.reset_cache()  # forget the cache object bound to the old folder

@@ -70,13 +70,14 @@ def is_installed(name: str, root: str | os.PathLike | None = None) -> bool:
 
 
 def use_jit_cache(root: str | os.PathLike | None = None) -> Path:
-    """Point JAX's persistent compilation cache at the store's ``jit-cache/`` (process-global: for
-    one-shot processes such as `ppjax protect` and its workers), so programs compiled once are
-    loaded, not compiled again, by the next run. The folder; traced programs go in its
-    ``programs/`` (:func:`programs_folder`)."""
+    """Point JAX's persistent compilation cache at the store's ``jit-cache/``, or at
+    ``$PPJAX_JIT_CACHE`` when set (process-global: for one-shot processes such as `ppjax protect`
+    and its workers), so programs compiled once are loaded, not compiled again, by the next run.
+    The folder; traced programs go in the store's ``jit-cache/programs/`` either way
+    (:func:`programs_folder`)."""
     import jax
 
-    folder = store_root(root) / "jit-cache"
+    folder = Path(os.environ["PPJAX_JIT_CACHE"]) if os.environ.get("PPJAX_JIT_CACHE") else store_root(root) / "jit-cache"
     jax.config.update("jax_compilation_cache_dir", str(folder))
     # Every program, however small: a first call of a few tenths of a second each adds up over the
     # dozen small ones a run has (judging, quality, keys).
