@@ -22,7 +22,7 @@ import optax
 from ppjax.attacks.loop import _through, seen_period
 from ppjax.attacks.objectives import Target, Term, weighted_terms
 from ppjax.attacks.projections import per_image_keys, region
-from ppjax.ops.metrics import _delta_e_2000, srgb_to_lab
+from ppjax.ops.metrics import delta_e_2000, srgb_to_lab
 
 __all__ = ["edit_attack"]
 
@@ -84,7 +84,7 @@ def edit_attack(
         inside = None if valid is None else region(valid, x01.shape)[..., 0]
 
         def delta_e(u):
-            per_pixel = _delta_e_2000(lab0, srgb_to_lab(pipe.apply(pipe.from_normalised(u), x01, valid, detail)))
+            per_pixel = delta_e_2000(lab0, srgb_to_lab(pipe.apply(pipe.from_normalised(u), x01, valid, detail)))
             if inside is None:
                 return jnp.mean(per_pixel, axis=(1, 2))
             return jnp.sum(per_pixel * inside, axis=(1, 2)) / jnp.sum(inside, axis=(1, 2))

@@ -22,8 +22,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ppjax.evaluate.pairing import Pair, jpeg_roundtrip
@@ -32,22 +30,11 @@ from ppjax.io import ImageReadError, read_image
 from ppjax.io.real_channel import apply_real_panel
 from ppjax.models import Model
 from ppjax.models.nima import score_moments
-from ppjax.ops import metrics
 from ppjax.ops.channel import panel
 from ppjax.ops.visibility import visibility
+from ppjax.protect.quality import image_quality
 
 __all__ = ["evaluate"]
-
-
-@jax.jit
-def _quality(x: jnp.ndarray, y: jnp.ndarray) -> dict[str, jnp.ndarray]:
-    """PSNR, SSIM (NaN where the images are under 11x11), CIEDE2000 and Linf of one pair."""
-    return {
-        "psnr": metrics.psnr(x, y),
-        "ssim": metrics.ssim_or_nan(x, y),
-        "ciede2000": metrics.ciede2000(x, y),
-        "linf_255": metrics.linf_255(x, y),
-    }
 
 
 def _topk(logits: np.ndarray, k: int = 5) -> list[int]:
@@ -149,7 +136,7 @@ def _record(models, pair, a, b, engines, labels, jpeg_quality, nima_scores, edit
     if jpeg_quality is not None:
         b = jpeg_roundtrip(b, jpeg_quality)
     x = np.stack([a, b]).astype(np.float32) / 255.0
-    q = {k: float(v[0]) for k, v in _quality(jnp.asarray(x[:1]), jnp.asarray(x[1:])).items()}
+    q = image_quality(a, b)  # one program for every size: an album of many sizes compiles none per photo
     q.update(visibility(a, b))
     verdicts = {}
     for name, logits_fn in engines.items():

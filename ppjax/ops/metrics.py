@@ -20,7 +20,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["psnr", "ssim", "ssim_map", "ssim_or_nan", "ssim_defined", "SSIM_MIN_SIDE", "ciede2000", "linf_255", "srgb_to_lab"]
+__all__ = [
+    "psnr", "ssim", "ssim_map", "ssim_or_nan", "ssim_defined", "SSIM_MIN_SIDE",
+    "ciede2000", "ciede2000_map", "delta_e_2000", "linf_255", "srgb_to_lab",
+]  # fmt: skip
 
 #: SSIM's 11x11 Gaussian window needs images at least this many pixels high and wide.
 SSIM_MIN_SIDE = 11
@@ -112,7 +115,7 @@ def _hue_degrees(b: jnp.ndarray, a: jnp.ndarray) -> jnp.ndarray:
     return jnp.where(zero, 0.0, jnp.degrees(jnp.arctan2(jnp.where(zero, 1.0, b), jnp.where(zero, 1.0, a))) % 360)
 
 
-def _delta_e_2000(lab1: jnp.ndarray, lab2: jnp.ndarray) -> jnp.ndarray:
+def delta_e_2000(lab1: jnp.ndarray, lab2: jnp.ndarray) -> jnp.ndarray:
     """CIEDE2000 colour difference between CIELAB triples (..., 3)."""
     l1, a1, b1 = lab1[..., 0], lab1[..., 1], lab1[..., 2]
     l2, a2, b2 = lab2[..., 0], lab2[..., 1], lab2[..., 2]
@@ -149,9 +152,14 @@ def _delta_e_2000(lab1: jnp.ndarray, lab2: jnp.ndarray) -> jnp.ndarray:
     return _sqrt0((dlp / sl) ** 2 + (dcp / sc) ** 2 + (dhp / sh) ** 2 + rt * (dcp / sc) * (dhp / sh))
 
 
+def ciede2000_map(x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
+    """CIEDE2000 per pixel between sRGB pixels in [0, 1]: (..., 3) -> (...)."""
+    return delta_e_2000(srgb_to_lab(x), srgb_to_lab(y))
+
+
 def ciede2000(x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
     """Mean CIEDE2000 per image between sRGB images in [0, 1]."""
-    return jnp.mean(_delta_e_2000(srgb_to_lab(x), srgb_to_lab(y)), axis=(-2, -1))  # (..., H, W) per pixel
+    return jnp.mean(ciede2000_map(x, y), axis=(-2, -1))  # (..., H, W) per pixel
 
 
 def linf_255(x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
