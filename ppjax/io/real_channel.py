@@ -8,12 +8,14 @@ a PIL image are these same calls), never through the differentiable stand-ins th
 
 from __future__ import annotations
 
+import functools
 import io
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor
 
 import numpy as np
 from PIL import Image
 
+from ppjax.io.futures import run_on
 from ppjax.ops.channel import VIEWS, Variant, platform_size
 
 __all__ = ["PIL_FILTERS", "jpeg_reencode", "apply_real", "apply_real_panel"]
@@ -83,7 +85,7 @@ def apply_real_panel(rgb: np.ndarray, variants, pool: Executor | None = None) ->
     it resizes and encodes): one task per platform size and quality, the photo's own size's groups
     started while the shrinks run."""
     img = Image.fromarray(np.ascontiguousarray(rgb))
-    submit = pool.submit if pool is not None else _done
+    submit = functools.partial(run_on, pool)
     groups = _stage_groups(variants)
     picked = lambda idx: [variants[i] for i in idx]  # noqa: E731
     futures = {key: submit(_stage_views, img, key[1], picked(idx)) for key, idx in groups.items() if key[0] is None}
@@ -97,10 +99,3 @@ def apply_real_panel(rgb: np.ndarray, variants, pool: Executor | None = None) ->
         for i, view in zip(idx, futures[key].result()):
             out[i] = view
     return out
-
-
-def _done(fn, *args) -> Future:
-    """``fn(*args)`` run now, as a finished future."""
-    done: Future = Future()
-    done.set_result(fn(*args))
-    return done

@@ -19,9 +19,7 @@ final, not when its batch is.
 from __future__ import annotations
 
 import contextlib
-import threading
 import zlib
-from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -33,6 +31,7 @@ import numpy as np
 from ppjax import attacks
 from ppjax.edits import apply_full
 from ppjax.io.batching import bucket_size, pad_batch
+from ppjax.io.futures import in_order, run_on
 from ppjax.io.images import ImageReadError, ImageWriteError, read_image, to_float01, to_uint8, write_image
 from ppjax.protect.fullsize import lift, working_copy
 from ppjax.protect.manifest import staging_path
@@ -149,7 +148,7 @@ class Batch:
         self._announce(jobs, canvas, size)
         judge = self.judge or PanelJudge(p)
         # The originals' panels on the host while the attack runs: they do not depend on it.
-        started = [_started(judge.original, im.rgb) for im in images]
+        started = in_order(judge.original, [im.rgb for im in images], name="ppjax-original")
         found = None  # the edit methods' EditResult, per photo of the batch
         if p.is_edit:
             q, _, _, found = p.protect_edit(keys, x01, geometry, exact=canvas.exact)
@@ -171,7 +170,7 @@ class Batch:
                     written[j] = None
                     continue
                 # PSNR and SSIM (2 s at 12 megapixels) on the pool, while the panel is judged.
-                quality[j] = _submit(judge.pool, psnr_ssim, images[j].rgb, w)
+                quality[j] = run_on(judge.pool, psnr_ssim, images[j].rgb, w)
                 written[j], leads[j] = w, judge.leads(w, originals[j])
             # Done: protected with margin everywhere, out of rounds, or a round that did not raise
             # its smallest lead (its draws already have the margin the real variant lacks).
@@ -283,29 +282,6 @@ class Batch:
                 self._final(ProtectResult(src, None, error=str(e)))
                 written.append(None)
         return written
-
-
-def _submit(pool, fn, *args) -> Future:
-    """``fn(*args)`` on ``pool``, or now when there is none (a finished future either way)."""
-    if pool is not None:
-        return pool.submit(fn, *args)
-    done: Future = Future()
-    done.set_result(fn(*args))
-    return done
-
-
-def _started(fn, *args) -> Future:
-    """``fn(*args)`` begun now on a thread of its own; its result (or error) in the future."""
-    done: Future = Future()
-
-    def work() -> None:
-        try:
-            done.set_result(fn(*args))
-        except BaseException as e:  # noqa: BLE001 - handed to whoever waits for it
-            done.set_exception(e)
-
-    threading.Thread(target=work, name="ppjax-original", daemon=True).start()
-    return done
 
 
 def _row(found, j):
