@@ -33,7 +33,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -68,14 +67,6 @@ COLUMNS: dict[str, Callable[[int, int], tuple[Variant, ...]]] = {
     "demo 256+224": lambda h, w: (Variant("demo", "bilinear"),),
     "social panel": lambda h, w: panel("social", h, w),
 }
-
-
-@dataclass
-class _Judged:
-    """Per column, whether each photo is protected; and the PSNR of each written photo."""
-
-    protected: dict[str, list[bool]]
-    psnr: list[float]
 
 
 #: The attack options a run may set for its exact and social settings (None or absent: `ppjax
@@ -168,24 +159,26 @@ def _progress(setting: str, total: int, start: float, log: Callable[[str], None]
     return report
 
 
-def _judge(judge, pairs: Sequence[tuple[Path, Path]]) -> dict[str, list[bool]]:
-    """Per column, per (original, protected) pair: protected on every variant of the column, by
-    ``judge(x01) -> logits`` or, for an ensemble, by every judge of a sequence of them."""
-    judges = list(judge) if isinstance(judge, (list, tuple)) else [judge]
-    out = {name: [] for name in COLUMNS}
-    cache: dict = {}
-    for original, protected in pairs:
-        a, b = read_image(original).rgb, read_image(protected).rgb
+def _judge(judges: dict, pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, dict[str, list[bool]]]:
+    """Per judge name, per column, per (original, protected) uint8 pair: protected on every variant
+    of the column. A judge is ``fn(x01) -> logits`` or, for an ensemble, a sequence of them (then
+    protected when every member is fooled). Each variant of a photo goes through the real channel
+    once, for every judge and every column it belongs to."""
+    members = {name: list(j) if isinstance(j, (list, tuple)) else [j] for name, j in judges.items()}
+    out = {name: {col: [] for col in COLUMNS} for name in judges}
+    for a, b in pairs:
         h, w = a.shape[:2]
-        for name, variants_of in COLUMNS.items():
-            ok = True
+        fooled: dict = {}  # variant -> judge name -> fooled there
+        for col, variants_of in COLUMNS.items():
             for v in variants_of(h, w):
-                if (original, v) not in cache:  # the original through this variant, once per photo
+                if v not in fooled:
                     va = apply_real(a, v)[None] / np.float32(255.0)
-                    cache[original, v] = [int(np.argmax(fn(va)[0])) for fn in judges]
-                vb = apply_real(b, v)[None] / np.float32(255.0)
-                ok = ok and all(int(np.argmax(fn(vb)[0])) != seen for fn, seen in zip(judges, cache[original, v]))
-            out[name].append(ok)
+                    vb = apply_real(b, v)[None] / np.float32(255.0)
+                    fooled[v] = {
+                        name: all(int(np.argmax(fn(va)[0])) != int(np.argmax(fn(vb)[0])) for fn in fns) for name, fns in members.items()
+                    }  # fmt: skip
+            for name in judges:
+                out[name][col].append(all(fooled[v][name] for v in variants_of(h, w)))
     return out
 
 
@@ -235,18 +228,20 @@ def run_robustness_bench(
             for r in results:
                 if r.error:
                     log(f"error: {r.error}")
-            judged = _judge(judge, written)
+            seen: list[dict] = []  # each pair's visibility, measured as it is read for the judges
+            verdicts_of = _judge({None: judge, **(judges or {})}, _decoded(written, seen))
+            judged = verdicts_of[None]
             row = {"setting": setting, "images": len(written), "seconds": seconds}
             row["psnr"] = float(np.mean([r.psnr for r in results if r.protected is not None and np.isfinite(r.psnr)]))
-            row.update(_visibility(written))
+            row.update({k: float(np.mean([r[k] for r in seen])) for k in (seen[0] if seen else {})})
             row.update({name: float(np.mean(v)) if v else float("nan") for name, v in judged.items()})
             log(f"{setting}: " + ", ".join(f"{k} {row[k]:.1%}" for k in COLUMNS) + f", PSNR {row['psnr']:.2f} dB, {seconds:.0f} s")
             row["held_out"], row["per_photo"] = {}, {
                 "source": [str(a) for a, _ in written], "psnr": [float(r.psnr) for r in results if r.protected is not None],
                 "protected": judged, "held_out": {},
             }  # fmt: skip
-            for name, fn in (judges or {}).items():
-                verdicts = _judge(fn, written)
+            for name in judges or {}:
+                verdicts = verdicts_of[name]
                 shares = {col: float(np.mean(v)) if v else float("nan") for col, v in verdicts.items()}
                 row["held_out"][name] = shares
                 row["per_photo"]["held_out"][name] = verdicts
@@ -257,19 +252,17 @@ def run_robustness_bench(
     return {"rows": rows, "columns": list(COLUMNS), "eps_255": eps, "steps": steps, "photos": len(readable), "judges": list(judges or {}), "attack": attack}
 
 
-def _visibility(written: Sequence[tuple[Path, Path]]) -> dict:
-    """Mean CIEDE2000, grain, colourfulness and RMS contrast (before and after) over the written
-    photos (see :mod:`ppjax.ops.visibility`)."""
-    from ppjax.ops.metrics import ciede2000
+def _decoded(written: Sequence[tuple[Path, Path]], seen: list[dict]):
+    """The (original, written) uint8 pairs, each file read once and one pair at a time (an album of
+    12-megapixel photos is not held at once), appending to ``seen`` each pair's CIEDE2000, grain,
+    colourfulness and RMS contrast before and after (see :mod:`ppjax.ops.visibility`)."""
     from ppjax.ops.visibility import visibility
+    from ppjax.protect.quality import ciede2000_mean
 
-    rows = []
     for source, output in written:
         a, b = read_image(source).rgb, read_image(output).rgb
-        row = visibility(a, b)
-        row["ciede2000"] = float(ciede2000(a[None] / np.float32(255), b[None] / np.float32(255))[0])
-        rows.append(row)
-    return {k: float(np.mean([r[k] for r in rows])) for k in (rows[0] if rows else {})}
+        seen.append({**visibility(a, b), "ciede2000": ciede2000_mean(a, b)})
+        yield a, b
 
 
 def _timing_photo(source: Path, size: tuple[int, int], dst: Path) -> Path:

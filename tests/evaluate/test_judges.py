@@ -109,13 +109,11 @@ def test_bench_robustness_judges_an_ensemble_by_all_its_members_and_a_third_mode
     assert refused.exit_code == 2 and "held out" in refused.output
 
 
-def test_an_ensemble_verdict_needs_every_member_fooled(tmp_path):
+def test_an_ensemble_verdict_needs_every_member_fooled():
     """bench robustness's judge: one member's changed class is not enough."""
     from ppjax.bench.robustness import _judge
 
     a, b = np.full((8, 8, 3), 40, np.uint8), np.full((8, 8, 3), 200, np.uint8)
-    Image.fromarray(a).save(tmp_path / "a.png")
-    Image.fromarray(b).save(tmp_path / "b.png")
 
     def follows_brightness(x):  # class 1 for bright photos, 0 for dark
         return np.stack([0.5 - x.mean(axis=(1, 2, 3)), x.mean(axis=(1, 2, 3)) - 0.5], -1)
@@ -123,7 +121,9 @@ def test_an_ensemble_verdict_needs_every_member_fooled(tmp_path):
     def stubborn(x):  # always class 0
         return np.tile([[1.0, 0.0]], (len(x), 1))
 
-    pairs = [(tmp_path / "a.png", tmp_path / "b.png")]
-    assert _judge(follows_brightness, pairs)["as written"] == [True]
-    assert _judge([follows_brightness, stubborn], pairs)["as written"] == [False]
-    assert _judge([follows_brightness, follows_brightness], pairs)["as written"] == [True]
+    judges = {"alone": follows_brightness, "with stubborn": [follows_brightness, stubborn], "twice": [follows_brightness] * 2}
+    verdicts = _judge(judges, [(a, b)])
+    assert verdicts["alone"]["as written"] == [True]
+    assert verdicts["with stubborn"]["as written"] == [False]
+    assert verdicts["twice"]["as written"] == [True]
+    assert _judge({"alone": follows_brightness}, [(a, a)])["alone"]["JPEG q75"] == [False]
