@@ -59,6 +59,7 @@ def test_members_must_agree_on_fusion_and_share_classes_to_fuse():
     attacks.objective_and_lead([_fixed([[1.0, 0.0]])(), _fixed([[1.0, 0.0, 0.0]])()], x, labels)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fusion", attacks.FUSIONS)
 def test_a_fused_ensemble_is_protected_against_each_member_within_budget(fusion):
     module = LinearNet()

@@ -24,6 +24,7 @@ IDS = ["fgsm", "bim", "pgd-linf", "pgd-l2", "mifgsm", "cw", "pfgsm", "masked", "
 def _terms(method, generated_nima):
     return (attacks.appeal(*generated_nima, 1.0),) if method in attacks.NEEDS_APPEAL else ()
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method, options", METHOD_OPTIONS, ids=IDS)
 def test_eps_zero_is_identity(tiny, photos, generated_nima, method, options):
     x0 = jnp.asarray(photos, jnp.float32) / 255
@@ -34,6 +35,7 @@ def test_eps_zero_is_identity(tiny, photos, generated_nima, method, options):
     q, _, _ = protect_uint8(Protector([tiny], method=method, eps=0.0, steps=5, terms=terms, options=options), jax.random.key(0), photos)
     assert (q == photos).all()
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method, options", METHOD_OPTIONS, ids=IDS)
 def test_outputs_stay_in_box_and_budget(tiny, photos, generated_nima, method, options):
     eps = 6.0
@@ -61,6 +63,7 @@ def test_same_key_same_bytes_other_key_other_result(tiny, photos, method):
         c, _, _ = protect_uint8(p, jax.random.key(8), photos)
         assert (a != c).any()
 
+@pytest.mark.slow
 def test_cw_protects_with_less_change_than_pgd(linear, photos):
     x0 = jnp.asarray(photos, jnp.float32) / 255
     labels = (jnp.argmax(linear.apply(linear.variables, x0), -1),)
@@ -97,6 +100,7 @@ def test_pfgsm_never_aims_at_the_sensitive_group(linear, photos):
     adv = attacks.build("pfgsm", [target], eps=8.0, steps=20, threshold=0.9, exclude_top=0)(jax.random.key(0), x0[:1], (jnp.argmax(logits[:1], -1),))
     assert int(np.argmax(np.asarray(linear.apply(linear.variables, adv))[0])) not in group
 
+@pytest.mark.slow
 def test_masked_leaves_flat_and_salient_areas_untouched(linear):
     rng = np.random.default_rng(0)
     x = np.full((2, 64, 64, 3), 0.5, np.float32)

@@ -11,6 +11,7 @@ from ppjax import attacks
 from ppjax.models import nima
 
 
+@pytest.mark.slow
 def test_per_image_keys_make_random_starts_independent_of_the_batch(photos):
     x0 = jnp.asarray(photos, jnp.float32) / 255
     keys = jax.random.split(jax.random.key(0), len(photos))

@@ -16,6 +16,7 @@ def _keys(n, seed=0):
     return jnp.stack([jax.random.fold_in(jax.random.key(seed), i) for i in range(n)])
 
 
+@pytest.mark.slow
 def test_input_diversity_draws_per_image_and_step(photos):
     x = jnp.asarray(to_float01(photos))
     keys = _keys(len(photos))
@@ -42,6 +43,7 @@ def test_smoothing_keeps_a_constant_gradient_inside_and_blurs_a_spike():
     assert np.abs(out[..., 0]).max() == 0 and np.abs(out[..., 2]).max() == 0  # per channel
 
 
+@pytest.mark.slow
 def test_scale_copies_average_the_objective_and_keep_the_images_own_lead(tiny, photos):
     from ppjax.attacks.loop import _objective_and_lead
 
@@ -58,6 +60,7 @@ def test_scale_copies_average_the_objective_and_keep_the_images_own_lead(tiny, p
 @pytest.mark.parametrize(
     "kwargs", [{"diversity": 1.0}, {"smoothing": 5}, {"momentum": 1.0}, {"scales": 3}, {"diversity": 0.7, "smoothing": 3, "momentum": 1.0, "scales": 2}]
 )
+@pytest.mark.slow
 def test_transfer_parts_stay_in_budget_and_are_deterministic(tiny, photos, kwargs):
     x = to_float01(photos)
     protector = Protector([tiny], eps=3.0, steps=6, transfer=attacks.Transfer(**kwargs), margin=4.0)

@@ -15,6 +15,7 @@ from ppjax.protect import Protector
 from ..conftest import shared_path
 
 
+@pytest.mark.slow
 def test_jpeg_bench_counts_readable_photos_and_logs_the_rest(tiny, photos, tmp_path):
     from ppjax.bench.jpeg import run_jpeg_bench
 

@@ -17,6 +17,7 @@ def installed(store, official_checkpoint):
     return store
 
 
+@pytest.mark.slow
 def test_bad_files_are_reported_and_the_batch_goes_on(installed, places_samples, tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -35,6 +36,7 @@ def test_bad_files_are_reported_and_the_batch_goes_on(installed, places_samples,
     assert "2 of 5 files could not be read" in result.stderr
 
 
+@pytest.mark.slow
 def test_other_sizes_and_resize_option(installed, places_samples, tmp_path):
     from PIL import Image
 
@@ -48,6 +50,7 @@ def test_other_sizes_and_resize_option(installed, places_samples, tmp_path):
     assert len(as_is["top"]) == 5
 
 
+@pytest.mark.slow
 def test_no_images_is_a_usage_error(installed, tmp_path):
     result = CliRunner().invoke(app, ["classify", str(tmp_path)])
     assert result.exit_code == 2 and "no image files" in result.stderr

@@ -154,6 +154,7 @@ def test_full_size_application_matches_the_program_and_the_working_copy(photo):
     assert np.abs(apply_full(pipe, params, rgb, coefficients).astype(float) - want).mean() < 1.0
 
 
+@pytest.mark.slow
 def test_hue_guards_keep_skin_sky_and_vegetation_in_their_hue():
     """Every sector shift at its limit, in every direction: a skin-tone, a sky-blue and a leaf-green
     patch keep their CIELAB hue within 2 degrees (an unguarded orange moves much more)."""
@@ -202,6 +203,7 @@ def test_local_grid_reads_as_scipy_interpolates():
     np.testing.assert_allclose(np.asarray(read_grid(jnp.asarray(grid), jnp.asarray(pos))), want, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_local_curves_blend_the_four_knots_curves_and_never_turn_a_tone_over():
     """The grid of curves against NumPy: each of the four surrounding knots' curves read with
     np.interp, blended with the bilinear weights; and, with every slope at a limit of its range,

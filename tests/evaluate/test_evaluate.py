@@ -188,6 +188,7 @@ def test_mediaeval_run_zip_with_places365(tmp_path, store, official_checkpoint, 
     assert all(im["label"] is not None for im in report["images"])
 
 
+@pytest.mark.slow
 def test_unreadable_and_mismatched_pairs_are_listed(lite0_store, tmp_path, monkeypatch):
     root, _ = lite0_store
     monkeypatch.setenv("PPJAX_HOME", str(root))

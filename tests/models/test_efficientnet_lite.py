@@ -84,6 +84,7 @@ def assert_logits_match(model, torch_model, x):
     assert (out.argmax(1) == ref.argmax(1)).all()
 
 
+@pytest.mark.slow
 def test_logits_match_pytorch_on_real_photos(lite0, torch_lite0, imagenet_photos):
     assert_logits_match(lite0[0], torch_lite0, imagenet_photos[0][:12])
 
@@ -142,6 +143,7 @@ def test_top1_on_300_real_photos_and_the_preprocessing_it_needs(lite0, imagenet_
     assert right - wrong >= 0.05
 
 
+@pytest.mark.slow
 def test_classify_command_and_store_entry(lite0, imagenet_photos, monkeypatch):
     model, root = lite0
     monkeypatch.setenv("PPJAX_HOME", str(root))

@@ -44,6 +44,7 @@ def test_lite2_filters_are_rounded_like_the_original():
     assert efficientnet_lite.round_filters(40, 1.0) == 40
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("at", ["native", 224])  # native, and the 224 view the channel hands it
 def test_logits_match_pytorch_on_real_photos(sibling, imagenet_photos, at):  # noqa: F811
     variant, model, _ = sibling
@@ -52,6 +53,7 @@ def test_logits_match_pytorch_on_real_photos(sibling, imagenet_photos, at):  # n
     assert_logits_match(model, original(variant), x.astype(np.float32) / 255.0)
 
 
+@pytest.mark.slow
 def test_onnx_graph_comes_from_pytorch_and_agrees(sibling, imagenet_photos):  # noqa: F811
     from ppjax.evaluate.engines import OnnxClassifier
 

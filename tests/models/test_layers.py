@@ -33,6 +33,7 @@ def _compare(mine, reference, *shapes, seed=0):
     "size, kernel, stride, padding",
     [((9, 7), 3, 2, ((1, 1), (1, 1))), ((8, 8), 3, 2, ((0, 1), (0, 1))), ((11, 10), 5, 2, ((1, 2), (2, 2))), ((10, 9), 5, 1, ((2, 2), (2, 2))), ((7, 7), 3, 1, ((0, 0), (0, 0)))],
 )
+@pytest.mark.slow
 def test_depthwise_conv_matches_grouped_convolution(size, kernel, stride, padding):
     def reference(x, k):
         return lax.conv_general_dilated(x, k, (stride, stride), padding, dimension_numbers=DIMS, feature_group_count=4)

@@ -175,6 +175,7 @@ def test_mean_score_gradient_matches_finite_differences(installed_nima, places_b
     assert cosine > 0.999
 
 
+@pytest.mark.slow
 def test_dense_layer_name_carries_keras_counter(tmp_path, keras_reference):
     model, path = keras_reference
     renamed = write_keras2_weights(model, tmp_path / "w.h5", rename={"dense_1": "dense_3"})
@@ -193,6 +194,7 @@ def test_missing_layer_is_named(tmp_path, keras_reference):
     assert not e.value.unexpected
 
 
+@pytest.mark.slow
 def test_shape_mismatch_and_foreign_files(tmp_path, keras_reference):
     model, _ = keras_reference
     other = _build_keras_nima("dense_2")
@@ -224,6 +226,7 @@ def test_fetch_nima_from_loopback(store, loopback_server, keras_reference, monke
     assert {"places365", "places365-densenet161", "efficientnet-lite2"} < {r["name"] for r in listed}
 
 
+@pytest.mark.slow
 def test_score_command(installed_nima, keras_reference, places_samples, tmp_path):
     model, _ = keras_reference
     files = [p for p, _ in places_samples[:3]]

@@ -39,6 +39,7 @@ def _batch(rgb: np.ndarray, canvas) -> tuple[jnp.ndarray, object]:
     return jnp.asarray(np.where(inside, x, noise)), stack_geometry([geometry(canvas, h, w)])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("h,w", SIZES)
 def test_views_with_maps_as_arguments_are_pillows(h, w):
     """Each of the four views of a photo on its canvas equals today's differentiable resize (and
@@ -74,6 +75,7 @@ def test_views_with_maps_as_arguments_are_pillows(h, w):
         assert not np.asarray(grad)[0, h:].any() and not np.asarray(grad)[0, :, w:].any()  # the padding is never read
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("h,w", [(37, 53), (299, 299), (810, 1080), (1, 3)])
 def test_jpeg_on_a_canvas_is_the_photos_own(h, w):
     rgb = _photo(h, w)
@@ -90,6 +92,7 @@ def test_jpeg_on_a_canvas_is_the_photos_own(h, w):
     assert not np.asarray(grad)[0, h:].any() and not np.asarray(grad)[0, :, w:].any()
 
 
+@pytest.mark.slow
 def test_input_diversity_on_a_canvas_is_jax_image_on_the_photo():
     rng = np.random.default_rng(3)
     x = jnp.asarray(rng.uniform(size=(2, 40, 48, 3)), jnp.float32)

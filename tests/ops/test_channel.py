@@ -31,6 +31,7 @@ def _compare(rgb: np.ndarray, variants) -> dict:
     return out
 
 
+@pytest.mark.slow
 def test_social_panel_matches_pillow_on_a_real_photo():
     rgb = _photo("imagenet_compatible", 7)
     for label, diff in _compare(rgb, panel("social", *rgb.shape[:2])).items():
@@ -75,6 +76,7 @@ def _on_canvas(x, canvas):
     return jnp.asarray(place(list(np.asarray(x)), canvas)), stack_geometry([geometry(canvas, h, w)] * x.shape[0])
 
 
+@pytest.mark.slow
 def test_draws_depend_on_each_images_key_not_on_its_batch():
     from ppjax.ops.canvas import canvas_for
 
@@ -107,6 +109,7 @@ def _same_but_rare_flips(a, b) -> None:
     assert diff.max() <= 1.0 / 255 + 1e-6 and (diff > 0).mean() < 1e-3, ((diff > 0).mean(), diff.max())
 
 
+@pytest.mark.slow
 def test_draws_on_a_canvas_are_the_photos_own():
     """A photo's draws on a shared canvas equal its draws on a canvas of its own size: the views'
     maps and the JPEG read only the photo, never the padding (filled with other values here)."""

@@ -31,6 +31,7 @@ def test_quant_tables_follow_libjpeg_scaling():
         quant_tables(0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("quality", [50, 75, 95])
 def test_round_trip_matches_pillow_on_real_photos(quality):
     paths = sorted(shared_path("places365_val_samples").glob("*.jpg"))[:3]
@@ -49,6 +50,7 @@ def test_round_trip_matches_pillow_on_real_photos(quality):
     assert (diff <= 1).mean() > 0.85
 
 
+@pytest.mark.slow
 def test_gradient_passes_the_roundings():
     x = jnp.asarray(np.random.default_rng(0).uniform(0.4, 0.6, (1, 16, 16, 3)), jnp.float32)
     g = jax.grad(lambda v: jnp.sum(jpeg_round_trip(v, 75) * jnp.arange(3.0)))(x)
@@ -58,6 +60,7 @@ def test_gradient_passes_the_roundings():
     np.testing.assert_allclose(np.asarray(g), np.broadcast_to(np.arange(3.0), g.shape), atol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("quality", [70, 75, 90, 95])
 @pytest.mark.parametrize("size", [(299, 299), (250, 190), (251, 189)])
 def test_420_round_trip_matches_pillow_on_real_photos(quality, size):
@@ -77,6 +80,7 @@ def test_420_round_trip_matches_pillow_on_real_photos(quality, size):
     assert (diff <= 1).mean() > 0.85
 
 
+@pytest.mark.slow
 def test_traced_quality_per_image_equals_fixed_quality():
     x = jnp.asarray(np.random.default_rng(1).uniform(size=(2, 24, 40, 3)), jnp.float32)
     per_image = jax.jit(lambda v, q: jpeg_round_trip(v, q, "4:2:0"))(x, jnp.array([75, 90]))

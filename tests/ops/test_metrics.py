@@ -24,6 +24,7 @@ def pairs(places_batch):
     return x, y
 
 
+@pytest.mark.slow
 def test_psnr_ssim_match_skimage(pairs):
     x, y = pairs
     with jax.enable_x64(True):
@@ -37,6 +38,7 @@ def test_psnr_ssim_match_skimage(pairs):
     assert np.asarray(ssim(jnp.asarray(x), jnp.asarray(x))) == pytest.approx(1.0, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_lab_and_ciede2000_match_skimage(pairs):
     x, y = pairs
     with jax.enable_x64(True):

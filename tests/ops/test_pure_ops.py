@@ -46,6 +46,7 @@ def test_psnr(pair):
         np.testing.assert_allclose(got, ref, atol=1e-3, err_msg=way)
 
 
+@pytest.mark.slow
 def test_ssim(pair):
     x, y = pair
     ref = [
@@ -57,6 +58,7 @@ def test_ssim(pair):
         np.testing.assert_allclose(got, ref, atol=1e-4, err_msg=way)
 
 
+@pytest.mark.slow
 def test_ciede2000(pair):
     x, y = pair
     ref = [deltaE_ciede2000(rgb2lab(a.astype(np.float64)), rgb2lab(b.astype(np.float64))).mean() for a, b in zip(x, y)]
@@ -71,6 +73,7 @@ def test_linf_255(pair):
         np.testing.assert_allclose(got, ref, atol=1e-3, err_msg=way)
 
 
+@pytest.mark.slow
 def test_jpeg_round_trip(pair):
     x, _ = pair
     rgb = np.rint(x * 255).astype(np.uint8)
@@ -106,6 +109,7 @@ def _texture_reference(x: np.ndarray, sigma: float) -> np.ndarray:
     return np.stack(out)
 
 
+@pytest.mark.slow
 def test_texture_map(pair):
     x, _ = pair
     ref = _texture_reference(x, 4.0)
@@ -115,6 +119,7 @@ def test_texture_map(pair):
         assert close.mean() > 0.999, way
 
 
+@pytest.mark.slow
 def test_concealment_map(pair):
     x, _ = pair
     ways = _three_ways(lambda v: concealment.concealment_map(v, 4.0), x)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 from PIL import Image
 
 from ppjax.io import to_float01
@@ -13,6 +14,7 @@ from ppjax.protect import Protector
 from ppjax.protect.manifest import staging_path
 
 
+@pytest.mark.slow
 def test_jpeg_verdict_is_the_decoded_files(tiny, photos, tmp_path):
     from ppjax.protect import protect_files
 
@@ -49,6 +51,7 @@ def test_protect_files_reports_bad_inputs_and_keeps_order(tiny, photos, tmp_path
     again = protect_files(protector, jobs, max_batch=2)
     assert sum(r.skipped is not None for r in again) == len(photos)
 
+@pytest.mark.slow
 def test_failed_jpeg_rewrite_leaves_no_stale_output(tiny, photos, tmp_path, monkeypatch):
     import ppjax.protect.batch as protect_module
     from ppjax.protect import protect_files

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from ppjax import attacks
 from ppjax.io import to_float01, to_uint8
@@ -48,6 +49,7 @@ def test_lattice_refinement_runs_only_while_images_lack_margin(linear, photos):
         protect_uint8(Protector([linear], lattice_steps=4, **enough), jax.random.key(0), photos)[0],
     )
 
+@pytest.mark.slow
 def test_cached_programs_leave_the_weights_out(photos, generated_nima, tmp_path):
     """The persistent cache holds programs, not models: captured as constants, ResNet50's weights
     made each cached program about 190 MB, once per image size."""
@@ -91,6 +93,7 @@ def _psnr(a, b) -> np.ndarray:
     return -10.0 * np.log10(np.mean(d * d, axis=(1, 2, 3)))
 
 
+@pytest.mark.slow
 def test_quantise_keeps_the_psnr_floor_on_the_bytes_and_spends_it(photos):
     """The rounded change keeps the floor exactly (rounding alone would break it: a change of
     +-2.6/255 everywhere rounds to +-3/255), and the scale it finds is near the largest that
@@ -124,6 +127,7 @@ def test_psnr_floor_projection_scales_only_what_breaks_it(photos):
     assert attacks.with_psnr_floor(ball, None) is ball and attacks.with_psnr_floor(ball, 0.0) is ball
 
 
+@pytest.mark.slow
 def test_protector_keeps_the_floor_for_every_method(linear, tiny, photos):
     """Whatever the method, including those with loops of their own, the bytes keep the floor."""
     for target, method in ((linear, "pgd"), (linear, "mifgsm"), (tiny, "pfgsm"), (linear, "cw")):

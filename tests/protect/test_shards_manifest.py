@@ -69,6 +69,7 @@ def _inputs(tmp_path, photos) -> list:
     return jobs
 
 
+@pytest.mark.slow
 def test_manifest_keeps_only_outputs_made_with_these_settings(tiny, photos, tmp_path):
     jobs = _inputs(tmp_path, photos)
     protector = Protector([tiny], eps=4.0, steps=3)
@@ -104,6 +105,7 @@ def test_manifest_keeps_only_outputs_made_with_these_settings(tiny, photos, tmp_
     assert all(r.skipped.startswith("done") for r in final)
 
 
+@pytest.mark.slow
 def test_outputs_without_a_manifest_are_not_replaced_silently(tiny, photos, tmp_path):
     jobs = _inputs(tmp_path, photos)
     (tmp_path / "out").mkdir()

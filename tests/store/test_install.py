@@ -74,6 +74,7 @@ def test_fetch_convert_load_classify_end_to_end(store, served, official_checkpoi
     assert human.exit_code == 0 and names[lines[0]["top"][0]["index"]] in human.stdout
 
 
+@pytest.mark.slow
 def test_interrupted_download_resumes(store, served):
     size = len(served.files[CKPT])
     served.cut_after[CKPT] = size // 3
@@ -115,6 +116,7 @@ def test_offline_fetch_explains_the_import_route(store, monkeypatch):
     assert not model_store.is_installed("places365")
 
 
+@pytest.mark.slow
 def test_import_offline_with_categories(store, official_checkpoint):
     result = CliRunner().invoke(
         app, ["models", "import", "places365", str(official_checkpoint.path), "--categories", str(official_checkpoint.categories)]
@@ -124,6 +126,7 @@ def test_import_offline_with_categories(store, official_checkpoint):
     assert {s["role"]: s["origin"].startswith("import:") for s in manifest["sources"]} == {"checkpoint": True, "categories": True}
 
 
+@pytest.mark.slow
 def test_failed_import_leaves_installed_model_untouched(store, official_checkpoint, tmp_path):
     model_store.import_files("places365", official_checkpoint.path, categories=official_checkpoint.categories)
     before = model_store.read_manifest("places365")
@@ -224,6 +227,7 @@ def test_skipped_metadata_is_a_note_and_the_model_installs(store, official_check
     assert notes == ["note: resnet50_places365.pth.tar: skipped checkpoint['optimizer']: a torch.optim.sgd.SGD object, not rebuilt"]
 
 
+@pytest.mark.slow
 def test_a_tampered_install_is_refused_naming_the_file(store, official_checkpoint, places_samples):
     model_store.import_files("places365", official_checkpoint.path, categories=official_checkpoint.categories)
     runner = CliRunner()
