@@ -49,6 +49,7 @@ def evaluate(
         raise fail(str(e), 2) from None
     if task is not None:
         _check_task(protected, task_list)
+    store.use_jit_cache()  # the canvases' programs, compiled once, serve the next album too
     m = load_or_fetch(model.value)
     try:
         engines = make_engines(m, model.value, engine, store.model_dir(model.value))

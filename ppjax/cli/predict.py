@@ -24,9 +24,11 @@ def classify(
     size: Annotated[int, typer.Option(min=0, help="Resize so the shorter side has this many pixels; 0 keeps the image as it is (MediaEval protocol).")] = 0,
 ) -> None:
     """Classify images: top classes with probabilities; sensitive classes are marked."""
+    from ppjax import store
     from ppjax.io import ImageReadError
     from ppjax.predict.classify import classify_files
 
+    store.use_jit_cache()  # the canvases' programs, compiled once, serve the next album too
     m = load_or_fetch(model)
     paths = image_paths(files)
     failed = 0

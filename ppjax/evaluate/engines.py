@@ -69,10 +69,13 @@ def _pil_resize(x01: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def make_engines(model, name: str, which: Engines, model_dir: Path) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     """``{engine name: logits(x01)}`` for the loaded ``model`` (store name ``name``, installed in
-    ``model_dir``): ``jax`` runs the port, jitted; ``onnx`` the graph exported at install."""
+    ``model_dir``): ``jax`` runs the port, jitted, on a few shared canvases (one program serves many
+    photo sizes, :mod:`ppjax.models.any_size`); ``onnx`` the graph exported at install."""
     engines = {}
     if which in (Engines.JAX, Engines.BOTH):
-        engines["jax"] = model.compiled()
+        from ppjax.models.any_size import any_size
+
+        engines["jax"] = any_size(model)
     if which in (Engines.ONNX, Engines.BOTH):
         from ppjax.store import ONNX
 

@@ -40,8 +40,11 @@ class Prediction:
 
 
 def make_probabilities(model: Model):
-    """Jitted ``probs(x01) -> (N, C)`` softmax probabilities for (N, H, W, 3) [0, 1] pixels."""
-    return model.compiled(lambda logits: jax.nn.softmax(logits, axis=-1))
+    """Jitted ``probs(x01) -> (N, C)`` softmax probabilities for (N, H, W, 3) [0, 1] pixels, through
+    a few programs shared by every photo size (:mod:`ppjax.models.any_size`)."""
+    from ppjax.models.any_size import any_size
+
+    return any_size(model, lambda logits: jax.nn.softmax(logits, axis=-1))
 
 
 def classify_files(
