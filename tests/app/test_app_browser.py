@@ -100,6 +100,7 @@ def _shot(page, name: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.core
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium; .ci/run installs it)")
 def test_a_person_protects_three_photos_and_downloads_the_zip(server, protecting, photos, lite0_store, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api")

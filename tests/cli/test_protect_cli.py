@@ -57,6 +57,7 @@ def test_pgd_protects_real_photos_as_written(tmp_path, lite0_store):
 
 
 @pytest.mark.slow
+@pytest.mark.core
 def test_default_protect_survives_the_real_channel(tmp_path, lite0_store, monkeypatch):
     """The default (social channel) on real photos: the JSON report says on how many variants each
     file is protected, and an independent judge (ONNX Runtime on the graph from PyTorch) agrees,

@@ -19,6 +19,7 @@ from ..attack_models import imagenet_photos
 
 
 @pytest.mark.slow
+@pytest.mark.core
 def test_full_size_photo_gets_the_edit_and_the_carried_noise(tiny):
     """Batch._full for a hybrid: the edit applied to the 600x400 original itself, plus the working
     copy's noise (protected minus edited, within eps) upsampled: never more than eps away from

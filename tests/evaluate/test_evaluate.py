@@ -74,6 +74,7 @@ def lite0_store(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.core
 def test_evaluate_real_model_matches_independent_numbers(lite0_store, tmp_path, monkeypatch):
     root, torch_model = lite0_store
     monkeypatch.setenv("PPJAX_HOME", str(root))

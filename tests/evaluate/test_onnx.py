@@ -32,6 +32,7 @@ def _agree(model_name, root, x):
 
 
 @pytest.mark.slow
+@pytest.mark.core
 def test_places365_onnx_matches_jax(tmp_path, official_checkpoint, places_batch):
     model_store.import_files("places365", official_checkpoint.path, categories=official_checkpoint.categories, root=tmp_path)
     _agree("places365", tmp_path, places_batch[:6])

@@ -85,6 +85,7 @@ def assert_logits_match(model, torch_model, x):
 
 
 @pytest.mark.slow
+@pytest.mark.core
 def test_logits_match_pytorch_on_real_photos(lite0, torch_lite0, imagenet_photos):
     assert_logits_match(lite0[0], torch_lite0, imagenet_photos[0][:12])
 

@@ -100,6 +100,7 @@ def _keras_dist(model, x01: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.slow
+@pytest.mark.core
 def test_distribution_matches_keras_on_real_photos(installed_nima, keras_reference, places_batch):
     model, _ = keras_reference
     x = places_batch[:16]

@@ -47,6 +47,7 @@ def _torch_stages(model, x01: np.ndarray):
 
 
 @pytest.mark.slow
+@pytest.mark.core
 def test_logits_and_stages_match_pytorch_on_real_photos(official_checkpoint, converted, places_batch):
     ref_logits, ref_stages = _torch_stages(official_checkpoint.model, places_batch)
     module = places365.build()

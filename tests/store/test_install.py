@@ -29,6 +29,7 @@ def _fetch_args(server):
 
 
 @pytest.mark.slow
+@pytest.mark.core
 def test_fetch_convert_load_classify_end_to_end(store, served, official_checkpoint, places_samples):
     runner = CliRunner()
     result = runner.invoke(app, _fetch_args(served))
