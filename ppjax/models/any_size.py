@@ -3,8 +3,9 @@
 A jitted model compiles once per input shape: an album whose photos come in thirty sizes compiles
 thirty programs (seconds each on a CPU, a minute and more for the large networks) before the last
 photo is classified. Here each (h, w) batch goes on a canvas whose sides come from a short ladder
-(:data:`SIDES`: steps of about a quarter, so a canvas holds at most about 1.6 times the photo's
-pixels), at the top left, and the model runs through :func:`ppjax.models.masked.masked_apply` with
+(:data:`SIDES`: steps of about a quarter, so a canvas over :data:`SQUARE_UP_TO` holds at most about
+1.6 times the photo's pixels; smaller photos go on square canvases, where a program's compile costs
+more than the padding), at the top left, and the model runs through :func:`ppjax.models.masked.masked_apply` with
 the photo's own layer extents, which gives the photo's own outputs (tested for every family ppjax
 ports, within float rounding). Every size that lands on the same canvas shares its program; a
 phone's album of 4032x3024 and 3024x4032 photos needs two.
@@ -53,8 +54,9 @@ def canvas_side(n: int) -> int:
 
 def any_size(model, then: Callable[[jnp.ndarray], jnp.ndarray] | None = None) -> Callable[[Any], np.ndarray]:
     """``fn(x01)`` for (N, H, W, 3) float pixels in [0, 1] -> ``then(model outputs)`` ((N, ...)),
-    as :meth:`ppjax.models.Model.compiled`, computed on the canvas of :func:`canvas_side` for each
-    axis: one compiled program per (N, canvas), whatever the photos' sizes."""
+    as :meth:`ppjax.models.Model.compiled`, computed on the canvas :func:`canvas_shape` gives: one
+    compiled program per (N, canvas), whatever the photos' sizes. ``fn.programs()``: how many it has
+    compiled so far."""
     finish = then or (lambda y: y)
     plain = jax.jit(lambda variables, x01: finish(model.apply(variables, x01)))
     masked = jax.jit(lambda variables, x01, extents: finish(masked_apply(model.apply, variables, x01, extents)))
@@ -78,5 +80,5 @@ def any_size(model, then: Callable[[jnp.ndarray], jnp.ndarray] | None = None) ->
         batch_extents = jnp.asarray(np.broadcast_to(extents, (n, *extents.shape)))
         return np.asarray(masked(model.variables, jnp.asarray(on_canvas), batch_extents))
 
-    fn.programs = lambda: plain._cache_size() + masked._cache_size()  # how many it has compiled
+    fn.programs = lambda: plain._cache_size() + masked._cache_size()
     return fn
