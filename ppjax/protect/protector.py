@@ -35,7 +35,7 @@ from ppjax.protect.fullsize import EDIT_WORK_MAX_SIDE, WORK_MAX_SIDE
 from ppjax.protect.jpeg_refine import refine_for_jpeg
 from ppjax.protect.lattice import lattice_radius, quantise
 from ppjax.protect.pixel_run import run_pixel, smallest_lead
-from ppjax.protect.programs import CachedProgram, ProgramCache, describe
+from ppjax.store.programs import CachedProgram, ProgramCache, describe
 
 __all__ = ["lattice_radius", "quantise", "Protector"]  # the first two re-exported from lattice
 
@@ -77,7 +77,7 @@ class Protector:
     #: PSNR floor in dB (None: none): every step, and the bytes returned, keep at least this PSNR
     #: against the original (see :func:`quantise`).
     min_psnr: float | None = None
-    #: Where the traced programs are kept for later processes (:mod:`ppjax.protect.programs`); its
+    #: Where the traced programs are kept for later processes (:mod:`ppjax.store.programs`); its
     #: ``identity`` must name everything about ``targets`` and ``terms`` that their weights' shapes
     #: do not (models, objectives, fusion, term weights). None: traced in each process.
     program_cache: ProgramCache | None = None

@@ -23,7 +23,7 @@ from ppjax.protect.config import Backend, ObjectiveKind, ProtectConfig
 from ppjax.protect.devices import select_devices
 from ppjax.protect.files import ProtectResult, protect_files
 from ppjax.protect.manifest import Manifest, variables_sha256
-from ppjax.protect.programs import ProgramCache
+from ppjax.store.programs import ProgramCache
 from ppjax.protect.protector import Protector
 from ppjax.protect.shards import resolve_shard, select_shard
 
@@ -134,7 +134,7 @@ def run_settings(config: ProtectConfig, protector: Protector) -> dict:
 def program_identity(config: ProtectConfig) -> str:
     """What a protector's programs owe to ``config`` beyond its own settings and the weights'
     shapes: the models, the objective and how they join, and the terms (see
-    :class:`ppjax.protect.programs.ProgramCache`)."""
+    :class:`ppjax.store.programs.ProgramCache`)."""
     return json.dumps({
         "models": list(config.models), "objective": config.objective.value, "ensemble": config.ensemble, "appeal": config.appeal,
         "penalty": config.penalty and config.penalty.value, "penalty_weight": config.penalty_weight,

@@ -86,7 +86,7 @@ def use_jit_cache(root: str | os.PathLike | None = None) -> Path:
 
 
 def programs_folder(root: str | os.PathLike | None = None) -> Path:
-    """Where traced programs are kept (:class:`ppjax.protect.programs.ProgramCache`)."""
+    """Where traced programs are kept (:class:`ppjax.store.programs.ProgramCache`)."""
     return store_root(root) / "jit-cache" / "programs"
 
 

@@ -13,7 +13,7 @@ from ppjax import attacks
 from ppjax.ops.canvas import CANVASES
 from ppjax.protect import Protector
 from ppjax.protect import protector as protector_module
-from ppjax.protect.programs import ProgramCache
+from ppjax.store.programs import ProgramCache
 
 from ..attack_models import TinyNet
 

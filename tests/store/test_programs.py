@@ -10,8 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ppjax.protect import programs
-from ppjax.protect.programs import CachedProgram, ProgramCache
+from ppjax.store import programs
+from ppjax.store.programs import CachedProgram, ProgramCache
 
 
 def test_threads_asking_at_once_export_and_compile_once(tmp_path, monkeypatch):
