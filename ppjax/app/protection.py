@@ -35,7 +35,7 @@ class Protection:
 
         self.model_name, self.load, self.program_folder = model_name, load, program_folder
         self.model = load(model_name)
-        self._probs = make_probabilities(self.model)
+        self._probs = make_probabilities(self.model, program_folder)
         self._protectors: dict = {}
 
     def classify(self, rgb: np.ndarray) -> dict:

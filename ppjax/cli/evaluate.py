@@ -52,7 +52,7 @@ def evaluate(
     store.use_jit_cache()  # the canvases' programs, compiled once, serve the next album too
     m = load_or_fetch(model.value)
     try:
-        engines = make_engines(m, model.value, engine, store.model_dir(model.value))
+        engines = make_engines(m, model.value, engine, store.model_dir(model.value), store.programs_folder())
         judge_names = [n.strip() for n in (judge or "").split(",") if n.strip()]
         unknown = [n for n in judge_names if n not in store.classifier_names()]
         if unknown:

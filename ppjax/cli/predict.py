@@ -28,11 +28,11 @@ def classify(
     from ppjax.io import ImageReadError
     from ppjax.predict.classify import classify_files
 
-    store.use_jit_cache()  # the canvases' programs, compiled once, serve the next album too
+    store.use_jit_cache()  # the canvases' programs, traced and compiled once, serve the next album too
     m = load_or_fetch(model)
     paths = image_paths(files)
     failed = 0
-    for result in classify_files(m, paths, top_k=min(top, m.spec.num_classes), max_batch=batch_size, size=size):
+    for result in classify_files(m, paths, top_k=min(top, m.spec.num_classes), max_batch=batch_size, size=size, programs=store.programs_folder()):
         if isinstance(result, ImageReadError):
             failed += 1
             err.print(f"[red]error:[/] {result}", markup=True)

@@ -67,15 +67,16 @@ def _pil_resize(x01: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.stack(out).astype(np.float32) / np.float32(255.0)
 
 
-def make_engines(model, name: str, which: Engines, model_dir: Path) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+def make_engines(model, name: str, which: Engines, model_dir: Path, programs: Path | None = None) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     """``{engine name: logits(x01)}`` for the loaded ``model`` (store name ``name``, installed in
     ``model_dir``): ``jax`` runs the port, jitted, on a few shared canvases (one program serves many
-    photo sizes, :mod:`ppjax.models.any_size`); ``onnx`` the graph exported at install."""
+    photo sizes, :mod:`ppjax.models.any_size`; ``programs``: the folder that keeps them for later
+    runs); ``onnx`` the graph exported at install."""
     engines = {}
     if which in (Engines.JAX, Engines.BOTH):
         from ppjax.models.any_size import any_size
 
-        engines["jax"] = any_size(model)
+        engines["jax"] = any_size(model, then_name="logits", programs=programs)
     if which in (Engines.ONNX, Engines.BOTH):
         from ppjax.store import ONNX
 

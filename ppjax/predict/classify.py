@@ -39,12 +39,13 @@ class Prediction:
         }
 
 
-def make_probabilities(model: Model):
+def make_probabilities(model: Model, programs: str | Path | None = None):
     """Jitted ``probs(x01) -> (N, C)`` softmax probabilities for (N, H, W, 3) [0, 1] pixels, through
-    a few programs shared by every photo size (:mod:`ppjax.models.any_size`)."""
+    a few programs shared by every photo size (:mod:`ppjax.models.any_size`; ``programs``: the
+    folder that keeps them for later runs, None: none)."""
     from ppjax.models.any_size import any_size
 
-    return any_size(model, lambda logits: jax.nn.softmax(logits, axis=-1))
+    return any_size(model, lambda logits: jax.nn.softmax(logits, axis=-1), then_name="softmax", programs=programs)
 
 
 def classify_files(
@@ -54,16 +55,18 @@ def classify_files(
     top_k: int = 5,
     max_batch: int = 16,
     size: int = 0,
+    programs: str | Path | None = None,
 ) -> Iterator[Prediction | ImageReadError]:
     """Yield, in input order, a :class:`Prediction` or the :class:`ImageReadError` of each file.
 
     ``size`` > 0 resizes each image so its shorter side is ``size`` pixels before classifying;
-    0 (default) classifies the pixels as they are, as the MediaEval protocol does.
+    0 (default) classifies the pixels as they are, as the MediaEval protocol does. ``programs``:
+    a folder that keeps the traced programs for later runs (:func:`make_probabilities`).
     """
     if not 1 <= top_k <= model.spec.num_classes:
         raise ValueError(f"top_k must be in 1..{model.spec.num_classes}")
     prepare = (lambda rgb: resize_shorter_side(rgb, size)) if size else None
-    for item in map_image_files(make_probabilities(model), list(files), max_batch, prepare):
+    for item in map_image_files(make_probabilities(model, programs), list(files), max_batch, prepare):
         if isinstance(item, ImageReadError):
             yield item
             continue

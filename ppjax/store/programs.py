@@ -75,6 +75,10 @@ class CachedProgram:
         self._guard = threading.Lock()
         self._locks: dict = {}
 
+    def count(self) -> int:
+        """How many per-shape programs this process has traced or loaded so far."""
+        return len(self._loaded)
+
     def __call__(self, *args, **static):
         shapes = jax.tree_util.tree_map(lambda a: (tuple(a.shape), str(a.dtype)), args)
         key = json.dumps([jax.tree_util.tree_structure(args).__repr__(), jax.tree_util.tree_leaves(shapes), sorted(static.items())], default=str)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -54,3 +55,38 @@ def test_a_model_of_fixed_side_is_left_to_its_own_resize():
     fn = any_size(Model(spec, apply, jnp.float32(2.0), ("a", "b", "c")))
     x = np.full((1, 40, 50, 3), 0.25, np.float32)
     np.testing.assert_allclose(fn(x), [[0.5, 0.5, 0.5]])
+
+
+class _Tiny(nn.Module):
+    """A convolution (zero padding on both sides), a ReLU, the global mean and a dense head."""
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.relu(nn.Conv(4, (3, 3), padding=((1, 1), (1, 1)))(x))
+        return nn.Dense(3)(jnp.mean(x, axis=(1, 2)))
+
+
+def test_a_later_process_loads_the_programs_and_extents_a_first_one_kept(tmp_path, monkeypatch):
+    from ppjax.models import any_size as module
+
+    net = _Tiny()
+    spec = ModelSpec("tiny", "a test network", 3, 32, (0.5,) * 3, (0.25,) * 3)
+    variables = net.init(jax.random.key(1), jnp.zeros((1, 8, 8, 3)))
+    model = Model(spec, lambda v, x: net.apply(v, spec.normalise(x)), variables, ("a", "b", "c"))
+    rng = np.random.default_rng(2)
+    photos = [rng.random((2, h, w, 3), np.float32) for h, w in ((20, 30), (25, 17))]  # both on the 64 canvas
+    with jax.default_matmul_precision("highest"):
+        alone = [np.asarray(model.apply(variables, jnp.asarray(x))) for x in photos]
+        first = module.any_size(model, programs=tmp_path)
+        for x, want in zip(photos, alone):
+            np.testing.assert_allclose(first(x), want, atol=1e-5)
+        assert len(list(tmp_path.glob("*.jaxexport"))) == 1 and len(list((tmp_path / "extents").glob("tiny-*.json"))) == 1
+
+        def traced(*args, **kwargs):
+            raise AssertionError("the extents should have come from the folder")
+
+        monkeypatch.setattr(module, "level_extents", traced)
+        later = module.any_size(model, programs=tmp_path)  # as a new process would: nothing in memory
+        for x, want in zip(photos, alone):
+            np.testing.assert_allclose(later(x), want, atol=1e-5)
+        assert later.programs() == 1
