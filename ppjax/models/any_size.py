@@ -28,7 +28,6 @@ import functools
 import hashlib
 import json
 import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -148,15 +147,9 @@ class _KeptExtents:
         return None if value is None else np.asarray(value, np.int32)
 
     def put(self, key: str, extents: np.ndarray | None) -> None:
+        from ppjax.store.programs import write_atomically
+
         with self._lock:
             table = self._load()
             table[key] = None if extents is None else np.asarray(extents).tolist()
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".part")
-            try:
-                with os.fdopen(fd, "w") as f:
-                    json.dump(table, f)
-                os.replace(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_atomically(self.path, json.dumps(table).encode())

@@ -116,11 +116,11 @@ class CachedProgram:
                 exported = None
         if exported is None:
             exported = export.export(self.fn)(*args, **static)
-            _write_atomically(path, exported.serialize())
+            write_atomically(path, exported.serialize())
         return jax.jit(exported.call)
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:

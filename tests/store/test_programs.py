@@ -16,8 +16,8 @@ from ppjax.store.programs import CachedProgram, ProgramCache
 
 def test_threads_asking_at_once_export_and_compile_once(tmp_path, monkeypatch):
     written = []
-    write = programs._write_atomically
-    monkeypatch.setattr(programs, "_write_atomically", lambda path, data: (written.append(path.name), write(path, data)))
+    write = programs.write_atomically
+    monkeypatch.setattr(programs, "write_atomically", lambda path, data: (written.append(path.name), write(path, data)))
 
     def fn(x):
         time.sleep(0.3)  # a slow trace, as the protection programs' are: the other threads arrive meanwhile
