@@ -4,10 +4,13 @@ here, float32 [0, 1] everywhere else) and shaping them into jit-friendly batches
 from ppjax.io.images import (
     DEFAULT_MAX_PIXELS,
     IMAGE_SUFFIXES,
+    PHOTO_FORMATS,
+    ImageHeader,
     ImageReadError,
     ImageWriteError,
     LoadedImage,
     iter_image_files,
+    read_header,
     read_image,
     resize_shorter_side,
     to_float01,
@@ -16,6 +19,6 @@ from ppjax.io.images import (
 )
 
 __all__ = [
-    "DEFAULT_MAX_PIXELS", "IMAGE_SUFFIXES", "ImageReadError", "ImageWriteError", "LoadedImage",
-    "iter_image_files", "read_image", "resize_shorter_side", "to_float01", "to_uint8", "write_image",
+    "DEFAULT_MAX_PIXELS", "IMAGE_SUFFIXES", "PHOTO_FORMATS", "ImageHeader", "ImageReadError", "ImageWriteError", "LoadedImage",
+    "iter_image_files", "read_header", "read_image", "resize_shorter_side", "to_float01", "to_uint8", "write_image",
 ]  # fmt: skip

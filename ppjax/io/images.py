@@ -1,15 +1,17 @@
 """Image files in and out: decode to RGB uint8, write atomically without metadata.
 
 Reading accepts JPEG, PNG, WebP, TIFF, BMP, GIF (first frame) and HEIC/HEIF (the iPhone's format,
-through pillow-heif); 1-, 8- and 16-bit; grayscale, palette, RGB(A), CMYK; applies the EXIF
-orientation; converts ICC-tagged images to sRGB. Alpha is returned separately so the core only
-ever sees RGB, and is re-attached when writing PNG.
+through pillow-heif), and nothing else: any other file is refused from its first bytes, before any
+decoder runs (Pillow would otherwise hand a PostScript file to Ghostscript). The size limit is read
+from the header, without decoding pixels, for every format. 1-, 8- and 16-bit; grayscale, palette,
+RGB(A), CMYK; applies the EXIF orientation; converts ICC-tagged images to sRGB. Alpha is returned
+separately so the core only ever sees RGB, and is re-attached when writing PNG.
 
 Writing produces PNG (lossless, default) or JPEG, through a temporary file in the destination
 folder and an atomic rename, so a crash never leaves a half-written image under the final name.
-By default no EXIF, GPS, XMP or ICC chunk is carried over: a protected photo must not leak where it
-was taken. Asked to (``exif=``), the photo's EXIF is written back without its location (the GPS
-block), its maker notes (opaque, and some hold a location) and its orientation (already applied).
+By default no metadata at all is written (no EXIF, GPS, XMP, IPTC or ICC): a protected photo must
+not leak where it was taken. Asked to (``exif=``), a new EXIF block with only the allowlisted
+camera details is written (:mod:`ppjax.io.metadata`).
 """
 
 from __future__ import annotations
@@ -25,13 +27,19 @@ from typing import Iterable, Iterator
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
+from ppjax.io.metadata import camera_exif
+
 __all__ = [
     "IMAGE_SUFFIXES",
+    "PHOTO_FORMATS",
+    "PHOTO_FORMAT_NAMES",
     "DEFAULT_MAX_PIXELS",
+    "ImageHeader",
     "ImageReadError",
     "ImageWriteError",
     "LoadedImage",
     "peek_size",
+    "read_header",
     "read_image",
     "write_image",
     "iter_image_files",
@@ -40,6 +48,11 @@ __all__ = [
 ]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic", ".heif"})
+
+#: The only formats ever decoded, by Pillow's names (JPEG includes a phone's JPEG with a second
+#: picture in it, which Pillow calls MPO; HEIF is pillow-heif's, for HEIC and HEIF).
+PHOTO_FORMATS = ("JPEG", "PNG", "HEIF", "WEBP", "TIFF", "BMP", "GIF")
+PHOTO_FORMAT_NAMES = "JPEG, PNG, HEIC/HEIF, WebP, TIFF, BMP and GIF"
 
 #: Largest image accepted by default, in pixels (width x height): 80 megapixels, beyond any phone
 #: camera. A file claiming more is refused from its header, before its pixels are decoded. Pillow
@@ -53,9 +66,6 @@ try:  # HEIC/HEIF, the default format of iPhones; without pillow-heif such files
     HEIF_READABLE = True
 except ImportError:  # pragma: no cover - a core dependency; kept optional for minimal installs
     HEIF_READABLE = False
-
-#: EXIF tags never written back: the GPS block, maker notes, the orientation (already applied).
-_EXIF_DROPPED = (0x8825, 0x927C, 0x0112)
 
 _SRGB = ImageCms.createProfile("sRGB")
 
@@ -77,8 +87,8 @@ class ImageWriteError(Exception):
 @dataclass(frozen=True)
 class LoadedImage:
     """A decoded image: ``rgb`` is (H, W, 3) uint8 sRGB, ``alpha`` (H, W) uint8 or None; ``exif``
-    the photo's EXIF without its location, maker notes and orientation (None when it had none),
-    for a caller that is asked to keep it."""
+    a new EXIF block of the photo's allowlisted camera details alone (None when it had none), for a
+    caller that is asked to keep them (:func:`ppjax.io.metadata.camera_exif`)."""
 
     path: Path
     rgb: np.ndarray
@@ -135,7 +145,8 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     """Decode an image file to sRGB uint8 (see module docstring).
 
     Raises :class:`ImageReadError` with a one-line reason for unreadable paths, empty files,
-    non-images, truncated data and images larger than ``max_pixels`` (width x height).
+    files of another format than :data:`PHOTO_FORMATS` (refused before any decoder runs), truncated
+    data and images larger than ``max_pixels`` (width x height, read from the header).
     """
     path = Path(path)
     try:
@@ -148,30 +159,20 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         raise ImageReadError(path, "empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
-            # ppjax applies its own limit below; Pillow's hard error (2x its warning level) remains.
+            # ppjax applies its own limit, from the header; Pillow's hard error (2x its warning
+            # level) is turned into the same message.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            width, height = img.size
-            if width * height > max_pixels:
-                raise ImageReadError(
-                    path, f"{width}x{height} image exceeds the limit of {max_pixels:,} pixels (possible decompression bomb)"
-                )
+            img = _open_photo(io.BytesIO(data), path, max_pixels)
             fmt = img.format or "unknown"
             img.seek(0)  # first frame of animations
             img.load()
+            exif = _camera_details(img)  # before the turn, which leaves a TIFF's tags behind (it only reads)
             img = ImageOps.exif_transpose(img)
-            exif = _clean_exif(img)  # after: it must not take the orientation away before it is applied
             icc = img.info.get("icc_profile")
             color, alpha = _split_alpha(img)
             rgb = _to_srgb(color, icc, path)
     except ImageReadError:
         raise
-    except UnidentifiedImageError:
-        raise ImageReadError(path, "not an image, or a format ppjax cannot read") from None
-    except Image.DecompressionBombError:
-        raise ImageReadError(
-            path, f"image size exceeds the limit of {min(max_pixels, 2 * Image.MAX_IMAGE_PIXELS):,} pixels (possible decompression bomb)"
-        ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         reason = str(e) or type(e).__name__
         if "truncated" in reason.lower() or isinstance(e, EOFError):
@@ -180,31 +181,152 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     return LoadedImage(path=path, rgb=np.ascontiguousarray(rgb), alpha=alpha, format=fmt, exif=exif)
 
 
-def _clean_exif(img: Image.Image) -> bytes | None:
-    """The image's EXIF without :data:`_EXIF_DROPPED`, serialised (None: none, or unreadable)."""
+def _camera_details(img: Image.Image) -> bytes | None:
+    """The photo's allowlisted camera fields (:func:`ppjax.io.metadata.camera_exif`), or None."""
     try:
-        exif = img.getexif()
-        for tag in _EXIF_DROPPED:
-            exif.pop(tag, None)
-        exif.get_ifd(0x8769).pop(0x927C, None)  # maker notes live in the Exif sub-IFD
-        return exif.tobytes() if len(exif) else None
+        return camera_exif(img.getexif())
     except Exception:  # noqa: BLE001 - broken metadata never costs the photo; it is dropped
         return None
 
 
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image file's header says: Pillow's ``format`` name, the stored ``width`` and
+    ``height`` in pixels, and whether its EXIF orientation ``turned`` it a quarter turn."""
+
+    format: str
+    width: int
+    height: int
+    turned: bool = False
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) as :func:`read_image` returns the pixels (orientation applied)."""
+        return (self.width, self.height) if self.turned else (self.height, self.width)
+
+
+def read_header(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHeader:
+    """The header of an image file, read without decoding its pixels: its format must be one of
+    :data:`PHOTO_FORMATS` (no other decoder is ever tried) and its size at most ``max_pixels``.
+    Raises :class:`ImageReadError` saying why not."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f, warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            if not f.read(1):
+                raise ImageReadError(path, "empty file (0 bytes)")
+            f.seek(0)
+            with _open_photo(f, path, max_pixels) as img:
+                w, h = img.size
+                turned = _orientation(img, f) in (5, 6, 7, 8)  # orientations that swap the axes
+                return ImageHeader(img.format or "unknown", w, h, turned)
+    except ImageReadError:
+        raise
+    except IsADirectoryError:
+        raise ImageReadError(path, "is a directory") from None
+    except OSError as e:
+        raise ImageReadError(path, f"cannot read ({e.strerror or e})") from None
+    except (SyntaxError, ValueError, EOFError) as e:
+        raise ImageReadError(path, f"cannot read its header: {str(e) or type(e).__name__}") from None
+
+
 def peek_size(path: str | os.PathLike) -> tuple[int, int] | None:
     """(height, width) of an image file as :func:`read_image` will return it (EXIF orientation
-    applied), read from its header without decoding; None when the header cannot be read (the
-    decoder then says why)."""
+    applied), read from its header without decoding; None when the header cannot be read or is
+    refused (the decoder then says why)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                w, h = img.size
-                turned = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # orientations that swap the axes
-    except Exception:  # noqa: BLE001 - any failure is read_image's to explain
+        return read_header(path, max_pixels=2**62).size
+    except ImageReadError:
         return None
-    return (w, h) if turned else (h, w)
+
+
+def _open_photo(fp, path: Path, max_pixels: int) -> Image.Image:
+    """``Image.open`` restricted to :data:`PHOTO_FORMATS`, the size checked against ``max_pixels``."""
+    Image.init()
+    try:
+        img = Image.open(fp, formats=[f for f in PHOTO_FORMATS if f in Image.OPEN])
+    except UnidentifiedImageError:
+        raise ImageReadError(path, _not_a_photo(fp)) from None
+    except Image.DecompressionBombError:
+        raise ImageReadError(path, _too_large(_size_past_pillows_limit(fp), max_pixels)) from None
+    if img.size[0] * img.size[1] > max_pixels:
+        size = img.size
+        img.close()
+        raise ImageReadError(path, _too_large(size, max_pixels))
+    return img
+
+
+def _too_large(size: tuple[int, int] | None, max_pixels: int) -> str:
+    limit = f"exceeds the limit of {max_pixels:,} pixels (possible decompression bomb)"
+    if size is None:
+        return f"image size {limit}"
+    w, h = size
+    return f"{w}x{h} image ({w * h / 1e6:.1f} megapixels) {limit}"
+
+
+def _size_past_pillows_limit(fp) -> tuple[int, int] | None:
+    """The (width, height) of an image Pillow refused as a decompression bomb: its format's header
+    reader called directly, without Pillow's check (still no pixels decoded)."""
+    Image.init()
+    for fmt in PHOTO_FORMATS:
+        factory, accept = Image.OPEN.get(fmt, (None, None))
+        if factory is None:
+            continue
+        fp.seek(0)
+        if accept is not None and not accept(fp.read(16)):
+            continue
+        try:
+            fp.seek(0)
+            return factory(fp, "").size
+        except Exception:  # noqa: BLE001 - then the message goes without the size
+            continue
+    return None
+
+
+#: What a few common files that are not photos start with, to say what was given instead.
+_NOT_PHOTOS = (
+    (b"%!PS", "a PostScript file"), (b"\xc5\xd0\xd3\xc6", "a PostScript file"), (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive"), (b"<svg", "an SVG drawing"), (b"<?xml", "an XML file"),
+)  # fmt: skip
+
+
+def _not_a_photo(fp) -> str:
+    fp.seek(0)
+    head = fp.read(64).lstrip()
+    what = next((name for magic, name in _NOT_PHOTOS if head.startswith(magic)), None)
+    return f"not a photo ppjax reads{f' ({what})' if what else ''}: it reads {PHOTO_FORMAT_NAMES}"
+
+
+def _orientation(img: Image.Image, fp) -> int:
+    """The EXIF orientation (1..8) without decoding any pixels. Pillow's ``getexif`` decodes a
+    whole PNG to look for an eXIf chunk after its image data; that chunk is found here by walking
+    the chunk headers instead."""
+    try:
+        if img.format != "PNG":
+            return int(img.getexif().get(0x0112, 1))
+        data = img.info.get("exif") or _png_chunk(fp, b"eXIf")
+        if not data:
+            return 1
+        exif = Image.Exif()
+        exif.load(data)
+        return int(exif.get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - unreadable metadata: the photo as stored
+        return 1
+
+
+def _png_chunk(fp, kind: bytes) -> bytes | None:
+    """The data of the first chunk of ``kind`` in a PNG file, found by its chunk headers alone."""
+    fp.seek(8)
+    while True:
+        head = fp.read(8)
+        if len(head) < 8:
+            return None
+        length, name = int.from_bytes(head[:4], "big"), head[4:]
+        if name == kind:
+            return fp.read(length)
+        if name == b"IEND":
+            return None
+        fp.seek(length + 4, os.SEEK_CUR)  # the data and its CRC
 
 
 def _umask() -> int:
@@ -242,7 +364,7 @@ def write_image(
     exif: bytes | None = None,
 ) -> Path:
     """Write ``rgb`` ((H, W, 3) uint8) to ``path`` atomically, without metadata but ``exif`` when
-    given (as :attr:`LoadedImage.exif` holds it: no location).
+    given (as :attr:`LoadedImage.exif` holds it: the allowlisted camera details).
 
     The format follows the suffix: ``.png`` (alpha re-attached when given) or ``.jpg``/``.jpeg``
     (``jpeg_quality`` 1..100, 4:4:4 chroma so colours stay sharp; alpha cannot be stored and is

@@ -272,10 +272,10 @@ def test_jpeg_quality_option(tmp_path):
     "make, reason",
     [
         (lambda p: p.write_bytes(b""), "empty file"),
-        (lambda p: p.write_text("just some notes, not a picture"), "not an image"),
+        (lambda p: p.write_text("just some notes, not a picture"), "not a photo ppjax reads: it reads JPEG, PNG"),
         (lambda p: p.write_bytes(_jpeg_bytes()[:400]), "truncated"),
         (lambda p: p.write_bytes(png_header_only(10_000, 8_500)), "exceeds the limit of 80,000,000 pixels"),
-        (lambda p: p.write_bytes(png_header_only(20_000, 20_000)), "exceeds the limit of 80,000,000 pixels"),
+        (lambda p: p.write_bytes(png_header_only(20_000, 20_000)), "20000x20000 image (400.0 megapixels) exceeds the limit of 80,000,000 pixels"),
     ],
     ids=["zero-bytes", "not-an-image", "truncated", "bomb-above-ppjax-limit", "bomb-above-pillow-limit"],
 )
