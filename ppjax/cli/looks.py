@@ -41,24 +41,27 @@ def show(look: Annotated[str, typer.Argument(help="A look's name or JSON file.")
 def apply(
     look: Annotated[str, typer.Argument(help="A look's name or JSON file.")],
     inputs: Annotated[list[Path], typer.Argument(help="Image files or folders.", exists=True)],
-    out_dir: Annotated[Path, typer.Option("-o", "--out-dir", help="Where the edited photos go (each input's relative path and name, as PNG).")],
+    out_dir: Annotated[Path, typer.Option("-o", "--out-dir", help="Where the edited photos go (each input's relative path and name, as PNG; inputs that would share a name get their own, as ppjax protect names them).")],
 ) -> None:
     """Apply a look to photos as it is: no classifier, no verdict (the non-adversarial baseline)."""
     from ppjax.edits import PARTS, EditPipeline, apply_full
     from ppjax.io import iter_image_files
     from ppjax.io.images import ImageReadError, ImageWriteError, read_image, write_image
+    from ppjax.io.naming import plan_names
 
     try:
         params = resolve_look(look)
     except ValueError as e:
         raise fail(str(e), 2) from None
     pipe = EditPipeline(tuple(PARTS))
-    files = list(iter_image_files(inputs))
+    files, renamed = plan_names([(f, Path(rel).with_suffix(".png")) for f, rel in iter_image_files(inputs)])
     if not files:
         raise fail("no image files found in the given paths", 2)
     failed = 0
     for path, rel in files:
-        dst = out_dir / Path(rel).with_suffix(".png")
+        dst = out_dir / rel
+        if path in renamed:
+            err.print(f"renamed: {path} is written as {dst.name} ({renamed[path].name} is another input's output)", markup=False)
         try:
             image = read_image(path)
             dst.parent.mkdir(parents=True, exist_ok=True)

@@ -90,7 +90,8 @@ def protect(
             devices=devices, num_shards=num_shards, shard_index=shard_index, backend=backend, ray_address=ray_address,
             ray_workers=ray_workers,
         )  # fmt: skip
-        jobs = protection.plan_jobs(config)
+        work = protection.plan(config)
+        jobs = work.jobs
         if config.backend is Backend.LOCAL:
             protection.select_devices(config.devices)
         else:
@@ -124,7 +125,10 @@ def protect(
         def stage(source: Path, text: str) -> None:
             bar.update(task, now=f"{source.name}: {text}")
 
-        summary = protection.run(config, load_or_fetch, progress=advance, stage=stage, jobs=jobs, protector=protector)
+        summary = protection.run(config, load_or_fetch, progress=advance, stage=stage, work=work, protector=protector)
+    for r in summary.results:
+        if r.renamed_from and r.output is not None:
+            err.print(f"renamed: {r.source} is written as {r.output.name} ({r.renamed_from} is another input's output)", markup=False)
     for r in summary.failed:
         err.print(f"[red]error:[/] {r.error}", markup=True)
     for r in summary.results:

@@ -8,12 +8,12 @@ from ppjax.protect.devices import replicas, select_devices
 from ppjax.protect.files import ProtectResult, protect_files
 from ppjax.protect.manifest import Manifest
 from ppjax.protect.protector import Protector, lattice_radius, quantise
-from ppjax.protect.runner import ProtectSummary, build_protector, plan_jobs, run, run_settings
+from ppjax.protect.runner import Plan, ProtectSummary, build_protector, plan, plan_jobs, run, run_settings
 from ppjax.protect.shards import resolve_shard, select_shard, shard_of
 
 __all__ = [
     "Method", "ObjectiveKind", "OutputFormat", "Penalty", "ProtectConfig",
     "ProtectResult", "protect_files", "Protector", "lattice_radius", "quantise",
-    "ProtectSummary", "build_protector", "plan_jobs", "run", "run_settings",
+    "Plan", "ProtectSummary", "build_protector", "plan", "plan_jobs", "run", "run_settings",
     "replicas", "select_devices", "Manifest", "resolve_shard", "select_shard", "shard_of",
 ]  # fmt: skip

@@ -58,6 +58,8 @@ class ProtectResult:
     unprotected_variants: tuple[str, ...] = ()
     #: Edit methods: the edit applied, in words ("exposure +0.12 EV, saturation +8%, ...").
     edit: str | None = None
+    #: The output's name had another input not claimed it first (see :mod:`ppjax.io.naming`).
+    renamed_from: str | None = None
 
     def to_json(self) -> dict:
         """Every field as a plain JSON value (paths as strings, tuples as lists)."""

@@ -142,6 +142,9 @@ class Manifest:
         if rec.get("fingerprint") != self.fingerprint:
             return Decision(False, "output made with other settings (use --overwrite to redo it)")
         if rec.get("input_sha256") != sha256_file(src):
+            made_from = Path(str(rec.get("input", ""))).name
+            if made_from != Path(src).name:
+                return Decision(False, f"output was made from another input, {made_from} (use --overwrite to redo it)")
             return Decision(False, "input changed since its output was made (use --overwrite to redo it)")
         if rec.get("output_sha256") != sha256_file(out):
             return Decision(False, "output changed since it was written (use --overwrite to redo it)")

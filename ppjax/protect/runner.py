@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -19,6 +19,7 @@ import numpy as np
 import ppjax
 from ppjax import attacks
 from ppjax.io.images import iter_image_files
+from ppjax.io.naming import plan_names
 from ppjax.protect.config import Backend, ObjectiveKind, ProtectConfig
 from ppjax.protect.devices import select_devices
 from ppjax.protect.files import ProtectResult, protect_files
@@ -27,7 +28,7 @@ from ppjax.store.programs import ProgramCache
 from ppjax.protect.protector import Protector
 from ppjax.protect.shards import resolve_shard, select_shard
 
-__all__ = ["ProtectSummary", "plan_jobs", "build_protector", "program_identity", "run_settings", "run"]
+__all__ = ["ProtectSummary", "Plan", "plan", "plan_jobs", "build_protector", "program_identity", "run_settings", "run"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class ProtectSummary:
             "mean_psnr_db": _mean([r.psnr for r in written]),
             "mean_ssim": _mean([r.ssim for r in written if r.ssim is not None]),
             "skipped": self.skipped,
+            "renamed": sum(r.renamed_from is not None for r in self.results),
             "failed": len(self.failed),
             "seconds": self.seconds,
             "shard": {"count": self.shard[0], "index": self.shard[1]},
@@ -92,6 +94,8 @@ class ProtectSummary:
         done = sum(bool(r.skipped and r.skipped.startswith("done")) for r in self.results)
         text += f"; {done} already done" if done else ""
         text += f"; {self.skipped - done} skipped (see above)" if self.skipped - done else ""
+        renamed = sum(r.renamed_from is not None for r in self.results)
+        text += f"; {renamed} renamed, their names taken by another input (see above)" if renamed else ""
         text += f"; shard {self.shard[1]} of {self.shard[0]}" if self.shard[0] > 1 else ""
         return text + (f"; {len(failed)} failed" if failed else "")
 
@@ -101,13 +105,34 @@ def _mean(values) -> float | None:
     return float(np.mean(finite)) if finite else None
 
 
-def plan_jobs(config: ProtectConfig, environ=None) -> list:
-    """(input, output) pairs: each image under the inputs, written under ``out_dir`` at its
-    relative path with the output format's suffix; only this process's shard of them (the
-    config's ``num_shards``/``shard_index``, else the scheduler's environment ``environ``)."""
-    jobs = [(f, (config.out_dir / rel).with_suffix(config.format.suffix_for(f))) for f, rel in iter_image_files(config.inputs)]
+@dataclass(frozen=True)
+class Plan:
+    """A run's work: ``jobs``, this process's (input, output) pairs, and ``renamed``, for every
+    input whose output has another name than its own (see :mod:`ppjax.io.naming`), the output
+    path it would have had."""
+
+    jobs: list
+    renamed: dict
+
+
+def plan(config: ProtectConfig, environ=None) -> Plan:
+    """Each image under the inputs, written under ``out_dir`` at its relative path with the output
+    format's suffix, under a name no other input's output has (see :mod:`ppjax.io.naming`); then
+    only this process's shard of them (the config's ``num_shards``/``shard_index``, else the
+    scheduler's environment ``environ``). Names are planned over every input before the split, so
+    that every shard agrees on them."""
+    wanted = [(f, Path(rel).with_suffix(config.format.suffix_for(f))) for f, rel in iter_image_files(config.inputs)]
+    named, renamed = plan_names(wanted)
+    jobs = [(f, config.out_dir / rel) for f, rel in named]
     count, index, _ = resolve_shard(config.num_shards, config.shard_index, environ)
-    return select_shard(jobs, config.out_dir, count, index)
+    mine = select_shard(jobs, config.out_dir, count, index)
+    chosen = {f for f, _ in mine}
+    return Plan(mine, {f: config.out_dir / rel for f, rel in renamed.items() if f in chosen})
+
+
+def plan_jobs(config: ProtectConfig, environ=None) -> list:
+    """The (input, output) pairs of :func:`plan`."""
+    return plan(config, environ).jobs
 
 
 def run_settings(config: ProtectConfig, protector: Protector) -> dict:
@@ -175,7 +200,7 @@ def run(
     load: Callable[[str], object],
     *,
     progress: Callable[[int], None] | None = None,
-    jobs=None,
+    work: Plan | None = None,
     protector: Protector | None = None,
     stage: Callable[[Path, str], None] | None = None,
     on_result: Callable[[ProtectResult], None] | None = None,
@@ -184,17 +209,23 @@ def run(
     """Protect every image of ``config``; ``progress(n)`` is called with the number done so far,
     after each photo, ``stage(source, text)`` with what a photo is doing, ``on_result(result)``
     with each photo's result as it is final; once ``cancelled()`` is true, photos not yet started
-    are skipped.
-    ``jobs`` and ``protector`` default to :func:`plan_jobs` and :func:`build_protector`'s."""
+    are skipped. Each result of a renamed output says the name it would have had (``renamed_from``).
+    ``work`` and ``protector`` default to :func:`plan` and :func:`build_protector`'s."""
     count, index, _ = resolve_shard(config.num_shards, config.shard_index)
-    jobs = plan_jobs(config) if jobs is None else jobs
+    work = plan(config) if work is None else work
+    jobs = work.jobs
     protector = build_protector(config, load) if protector is None else protector
+
+    def noted(result: ProtectResult) -> ProtectResult:
+        plain = work.renamed.get(result.source)
+        return result if plain is None else replace(result, renamed_from=plain.name)
+
     if config.backend is Backend.RAY:
         from ppjax.protect.ray_backend import run_on_ray
 
         start = time.perf_counter()
         results = run_on_ray(config, jobs, protector, address=config.ray_address, workers=config.ray_workers, progress=progress)
-        return ProtectSummary(tuple(results), time.perf_counter() - start, (count, index), 0)
+        return ProtectSummary(tuple(map(noted, results)), time.perf_counter() - start, (count, index), 0)
     devices = select_devices(config.devices)
     # One manifest file per shard: the copies of an array job append to their own.
     manifest = Manifest(config.out_dir, run_settings(config, protector), name=f"shard-{index}-of-{count}" if count > 1 else None)
@@ -202,6 +233,7 @@ def run(
     results = protect_files(
         protector, jobs, seed=config.seed, max_batch=config.batch_size, jpeg_quality=config.jpeg_quality,
         jpeg_rounds=config.jpeg_rounds, overwrite=config.overwrite, progress=progress, channel_rounds=config.channel_rounds,
-        manifest=manifest, devices=devices, stage=stage, keep_metadata=config.keep_metadata, on_result=on_result, cancelled=cancelled,
+        manifest=manifest, devices=devices, stage=stage, keep_metadata=config.keep_metadata,
+        on_result=None if on_result is None else lambda result: on_result(noted(result)), cancelled=cancelled,
     )  # fmt: skip
-    return ProtectSummary(tuple(results), time.perf_counter() - start, (count, index), len(devices))
+    return ProtectSummary(tuple(map(noted, results)), time.perf_counter() - start, (count, index), len(devices))
