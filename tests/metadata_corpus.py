@@ -96,11 +96,13 @@ def _iptc() -> bytes:
     return b"Photoshop 3.0\0" + resource
 
 
-def jpeg(path: Path, seed: int = 0) -> Path:
-    """A camera JPEG: EXIF (camera, GPS, XMP inside, free text, serials, maker notes), an XMP segment,
-    IPTC, a comment, and an EXIF thumbnail (added by exiftool when there is one)."""
+def jpeg(path: Path, seed: int = 0, rgb: np.ndarray | None = None) -> Path:
+    """A camera JPEG of ``rgb`` (default: :func:`pixels`): EXIF (camera, GPS, XMP inside, free text,
+    serials, maker notes), an XMP segment, IPTC, a comment, and an EXIF thumbnail (added by
+    exiftool when there is one)."""
+    rgb = pixels(seed) if rgb is None else rgb
     buf = io.BytesIO()
-    Image.fromarray(pixels(seed)).save(buf, "JPEG", quality=92, exif=camera_exif().tobytes())
+    Image.fromarray(rgb).save(buf, "JPEG", quality=92, exif=camera_exif().tobytes())
     data = buf.getvalue()
     extra = (
         _jpeg_segment(0xE1, b"http://ns.adobe.com/xap/1.0/\0" + _XMP) + _jpeg_segment(0xED, _iptc())
@@ -109,7 +111,7 @@ def jpeg(path: Path, seed: int = 0) -> Path:
     path.write_bytes(data[:2] + extra + data[2:])  # right after SOI, before the EXIF segment as editors place them too
     if EXIFTOOL:
         thumb = path.with_name(path.stem + "-thumb.jpg")
-        Image.fromarray(pixels(seed)).resize((32, 24)).save(thumb, "JPEG")
+        Image.fromarray(rgb).resize((32, 24)).save(thumb, "JPEG")
         subprocess.run([EXIFTOOL, "-q", "-q", "-overwrite_original", f"-ThumbnailImage<={thumb}", str(path)], check=True)
         thumb.unlink()
     return path
