@@ -66,7 +66,8 @@ def protect_files(
 
     ``keep_metadata``: write each photo's EXIF back, without its location (see
     :func:`ppjax.io.write_image`); by default none. ``on_result(result)`` hears each photo's result
-    as it is final; once ``cancelled()`` is true, photos not yet started are skipped ("cancelled").
+    as it is final; once ``cancelled()`` is true, photos not yet started are skipped and those in
+    flight are not written (both "cancelled").
 
     ``devices``: the local devices to use (default: JAX's default device only). Batches are formed
     exactly as for one device and each runs whole on one device, so that the bytes do not depend on
@@ -82,6 +83,9 @@ def protect_files(
     inputs = _InputCheck([src for src, _ in jobs])
 
     def finish(result: ProtectResult) -> None:
+        if result.output is not None and cancelled is not None and cancelled():
+            staging_path(result.output).unlink(missing_ok=True)  # cancelled while it was computed: never written
+            result = ProtectResult(result.source, None, skipped="cancelled")
         if result.output is not None:
             staged = staging_path(result.output)
             if manifest is not None:

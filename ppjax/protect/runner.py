@@ -209,7 +209,7 @@ def run(
     """Protect every image of ``config``; ``progress(n)`` is called with the number done so far,
     after each photo, ``stage(source, text)`` with what a photo is doing, ``on_result(result)``
     with each photo's result as it is final; once ``cancelled()`` is true, photos not yet started
-    are skipped. Each result of a renamed output says the name it would have had (``renamed_from``).
+    are skipped and those in flight are not written. Each result of a renamed output says the name it would have had (``renamed_from``).
     ``work`` and ``protector`` default to :func:`plan` and :func:`build_protector`'s."""
     count, index, _ = resolve_shard(config.num_shards, config.shard_index)
     work = plan(config) if work is None else work

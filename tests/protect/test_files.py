@@ -144,3 +144,26 @@ def test_any_set_of_photo_sizes_needs_at_most_four_programs(tiny):
     assert p.work_plan(3, 2000) == (256, True) and _program_key(p, (3, 2000)) == CANVASES[0]
     assert p.work_plan(200, 2000) == (256, True) and p.work_plan(300, 2000) == (1080, False) and _program_key(p, (300, 2000)) == CANVASES[-1]
     assert p.work_plan(300, 400) == (1080, True) and p.work_plan(4032, 3024) == (1080, False)
+
+
+def test_a_photo_cancelled_while_it_is_computed_is_never_written(tiny, photos, tmp_path):
+    """The page's Cancel: once ``cancelled()`` is true, the photo in flight is discarded when it
+    comes back (no output, no staging file) and the others are not started."""
+    from ppjax.protect import protect_files
+
+    (tmp_path / "in").mkdir()
+    jobs = []
+    for i, img in enumerate(photos[:3]):
+        Image.fromarray(img).save(tmp_path / "in" / f"{i}.png")
+        jobs.append((tmp_path / "in" / f"{i}.png", tmp_path / "out" / f"{i}.png"))
+    protector = Protector([tiny], method="bim", eps=4.0, steps=3)
+    stop = []
+    heard = []
+
+    def stage(source, text):
+        stop.append(source)  # cancelled as soon as the first photo starts
+
+    results = protect_files(protector, jobs, stage=stage, cancelled=lambda: bool(stop), on_result=heard.append)
+    assert stop and [r.skipped for r in results] == ["cancelled"] * 3 and all(r.output is None for r in results)
+    assert len(heard) == 3 and all(r.skipped == "cancelled" for r in heard)
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
