@@ -1,9 +1,11 @@
 """What the page's worker does with a job: `ppjax protect`'s run, photo by photo, in the page's words.
 
 Each job is one :func:`ppjax.protect.runner.run` with the person's strength and metadata choice,
-the output format of each input's own kind, and the output folder of the job. Its stages and
+the output format of each input's own kind, and the job's own output folder. Its stages and
 results become the job's events; each finished photo's result carries what the classifier infers
-before and after (its top classes through the Places365 demo's view, 256 and a centre 224).
+before and after (its top classes through the Places365 demo's view, 256 and a centre 224), the
+name it was written under (and, when another photo of the batch took its name, the name it would
+have had), and its preview is made before the page hears of it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from ppjax.app.jobs import Job, read_rgb, top_classes
+from ppjax.app.jobs import FINAL_STATES, Job, read_rgb, top_classes, write_preview
 from ppjax.io.real_channel import apply_real
 from ppjax.ops.channel import Variant
 
@@ -44,7 +46,7 @@ class Protection:
         probs = np.asarray(self._probs(seen))[0]
         return top_classes(probs, self.model.labels, self.model.sensitive)
 
-    def __call__(self, job: Job, cancel_rest: Callable[[Job], None]) -> None:
+    def __call__(self, job: Job) -> None:
         from ppjax.protect.config import ProtectConfig
         from ppjax.protect.runner import build_protector, run
 
@@ -60,30 +62,48 @@ class Protection:
 
         def stage(source: Path, text: str) -> None:
             photo = by_source.get(Path(source))
-            if photo is not None and photo.state not in ("done", "error", "cancelled"):
-                state = "compiling" if text.startswith("compiling") else text.split(" ")[0]
-                job.set_photo(photo, state, text)
+            with job.lock:
+                if photo is not None and photo.state not in FINAL_STATES:
+                    state = "compiling" if text.startswith("compiling") else text.split(" ")[0]
+                    job.set_photo(photo, state, text)
 
         def on_result(result) -> None:
             photo = by_source.get(Path(result.source))
             if photo is None:
                 return
-            if result.error:
-                job.set_photo(photo, "error", result.error.replace(str(photo.original), photo.name))
-            elif result.skipped:
-                job.set_photo(photo, "cancelled", "cancelled before it started")
-            else:
-                photo.output = result.output
-                before, after = read_rgb(photo.original), read_rgb(result.output)
-                photo.result = {
-                    "protected": bool(result.protected), "variants_protected": result.variants_protected, "variants": result.variants,
-                    "unprotected_variants": list(result.unprotected_variants), "psnr": result.psnr, "ssim": result.ssim, "edit": result.edit,
-                    "output_name": result.output.name,
-                    "before": self.classify(before) if before is not None else None,
-                    "after": self.classify(after) if after is not None else None,
-                }  # fmt: skip
-                job.set_photo(photo, "done", "protected" if result.protected else "written, not protected on every variant", result=photo.result)
+            if result.output is not None:
+                self._finish(job, photo, result)
+                return
+            with job.lock:
+                if photo.state in FINAL_STATES:
+                    return
+                if result.error:
+                    job.set_photo(photo, "error", result.error.replace(str(photo.original), photo.name))
+                elif result.skipped == "cancelled":
+                    job.set_photo(photo, "cancelled", "cancelled before it started")
+                else:
+                    job.set_photo(photo, "skipped", f"not written: {result.skipped}")
 
         run(config, self.load, protector=self._protectors[strength, method], stage=stage, on_result=on_result, cancelled=job.cancel.is_set)
-        if job.cancel.is_set():
-            cancel_rest(job)
+
+    def _finish(self, job: Job, photo, result) -> None:
+        """A written photo: its preview and classes, then "done"; unless the job was cancelled
+        meanwhile, in which case the file goes (the page said it would not be written)."""
+        before, after = read_rgb(photo.original), read_rgb(result.output)
+        preview = job.folder / "previews" / f"{photo.index}-after.jpg"
+        made = write_preview(result.output, preview)
+        details = {
+            "protected": bool(result.protected), "variants_protected": result.variants_protected, "variants": result.variants,
+            "unprotected_variants": list(result.unprotected_variants), "psnr": result.psnr, "ssim": result.ssim, "edit": result.edit,
+            "output_name": result.output.name, "renamed_from": result.renamed_from,
+            "before": self.classify(before) if before is not None else None,
+            "after": self.classify(after) if after is not None else None,
+        }  # fmt: skip
+        with job.lock:
+            if photo.state in FINAL_STATES:  # cancelled while it was being written
+                result.output.unlink(missing_ok=True)
+                return
+            photo.output, photo.result = result.output, details
+            if made:
+                photo.previews["after"] = preview
+            job.set_photo(photo, "done", "protected" if result.protected else "written, not protected on every variant", result=details)

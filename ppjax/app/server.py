@@ -19,23 +19,27 @@ import asyncio
 import io
 import json
 import secrets
-import tempfile
+import threading
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ppjax.app.jobs import Job, UploadRefused, Worker, new_job
+from ppjax.app.model import ModelLoader
 from ppjax.app.protection import LOOK_METHODS
+from ppjax.io.naming import plan_names
 
 __all__ = ["AppSettings", "create_app"]
 
 _STATIC = Path(__file__).resolve().parent / "static"
 _STATIC_FILES = {"app.js": "text/javascript", "app.css": "text/css", "favicon.svg": "image/svg+xml"}
+#: The longest file name taken, in UTF-8 bytes: what Linux, macOS and most other disks allow.
+_MAX_NAME_BYTES = 255
 #: Content-Security-Policy: everything from this server, nothing from anywhere else.
 _CSP = "default-src 'self'; img-src 'self' blob:; connect-src 'self'; style-src 'self'; script-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
@@ -58,10 +62,12 @@ def _error(message: str, status: int) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def create_app(settings: AppSettings, worker: Worker) -> Starlette:
-    """The Starlette app for ``settings``, protecting through ``worker``."""
+def create_app(settings: AppSettings, worker: Worker, loader: ModelLoader | None = None, stopping: threading.Event | None = None) -> Starlette:
+    """The Starlette app for ``settings``, protecting through ``worker`` once ``loader`` (None:
+    always) says the model is ready; the event streams end when ``stopping`` is set."""
     jobs: dict[str, Job] = {}
     allowed_hosts = {f"127.0.0.1:{settings.port}", f"localhost:{settings.port}"}
+    stopping = stopping or threading.Event()
 
     def guard(request: Request, *, token: bool = True) -> Response | None:
         """A refusal for a request from the wrong place, or None."""
@@ -100,6 +106,12 @@ def create_app(settings: AppSettings, worker: Worker) -> Starlette:
             return _error("not found", 404)
         return FileResponse(_STATIC / name, media_type=_STATIC_FILES[name], headers=_headers())
 
+    async def status(request: Request) -> Response:
+        refused = guard(request)
+        if refused:
+            return refused
+        return JSONResponse(loader.status() if loader is not None else {"model": settings.model, "state": "ready", "message": ""})
+
     async def create_job(request: Request) -> Response:
         refused = guard(request)
         if refused:
@@ -114,24 +126,35 @@ def create_app(settings: AppSettings, worker: Worker) -> Starlette:
             return job
         limit = settings.max_upload_mb * 1024 * 1024
         name = request.query_params.get("name", "photo")
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            return _error(f"{name}: larger than the {settings.max_upload_mb} MB a photo may have here", 413)
+        shown = name if len(name) <= 80 else name[:77] + "..."
+        if len(name.encode("utf-8", errors="replace")) > _MAX_NAME_BYTES:
+            return _error(f"{shown}: the file name is longer than {_MAX_NAME_BYTES} bytes, more than a disk takes; rename the file", 400)
+        too_large = f"{shown}: larger than the {settings.max_upload_mb} MB a photo may have here"
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            return _error(too_large, 413)
+        if job.state != "open":
+            return _error(f"{shown}: this batch has started; add photos to a new one", 409)
         incoming = job.folder / f".upload-{secrets.token_hex(8)}"
-        size = 0
-        with open(incoming, "wb") as f:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    f.close()
-                    incoming.unlink(missing_ok=True)
-                    return _error(f"{name}: larger than the {settings.max_upload_mb} MB a photo may have here", 413)
-                f.write(chunk)
+        size, taken = 0, False
         try:
+            with open(incoming, "wb") as f:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        return _error(too_large, 413)
+                    f.write(chunk)
+            if size == 0:
+                return _error(f"{shown}: the file is empty", 400)
             photo = await asyncio.to_thread(job.add_upload, name, incoming)
+            taken = True
         except UploadRefused as e:
-            incoming.unlink(missing_ok=True)
             return _error(str(e), 400)
+        except ClientDisconnect:
+            return _error(f"{shown}: the upload was cut off", 400)
+        finally:
+            if not taken:  # an upload refused, cut off or cancelled leaves nothing behind
+                incoming.unlink(missing_ok=True)
         return JSONResponse({"index": photo.index, "name": photo.name, "width": photo.size[1], "height": photo.size[0]})
 
     async def start(request: Request) -> Response:
@@ -142,33 +165,44 @@ def create_app(settings: AppSettings, worker: Worker) -> Starlette:
             body = json.loads(await request.body() or b"{}")
         except ValueError:
             return _error("the settings are not JSON", 400)
-        strength = body.get("strength", "mid")
-        if strength not in ("low", "mid", "high"):
+        if not isinstance(body, dict):
+            return _error("the settings must be a JSON object", 400)
+        strength, look, keep = body.get("strength", "mid"), body.get("look", "noise"), body.get("keep_metadata", False)
+        if not isinstance(strength, str) or strength not in ("low", "mid", "high"):
             return _error("strength must be low, mid or high", 400)
-        look = body.get("look", "noise")
-        if look not in LOOK_METHODS:
+        if not isinstance(look, str) or look not in LOOK_METHODS:
             return _error(f"look must be {' or '.join(LOOK_METHODS)}", 400)
-        if not job.photos:
-            return _error("add photos first", 400)
+        if not isinstance(keep, bool):
+            return _error("keep_metadata must be true or false", 400)
+        if loader is not None and not loader.ready.is_set():
+            return _error(f"the model is not ready: {loader.status().get('message', '')}", 409)
         with job.lock:
+            if not job.photos:
+                return _error("add photos first", 400)
             if job.state != "open":
                 return _error("this batch has started already", 409)
             job.state = "queued"
-        job.settings = {"strength": strength, "look": look, "keep_metadata": bool(body.get("keep_metadata", False))}
-        worker.submit(job)
-        return JSONResponse({"job": job.id, "photos": len(job.photos)})
+        job.settings = {"strength": strength, "look": look, "keep_metadata": keep}
+        try:
+            await asyncio.to_thread(worker.submit, job)
+        except OSError as e:
+            job.cancel_now(f"not started: the output folder cannot be made ({e.strerror or e})")
+            return _error(f"cannot make a folder for the protected photos in {worker.out_root} ({e.strerror or e})", 503)
+        return JSONResponse({"job": job.id, "photos": len(job.photos), "folder": str(job.out_dir)})
 
     async def cancel(request: Request) -> Response:
         job = job_of(request)
         if isinstance(job, Response):
             return job
-        job.cancel.set()
-        return JSONResponse({"job": job.id, "cancelled": True})
+        ended_now = job.cancel_now()
+        return JSONResponse({"job": job.id, "cancelled": ended_now or job.state == "cancelled", "state": job.state})
 
     async def events(request: Request) -> Response:
         job = job_of(request)
         if isinstance(job, Response):
             return job
+        if request.method == "HEAD":  # headers only: an endless stream would hold a kept-alive connection
+            return Response(media_type="text/event-stream", headers={"Cache-Control": "no-store", **_headers()})
 
         async def stream():
             sent = 0
@@ -176,13 +210,14 @@ def create_app(settings: AppSettings, worker: Worker) -> Starlette:
             while True:
                 with job.lock:
                     fresh = job.events[sent:]
+                    ended = job.ended
                 for event in fresh:
                     yield f"data: {json.dumps(event)}\n\n"
                 sent += len(fresh)
-                if job.state in ("done", "cancelled") and not fresh and sent == len(job.events):
+                if ended and sent == len(job.events):
                     yield "event: end\ndata: {}\n\n"
                     return
-                if await request.is_disconnected():
+                if stopping.is_set() or await request.is_disconnected():
                     return
                 await asyncio.sleep(0.2)
 
@@ -193,16 +228,13 @@ def create_app(settings: AppSettings, worker: Worker) -> Starlette:
         if isinstance(job, Response):
             return job
         photo = _photo(job, request)
-        if photo is None:
-            return _error("no such photo", 404)
         which = request.path_params["which"]
-        path = photo.original if which == "before" else photo.output
-        if which not in ("before", "after") or path is None:
+        if photo is None or which not in ("before", "after"):
+            return _error("no such photo", 404)
+        path = photo.previews.get(which)
+        if path is None or not path.is_file():
             return _error("not there (yet)", 404)
-        data = await asyncio.to_thread(_preview_jpeg, path)
-        if data is None:
-            return _error("cannot be shown", 415)
-        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store", **_headers()})
+        return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "no-store", **_headers()})
 
     async def download(request: Request) -> Response:
         job = job_of(request)
@@ -211,22 +243,25 @@ def create_app(settings: AppSettings, worker: Worker) -> Starlette:
         photo = _photo(job, request)
         if photo is None or photo.output is None:
             return _error("not protected (yet)", 404)
+        if not photo.output.is_file():
+            return _error(f"{photo.output.name} is no longer in {photo.output.parent}", 410)
         return FileResponse(photo.output, filename=photo.output.name, headers=_headers())
 
     async def archive(request: Request) -> Response:
         job = job_of(request)
         if isinstance(job, Response):
             return job
-        done = [p for p in job.photos if p.output is not None]
+        done = [p.output for p in job.photos if p.output is not None and p.output.is_file()]
         if not done:
             return _error("nothing protected yet", 404)
-        data = await asyncio.to_thread(_zip, [p.output for p in done])
+        data = await asyncio.to_thread(_zip, done)
         headers = {"Content-Disposition": 'attachment; filename="protected-photos.zip"', **_headers()}
         return Response(data, media_type="application/zip", headers=headers)
 
     routes = [
         Route("/", page),
         Route("/static/{name}", static),
+        Route("/api/status", status),
         Route("/api/jobs", create_job, methods=["POST"]),
         Route("/api/jobs/{job}/photos", upload, methods=["POST"]),
         Route("/api/jobs/{job}/start", start, methods=["POST"]),
@@ -248,31 +283,11 @@ def _photo(job: Job, request: Request):
     return job.photos[index] if 0 <= index < len(job.photos) else None
 
 
-def _preview_jpeg(path: Path, side: int = 900) -> bytes | None:
-    """A JPEG of at most ``side`` pixels a side of an image file (browsers show no HEIC)."""
-    from PIL import Image
-
-    from ppjax.io.images import ImageReadError, read_image
-
-    try:
-        img = Image.fromarray(read_image(path).rgb)
-    except ImageReadError:
-        return None
-    img.thumbnail((side, side), Image.Resampling.LANCZOS)
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=88)
-    return buf.getvalue()
-
-
 def _zip(paths) -> bytes:
-    """A ZIP of the files under their own names (stored: they are compressed images already)."""
+    """A ZIP of the files under their own names (stored: they are compressed images already); two
+    names one disk would take for one (by case) never both go in as they are."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
-        for path in paths:
-            z.write(path, arcname=Path(path).name)
+        for (_path, name), path in zip(plan_names([(Path(p), PurePath(Path(p).name)) for p in paths])[0], paths):
+            z.write(path, arcname=str(name))
     return buf.getvalue()
-
-
-def work_dir() -> Path:
-    """A private folder for one server's uploads."""
-    return Path(tempfile.mkdtemp(prefix="ppjax-app-"))

@@ -30,7 +30,7 @@ from ppjax.store.install import sha256_file
 
 __all__ = [
     "MANIFEST_PREFIX", "Manifest", "Decision", "read_records", "newest_outputs", "settings_fingerprint", "variables_sha256", "staging_path",
-    "clean_leftovers", "sha256_file",
+    "clean_leftovers", "clean_staging", "sha256_file",
 ]  # fmt: skip
 
 MANIFEST_PREFIX = ".ppjax-manifest"
@@ -72,6 +72,20 @@ def clean_leftovers(outputs) -> int:
             if p.is_file():
                 p.unlink(missing_ok=True)
                 removed += 1
+    return removed
+
+
+def clean_staging(folder: Path) -> int:
+    """Remove every staging and partial file in ``folder`` (not below it): for a folder no running
+    process writes into any more. The number of files removed."""
+    removed = 0
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    for p in [*folder.glob(".*.ppjax-staged.*"), *folder.glob(".*.part")]:
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            removed += 1
     return removed
 
 

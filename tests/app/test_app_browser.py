@@ -9,7 +9,6 @@ import io
 import os
 import shutil
 import threading
-import time
 import zipfile
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 from PIL import Image
 
 from ..conftest import shared_path
+from .serving import serving
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SHOTS = Path(__file__).resolve().parent / "screenshots"
@@ -36,38 +36,22 @@ def protecting() -> threading.Event:
 @pytest.fixture(scope="module")
 def server(lite0_store, protecting, tmp_path_factory):
     """The app's server on a free loopback port, protecting against the real EfficientNet-Lite0."""
-    uvicorn = pytest.importorskip("uvicorn")
+    pytest.importorskip("uvicorn")
     import ppjax.store as model_store
-    from ppjax.app.jobs import Worker
     from ppjax.app.protection import Protection
-    from ppjax.app.server import AppSettings, create_app
-    from ppjax.cli.app import _free_port
 
     root, _ = lite0_store
-    tmp = tmp_path_factory.mktemp("app")
-    port = _free_port()
     protection = Protection("efficientnet-lite0", lambda name: model_store.load_model(name, root=root), model_store.programs_folder(root))
-    settings = AppSettings(port=port, token="t0ken-for-tests", work_dir=tmp / "work", max_upload_mb=UPLOAD_CAP_MB, model="efficientnet-lite0", out_root=tmp / "out")
-    settings.work_dir.mkdir()
 
-    def run_job(job, cancel_rest):
+    def run_job(job):
         protecting.set()
         try:
-            protection(job, cancel_rest)
+            protection(job)
         finally:
             protecting.clear()
 
-    app = create_app(settings, Worker(settings.out_root, run_job))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(100):
-        if server.started:
-            break
-        time.sleep(0.1)
-    yield settings
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(tmp_path_factory.mktemp("app"), run_job, max_upload_mb=UPLOAD_CAP_MB) as (settings, _worker):
+        yield settings
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +67,8 @@ def photos(tmp_path_factory) -> dict[str, Path]:
         shutil.copy(full[0], jpeg)  # 2560x1600, as written by a camera
     heic = folder / "IMG_0042.HEIC"
     Image.open(full[5]).convert("RGB").resize((640, 400), Image.Resampling.LANCZOS).save(heic, format="HEIF", quality=90)
+    twin = folder / "IMG_0042.JPG"  # a phone's exported copy beside its HEIC: both would be IMG_0042.jpg
+    Image.open(full[6]).convert("RGB").resize((640, 400), Image.Resampling.LANCZOS).save(twin, quality=90)
     png = folder / "cups.png"
     shutil.copy(sorted(shared_path("imagenet_compatible", "images").glob("*.png"))[7], png)  # 299x299
     bad = folder / "notes.jpg"
@@ -91,7 +77,7 @@ def photos(tmp_path_factory) -> dict[str, Path]:
     side = 2000 if PHONE_12MP else 1200
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)).save(big)  # over the cap
     assert big.stat().st_size > UPLOAD_CAP_MB * 1024 * 1024
-    return {"jpeg": jpeg, "heic": heic, "png": png, "bad": bad, "big": big}
+    return {"jpeg": jpeg, "heic": heic, "twin": twin, "png": png, "bad": bad, "big": big}
 
 
 def _shot(page, name: str) -> None:
@@ -128,9 +114,9 @@ def test_a_person_protects_three_photos_and_downloads_the_zip(server, protecting
         expect(page.locator("#protect")).to_be_visible()
         _shot(page, "1-empty")
 
-        page.set_input_files("#files", [str(photos[k]) for k in ("jpeg", "heic", "png", "bad", "big")])
+        page.set_input_files("#files", [str(photos[k]) for k in ("jpeg", "heic", "twin", "png", "bad", "big")])
         page.wait_for_selector(".card[data-state]", timeout=5000)  # a card per file before any upload ends
-        expect(page.locator(".card[data-state=ready]")).to_have_count(3, timeout=30000)
+        expect(page.locator(".card[data-state=ready]")).to_have_count(4, timeout=30000)
         expect(page.locator(".card[data-state=refused]")).to_have_count(2, timeout=30000)
         refused = page.locator(".card[data-state=refused] .message").all_inner_texts()
         assert any("notes.jpg" in m and "not a photo" in m for m in refused), refused
@@ -145,10 +131,13 @@ def test_a_person_protects_three_photos_and_downloads_the_zip(server, protecting
         assert httpx.post(f"{base}/api/jobs", headers={"X-Ppjax-Token": server.token}, timeout=60).status_code == 200
         assert protecting.is_set()
         _shot(page, "3-working")
-        expect(page.locator(".card[data-state=done]")).to_have_count(3, timeout=600000)
+        expect(page.locator(".card[data-state=done]")).to_have_count(4, timeout=600000)
+        expect(page.locator("#status")).to_contain_text("Done: 4 of 4 done")
+        renamed = page.locator(".card[data-state=done]", has_text="IMG_0042.HEIC").locator(".saved-as")
+        expect(renamed).to_have_text("Saved as IMG_0042 (heic).jpg: another photo of this batch is also called IMG_0042.jpg.")
         assert page.locator("#again").is_visible()
         verdicts = page.locator(".card[data-state=done] .verdict").all_inner_texts()
-        assert len(verdicts) == 3 and all(v for v in verdicts)
+        assert len(verdicts) == 4 and all(v for v in verdicts)
         for img in page.locator(".card[data-state=done] .compare img").all():
             expect(img).to_have_js_property("complete", True, timeout=20000)
             expect(img).not_to_have_js_property("naturalWidth", 0)
@@ -167,12 +156,12 @@ def test_a_person_protects_three_photos_and_downloads_the_zip(server, protecting
     judge = OnnxClassifier(model_store.model_dir("efficientnet-lite0", root) / model_store.ONNX).logits
     with zipfile.ZipFile(archive) as z:
         names = sorted(z.namelist())
-        assert names == ["IMG_0042.jpg", "cups.png", "lake pier.jpg"]  # the original names, each in its own kind
+        assert names == ["IMG_0042 (heic).jpg", "IMG_0042.jpg", "cups.png", "lake pier.jpg"]  # the original names, each in its own kind
         for name in names:
             img = Image.open(io.BytesIO(z.read(name)))
             img.load()
             assert not img.getexif().get_ifd(0x8825) and not img.getexif()  # no GPS, no metadata at all
-            source = {"IMG_0042.jpg": photos["heic"], "cups.png": photos["png"], "lake pier.jpg": photos["jpeg"]}[name]
+            source = {"IMG_0042 (heic).jpg": photos["heic"], "IMG_0042.jpg": photos["twin"], "cups.png": photos["png"], "lake pier.jpg": photos["jpeg"]}[name]
             original = np.asarray(Image.open(source).convert("RGB"))
             written = np.asarray(img.convert("RGB"))
             assert written.shape == original.shape

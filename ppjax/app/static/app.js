@@ -7,16 +7,18 @@ const api = (path, options = {}) =>
   fetch(path, { ...options, headers: { "X-Ppjax-Token": token, ...(options.headers || {}) } });
 
 const el = (id) => document.getElementById(id);
-const drop = el("drop"), input = el("files"), list = el("photos"), statusLine = el("status");
+const drop = el("drop"), input = el("files"), list = el("photos"), statusLine = el("status"), modelLine = el("model-status");
 const protectButton = el("protect"), cancelButton = el("cancel"), zipLink = el("zip"), againButton = el("again");
 const STATE_WORDS = {
   uploading: "uploading", ready: "ready", queued: "waiting", compiling: "preparing (once for this size)",
   protecting: "protecting", verifying: "checking the written file", done: "done", error: "could not be protected",
-  cancelled: "cancelled", refused: "not taken",
+  skipped: "skipped", cancelled: "cancelled", refused: "not taken",
 };
-const STATE_PROGRESS = { uploading: 5, ready: 10, queued: 15, compiling: 25, protecting: 55, verifying: 85, done: 100, error: 100, cancelled: 100, refused: 100 };
+const STATE_PROGRESS = {
+  uploading: 5, ready: 10, queued: 15, compiling: 25, protecting: 55, verifying: 85, done: 100, error: 100, skipped: 100, cancelled: 100, refused: 100,
+};
 
-let job = null, uploads = [], cards = new Map(), events = null, started = false;
+let job = null, uploads = [], cards = new Map(), events = null, started = false, modelReady = false, modelFailed = false;
 
 async function newJob() {
   const response = await api("/api/jobs", { method: "POST" });
@@ -24,10 +26,48 @@ async function newJob() {
   job = (await response.json()).job;
   uploads = []; cards = new Map(); started = false; list.textContent = "";
   zipLink.hidden = true; againButton.hidden = true; cancelButton.hidden = true;
-  protectButton.hidden = false; protectButton.disabled = true; say("");
+  protectButton.hidden = false; say("");
+  updateProtectButton();
 }
 
 function say(text) { statusLine.textContent = text; }
+
+async function readyCount() { return (await Promise.all(uploads)).filter(Boolean).length; }
+
+async function updateProtectButton() {
+  const ready = await readyCount();
+  protectButton.disabled = started || !modelReady || ready === 0;
+}
+
+// The model the page protects against may still be downloading or loading: say how far, or what to do.
+async function watchModel() {
+  let status;
+  try {
+    const response = await api("/api/status");
+    status = await response.json();
+  } catch (e) {
+    modelLine.textContent = "The ppjax server does not answer; is it still running?";
+    modelLine.dataset.state = "failed";
+    setTimeout(watchModel, 3000);
+    return;
+  }
+  modelLine.dataset.state = status.state;
+  if (status.state === "ready") {
+    modelReady = true; modelLine.hidden = true; updateProtectButton(); return;
+  }
+  modelLine.hidden = false;
+  if (status.state === "downloading" && status.total) {
+    const mb = (n) => (n / 1e6).toFixed(1);
+    modelLine.textContent = `Downloading the ${status.model} model (once): ${mb(status.done)} of ${mb(status.total)} MB.`;
+  } else if (status.state === "failed") {
+    modelFailed = true;
+    modelLine.textContent = `The ${status.model} model is not available, so photos cannot be protected yet. ${status.message}`;
+    return;  // no retry: the server says what to do, then it must be started again
+  } else {
+    modelLine.textContent = `Getting the ${status.model} model ready: ${status.message}. You can add photos meanwhile.`;
+  }
+  setTimeout(watchModel, 700);
+}
 
 function addCard(name) {
   const card = el("card").content.firstElementChild.cloneNode(true);
@@ -52,11 +92,20 @@ function seen(summary) {
   return text;
 }
 
+// A preview that fails to load (the server busy at the end of a batch) is asked for again, a few times.
+function showPreview(img, url, tries = 4) {
+  img.onerror = () => {
+    if (tries > 1) setTimeout(() => showPreview(img, url, tries - 1), 1500);
+    else img.alt = "preview not available";
+  };
+  img.src = withToken(url) + "&try=" + tries;
+}
+
 function showResult(card, index, result) {
   const compare = card.querySelector(".compare");
   const [before, after] = compare.querySelectorAll("img");
-  before.src = withToken(`/api/jobs/${job}/photos/${index}/before.jpg`);
-  after.src = withToken(`/api/jobs/${job}/photos/${index}/after.jpg`);
+  showPreview(before, `/api/jobs/${job}/photos/${index}/before.jpg`);
+  showPreview(after, `/api/jobs/${job}/photos/${index}/after.jpg`);
   card.querySelector(".seen-before").textContent = seen(result.before);
   card.querySelector(".seen-after").textContent = seen(result.after);
   compare.hidden = false;
@@ -69,6 +118,11 @@ function showResult(card, index, result) {
   const quality = card.querySelector(".quality");
   quality.hidden = false;
   quality.textContent = `Change: PSNR ${result.psnr.toFixed(1)} dB` + (result.ssim ? `, SSIM ${result.ssim.toFixed(3)}` : "") + " (higher is less visible)." + (result.edit ? ` Edit: ${result.edit}.` : "");
+  const saved = card.querySelector(".saved-as");
+  saved.hidden = false;
+  saved.textContent = result.renamed_from
+    ? `Saved as ${result.output_name}: another photo of this batch is also called ${result.renamed_from}.`
+    : `Saved as ${result.output_name}.`;
   const link = card.querySelector(".download");
   link.href = withToken(`/api/jobs/${job}/photos/${index}/download`);
   link.setAttribute("download", result.output_name);
@@ -90,9 +144,9 @@ async function upload(file) {
     .catch(() => { setCard(card, "refused", `${file.name}: the upload failed`); return null; });
   uploads.push(pending);
   const done = await pending;
-  const ready = (await Promise.all(uploads)).filter(Boolean).length;
-  protectButton.disabled = started || ready === 0;
-  if (done) say(`${ready} photo${ready === 1 ? "" : "s"} ready.`);
+  const ready = await readyCount();
+  updateProtectButton();
+  if (done) say(`${ready} photo${ready === 1 ? "" : "s"} ready.` + (modelReady || modelFailed ? "" : " Waiting for the model."));
 }
 
 function take(files) {
@@ -114,34 +168,43 @@ protectButton.addEventListener("click", async () => {
   const response = await api(`/api/jobs/${job}/start`, {
     method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ strength, look, keep_metadata: keep }),
   });
-  if (!response.ok) { say((await response.json()).error); started = false; protectButton.disabled = false; return; }
+  if (!response.ok) { say((await response.json()).error); started = false; updateProtectButton(); return; }
   cancelButton.hidden = false;
   say("Protecting… the first photo of each size also prepares the program for it (once).");
   listen();
 });
 
 cancelButton.addEventListener("click", async () => {
+  cancelButton.disabled = true;
   await api(`/api/jobs/${job}/cancel`, { method: "POST" });
-  say("Cancelling: the photo being protected finishes, the others are not started.");
+  cancelButton.disabled = false;
 });
 
 againButton.addEventListener("click", newJob);
+
+const written = () => [...cards.values()].filter((card) => card.dataset.state === "done").length;
 
 function listen() {
   if (events) events.close();
   events = new EventSource(withToken(`/api/jobs/${job}/events`));
   events.onmessage = (message) => {
     const event = JSON.parse(message.data);
+    const progress = `${event.finished} of ${event.total} done`;
     if (event.type === "photo") {
       const card = cards.get(event.index);
-      if (!card) return;
-      setCard(card, event.state, event.state === "done" ? "" : event.message);
-      if (event.state === "done" && event.result) showResult(card, event.index, event.result);
-      if (event.state === "done") { zipLink.href = withToken(`/api/jobs/${job}/zip`); zipLink.hidden = false; }
+      if (card) {
+        setCard(card, event.state, event.state === "done" ? "" : event.message);
+        if (event.state === "done" && event.result) showResult(card, event.index, event.result);
+        if (event.state === "done") { zipLink.href = withToken(`/api/jobs/${job}/zip`); zipLink.hidden = false; }
+      }
+      if (statusLine.dataset.ended !== job) say(`Protecting: ${progress}.`);
     } else if (event.type === "job") {
-      if (event.state === "running" || event.state === "queued") say(`Protecting: ${event.done} of ${event.total} done.`);
+      if (event.state === "running" || event.state === "queued") say(`Protecting: ${progress}.`);
       if (event.state === "done" || event.state === "cancelled") {
-        say(event.state === "done" ? `Done: ${event.done} of ${event.total}. The protected photos are also in the output folder.` : "Cancelled.");
+        statusLine.dataset.ended = job;
+        say(event.state === "done"
+          ? `Done: ${progress}. The protected photos are also in the output folder.`
+          : `Cancelled: ${written()} of ${event.total} written; the others were not.`);
         cancelButton.hidden = true; protectButton.hidden = true; againButton.hidden = false;
       }
     }
@@ -149,4 +212,5 @@ function listen() {
   events.addEventListener("end", () => events.close());
 }
 
+watchModel();
 newJob();
