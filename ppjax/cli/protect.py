@@ -60,7 +60,7 @@ def protect(
     no_refine: Annotated[bool, typer.Option("--no-refine", help="With --look: apply the look as it is, with no search of each photo's own (still verified).")] = False,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same bytes.")] = 0,
     fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format: auto (the input's kind: a JPEG or HEIC photo gives a JPEG, anything else a PNG), png (lossless) or jpeg. A JPEG is judged as decoded.")] = OutputFormat.AUTO,
-    keep_metadata: Annotated[bool, typer.Option("--keep-metadata", help="Write each photo's EXIF back (camera, date, exposure), without its location (GPS), maker notes or orientation. Default: no metadata at all.")] = False,
+    keep_metadata: Annotated[bool, typer.Option("--keep-metadata", help="Keep the camera details alone: make, model, lens, capture date and time, exposure, aperture, ISO, focal length, flash, white balance. Never GPS, time zone, XMP, IPTC, captions, names, serial numbers or the thumbnail. Default: no metadata at all.")] = False,
     jpeg_quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG quality with --format jpeg.")] = 95,
     jpeg_rounds: Annotated[int, typer.Option(min=0, help="With --format jpeg and --channel exact: rounds of extra steps through a differentiable JPEG for images the encoder un-protected (the social channel uses --channel-rounds).")] = 3,
     appeal: Annotated[Optional[float], typer.Option(min=0.0, help="Weight of NIMA's mean score (appeal) in the objective; needs the nima model. Default 0, or 1 with --method coupled.")] = None,
