@@ -71,9 +71,9 @@ def fetch_then_load(model: str, build: Callable[[], object], *, root=None, urls=
             report("downloading", message=f"fetching {model} (once)")
             try:
                 store.fetch(model, urls=urls, root=root, progress=progress)
-            except store.ModelStoreError as e:
-                hint = "" if "ppjax models import" in str(e) else f" Without internet, install it from a copy: ppjax models import {model} PATH."
-                raise RuntimeError(f"{model} could not be fetched: {e}.{hint} Then start ppjax app again.") from None
+            except Exception as e:  # noqa: BLE001 - a failed download or a file that does not convert: the page says it
+                hint = "" if "ppjax models import" in str(e) else f" Install it from a copy of its files: ppjax models import {model} PATH."
+                raise RuntimeError(f"{model} could not be fetched and installed: {str(e).rstrip('.')}.{hint} Then start ppjax app again.") from None
         report("loading", message=f"loading {model}")
         return build()
 

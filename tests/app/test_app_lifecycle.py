@@ -14,6 +14,7 @@ import time
 import zipfile
 
 import httpx
+import pytest
 from PIL import Image
 
 from ppjax.app.jobs import FINAL_STATES, batch_folder
@@ -204,3 +205,25 @@ def test_a_model_that_is_not_ready_is_said_and_refuses_to_start(tmp_path):
         job = _new_job_with(client, png_bytes(0))  # photos can still be added
         answer = client.post(f"/api/jobs/{job}/start", json={})
         assert answer.status_code == 409 and "not ready" in answer.json()["error"]
+
+
+def test_the_models_download_is_reported_as_it_goes(tmp_path, loopback_server, monkeypatch):
+    """The page's model state follows a real download from a (loopback) server: its bytes as they
+    come, then the conversion; a file that is not the checkpoint fails with what to do."""
+    from ppjax.app.model import ModelLoader, fetch_then_load
+
+    monkeypatch.setenv("PPJAX_OFFLINE", "0")  # downloads allowed, from the loopback server only
+    body = b"not a checkpoint " * 40_000  # 680 kB
+    loopback_server.files["/resnet50.pth.tar"] = body
+    loopback_server.files["/categories.txt"] = b"/a/airfield 0\n"
+    urls = {"checkpoint": loopback_server.url("/resnet50.pth.tar"), "categories": loopback_server.url("/categories.txt")}
+    heard = []
+    loader = ModelLoader("places365", fetch_then_load("places365", lambda: pytest.fail("built from a broken file"), root=tmp_path / "store", urls=urls))
+    real_report = loader.report
+    loader.report = lambda state, **fields: (heard.append((state, fields)), real_report(state, **fields))
+    loader._run()
+    downloading = [f for state, f in heard if state == "downloading" and f.get("total")]
+    assert downloading and downloading[-1]["total"] in (len(body), 14) and downloading[0]["done"] <= downloading[-1]["done"]
+    assert any(state == "converting" for state, _ in heard)
+    status = loader.status()
+    assert status["state"] == "failed" and "places365" in status["message"] and not loader.ready.is_set()
