@@ -1,5 +1,6 @@
-"""The engines that judge a run: the JAX port, and ONNX Runtime as an independent engine (the same
-pixels through a graph exported from the original framework, never from the port).
+"""The engines that judge a run: the JAX port, and an independent engine: ONNX Runtime on a graph
+exported from the original framework (never from the port), or, for a model that came as a
+TensorFlow Lite file (MobileNetV2), that very file run by LiteRT.
 
 ONNX Runtime uses the CUDA execution provider when onnxruntime-gpu sees a GPU, the CPU otherwise.
 """
@@ -12,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["Engines", "EngineError", "providers", "OnnxClassifier", "make_engines", "attacked_models", "recorded_edits", "held_out_judges"]
+__all__ = ["Engines", "EngineError", "providers", "OnnxClassifier", "TfliteClassifier", "make_engines", "attacked_models", "recorded_edits", "held_out_judges"]
 
 
 class Engines(str, enum.Enum):
@@ -56,6 +57,36 @@ class OnnxClassifier:
         return self.session.run(None, {self.input: nchw})[0]
 
 
+class TfliteClassifier:
+    """``logits(x01)``: (N, H, W, 3) float pixels in [0, 1] -> (N, 1000) log-probabilities, by a
+    TensorFlow Lite ImageNet classifier with 1001 outputs ("background" first, dropped) run by
+    LiteRT, as its own runtime runs it: the photo resized to the model's input by Pillow's bilinear
+    filter, as 8-bit pixels, one at a time."""
+
+    def __init__(self, path: str | Path):
+        from ppjax.export.convert_mobilenet_v2 import interpreter
+
+        self.path = Path(path)
+        self.interpreter = interpreter(self.path)
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+        self.fixed = tuple(int(v) for v in self.input["shape"][1:3])
+
+    def logits(self, x01: np.ndarray) -> np.ndarray:
+        x = np.asarray(x01, np.float32)
+        if x.shape[1:3] != self.fixed:
+            x = _pil_resize(x, self.fixed)
+        u8 = np.clip(np.floor(x * 255.0 + 0.5), 0, 255).astype(np.uint8)
+        scale, zero = self.output["quantization"]
+        rows = []
+        for image in u8:
+            self.interpreter.set_tensor(self.input["index"], image[None])
+            self.interpreter.invoke()
+            probs = (self.interpreter.get_tensor(self.output["index"])[0].astype(np.float32) - zero) * scale
+            rows.append(np.log(np.maximum(probs[1:], 1e-6)))
+        return np.stack(rows)
+
+
 def _pil_resize(x01: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(N, H, W, 3) [0, 1] pixels resized to ``size`` = (height, width) by Pillow's bilinear filter on
     8-bit pixels: what the original demo of a fixed-size network does to a photo (and the JAX port,
@@ -78,16 +109,29 @@ def make_engines(model, name: str, which: Engines, model_dir: Path, programs: Pa
 
         engines["jax"] = any_size(model, then_name="logits", programs=programs)
     if which in (Engines.ONNX, Engines.BOTH):
-        from ppjax.store import ONNX
-
-        path = Path(model_dir) / ONNX
-        if not path.is_file():
-            raise EngineError(
-                f"{name} has no ONNX graph: install the export extra (pip install 'ppjax[export]') and run "
-                f"`ppjax models import {name} ...` again, or use --engine jax"
-            )
-        engines["onnx"] = OnnxClassifier(path).logits
+        engines["onnx"] = independent_engine(name, model_dir)
     return engines
+
+
+def independent_engine(name: str, model_dir: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """``logits(x01)`` of the installed model ``name`` by an engine independent of the port: its
+    ONNX graph in ONNX Runtime, or its TensorFlow Lite file in LiteRT; EngineError saying what to
+    install when it has neither."""
+    from ppjax import store
+
+    runtime = store.entry(name).runtime_file
+    if runtime and (Path(model_dir) / runtime).is_file():
+        try:
+            return TfliteClassifier(Path(model_dir) / runtime).logits
+        except store.ModelStoreError as e:
+            raise EngineError(f"{name}'s own runtime cannot run: {e}") from None
+    path = Path(model_dir) / store.ONNX
+    if not path.is_file():
+        raise EngineError(
+            f"{name} has no ONNX graph: install the export extra (pip install 'ppjax[export]') and run "
+            f"`ppjax models import {name} ...` again, or use --engine jax"
+        )
+    return OnnxClassifier(path).logits
 
 
 def attacked_models(folder: Path) -> set[str]:
@@ -111,9 +155,10 @@ def recorded_edits(folder: Path) -> dict[str, str]:
 
 
 def held_out_judges(names, attacked, load) -> dict[str, tuple]:
-    """``{name: (model, logits(x01))}``: each named model's ONNX Runtime graph (exported from its
-    original framework), as a judge of a run it took no part in. ``load(name)`` returns the
-    installed model. EngineError for a judge that was attacked, or has no ONNX graph."""
+    """``{name: (model, logits(x01))}``: each named model's independent engine (its ONNX graph
+    exported from the original framework, or its own TFLite file), as a judge of a run it took no
+    part in. ``load(name)`` returns the installed model. EngineError for a judge that was
+    attacked, or has no such engine."""
     from ppjax import store
 
     judges = {}
@@ -121,5 +166,5 @@ def held_out_judges(names, attacked, load) -> dict[str, tuple]:
         if name in attacked:
             raise EngineError(f"{name} was attacked, so it cannot judge the run: a judge must be held out (choose another model)")
         model = load(name)
-        judges[name] = (model, make_engines(model, name, Engines.ONNX, store.model_dir(name))["onnx"])
+        judges[name] = (model, independent_engine(name, store.model_dir(name)))
     return judges

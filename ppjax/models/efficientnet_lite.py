@@ -25,7 +25,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from ppjax.models import Model, ModelSpec, abstract_shapes, load_classifier, normalised_apply
-from ppjax.models.layers import Conv, batch_norm, relu6
+from ppjax.models.layers import Conv, batch_norm, relu6, tf_same_pads
 
 _BN_EPS = 1e-3
 
@@ -72,15 +72,8 @@ def stages(depth: float, width: float = 1.0) -> tuple[tuple[int, ...], ...]:
     return tuple(out)
 
 
-def _same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """TensorFlow 'same' padding for one axis of ``size`` pixels."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
-
-
 def _conv(x, features: int, kernel: int, stride: int, name: str, dtype: Any, static_size: int, groups: int = 1):
-    pad = _same_pads(static_size, kernel, stride)
+    pad = tf_same_pads(static_size, kernel, stride)
     return Conv(features, (kernel, kernel), (stride, stride), (pad, pad), feature_group_count=groups, dtype=dtype, name=name)(x)
 
 

@@ -84,6 +84,13 @@ def batch_norm(x, name: str, epsilon: float, dtype: Any):
     return nn.BatchNorm(use_running_average=True, epsilon=epsilon, dtype=dtype, name=name)(x)
 
 
+def tf_same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow 'same' padding (bottom/right heavy) for one axis of ``size`` pixels."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
 @jax.custom_vjp
 def relu6(x):
     """min(max(x, 0), 6), with PyTorch's gradient: 1 strictly inside (0, 6), else 0.

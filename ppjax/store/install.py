@@ -99,8 +99,18 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 
+def _check_sources(entry: StoreEntry, files: Mapping[str, Path]) -> None:
+    """Refuse a file whose sha256 is not the one its role's source names."""
+    for src in entry.sources:
+        if src.sha256 and src.role in files:
+            found = sha256_file(files[src.role])
+            if found != src.sha256:
+                raise ModelStoreError(f"{files[src.role]}: sha256 {found}, not the {src.sha256} of {src.filename} ({entry.name}); a different or damaged file")
+
+
 def _install(entry: StoreEntry, files: Mapping[str, Path], origins: Mapping[str, str], root) -> Path:
     """Convert ``files`` and atomically place the result at ``model_dir(entry.name)``."""
+    _check_sources(entry, files)
     try:
         arrays, labels = _resolve(entry.converter)(files)
     except (ModelStoreError, ValueError):
@@ -115,6 +125,10 @@ def _install(entry: StoreEntry, files: Mapping[str, Path], origins: Mapping[str,
         if labels is not None:
             (tmp / LABELS).write_text(labels, encoding="utf-8")
         onnx_record = _export_onnx(entry, files["checkpoint"], tmp / ONNX)
+        runtime = None
+        if entry.runtime_file:
+            shutil.copyfile(files["checkpoint"], tmp / entry.runtime_file)
+            runtime = {"file": entry.runtime_file, "sha256": sha256_file(tmp / entry.runtime_file), "bytes": (tmp / entry.runtime_file).stat().st_size}
         from ppjax import __version__
 
         manifest = {
@@ -124,6 +138,7 @@ def _install(entry: StoreEntry, files: Mapping[str, Path], origins: Mapping[str,
             "ppjax_version": __version__,
             "weights": {"file": WEIGHTS, "sha256": sha256_file(tmp / WEIGHTS), "bytes": (tmp / WEIGHTS).stat().st_size},
             "onnx": onnx_record,
+            **({"runtime": runtime} if runtime else {}),
             "sources": [
                 {
                     "role": role,
@@ -261,14 +276,19 @@ def load_model(name: str, root: str | os.PathLike | None = None, **kwargs):
     return _resolve(entry.loader)(model_dir(name, root), **kwargs)
 
 
-def verify(name: str, root: str | os.PathLike | None = None, files: tuple[str, ...] = (WEIGHTS, ONNX)) -> list[str]:
-    """What is wrong with an installed model's ``files`` (weights, ONNX graph) against the sha256
-    its manifest recorded at install: one line per problem naming the file; empty when intact."""
+def verify(name: str, root: str | os.PathLike | None = None, files: tuple[str, ...] | None = None) -> list[str]:
+    """What is wrong with an installed model's ``files`` (default: the weights, the ONNX graph and
+    the runtime file, where installed) against the sha256 its manifest recorded at install: one
+    line per problem naming the file; empty when intact."""
     d = model_dir(name, root)
     manifest = read_manifest(name, root)
     if manifest is None:
         return [f"{d / MANIFEST}: missing; reinstall with `ppjax models fetch {name}` or `ppjax models import {name} ...`"]
     records = {WEIGHTS: manifest.get("weights"), ONNX: manifest.get("onnx")}
+    runtime = manifest.get("runtime")
+    if isinstance(runtime, dict) and isinstance(runtime.get("file"), str):
+        records[runtime["file"]] = runtime
+    files = tuple(records) if files is None else files
     problems = []
     for file in files:
         record = records.get(file)

@@ -21,12 +21,14 @@ __all__ = ["SourceFile", "StoreEntry", "KNOWN_MODELS", "MODEL_GROUPS", "entry", 
 class SourceFile:
     """One file a model is built from: its role for the converter, official URL and file name.
 
-    ``url`` is None for files that come from an installed package instead of a download.
+    ``url`` is None for files that come from an installed package instead of a download;
+    ``sha256``, when known, is checked on every file installed in this role, fetched or imported.
     """
 
     role: str
     url: str | None
     filename: str
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,9 @@ class StoreEntry:
     local_source: str | None = None
     #: How to obtain the model when it cannot be downloaded.
     install_hint: str | None = None
+    #: The name a copy of the checkpoint keeps in the model's folder, for a model whose own file is
+    #: its independent judge (a TensorFlow Lite model, run by LiteRT); None: no copy.
+    runtime_file: str | None = None
 
     def source(self, role: str) -> SourceFile:
         return next(s for s in self.sources if s.role == role)
@@ -166,6 +171,26 @@ KNOWN_MODELS: dict[str, StoreEntry] = {
     # depth, 1.1 x width, native 260 px) that of attacks made against Lite0 and Lite1 together.
     "efficientnet-lite1": _lite_sibling(1, "77cc7160"),
     "efficientnet-lite2": _lite_sibling(2, "9656183e"),
+    # A second trained family: Google's 8-bit TFLite MobileNetV2, ported as the float network its
+    # weights describe; the TFLite file itself, run by LiteRT, is its independent judge.
+    "mobilenet-v2": StoreEntry(
+        name="mobilenet-v2",
+        kind="classifier",
+        description="MobileNetV2 1.0 (ImageNet, 1000 classes), Google's 8-bit TFLite model (google-coral/test_data) as a float network",
+        sources=(
+            SourceFile(
+                "checkpoint",
+                "https://raw.githubusercontent.com/google-coral/test_data/master/tf2_mobilenet_v2_1.0_224_ptq.tflite",
+                "tf2_mobilenet_v2_1.0_224_ptq.tflite",
+                "5d3137241276e79c86d14a74fe43581398ae0e815191d3dba45495b810840e8c",
+            ),
+        ),
+        converter="ppjax.export.convert_mobilenet_v2:from_files",
+        loader="ppjax.models.mobilenet_v2:load",
+        spec="ppjax.models.mobilenet_v2:SPEC",
+        install_hint="ppjax models fetch mobilenet-v2, or download tf2_mobilenet_v2_1.0_224_ptq.tflite (google-coral/test_data) and ppjax models import mobilenet-v2 PATH",
+        runtime_file="model.tflite",
+    ),
 }
 
 
