@@ -89,10 +89,14 @@ class Protection:
     def _finish(self, job: Job, photo, result) -> None:
         """A written photo: its preview and classes, then "done"; unless the job was cancelled
         meanwhile, in which case the file goes (the page said it would not be written)."""
+        from ppjax.protect.quality import colour_difference, visibility_words
+
         before, after = read_rgb(photo.original), read_rgb(result.output)
         preview = job.folder / "previews" / f"{photo.index}-after.jpg"
         made = write_preview(result.output, preview)
+        seen = colour_difference(before, after) if before is not None and after is not None and before.shape == after.shape else None
         details = {
+            "visibility": None if seen is None else {**seen, "words": visibility_words(seen["ciede2000_p95"], seen["blocks_seen"])},
             "protected": bool(result.protected), "variants_protected": result.variants_protected, "variants": result.variants,
             "unprotected_variants": list(result.unprotected_variants), "psnr": result.psnr, "ssim": result.ssim, "edit": result.edit,
             "output_name": result.output.name, "renamed_from": result.renamed_from,

@@ -113,12 +113,21 @@ def bench_robustness(
     results = run_robustness_bench(loaded, onnx_judges, files, eps=eps, steps=steps, settings=chosen, log=lambda s: err.print(s), judges=held_out, attack=attack)
     results["models"] = list(names)
     model = ",".join(names)
-    rows = [(r["setting"], *(f"{r[c]:.1%}" for c in COLUMNS), f"{r['psnr']:.2f}", f"{r.get('ciede2000', float('nan')):.2f}", f"{r.get('grain_255', float('nan')):.2f}", f"{r['seconds']:.0f}") for r in results["rows"]]
+    nan = float("nan")
+    rows = [
+        (r["setting"], *(f"{r[c]:.1%}" for c in COLUMNS), f"{r['psnr']:.2f}", f"{r.get('ciede2000', nan):.2f}", f"{r.get('ciede2000_p95', nan):.2f}",
+         f"{r.get('blocks_seen', nan):.1%} / {r.get('blocks_seen_max', nan):.1%}", f"{r.get('grain_255', nan):.2f}", f"{r['seconds']:.0f}")
+        for r in results["rows"]
+    ]  # fmt: skip
     title = f"{model}, --method {method}, --strength {strength}, eps {results['eps_255']:g}/255, {results['steps']} steps: protected share of {results['photos']} photos, judged by ONNX Runtime"
-    out.print(table(title, ("setting", *COLUMNS, "PSNR (dB)", "CIEDE2000", "grain (1/255)", "seconds"), rows), width=max(out.width, 190))
+    headers = ("setting", *COLUMNS, "PSNR (dB)", "CIEDE2000", "CIEDE2000 p95", "blocks seen (mean / worst)", "grain (1/255)", "seconds")
+    out.print(table(title, headers, rows), width=max(out.width, 220))
+    from ppjax import store
+
     for name in held_out:
         rows = [(r["setting"], *(f"{r['held_out'][name][c]:.1%}" for c in COLUMNS), f"{r['psnr']:.2f}") for r in results["rows"]]
-        title = f"the same files judged by held-out {name} (never attacked; ONNX Runtime): protected share of {results['photos']} photos"
+        runtime = "LiteRT on its own TFLite file" if store.entry(name).runtime_file else "ONNX Runtime"
+        title = f"the same files judged by held-out {name} (never attacked; {runtime}): protected share of {results['photos']} photos"
         out.print(table(title, ("setting", *COLUMNS, "PSNR (dB)"), rows), width=max(out.width, 170))
     if timing is not None:
         results["timing"] = run_timing(model, timing, eps=results["eps_255"], steps=results["steps"], log=lambda s: err.print(s), attack=attack)

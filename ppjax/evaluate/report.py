@@ -48,6 +48,10 @@ class ImageQuality:
     ssim: float | None
     ciede2000: float
     linf_255: float
+    #: The 95th percentile of CIEDE2000 over pixels, and the share (0..1) of 16x16 blocks whose mean
+    #: CIEDE2000 is over 2, seen at a glance (:func:`ppjax.protect.quality.colour_difference`).
+    ciede2000_p95: float | None = None
+    blocks_seen: float | None = None
     grain_255: float | None = None
     colourfulness_before: float | None = None
     colourfulness_after: float | None = None
@@ -132,6 +136,12 @@ class QualityStats:
     ssim_mean: float | None
     ciede2000_mean: float | None
     linf_max_255: float | None
+    ciede2000_p95_mean: float | None = None
+    blocks_seen_mean: float | None = None
+    #: The largest share of blocks seen at a glance in any one photo, and how many photos are
+    #: "not visible side by side", "visible on close look" and "visible".
+    blocks_seen_max: float | None = None
+    visibility_counts: dict | None = None
     grain_mean_255: float | None = None
     colourfulness_before_mean: float | None = None
     colourfulness_after_mean: float | None = None
@@ -189,6 +199,18 @@ class Report:
         return out
 
 
+def _runs_in_litert(model: str) -> bool:
+    """Whether the model's independent engine is its own TFLite file (not an ONNX graph)."""
+    from ppjax.store.registry import KNOWN_MODELS
+
+    entry = KNOWN_MODELS.get(model)
+    return bool(entry and entry.runtime_file)
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
 def _fmt(v, digits=3) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
@@ -227,13 +249,21 @@ def markdown_summary(report: Report) -> str:
         for v in variants:
             lines.append(f"| {v} | " + " | ".join(_fmt(report.channel_stats[n].per_variant[v]) for n in names) + " |")
     if report.agreement_top1 is not None:
-        lines += ["", f"JAX and ONNX Runtime agree on the top-1 of {_fmt(report.agreement_top1)} of the protected images."]
+        runtime = "LiteRT (the model's own TFLite file)" if _runs_in_litert(report.model) else "ONNX Runtime"
+        lines += ["", f"JAX and {runtime} agree on the top-1 of {_fmt(report.agreement_top1)} of the protected images."]
     q = report.quality
     lines += [
         "",
         f"Quality: PSNR {_fmt(q.psnr_mean, 2)} dB (over changed images), SSIM {_fmt(q.ssim_mean, 4)}, "
         f"CIEDE2000 {_fmt(q.ciede2000_mean, 3)}, largest change {_fmt(q.linf_max_255, 0)}/255.",
     ]
+    if q.ciede2000_p95_mean is not None:
+        counts = ", ".join(f"{n} {words}" for words, n in (q.visibility_counts or {}).items() if n)
+        lines += [
+            "",
+            f"Visibility: CIEDE2000 95th percentile {_fmt(q.ciede2000_p95_mean, 2)} on average; 16x16 blocks seen at a glance "
+            f"(mean CIEDE2000 over 2) {_pct(q.blocks_seen_mean)} on average, {_pct(q.blocks_seen_max)} at most; {counts}.",
+        ]
     if q.grain_mean_255 is not None:
         lines += [
             "",

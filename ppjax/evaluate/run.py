@@ -175,6 +175,10 @@ def _summarise(model: Model, images: list[ImageRecord], skipped: list[Skipped], 
         ssim_mean=_mean(im.quality.ssim for im in images if im.quality.ssim is not None),
         ciede2000_mean=_mean(im.quality.ciede2000 for im in images),
         linf_max_255=max((im.quality.linf_255 for im in images), default=None),
+        ciede2000_p95_mean=_mean(im.quality.ciede2000_p95 for im in images),
+        blocks_seen_mean=_mean(im.quality.blocks_seen for im in images),
+        blocks_seen_max=max((im.quality.blocks_seen for im in images), default=None),
+        visibility_counts=_visibility_counts(images),
         grain_mean_255=_mean(im.quality.grain_255 for im in images),
         colourfulness_before_mean=_mean(im.quality.colourfulness_before for im in images),
         colourfulness_after_mean=_mean(im.quality.colourfulness_after for im in images),
@@ -189,6 +193,18 @@ def _summarise(model: Model, images: list[ImageRecord], skipped: list[Skipped], 
         engines={name: _engine_stats(model, images, name, labelled) for name in engines}, quality=quality, images=images,
         skipped=skipped, agreement_top1=agreement, appeal=appeal,
     )  # fmt: skip
+
+
+def _visibility_counts(images: list[ImageRecord]) -> dict[str, int] | None:
+    """How many photos are "not visible side by side", "visible on close look" and "visible"."""
+    from ppjax.protect.quality import visibility_words
+
+    if not images:
+        return None
+    counts = dict.fromkeys(("not visible side by side", "visible on close look", "visible"), 0)
+    for im in images:
+        counts[visibility_words(im.quality.ciede2000_p95, im.quality.blocks_seen)] += 1
+    return counts
 
 
 def _mean(values) -> float | None:

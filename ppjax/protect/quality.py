@@ -2,7 +2,8 @@
 program each (a report over an album of many sizes compiles nothing per size).
 
 PSNR is a sum of squares (NumPy). CIEDE2000 is a per-pixel difference: the pixels go through one
-program in chunks of a fixed length, the last padded and masked. SSIM's Gaussian window needs a compiled filter; run on the
+program in chunks of a fixed length, the last padded; its mean, 95th percentile and the share of
+16x16 blocks changed enough to be seen at a glance say how visible the change is. SSIM's Gaussian window needs a compiled filter; run on the
 whole image it would compile once per photo size. Here the image pair is cut into tiles of a
 fixed size that overlap by the window's reach, each tile's 'valid' SSIM map covers its own part of
 the image's map, and the maps are summed under a mask: the mean is exactly the whole image's, and
@@ -18,7 +19,9 @@ import numpy as np
 
 from ppjax.ops import metrics
 
-__all__ = ["psnr_ssim", "ciede2000_mean", "image_quality"]
+__all__ = [
+    "psnr_ssim", "ciede2000_mean", "ciede2000_pixels", "colour_difference", "visibility_words", "image_quality", "BLOCK", "GLANCE_DELTA_E",
+]  # fmt: skip
 
 #: Side of the SSIM map each tile covers; tiles are this plus the window's reach on both sides.
 _TILE = 256
@@ -73,30 +76,75 @@ def psnr_ssim(a: np.ndarray, b: np.ndarray) -> tuple[float, float | None]:
     return psnr, _ssim(a, b)
 
 
+#: Side of the square blocks over which the share of the change "seen at a glance" is counted, and
+#: the mean CIEDE2000 above which a block counts: a colour difference of about 2 is noticed at a
+#: glance side by side (2.3 is the usual just-noticeable difference).
+BLOCK = 16
+GLANCE_DELTA_E = 2.0
+
+
 @jax.jit
-def _ciede2000_sum(a, b, n):
-    """The sum of CIEDE2000 over the first ``n`` of (P, 3) uint8 pixel pairs."""
-    d = metrics.ciede2000_map(a.astype(jnp.float32) / 255.0, b.astype(jnp.float32) / 255.0)
-    return jnp.sum(jnp.where(jnp.arange(d.shape[0]) < n, d, 0.0))
+def _ciede2000_chunk(a, b):
+    """CIEDE2000 of (P, 3) uint8 pixel pairs, (P,)."""
+    return metrics.ciede2000_map(a.astype(jnp.float32) / 255.0, b.astype(jnp.float32) / 255.0)
 
 
-def ciede2000_mean(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean CIEDE2000 of two (H, W, 3) uint8 sRGB images, as :func:`ppjax.ops.metrics.ciede2000` on
-    them divided by 255, with one program for every size."""
+def ciede2000_pixels(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(H, W) float32: the CIEDE2000 of every pixel of two (H, W, 3) uint8 sRGB images, as
+    :func:`ppjax.ops.metrics.ciede2000` on them divided by 255, with one program for every size."""
     pa, pb = a.reshape(-1, 3), b.reshape(-1, 3)
-    total = 0.0
+    out = np.empty(len(pa), np.float32)
     for start in range(0, len(pa), _PIXELS_PER_CALL):
         n = min(_PIXELS_PER_CALL, len(pa) - start)
         ca = np.zeros((_PIXELS_PER_CALL, 3), np.uint8)
         cb = np.zeros_like(ca)
         ca[:n], cb[:n] = pa[start : start + n], pb[start : start + n]
-        total += float(_ciede2000_sum(ca, cb, n))
-    return total / len(pa)
+        out[start : start + n] = np.asarray(_ciede2000_chunk(ca, cb))[:n]
+    return out.reshape(a.shape[:2])
+
+
+def ciede2000_mean(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean CIEDE2000 of two (H, W, 3) uint8 sRGB images (see :func:`ciede2000_pixels`)."""
+    return float(np.mean(ciede2000_pixels(a, b), dtype=np.float64)) if a.size else 0.0
+
+
+def colour_difference(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """How visible the change from ``a`` to ``b`` ((H, W, 3) uint8 sRGB) is in colour: the mean
+    CIEDE2000 (``ciede2000``), its 95th percentile over pixels (``ciede2000_p95``), and the share of
+    :data:`BLOCK` x :data:`BLOCK` blocks (the last row and column of blocks as large as the photo
+    leaves them) whose mean CIEDE2000 is above :data:`GLANCE_DELTA_E` (``blocks_seen``, 0..1)."""
+    d = ciede2000_pixels(a, b)
+    if d.size == 0:
+        return {"ciede2000": 0.0, "ciede2000_p95": 0.0, "blocks_seen": 0.0}
+    h, w = d.shape
+    rows, cols = -(-h // BLOCK), -(-w // BLOCK)
+    padded = np.zeros((rows * BLOCK, cols * BLOCK), np.float64)
+    count = np.zeros_like(padded)
+    padded[:h, :w], count[:h, :w] = d, 1.0
+    sums = padded.reshape(rows, BLOCK, cols, BLOCK).sum(axis=(1, 3))
+    counts = count.reshape(rows, BLOCK, cols, BLOCK).sum(axis=(1, 3))
+    return {
+        "ciede2000": float(np.mean(d, dtype=np.float64)),
+        "ciede2000_p95": float(np.percentile(d, 95)),
+        "blocks_seen": float(np.mean(sums / counts > GLANCE_DELTA_E)),
+    }
+
+
+def visibility_words(ciede2000_p95: float, blocks_seen: float) -> str:
+    """The change in words, from :func:`colour_difference`'s figures: "not visible side by side"
+    (95th percentile at most 2.5 and at most 5% of blocks over the glance threshold: the bounds
+    ppjax's visibility goals name), "visible on close look" (95th percentile at most 5 and at most
+    25% of blocks), else "visible". Thresholds set by these goals, not by a study of viewers."""
+    if ciede2000_p95 <= 2.5 and blocks_seen <= 0.05:
+        return "not visible side by side"
+    if ciede2000_p95 <= 5.0 and blocks_seen <= 0.25:
+        return "visible on close look"
+    return "visible"
 
 
 def image_quality(a: np.ndarray, b: np.ndarray) -> dict[str, float | None]:
-    """PSNR (dB; inf when equal), SSIM (None under 11x11), mean CIEDE2000 and the largest change (in
-    1/255) of two (H, W, 3) uint8 images."""
+    """PSNR (dB; inf when equal), SSIM (None under 11x11), the largest change (in 1/255) and
+    :func:`colour_difference`'s figures of two (H, W, 3) uint8 images."""
     psnr, ssim = psnr_ssim(a, b)
     linf = int(np.max(np.abs(a.astype(np.int16) - b.astype(np.int16)))) if a.size else 0
-    return {"psnr": psnr, "ssim": ssim, "ciede2000": ciede2000_mean(a, b), "linf_255": float(linf)}
+    return {"psnr": psnr, "ssim": ssim, **colour_difference(a, b), "linf_255": float(linf)}
