@@ -58,7 +58,7 @@ class ProtectResult:
     unprotected_variants: tuple[str, ...] = ()
     #: Edit methods: the edit applied, in words ("exposure +0.12 EV, saturation +8%, ...").
     edit: str | None = None
-    #: The output's name had another input not claimed it first (see :mod:`ppjax.io.naming`).
+    #: The name the output would have had, had another input's output not taken it (:mod:`ppjax.io.naming`).
     renamed_from: str | None = None
 
     def to_json(self) -> dict:
@@ -105,7 +105,7 @@ class Batch:
     channel_rounds: int = 3
     judge: PanelJudge | None = None
     stage: Callable[[Path, str], None] = lambda source, text: None
-    #: Write each photo's EXIF back, without its location.
+    #: Write each photo's allowlisted camera details (:mod:`ppjax.io.metadata`).
     keep_metadata: bool = False
     _done: set = field(default_factory=set)
 

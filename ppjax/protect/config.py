@@ -161,8 +161,8 @@ class ProtectConfig:
     strength: Strength = Strength.MID
     seed: int = 0
     format: OutputFormat = OutputFormat.AUTO
-    #: Write each photo's EXIF back (camera, date, exposure), without its location, maker notes and
-    #: orientation; by default no metadata at all.
+    #: Write each photo's allowlisted camera details (:mod:`ppjax.io.metadata`: make, model, lens,
+    #: capture time, exposure, ISO, focal length, flash, white balance); by default no metadata at all.
     keep_metadata: bool = False
     #: Edit methods: a look (a name of :data:`ppjax.edits.looks.LOOKS` or a look's JSON file) the
     #: search starts from, instead of no edit.

@@ -64,8 +64,8 @@ def protect_files(
     ``stage(source, text)`` what each photo is doing ("compiling ... once", "protecting",
     "verifying", a later round).
 
-    ``keep_metadata``: write each photo's EXIF back, without its location (see
-    :func:`ppjax.io.write_image`); by default none. ``on_result(result)`` hears each photo's result
+    ``keep_metadata``: write each photo's allowlisted camera details (see
+    :mod:`ppjax.io.metadata`); by default no metadata. ``on_result(result)`` hears each photo's result
     as it is final; once ``cancelled()`` is true, photos not yet started are skipped and those in
     flight are not written (both "cancelled").
 
