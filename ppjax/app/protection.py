@@ -10,6 +10,7 @@ have had), and its preview is made before the page hears of it.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Callable
 
@@ -98,7 +99,9 @@ class Protection:
         details = {
             "visibility": None if seen is None else {**seen, "words": visibility_words(seen["ciede2000_p95"], seen["blocks_seen"])},
             "protected": bool(result.protected), "variants_protected": result.variants_protected, "variants": result.variants,
-            "unprotected_variants": list(result.unprotected_variants), "psnr": result.psnr, "ssim": result.ssim, "edit": result.edit,
+            "unprotected_variants": list(result.unprotected_variants), "edit": result.edit,
+            # JSON has no infinity: an unchanged photo's PSNR goes as null
+            "psnr": result.psnr if result.psnr is not None and math.isfinite(result.psnr) else None, "ssim": result.ssim,
             "output_name": result.output.name, "renamed_from": result.renamed_from,
             "before": self.classify(before) if before is not None else None,
             "after": self.classify(after) if after is not None else None,

@@ -121,7 +121,8 @@ function showResult(card, index, result) {
     ? `How visible: ${result.visibility.words} (colour difference CIEDE2000 ${result.visibility.ciede2000.toFixed(1)} on average, ` +
       `${result.visibility.ciede2000_p95.toFixed(1)} at the 95th percentile; ${(100 * result.visibility.blocks_seen).toFixed(0)}% of 16×16 blocks changed enough to see at a glance). `
     : "";
-  quality.textContent = seenAs + `PSNR ${result.psnr.toFixed(1)} dB` + (result.ssim ? `, SSIM ${result.ssim.toFixed(3)}` : "") + "." + (result.edit ? ` Edit: ${result.edit}.` : "");
+  const psnr = result.psnr === null || result.psnr === undefined ? "PSNR ∞ (unchanged)" : `PSNR ${result.psnr.toFixed(1)} dB`;
+  quality.textContent = seenAs + psnr + (result.ssim ? `, SSIM ${result.ssim.toFixed(3)}` : "") + "." + (result.edit ? ` Edit: ${result.edit}.` : "");
   const saved = card.querySelector(".saved-as");
   saved.hidden = false;
   saved.textContent = result.renamed_from
