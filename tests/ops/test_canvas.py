@@ -129,6 +129,7 @@ def _family(name: str):
         ("places365-resnet18", ((97, 131, 256),)),
         ("places365-densenet161", ((61, 83, 128),)),  # 2 minutes at 256 on 2 cores: a small canvas of its own
         ("efficientnet-lite0", ((97, 131, 256), (299, 203, 384))),
+        ("mobilenet-v2", ((97, 131, 256), (299, 203, 384))),
     ],
 )
 def test_models_on_a_canvas_give_the_photos_own_logits(name, sizes):
@@ -141,6 +142,11 @@ def test_models_on_a_canvas_give_the_photos_own_logits(name, sizes):
 
         module = build()
         apply, variables = make_apply(module, SPEC), module.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
+    elif name == "mobilenet-v2":
+        from ppjax.models import mobilenet_v2
+
+        module = mobilenet_v2.build()
+        apply, variables = mobilenet_v2.make_apply(module), module.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
     else:
         apply, variables = _family(name)
     with jax.default_matmul_precision("highest"):
