@@ -48,6 +48,7 @@ async function watchModel() {
   } catch (e) {
     modelLine.textContent = "The ppjax server does not answer; is it still running?";
     modelLine.dataset.state = "failed";
+    modelLine.hidden = false;
     setTimeout(watchModel, 3000);
     return;
   }
