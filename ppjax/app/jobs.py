@@ -63,17 +63,16 @@ def safe_name(name: str, taken: set[str]) -> str:
     return candidate
 
 
-def write_preview(source: Path, target: Path, side: int = 900) -> bool:
-    """A JPEG of at most ``side`` pixels a side of an image file, for the page (browsers show no
-    HEIC), written atomically; False when the file cannot be read."""
+def write_preview(rgb: np.ndarray | None, target: Path, side: int = 900) -> bool:
+    """A JPEG of at most ``side`` pixels a side of (H, W, 3) uint8 pixels, for the page (browsers
+    show no HEIC), written atomically; False when there are no pixels (the file was unreadable)."""
     from PIL import Image
 
     from ppjax.io.images import write_image
 
-    try:
-        img = Image.fromarray(read_image(source).rgb)
-    except ImageReadError:
+    if rgb is None:
         return False
+    img = Image.fromarray(rgb)
     img.thumbnail((side, side), Image.Resampling.LANCZOS)
     write_image(target, np.asarray(img), jpeg_quality=88)
     return True
@@ -136,11 +135,19 @@ class Job:
             if self.ended:
                 return False
             self.cancel.set()
-            for photo in self.photos:
-                if photo.state not in FINAL_STATES:
-                    self.set_photo(photo, "cancelled", why)
+            self._end_unfinished("cancelled", why)
             self.set_state("cancelled")
             return True
+
+    def fail_unfinished(self, message: str) -> None:
+        """Every photo not finished ends in error, saying ``message``."""
+        self._end_unfinished("error", message)
+
+    def _end_unfinished(self, state: str, message: str) -> None:
+        with self.lock:
+            for photo in self.photos:
+                if photo.state not in FINAL_STATES:
+                    self.set_photo(photo, state, message)
 
     def add_upload(self, filename: str, data_path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
         """Take an uploaded file (already saved at ``data_path``, inside this job's folder) as a photo,
@@ -159,8 +166,9 @@ class Job:
             data_path.replace(target)
             photo = Photo(len(self.photos), name, target, size)
             self.photos.append(photo)
-        if write_preview(target, self.folder / "previews" / f"{photo.index}-before.jpg"):
-            photo.previews["before"] = self.folder / "previews" / f"{photo.index}-before.jpg"
+        preview = self.folder / "previews" / f"{photo.index}-before.jpg"
+        if write_preview(read_rgb(target), preview):
+            photo.previews["before"] = preview
         self.set_photo(photo, "ready")
         return photo
 
@@ -223,15 +231,10 @@ class Worker:
             try:
                 self.run_job(job)
             except Exception as e:  # noqa: BLE001 - the page says what went wrong; the worker lives on
-                with job.lock:
-                    for photo in job.photos:
-                        if photo.state not in FINAL_STATES:
-                            job.set_photo(photo, "error", f"could not be protected ({type(e).__name__}: {e})")
+                job.fail_unfinished(f"could not be protected ({type(e).__name__}: {e})")
             with job.lock:
                 if not job.ended:
-                    for photo in job.photos:  # none should be left; if one is, it must not stay "waiting"
-                        if photo.state not in FINAL_STATES:
-                            job.set_photo(photo, "error", "the worker ended without a result for it")
+                    job.fail_unfinished("the worker ended without a result for it")  # none should be left waiting
                     job.set_state("done")
 
 

@@ -94,7 +94,7 @@ class Protection:
 
         before, after = read_rgb(photo.original), read_rgb(result.output)
         preview = job.folder / "previews" / f"{photo.index}-after.jpg"
-        made = write_preview(result.output, preview)
+        made = write_preview(after, preview)  # the pixels just read: the output is decoded once
         seen = colour_difference(before, after) if before is not None and after is not None and before.shape == after.shape else None
         details = {
             "visibility": None if seen is None else {**seen, "words": visibility_words(seen["ciede2000_p95"], seen["blocks_seen"])},
