@@ -17,17 +17,12 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from ppjax.models.layers import Conv, batch_norm, relu6
+from ppjax.models.layers import Conv, batch_norm, relu6, tf_same_pads
 
 _BN_EPS = 1e-3  # Keras BatchNormalization default
 
 #: (pointwise filters, stride) of depthwise-separable blocks 1..13.
 BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1))
-
-
-def _tf_same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    total = max(kernel - stride, 0) if size % stride == 0 else max(kernel - size % stride, 0)
-    return total // 2, total - total // 2
 
 
 def _bn_relu6(x, name: str, dtype: Any):
@@ -40,7 +35,7 @@ class MobileNet(nn.Module):
     @nn.compact
     def __call__(self, x):
         x = x.astype(self.dtype)
-        pads = (_tf_same_pads(x.shape[1], 3, 2), _tf_same_pads(x.shape[2], 3, 2))
+        pads = (tf_same_pads(x.shape[1], 3, 2), tf_same_pads(x.shape[2], 3, 2))
         x = Conv(32, (3, 3), (2, 2), pads, dtype=self.dtype, name="conv1")(x)
         x = _bn_relu6(x, "conv1_bn", self.dtype)
         for i, (filters, stride) in enumerate(BLOCKS, 1):

@@ -20,7 +20,7 @@ import numpy as np
 from ppjax.ops import metrics
 
 __all__ = [
-    "psnr_ssim", "ciede2000_mean", "ciede2000_pixels", "colour_difference", "visibility_words", "image_quality", "BLOCK", "GLANCE_DELTA_E",
+    "psnr_ssim", "ciede2000_pixels", "colour_difference", "visibility_words", "image_quality", "BLOCK", "GLANCE_DELTA_E",
 ]  # fmt: skip
 
 #: Side of the SSIM map each tile covers; tiles are this plus the window's reach on both sides.
@@ -101,11 +101,6 @@ def ciede2000_pixels(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         ca[:n], cb[:n] = pa[start : start + n], pb[start : start + n]
         out[start : start + n] = np.asarray(_ciede2000_chunk(ca, cb))[:n]
     return out.reshape(a.shape[:2])
-
-
-def ciede2000_mean(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean CIEDE2000 of two (H, W, 3) uint8 sRGB images (see :func:`ciede2000_pixels`)."""
-    return float(np.mean(ciede2000_pixels(a, b), dtype=np.float64)) if a.size else 0.0
 
 
 def colour_difference(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
