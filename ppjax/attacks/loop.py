@@ -193,10 +193,11 @@ def iterate(
         x0 = x01
         valid = None if geometry is None else jnp.asarray(geometry.valid)
         keys = per_image_keys(key, x0.shape[0])
+        ctx = None if projection.prepare is None else projection.prepare(x0)
         if start is not None:  # continue from an earlier result, still inside the budget around x01
-            x = projection.project(start, x0, valid)
+            x = projection.project(start, x0, valid, ctx)
         else:
-            x = projection.sample(key, x0, valid) if random_start else x0
+            x = projection.sample(key, x0, valid, ctx) if random_start else x0
         done = jnp.zeros(x0.shape[0], bool)
         streak = jnp.zeros(x0.shape[0], jnp.int32)
         limit = max_steps if steps is None else steps
@@ -214,7 +215,7 @@ def iterate(
             now = None if channel is None else jax.tree_util.tree_map(lambda a: a[i % channel.period], seen)
             g, lead = grad_fn(x, x0, labels, keys, i, geometry, now)
             direction, state = step_rule.update(g, state, x)
-            moved = projection.project(x + alpha * direction, x0, valid)
+            moved = projection.project(x + alpha * direction, x0, valid, ctx)
             if early_stop:
                 # An image moves only on steps where it lacks the margin, and is done once it has
                 # had it on `cycle` steps in a row: with a channel, every structure has then seen it.

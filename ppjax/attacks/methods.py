@@ -17,12 +17,13 @@ import optax
 from ppjax.attacks.cw import build_cw
 from ppjax.attacks.loop import iterate
 from ppjax.attacks.objectives import Target, Term
+from ppjax.attacks.perceptual_budget import PerceptualBudget, perceptual_ball, perceptual_step
 from ppjax.attacks.pfgsm import build_pfgsm
 from ppjax.attacks.projections import l2_ball, linf_ball, with_psnr_floor
-from ppjax.attacks.steps import l2_step, masked_sign_step, momentum_sign_step, sign_step
+from ppjax.attacks.steps import l2_step, masked_sign_step, momentum_sign_step, normalise_l1, sign_step
 from ppjax.attacks.transfer import Transfer
 
-__all__ = ["Method", "METHODS", "EDIT_METHODS", "NEEDS_APPEAL", "COMMON_OPTIONS", "build", "options_of"]
+__all__ = ["Method", "METHODS", "EDIT_METHODS", "PERCEPTUAL_METHODS", "NEEDS_APPEAL", "COMMON_OPTIONS", "build", "options_of"]
 
 COMMON_OPTIONS = ("eps", "steps", "early_stop", "stop_margin")
 
@@ -116,6 +117,9 @@ METHODS: Mapping[str, Method] = MappingProxyType({
 #: Methods that optimise an edit's sliders (:mod:`ppjax.attacks.edit`) rather than pixels.
 EDIT_METHODS = frozenset(name for name, m in METHODS.items() if m.edit)
 
+#: Methods whose sign steps have a counterpart under the perceptual budget.
+PERCEPTUAL_METHODS = ("pgd", "bim", "fgsm", "mifgsm")
+
 #: Methods that cannot run without an appeal term (a NIMA model).
 NEEDS_APPEAL = frozenset(name for name, m in METHODS.items() if m.needs_appeal)
 
@@ -144,6 +148,7 @@ def build(
     channel: Callable | None = None,
     transfer: Transfer | None = None,
     min_psnr: float | None = None,
+    perceptual: PerceptualBudget | None = None,
     **options,
 ) -> Callable:
     """The attack ``method`` against ``targets``: ``attack(key, x01, labels) -> x01_adv`` (see
@@ -155,13 +160,18 @@ def build(
     params`` (:func:`ppjax.attacks.edit.edit_attack`; a hybrid's pixel steps are the caller's). ``min_psnr`` (dB) keeps every step of the methods built on the
     common loop at that PSNR or above (:func:`ppjax.attacks.with_psnr_floor`); the methods with
     loops of their own ignore it, and the caller's rounding to the lattice must enforce it (as
-    :class:`ppjax.protect.Protector` does for every method)."""
+    :class:`ppjax.protect.Protector` does for every method). ``perceptual`` (a
+    :class:`ppjax.attacks.PerceptualBudget`) bounds each pixel's CIEDE2000 inside the L-infinity
+    ball of ``eps`` and steps along each pixel's cheapest direction instead of the gradient's sign
+    (:data:`PERCEPTUAL_METHODS` only)."""
     m = _method(method)
     unknown = sorted(set(options) - set(m.options))
     if unknown:
         raise TypeError(f"attack method {method!r} has no option {', '.join(map(repr, unknown))}; it accepts: {', '.join(options_of(method))}")
     opts = {**m.options, **options}
     steps = m.fixed_steps or (m.steps if steps is None else steps)
+    if perceptual is not None and method not in PERCEPTUAL_METHODS:
+        raise ValueError(f"the perceptual budget works with the sign-step methods ({', '.join(PERCEPTUAL_METHODS)}), not {method}")
     if m.needs_appeal and not any(t.weight for t in terms):
         raise ValueError(f"the {method} method needs an appeal term (NIMA) with a non-zero weight")
     if m.edit:
@@ -181,8 +191,15 @@ def build(
     ball = opts[m.ball] if m.ball in opts else m.ball
     if ball not in ("linf", "l2"):
         raise ValueError(f"norm must be 'linf' or 'l2', got {ball!r}")
+    rule, budget = m.rule(opts), linf_ball(eps) if ball == "linf" else l2_ball(eps)
+    if perceptual is not None:
+        if ball != "linf":
+            raise ValueError("the perceptual budget works inside an L-infinity ball (norm 'linf'), not 'l2'")
+        rule, budget = perceptual_step(perceptual, eps), perceptual_ball(perceptual, eps)
+        if method == "mifgsm":
+            rule = optax.chain(normalise_l1(), optax.trace(decay=opts["decay"], nesterov=False), rule)
     return iterate(
-        targets, m.rule(opts), with_psnr_floor(linf_ball(eps) if ball == "linf" else l2_ball(eps), min_psnr),
+        targets, rule, with_psnr_floor(budget, min_psnr),
         steps=steps, step_size=m.step_size(eps, steps, opts), random_start=m.random_start,
         early_stop=early_stop if m.early_stop is None else m.early_stop, stop_margin=stop_margin,
         terms=terms, combine=m.combine, channel=channel, transfer=transfer if transfer is not None and transfer.active else None,

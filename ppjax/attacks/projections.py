@@ -22,11 +22,15 @@ _PER_IMAGE = (1, 2, 3)
 
 
 class Projection(NamedTuple):
-    """``project(x, x0, valid=None) -> x`` inside the budget around ``x0`` and the [0, 1] box;
-    ``sample(key, x0, valid=None)`` draws a random start."""
+    """``project(x, x0, valid=None, ctx=None) -> x`` inside the budget around ``x0`` and the [0, 1]
+    box; ``sample(key, x0, valid=None, ctx=None)`` draws a random start. ``prepare(x0) -> ctx``
+    (None: nothing to prepare) computes once what a budget needs of the original (a perceptual
+    budget's metric and allowances), so that a loop's steps do not each compute it again; without
+    ``ctx`` the functions prepare it themselves."""
 
     project: Callable[..., jnp.ndarray]
     sample: Callable[..., jnp.ndarray]
+    prepare: Callable[[jnp.ndarray], object] | None = None
 
 
 def region(valid, shape) -> jnp.ndarray | None:
@@ -73,10 +77,10 @@ def linf_ball(eps: float) -> Projection:
     """L-infinity ball of radius ``eps``/255."""
     r = eps / 255.0
 
-    def project(x, x0, valid=None):
+    def project(x, x0, valid=None, ctx=None):
         return _inside(jnp.clip(jnp.clip(x, x0 - r, x0 + r), 0.0, 1.0), x0, valid)
 
-    def sample(key, x0, valid=None):
+    def sample(key, x0, valid=None, ctx=None):
         keys = per_image_keys(key, x0.shape[0])
         noise = jax.vmap(lambda k: jax.random.uniform(k, x0.shape[1:], minval=-r, maxval=r))(keys)
         return project(x0 + noise, x0, valid)
@@ -88,10 +92,10 @@ def l2_ball(eps: float) -> Projection:
     """L2 ball of radius ``eps``/255 per image (over all pixels and channels)."""
     r = eps / 255.0
 
-    def project(x, x0, valid=None):
+    def project(x, x0, valid=None, ctx=None):
         return jnp.clip(x0 + _within_norm(_inside(x, x0, valid) - x0, r), 0.0, 1.0)
 
-    def sample(key, x0, valid=None):
+    def sample(key, x0, valid=None, ctx=None):
         keys = per_image_keys(key, x0.shape[0])
         d = jax.vmap(lambda k: jax.random.normal(k, x0.shape[1:]))(keys)
         mask = region(valid, x0.shape)
@@ -126,6 +130,7 @@ def with_psnr_floor(projection: Projection, min_psnr: float | None) -> Projectio
         return x0 + _within_norm(x - x0, r if valid is None else r[:, None, None, None])
 
     return Projection(
-        lambda x, x0, valid=None: floor(projection.project(x, x0, valid), x0, valid),
-        lambda key, x0, valid=None: floor(projection.sample(key, x0, valid), x0, valid),
+        lambda x, x0, valid=None, ctx=None: floor(projection.project(x, x0, valid, ctx), x0, valid),
+        lambda key, x0, valid=None, ctx=None: floor(projection.sample(key, x0, valid, ctx), x0, valid),
+        projection.prepare,
     )

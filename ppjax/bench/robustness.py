@@ -72,7 +72,7 @@ COLUMNS: dict[str, Callable[[int, int], tuple[Variant, ...]]] = {
 #: The attack options a run may set for its exact and social settings (None or absent: `ppjax
 #: protect`'s defaults): the method (default pgd), the strength preset, margin, the transfer parts, the PSNR floor and the
 #: ensemble's fusion.
-ATTACK_OPTIONS = ("method", "look", "no_refine", "strength", "margin", "diversity", "smoothing", "momentum", "scales", "min_psnr", "ensemble")
+ATTACK_OPTIONS = ("method", "look", "no_refine", "strength", "margin", "diversity", "smoothing", "momentum", "scales", "min_psnr", "ensemble", "delta_e")
 
 
 def _eps_steps(eps: float | None, steps: int | None, attack: dict) -> tuple[float, int]:
@@ -91,7 +91,7 @@ def _protector(setting: str, models, eps: float | None, steps: int | None, attac
     social settings; ``eps`` and ``steps`` None take the strength's."""
     from ppjax import attacks
     from ppjax.protect import Protector
-    from ppjax.protect.config import STRENGTHS, attack_defaults, transfer_of
+    from ppjax.protect.config import STRENGTHS, attack_defaults, perceptual_of, transfer_of
 
     attack = {k: v for k, v in (attack or {}).items() if v is not None}
     unknown = set(attack) - set(ATTACK_OPTIONS)
@@ -105,8 +105,9 @@ def _protector(setting: str, models, eps: float | None, steps: int | None, attac
     if setting == "plain PGD":
         plain = Protector(targets, method="pgd", eps=eps, steps=steps, early_stop=False, lattice_steps=0, margin=0.0, options={"step_size": 1.0})
         return plain, 0
-    picked = {k: preset[k] for k in ("margin", "scales", "min_psnr")}
     method = attack.get("method", "pgd")
+    picked = {k: preset[k] for k in ("margin", "scales", "min_psnr")}
+    picked["delta_e"] = preset["delta_e"] if method in attacks.PERCEPTUAL_METHODS else "off"
     chosen = {**attack_defaults(method), **picked, **{k: v for k, v in attack.items() if k not in ("strength", "method", "look", "no_refine")}}
     look = None
     if attack.get("look"):
@@ -118,6 +119,7 @@ def _protector(setting: str, models, eps: float | None, steps: int | None, attac
     protector = Protector(
         targets, method=method, eps=eps, steps=steps, channel="exact" if setting == "exact" else "social", margin=chosen["margin"],
         transfer=transfer if transfer.active else None, min_psnr=chosen["min_psnr"] or None, look=look,
+        perceptual=perceptual_of(chosen["delta_e"]),
     )  # fmt: skip
     return protector, preset["channel_rounds"]
 

@@ -144,6 +144,7 @@ def _register() -> None:
     app.command("robustness")(bench_photos.bench_robustness)
     app.command("album")(bench_album.bench_album)
     app.command("scale")(bench_album.bench_scale)
+    app.command("crops")(bench_album.bench_crops)
 
 
 _register()

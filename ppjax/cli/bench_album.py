@@ -91,3 +91,23 @@ def bench_album(
     out.print(table("seconds per photo, warm (a new process, programs in the store)", ("size", "photos", "s per photo", "peak RSS (GB)", "protected"), rows, caption), width=wide)
     if as_json:
         as_json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def bench_crops(
+    photos: Annotated[list[Path], typer.Argument(help="Photos to protect and crop (files or folders).", show_default=False)],
+    out_dir: Annotated[Path, typer.Option("-o", "--out-dir", help="Where the crops, figures.json and the page README.md go.")],
+    model: Annotated[str, typer.Option(help="Classifier to protect against.")] = "efficientnet-lite0",
+    crop: Annotated[int, typer.Option(min=32, help="Side of each crop in pixels, at full resolution.")] = 192,
+) -> None:
+    """Crops at 100%, before and after, at each visibility preset (and the eps ball alone): a page that shows what the CIEDE2000 figures mean."""
+    from ppjax.bench.crops import run_crops
+    from ppjax.io import iter_image_files
+
+    files = sorted(f for f, _ in iter_image_files(photos))
+    if not files:
+        raise fail("no image files found in the given paths", 2)
+    try:
+        figures = run_crops(files, out_dir, model, crop, log=lambda s: err.print(s))
+    except RuntimeError as e:
+        raise fail(str(e)) from None
+    out.print(f"{len(figures['photos'])} photos, {len(figures['settings'])} settings: {out_dir / 'README.md'}")

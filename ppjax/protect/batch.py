@@ -33,7 +33,7 @@ from ppjax.edits import apply_full
 from ppjax.io.batching import bucket_size, pad_batch
 from ppjax.io.futures import in_order, run_on
 from ppjax.io.images import ImageReadError, ImageWriteError, read_image, to_float01, to_uint8, write_image
-from ppjax.protect.fullsize import lift, working_copy
+from ppjax.protect.fullsize import fit_allowance, lift, working_copy
 from ppjax.protect.manifest import staging_path
 from ppjax.protect.panel import PanelJudge
 from ppjax.protect.protector import Protector
@@ -206,14 +206,16 @@ class Batch:
         h, w = work.shape[:2]
         protected = to_uint8(q01[:h, :w])
         if work is rgb:
-            return protected
+            # On a canvas a photo's border pixels see the canvas's black beyond it as texture; its
+            # allowance is the photo's own.
+            return protected if p.perceptual is None else fit_allowance(rgb, protected, p.perceptual)
         if edit is None:
-            return lift(rgb, work, protected, p.eps, p.min_psnr)
+            return lift(rgb, work, protected, p.eps, p.min_psnr, p.perceptual)
         coefficients = None if edit.coefficients is None else edit.coefficients[:h, :w]
         full = apply_full(p.pipeline, edit.params, rgb, coefficients)
         if not attacks.METHODS[p.method].hybrid:
             return full
-        return lift(full, to_uint8(edit.edited[:h, :w]), protected, p.eps, p.min_psnr)
+        return lift(full, to_uint8(edit.edited[:h, :w]), protected, p.eps, p.min_psnr, p.perceptual)
 
     def _judged(self, job, quality, leads, variants, edit=None) -> None:
         src, out = job

@@ -14,7 +14,7 @@ from pathlib import Path
 from ppjax import attacks
 from ppjax.store.registry import MODEL_GROUPS
 
-__all__ = ["ATTACK_DEFAULTS", "DEFAULT_MIN_PSNR", "STRENGTHS", "Strength", "attack_defaults", "default_batch_size", "Backend", "Channel", "Method", "ObjectiveKind", "OutputFormat", "Penalty", "ProtectConfig"]
+__all__ = ["parse_delta_e", "perceptual_of", "ATTACK_DEFAULTS", "DEFAULT_MIN_PSNR", "STRENGTHS", "Strength", "attack_defaults", "default_batch_size", "Backend", "Channel", "Method", "ObjectiveKind", "OutputFormat", "Penalty", "ProtectConfig"]
 
 #: The attack methods, one member per row of :data:`ppjax.attacks.METHODS`.
 Method = enum.Enum("Method", {name.upper(): name for name in attacks.METHODS}, type=str)
@@ -84,10 +84,27 @@ class Strength(str, enum.Enum):
 #: margin and scale copies apply to the methods built on the common loop (cw and pfgsm keep theirs).
 #: Each measured on the shared photos (README, "Strength presets": mid on all 300, low and high on 100).
 STRENGTHS = {
-    "low": {"eps": 3.0, "steps": 10, "margin": 5.0, "min_psnr": 40.0, "channel_rounds": 1, "scales": 1},
-    "mid": {"eps": 4.0, "steps": 20, "margin": 10.0, "min_psnr": 38.0, "channel_rounds": 3, "scales": 1},
-    "high": {"eps": 6.0, "steps": 30, "margin": 15.0, "min_psnr": 35.0, "channel_rounds": 3, "scales": 1},
+    "low": {"eps": 3.0, "steps": 10, "margin": 5.0, "min_psnr": 40.0, "channel_rounds": 1, "scales": 1, "delta_e": "0.7,1.8"},
+    "mid": {"eps": 4.0, "steps": 20, "margin": 10.0, "min_psnr": 38.0, "channel_rounds": 3, "scales": 1, "delta_e": "1,2.5"},
+    "high": {"eps": 6.0, "steps": 30, "margin": 15.0, "min_psnr": 35.0, "channel_rounds": 3, "scales": 1, "delta_e": "1.5,3.5"},
 }
+
+
+def parse_delta_e(text: str) -> tuple[float, float] | None:
+    """``--delta-e``'s value: "FLAT,BUSY" (CIEDE2000 allowances on flat areas and busy texture), one
+    number for both, or "off" (None: the L-infinity ball alone)."""
+    text = str(text).strip().lower()
+    if text in ("off", "none", "0"):
+        return None
+    try:
+        parts = [float(v) for v in text.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or not 0 < parts[0] <= parts[1] or not all(p < 100 for p in parts):
+        raise ValueError(f"--delta-e must be FLAT,BUSY with 0 < FLAT <= BUSY < 100 (CIEDE2000), one number, or off; got {text!r}")
+    return parts[0], parts[1]
 
 
 #: The defaults of the methods built on the common loop: the setting measured to carry over best to
@@ -157,6 +174,10 @@ class ProtectConfig:
     #: PSNR floor in dB against the original, per image (0: none); it holds for the written bytes of
     #: PNG output (JPEG adds the encoder's own change).
     min_psnr: float | None = None
+    #: The perceptual budget: each pixel's CIEDE2000 allowance, "FLAT,BUSY" (flat areas, busy
+    #: texture) inside the ``eps`` ball, or "off" (the ball alone). None: the strength's for the
+    #: methods with sign steps (:data:`ppjax.attacks.PERCEPTUAL_METHODS`), off for the others.
+    delta_e: str | None = None
     #: The preset that fills the options left None (:data:`STRENGTHS`).
     strength: Strength = Strength.MID
     seed: int = 0
@@ -217,9 +238,15 @@ class ProtectConfig:
         for name, value in method_defaults(self.method.value, self.strength.value).items():
             if getattr(self, name) is None:
                 set_(self, name, value)
+        if self.delta_e is None and self.method.value not in attacks.PERCEPTUAL_METHODS:
+            set_(self, "delta_e", "off")
         for name, value in STRENGTHS[self.strength.value].items():
             if getattr(self, name) is None and not (custom and name in ("margin", "scales")):
                 set_(self, name, value)
+        allowances = parse_delta_e(self.delta_e)
+        set_(self, "delta_e", "off" if allowances is None else f"{allowances[0]:g},{allowances[1]:g}")
+        if allowances is not None and self.method.value not in attacks.PERCEPTUAL_METHODS:
+            raise ValueError(f"--delta-e works with --method {', '.join(attacks.PERCEPTUAL_METHODS)}; use --delta-e off with {self.method.value}")
         if self.penalty is not None:
             set_(self, "penalty", _member(Penalty, self.penalty, "penalty"))
         if self.appeal is None:
@@ -296,6 +323,15 @@ def _transfer(config: "ProtectConfig") -> attacks.Transfer:
 
 
 ProtectConfig.transfer = property(_transfer, doc="The transfer parts as an :class:`ppjax.attacks.Transfer`.")
+
+
+def perceptual_of(delta_e: str) -> attacks.PerceptualBudget | None:
+    """The :class:`ppjax.attacks.PerceptualBudget` of a ``--delta-e`` value (None for off)."""
+    allowances = parse_delta_e(delta_e)
+    return None if allowances is None else attacks.PerceptualBudget(*allowances)
+
+
+ProtectConfig.perceptual = property(lambda config: perceptual_of(config.delta_e), doc="The perceptual budget (None: off).")
 
 
 def _member(kind: type[enum.Enum], value, name: str):

@@ -17,9 +17,10 @@ from PIL import Image
 
 from ppjax.attacks.projections import psnr_radius
 from ppjax.ops.channel import platform_size
+from ppjax.ops.perceptual import REACH, allowance_inside, fit_levels
 from ppjax.protect.lattice import lattice_radius, under_floor
 
-__all__ = ["WORK_MAX_SIDE", "EDIT_WORK_MAX_SIDE", "working_copy", "lift"]
+__all__ = ["WORK_MAX_SIDE", "EDIT_WORK_MAX_SIDE", "working_copy", "lift", "fit_allowance"]
 
 #: Under the social channel, photos with a longer side are attacked on a copy shrunk to this many
 #: pixels: the platform's smallest size, and 4.5 times the attacker's 224, so nothing the
@@ -41,10 +42,11 @@ def working_copy(rgb: np.ndarray, max_side: int = WORK_MAX_SIDE) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize((work[1], work[0]), Image.Resampling.BICUBIC))
 
 
-def lift(full: np.ndarray, work: np.ndarray, protected: np.ndarray, eps: float, min_psnr: float | None) -> np.ndarray:
+def lift(full: np.ndarray, work: np.ndarray, protected: np.ndarray, eps: float, min_psnr: float | None, perceptual=None) -> np.ndarray:
     """The (H, W, 3) uint8 ``full`` photo plus the change ``protected - work`` (both (h, w, 3)
     uint8 at the working size) upsampled bilinearly, on the lattice within ``eps``/255 and at
-    ``min_psnr`` dB or above.
+    ``min_psnr`` dB or above, and with ``perceptual`` (a :class:`ppjax.attacks.PerceptualBudget`)
+    every full-size pixel within its own CIEDE2000 allowance (:func:`fit_allowance`).
 
     The change is upsampled as an 8-bit image offset by 128 (Pillow rounds each pass): one call on
     all three channels and no full-size float array (0.2 s and 36 MB for 12 megapixels, against
@@ -66,7 +68,48 @@ def lift(full: np.ndarray, work: np.ndarray, protected: np.ndarray, eps: float, 
             d = np.clip(_float_upsample(change, h, w), -r, r)
             q = _kept_above_floor(d, np.rint(d), min_psnr).astype(np.int16)
     q += full
-    return np.clip(q, 0, 255).astype(np.uint8)
+    out = np.clip(q, 0, 255).astype(np.uint8)
+    return out if perceptual is None else fit_allowance(full, out, perceptual)
+
+
+#: Side of the tiles :func:`fit_allowance` works on, and the halo each needs around it (as far
+#: as a pixel's allowance looks).
+_FIT_TILE = 512
+_FIT_HALO = REACH
+
+
+def fit_allowance(original: np.ndarray, changed: np.ndarray, perceptual) -> np.ndarray:
+    """(H, W, 3) uint8 ``changed`` with every pixel's change from ``original`` made to fit its
+    CIEDE2000 allowance under ``perceptual`` (:func:`ppjax.ops.perceptual.fit_levels`), computed on
+    the full-size original, in tiles of one compiled program whatever the size. Changes only
+    shrink, so the L-infinity ball and the PSNR floor still hold."""
+    h, w = original.shape[:2]
+    pad = ((_FIT_HALO, _FIT_HALO + _FIT_TILE), (_FIT_HALO, _FIT_HALO + _FIT_TILE), (0, 0))
+    x0 = np.pad(original, pad, mode="edge")
+    q = np.pad(changed.astype(np.int16) - original, pad)
+    side = _FIT_TILE + 2 * _FIT_HALO
+    program = _fit_program(perceptual.flat, perceptual.busy)
+    out = changed.copy()
+    for i in range(0, h, _FIT_TILE):
+        for j in range(0, w, _FIT_TILE):
+            t0, tq = x0[i : i + side, j : j + side], q[i : i + side, j : j + side]
+            if not tq.any():
+                continue
+            fitted = np.asarray(program(t0, tq))
+            rows, cols = min(_FIT_TILE, h - i), min(_FIT_TILE, w - j)
+            out[i : i + rows, j : j + cols] = (original[i : i + rows, j : j + cols] + fitted[:rows, :cols]).astype(np.uint8)
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def _fit_program(flat: float, busy: float):
+    def fit(x0_255, q):
+        x0_255, q = x0_255.astype(jnp.float32), q.astype(jnp.float32)
+        limit = allowance_inside(x0_255 / 255.0, flat, busy)
+        inner = slice(_FIT_HALO, _FIT_HALO + _FIT_TILE)
+        return fit_levels(q[inner, inner], x0_255[inner, inner], limit).astype(jnp.int16)
+
+    return jax.jit(fit)
 
 
 def _float_upsample(change: np.ndarray, h: int, w: int) -> np.ndarray:

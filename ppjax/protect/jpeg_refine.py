@@ -27,5 +27,5 @@ def _refine(p, quality, variables, key, x01, start01, labels):
     from ppjax.ops.jpeg import jpeg_round_trip
 
     behind = tuple(t._replace(apply=lambda v, x, apply=t.apply: apply(v, jpeg_round_trip(x, quality))) for t in p._bound(variables)[0])
-    q = quantise255(p._lattice_refinement(behind)(key, x01, labels, start=start01), jnp.rint(x01 * 255.0), p.eps, p.min_psnr)
+    q = quantise255(p._lattice_refinement(behind)(key, x01, labels, start=start01), jnp.rint(x01 * 255.0), p.eps, p.min_psnr, perceptual=p.perceptual)
     return q / 255.0

@@ -1,4 +1,5 @@
-"""Rounding a change to bytes: the uint8 lattice inside the L-infinity budget and above a PSNR floor.
+"""Rounding a change to bytes: the uint8 lattice inside the L-infinity budget, above a PSNR floor
+and, with a perceptual budget, within each pixel's CIEDE2000 allowance.
 
 The attack works in float; what is written is whole levels ``k / 255``. :func:`quantise` rounds
 without leaving the budget or [0, 1], and where plain rounding would break the PSNR floor it finds
@@ -13,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppjax.attacks.projections import pixel_values, psnr_radius, region
+from ppjax.ops.perceptual import fit_levels
 
 __all__ = ["lattice_radius", "quantise", "quantise255", "under_floor"]
 
@@ -22,12 +24,14 @@ def lattice_radius(eps: float) -> float:
     return float(np.floor(eps + 1e-6))
 
 
-def quantise(x01: jnp.ndarray, x0_01: jnp.ndarray, eps: float, min_psnr: float | None = None, valid=None) -> jnp.ndarray:
+def quantise(x01: jnp.ndarray, x0_01: jnp.ndarray, eps: float, min_psnr: float | None = None, valid=None, perceptual=None) -> jnp.ndarray:
     """``x01`` rounded to the uint8 lattice (``k / 255``) without leaving the L-infinity budget
     ``eps``/255 around the original ``x0_01`` (itself on the lattice) or [0, 1], and, with
     ``min_psnr`` (dB), without the PSNR of the rounded image falling below it. ``valid`` (N, 2):
-    each image's extent on a canvas; the change is zero outside it, and the floor counts its pixels."""
-    return quantise255(x01, jnp.rint(x0_01 * 255.0), eps, min_psnr, valid) / 255.0
+    each image's extent on a canvas; the change is zero outside it, and the floor counts its pixels.
+    ``perceptual`` (a :class:`ppjax.attacks.PerceptualBudget`): each pixel's exact CIEDE2000 kept
+    within its allowance as well (:func:`ppjax.ops.perceptual.fit_levels`)."""
+    return quantise255(x01, jnp.rint(x0_01 * 255.0), eps, min_psnr, valid, perceptual) / 255.0
 
 
 #: Halvings in each search of :func:`under_floor`.
@@ -38,7 +42,7 @@ _HALVINGS = 20
 _TIE_SPREAD = 1e-3
 
 
-def quantise255(x01, x0_255, eps, min_psnr=None, valid=None):
+def quantise255(x01, x0_255, eps, min_psnr=None, valid=None, perceptual=None):
     """:func:`quantise` with the original ``x0_255`` and the result in levels (0-255, whole)."""
     r = lattice_radius(eps)
     d = jnp.clip(x01 * 255.0 - x0_255, -r, r)
@@ -47,6 +51,8 @@ def quantise255(x01, x0_255, eps, min_psnr=None, valid=None):
     q = jnp.rint(d)
     if min_psnr:
         q = under_floor(d, q, min_psnr, pixel_values(valid, d.shape))
+    if perceptual is not None:  # last: it only shrinks changes, so the floor and the ball still hold
+        q = fit_levels(q, x0_255, perceptual.limit(x0_255 / 255.0))
     # The original is on the lattice, so rounding x0 + d and adding a rounded d are the same.
     return jnp.clip(x0_255 + q, 0.0, 255.0)
 

@@ -66,7 +66,7 @@ def run_pixel(p, variables, keys, x01, geometry, start, attack_steps, refine_ste
         x = jax.lax.cond(
             rounds > 0, lambda x: refine(keys, x01, labels, start=x, geometry=geometry, steps=refine_steps, seen=seen), lambda x: x, x
         )  # fmt: skip
-        q = quantise255(x, x0_255, p.eps, p.min_psnr, valid) / 255.0
+        q = quantise255(x, x0_255, p.eps, p.min_psnr, valid, p.perceptual) / 255.0
         return rounds + 1, q, smallest_lead(targets, q, labels, draws, keys, x01, geometry, seen)
 
     def again(carry):

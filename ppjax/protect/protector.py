@@ -81,6 +81,9 @@ class Protector:
     #: ``identity`` must name everything about ``targets`` and ``terms`` that their weights' shapes
     #: do not (models, objectives, fusion, term weights). None: traced in each process.
     program_cache: ProgramCache | None = None
+    #: Per-pixel CIEDE2000 allowances inside the ``eps`` ball (None: the ball alone): the attack's
+    #: steps, the lattice refinement and the bytes returned keep them.
+    perceptual: attacks.PerceptualBudget | None = None
     #: Edit methods: the sliders the search starts from (a look, unbatched; None: no edit).
     look: Mapping[str, Any] | None = None
     _variables: Any = field(init=False, repr=False)
@@ -105,7 +108,7 @@ class Protector:
         settings = {
             "method": self.method, "eps": self.eps, "steps": self.steps, "early_stop": self.early_stop, "lattice_steps": self.lattice_steps,
             "margin": self.margin, "options": dict(self.options), "channel": self.channel, "channel_draws": self.channel_draws,
-            "transfer": describe(self.transfer), "min_psnr": self.min_psnr,
+            "transfer": describe(self.transfer), "min_psnr": self.min_psnr, "perceptual": describe(self.perceptual),
         }  # fmt: skip
 
         def cached(name, fn, **jit_options):
@@ -143,7 +146,8 @@ class Protector:
     def _attack(self, targets, terms, draws):
         return attacks.build(
             self.method, targets, terms=terms, eps=self.eps, steps=self.steps, early_stop=self.early_stop,
-            stop_margin=self.margin, channel=draws, transfer=self.transfer, min_psnr=self.min_psnr, **self.options,
+            stop_margin=self.margin, channel=draws, transfer=self.transfer, min_psnr=self.min_psnr, perceptual=self.perceptual,
+            **self.options,
         )  # fmt: skip
 
     def _bound(self, variables):
@@ -151,8 +155,12 @@ class Protector:
         return attacks.bind(self.targets, self.terms, variables)
 
     def _lattice_refinement(self, targets, draws=None, steps=None):
+        if self.perceptual is None:
+            rule, ball = attacks.sign_step(), attacks.linf_ball(lattice_radius(self.eps))
+        else:
+            rule, ball = attacks.perceptual_lattice_step(), attacks.perceptual_ball(self.perceptual, lattice_radius(self.eps))
         return attacks.iterate(
-            targets, attacks.sign_step(), attacks.with_psnr_floor(attacks.linf_ball(lattice_radius(self.eps)), self.min_psnr),
+            targets, rule, attacks.with_psnr_floor(ball, self.min_psnr),
             steps=self.lattice_steps if steps is None else steps, step_size=1.0, stop_margin=self.margin, channel=draws,
         )  # fmt: skip
 

@@ -152,6 +152,7 @@ def run_settings(config: ProtectConfig, protector: Protector) -> dict:
         **({"ensemble": config.ensemble} if config.ensemble != "loss" else {}),
         **({"keep_metadata": True} if config.keep_metadata else {}),
         **({"scales": config.scales} if config.scales != 1 else {}),
+        **({"delta_e": config.delta_e} if config.delta_e != "off" else {}),
         **({"look": jax.tree_util.tree_map(lambda a: np.asarray(a).tolist(), config.look_params)} if config.look else {}),
     }  # fmt: skip
 
@@ -189,7 +190,7 @@ def build_protector(config: ProtectConfig, load: Callable[[str], object], progra
     return Protector(
         targets, method=config.method.value, eps=config.eps, steps=config.steps, early_stop=config.early_stop, terms=terms,
         channel=config.channel.value, channel_draws=config.channel_draws, margin=config.margin,
-        transfer=config.transfer if config.transfer.active else None, min_psnr=config.min_psnr or None,
+        transfer=config.transfer if config.transfer.active else None, min_psnr=config.min_psnr or None, perceptual=config.perceptual,
         program_cache=None if program_folder is None else ProgramCache(Path(program_folder), program_identity(config)),
         look=config.look_params,
     )  # fmt: skip

@@ -1,0 +1,106 @@
+"""The perceptual budget as attack parts: a projection and step rules that measure a change in
+CIEDE2000 per pixel (:mod:`ppjax.ops.perceptual`), composed with the others like any ball and rule.
+
+:class:`PerceptualBudget` holds the allowances. :func:`perceptual_ball` keeps every pixel within
+its allowance (and within an outer L-infinity ball of ``eps``/255, and [0, 1]); the step rules move
+each pixel along its cheapest direction instead of the sign of its gradient: a step of ``eps``
+(1/255 units) takes a pixel to its whole allowance, as a sign step of ``eps`` takes it to the
+L-infinity ball's face.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import optax
+
+from ppjax.attacks.projections import Projection, linf_ball
+from ppjax.ops import perceptual
+
+__all__ = ["BudgetContext", "PerceptualBudget", "perceptual_ball", "perceptual_step", "perceptual_lattice_step"]
+
+
+@dataclass(frozen=True)
+class PerceptualBudget:
+    """Per-pixel CIEDE2000 allowances: ``flat`` on a flat mid-tone area, rising to ``busy`` in busy
+    texture (see :func:`ppjax.ops.perceptual.allowance`)."""
+
+    flat: float = 1.0
+    busy: float = 2.5
+
+    def __post_init__(self):
+        if not 0.0 < self.flat <= self.busy:
+            raise ValueError(f"the perceptual budget needs 0 < flat <= busy (CIEDE2000), got flat {self.flat}, busy {self.busy}")
+
+    def limit(self, x0: jnp.ndarray) -> jnp.ndarray:
+        """(N, H, W) allowance of each pixel of (N, H, W, 3) originals in [0, 1]."""
+        return perceptual.allowance(x0, self.flat, self.busy)
+
+
+class BudgetContext(NamedTuple):
+    """What a perceptual budget needs of the originals, computed once per attack."""
+
+    metric: jnp.ndarray  # (6, N, H, W): :func:`ppjax.ops.perceptual.local_metric`
+    limit: jnp.ndarray  # (N, H, W): the allowances
+
+
+def perceptual_ball(budget: PerceptualBudget, eps: float) -> Projection:
+    """Each pixel within ``eps``/255 per channel, [0, 1], and its CIEDE2000 allowance around the
+    original (as modelled: the bytes written are fitted exactly, by
+    :func:`ppjax.protect.lattice.quantise255`); the change stays zero outside ``valid``. The boxes
+    first, then the scaling towards the original (which keeps them): clipping a channel after the
+    scaling could turn a change of lightness into a change of colour."""
+    boxes = linf_ball(eps)
+
+    def prepare(x0):
+        return BudgetContext(perceptual.local_metric(x0), budget.limit(x0))
+
+    def fitted(x, x0, ctx):
+        ctx = prepare(x0) if ctx is None else ctx
+        return x0 + perceptual.scale_to_allowance((x - x0) * 255.0, ctx.metric, ctx.limit) / 255.0
+
+    def project(x, x0, valid=None, ctx=None):
+        return fitted(boxes.project(x, x0, valid), x0, ctx)
+
+    def sample(key, x0, valid=None, ctx=None):
+        return fitted(boxes.sample(key, x0, valid), x0, ctx)
+
+    return Projection(project, sample, prepare)
+
+
+class _Metric(NamedTuple):
+    inverse: jnp.ndarray  # (6, N, H, W): :func:`ppjax.ops.perceptual.inverse_metric`
+    scale: jnp.ndarray  # (N, H, W, 1): the allowance over eps
+
+
+def perceptual_step(budget: PerceptualBudget, eps: float) -> optax.GradientTransformation:
+    """The sign step's counterpart under ``budget``: per pixel, the cheapest direction
+    (:func:`ppjax.ops.perceptual.cheapest_direction`) times the pixel's allowance over ``eps``, so
+    that a step of ``eps`` (1/255 units) is a change of the whole allowance, as modelled. The
+    metric and the allowance come from the original, once per attack."""
+
+    def init(x0):
+        return _Metric(perceptual.inverse_metric(perceptual.local_metric(x0)), budget.limit(x0)[..., None] / eps)
+
+    def update(g, state, params=None):
+        return perceptual.cheapest_direction(g, state.inverse) * state.scale, state
+
+    return optax.GradientTransformation(init, update)
+
+
+def perceptual_lattice_step() -> optax.GradientTransformation:
+    """Whole-level steps along the cheapest direction: per pixel, that direction scaled so its
+    largest channel is one level, then rounded (a change of lightness is one level on all three
+    channels, where a sign step would be three independent ones)."""
+
+    def init(x0):
+        return _Metric(perceptual.inverse_metric(perceptual.local_metric(x0)), jnp.ones(x0.shape[:-1] + (1,), x0.dtype))
+
+    def update(g, state, params=None):
+        v = perceptual.cheapest_direction(g, state.inverse)
+        top = jnp.max(jnp.abs(v), axis=-1, keepdims=True)
+        return jnp.where(top > 0, jnp.rint(v / jnp.where(top > 0, top, 1.0)), 0.0), state
+
+    return optax.GradientTransformation(init, update)

@@ -1,0 +1,107 @@
+"""The perceptual budget in the attack and on the bytes: every written pixel within its CIEDE2000
+allowance (and the L-infinity ball and PSNR floor), full-size carry-back included; the options."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ppjax import attacks
+from ppjax.ops.perceptual import allowance
+from ppjax.protect import Protector
+from ppjax.protect.config import ProtectConfig, parse_delta_e
+from ppjax.protect.fullsize import fit_allowance
+from ppjax.protect.quality import ciede2000_pixels, colour_difference
+
+from ..attack_models import protect_uint8
+
+BUDGET = attacks.PerceptualBudget(1.0, 2.5)
+
+
+#: Float32 rounding: the allowance of a full-size photo is computed in tiles, here in one piece.
+ROUNDING = 1e-4
+
+
+def _over_allowance(original: np.ndarray, changed: np.ndarray, budget=BUDGET) -> float:
+    """The largest excess of a pixel's CIEDE2000 over its allowance (<= 0: the budget holds), both
+    (H, W, 3) uint8, measured as `ppjax evaluate` measures."""
+    limit = np.asarray(allowance(jnp.asarray(original, jnp.float32)[None] / 255.0, budget.flat, budget.busy))[0]
+    return float(np.max(ciede2000_pixels(original, changed) - limit))
+
+
+def _psnr(a, b):
+    d = a.astype(np.float64) - b
+    return 10 * np.log10(255.0**2 / np.mean(d * d, axis=(1, 2, 3)))
+
+
+@pytest.mark.parametrize("method", ["pgd", "mifgsm"])
+def test_written_bytes_keep_every_budget(linear, photos, method):
+    """Exact channel, a batch of real crops: no pixel past its allowance, its eps or the floor."""
+    p = Protector([linear], method=method, eps=6.0, steps=8, min_psnr=36.0, perceptual=BUDGET)
+    q = protect_uint8(p, jax.random.key(0), photos)[0]
+    assert np.abs(q.astype(int) - photos).max() <= 6
+    assert (_psnr(q, photos) >= 36.0).all()
+    assert not np.array_equal(q, photos)
+    for original, changed in zip(photos, q):
+        assert _over_allowance(original, changed) <= ROUNDING
+
+
+def test_perceptual_steps_change_lightness_not_colour(linear, photos):
+    """At the same eps, the budget's change shows far less (mean CIEDE2000) than sign steps', and
+    most of it is a change of lightness (the three channels moving together)."""
+    linf = protect_uint8(Protector([linear], eps=4.0, steps=8, margin=100.0), jax.random.key(0), photos)[0]
+    budget = protect_uint8(Protector([linear], eps=4.0, steps=8, margin=100.0, perceptual=BUDGET), jax.random.key(0), photos)[0]
+    shown = lambda q: np.mean([colour_difference(a, b)["ciede2000"] for a, b in zip(photos, q)])  # noqa: E731
+    assert shown(budget) < 0.6 * shown(linf)
+
+    def colour_share(q):
+        d = q.astype(np.float64) - photos
+        grey = d.mean(-1, keepdims=True)
+        return np.sum((d - grey) ** 2) / np.sum(d * d)
+
+    assert colour_share(budget) < 0.5 * colour_share(linf)
+
+
+def test_projection_with_and_without_prepared_context_agree(photos):
+    x0 = jnp.asarray(photos, jnp.float32) / 255.0
+    ball = attacks.with_psnr_floor(attacks.perceptual_ball(BUDGET, 4.0), 38.0)
+    x = jnp.clip(x0 + 0.03 * jnp.sin(jnp.arange(x0.size).reshape(x0.shape)), 0.0, 1.0)
+    np.testing.assert_allclose(np.asarray(ball.project(x, x0)), np.asarray(ball.project(x, x0, None, ball.prepare(x0))), atol=1e-6)
+    inside = ball.project(x, x0)
+    assert float(jnp.max(jnp.abs(inside - x0))) <= 4.0 / 255.0 + 1e-6
+
+
+def test_full_size_fit_holds_the_budget_and_only_shrinks():
+    """A change carried to a photo larger than one tile (tiles' seams included) fits each pixel's
+    own allowance on the full-size original, and never grows."""
+    from PIL import Image
+
+    from ..attack_models import imagenet_photos
+
+    original = np.asarray(Image.fromarray(imagenet_photos(1)[0][1]).resize((600, 700), Image.BICUBIC))
+    rng = np.random.default_rng(0)
+    changed = np.clip(original.astype(int) + rng.integers(-4, 5, original.shape), 0, 255).astype(np.uint8)
+    fitted = fit_allowance(original, changed, BUDGET)
+    assert _over_allowance(original, fitted) <= ROUNDING
+    before, after = changed.astype(int) - original, fitted.astype(int) - original
+    assert np.all(np.abs(after) <= np.abs(before)) and np.all(after * before >= 0)
+    assert np.abs(after).sum() > 0.3 * np.abs(before).sum()
+
+
+def test_options_and_their_errors(tmp_path):
+    assert parse_delta_e("1,2.5") == (1.0, 2.5) and parse_delta_e("2") == (2.0, 2.0) and parse_delta_e("off") is None
+    for bad in ("2,1", "0,1", "a,b", "1,2,3", "-1"):
+        with pytest.raises(ValueError, match="--delta-e"):
+            parse_delta_e(bad)
+    make = lambda **kw: ProtectConfig((tmp_path,), tmp_path / "out", models=("efficientnet-lite0",), **kw)  # noqa: E731
+    assert make().delta_e == "1,2.5" and make().perceptual == attacks.PerceptualBudget(1.0, 2.5)
+    assert make(strength="low").delta_e == "0.7,1.8" and make(delta_e="OFF").perceptual is None
+    assert make(method="edit").perceptual is None and make(method="cw", channel="exact").perceptual is None
+    with pytest.raises(ValueError, match="--delta-e works with --method"):
+        make(method="masked", delta_e="1,2")
+    with pytest.raises(ValueError, match="sign-step methods"):
+        attacks.build("cw", [], perceptual=BUDGET)
+    with pytest.raises(ValueError, match="L-infinity"):
+        attacks.build("pgd", [], perceptual=BUDGET, norm="l2")
