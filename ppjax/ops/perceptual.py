@@ -26,10 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ppjax.ops.metrics import ciede2000_map, srgb_to_lab
+from ppjax.ops.metrics import delta_e_2000, srgb_to_lab
 
 __all__ = [
-    "WINDOW", "REACH", "SYMMETRIC", "local_metric", "modelled", "inverse_metric", "allowance", "allowance_inside", "texture_masking", "luminance_adaptation", "cheapest_direction", "scale_to_allowance",
+    "WINDOW", "REACH", "SYMMETRIC", "local_metric", "modelled", "inverse_metric", "allowance", "allowance_inside", "allowance_of_lightness", "texture_masking", "luminance_adaptation", "cheapest_direction", "scale_to_allowance",
     "fit_levels", "FIT_PASSES",
 ]  # fmt: skip
 
@@ -157,7 +157,11 @@ def allowance_inside(x0: jnp.ndarray, flat: float, busy: float) -> jnp.ndarray:
     """(..., H - 2 REACH, W - 2 REACH): :func:`allowance` of the pixels of (..., H, W, 3) ``x0``
     at least :data:`REACH` from its edges, from ``x0`` alone (so a tile with that margin gives
     exactly the allowance of its part of the whole photo)."""
-    lightness = srgb_to_lab(x0)[..., 0]
+    return allowance_of_lightness(srgb_to_lab(x0)[..., 0], flat, busy)
+
+
+def allowance_of_lightness(lightness: jnp.ndarray, flat: float, busy: float) -> jnp.ndarray:
+    """:func:`allowance_inside` from the L* plane (..., H, W) of the original."""
     budget = flat + (busy - flat) * texture_masking(lightness)
     inner = REACH - WINDOW // 2
     return budget * luminance_adaptation(_box(lightness[..., inner:-inner, inner:-inner], WINDOW))
@@ -200,17 +204,18 @@ def scale_to_allowance(d: jnp.ndarray, metric: jnp.ndarray, limit: jnp.ndarray) 
     return d * jnp.where(size > limit, 0.995 * limit / jnp.maximum(size, 1e-12), 1.0)[..., None]
 
 
-def fit_levels(q: jnp.ndarray, x0_255: jnp.ndarray, limit: jnp.ndarray) -> jnp.ndarray:
+def fit_levels(q: jnp.ndarray, x0_255: jnp.ndarray, limit: jnp.ndarray, lab0: jnp.ndarray | None = None) -> jnp.ndarray:
     """Whole-level changes ``q`` (..., H, W, 3; 1/255 units, ``x0_255 + q`` in [0, 255]) made to
     keep each pixel's *exact* CIEDE2000 within ``limit`` (..., H, W), as the written bytes are
     measured. A pixel over it is scaled by ``s`` = 0.95 ``limit`` / its CIEDE2000 (close to
     proportional to scale) and truncated towards zero, so every pass shrinks it by at least a
     level; after :data:`FIT_PASSES` passes a pixel still over is left unchanged. Magnitudes only
-    shrink, so every box and PSNR floor ``q`` kept still holds."""
-    x0 = x0_255 / 255.0
+    shrink, so every box and PSNR floor ``q`` kept still holds. ``lab0``: the original in CIELAB,
+    when the caller has it."""
+    lab0 = srgb_to_lab(x0_255 / 255.0) if lab0 is None else lab0  # once: each pass converts only the candidate
 
     def exact(c):
-        return ciede2000_map(x0, (x0_255 + c) / 255.0)
+        return delta_e_2000(lab0, srgb_to_lab((x0_255 + c) / 255.0))
 
     def again(state):
         passes, _, _, fits = state

@@ -17,7 +17,8 @@ from PIL import Image
 
 from ppjax.attacks.projections import psnr_radius
 from ppjax.ops.channel import platform_size
-from ppjax.ops.perceptual import REACH, allowance_inside, fit_levels
+from ppjax.ops.metrics import srgb_to_lab
+from ppjax.ops.perceptual import REACH, allowance_of_lightness, fit_levels
 from ppjax.protect.lattice import lattice_radius, under_floor
 
 __all__ = ["WORK_MAX_SIDE", "EDIT_WORK_MAX_SIDE", "working_copy", "lift", "fit_allowance"]
@@ -105,9 +106,10 @@ def fit_allowance(original: np.ndarray, changed: np.ndarray, perceptual) -> np.n
 def _fit_program(flat: float, busy: float):
     def fit(x0_255, q):
         x0_255, q = x0_255.astype(jnp.float32), q.astype(jnp.float32)
-        limit = allowance_inside(x0_255 / 255.0, flat, busy)
+        lab = srgb_to_lab(x0_255 / 255.0)
+        limit = allowance_of_lightness(lab[..., 0], flat, busy)
         inner = slice(_FIT_HALO, _FIT_HALO + _FIT_TILE)
-        return fit_levels(q[inner, inner], x0_255[inner, inner], limit).astype(jnp.int16)
+        return fit_levels(q[inner, inner], x0_255[inner, inner], limit, lab[inner, inner]).astype(jnp.int16)
 
     return jax.jit(fit)
 
