@@ -77,12 +77,16 @@ ATTACK_OPTIONS = ("method", "look", "no_refine", "strength", "margin", "diversit
 
 def _eps_steps(eps: float | None, steps: int | None, attack: dict) -> tuple[float, int]:
     """``eps`` and ``steps``, each None taken from the method's and the strength preset's defaults
-    (``attack`` names them; pgd and mid by default)."""
-    from ppjax.protect.config import STRENGTHS, method_defaults
+    (``attack`` names them; pgd and mid by default), as `ppjax protect` takes them."""
+    from ppjax import attacks
+    from ppjax.protect.config import PERCEPTUAL_EPS, STRENGTHS, method_defaults, parse_delta_e
 
-    strength = attack.get("strength", "mid")
-    preset = {**STRENGTHS[strength], **method_defaults(attack.get("method", "pgd"), strength)}
-    return (preset["eps"] if eps is None else eps), (preset["steps"] if steps is None else steps)
+    strength, method = attack.get("strength", "mid"), attack.get("method", "pgd")
+    preset = {**STRENGTHS[strength], **method_defaults(method, strength)}
+    delta_e = attack.get("delta_e") or (preset["delta_e"] if method in attacks.PERCEPTUAL_METHODS else "off")
+    if eps is None:
+        eps = PERCEPTUAL_EPS[strength] if parse_delta_e(delta_e) is not None else preset["eps"]
+    return eps, (preset["steps"] if steps is None else steps)
 
 
 def _protector(setting: str, models, eps: float | None, steps: int | None, attack: dict | None = None):

@@ -24,9 +24,10 @@ _METHOD_HELP = (
 
 def _strength_help() -> str:
     """``--strength``'s help, from the presets themselves."""
-    names = {"eps": "eps", "steps": "steps", "margin": "margin", "min_psnr": "dB floor", "channel_rounds": "rounds", "scales": "scale copies"}
+    names = {"delta_e": "CIEDE2000", "steps": "steps", "margin": "margin", "min_psnr": "dB floor", "channel_rounds": "rounds", "scales": "scale copies"}
     varying = [k for k in names if len({preset[k] for preset in STRENGTHS.values()}) > 1]
-    parts = [f"{name} ({', '.join(f'{names[k]} {preset[k]:g}' for k in varying)})" for name, preset in STRENGTHS.items()]
+    shown = lambda v: v if isinstance(v, str) else f"{v:g}"  # noqa: E731
+    parts = [f"{name} ({', '.join(f'{names[k]} {shown(preset[k])}' for k in varying)})" for name, preset in STRENGTHS.items()]
     return "A preset of the attack's options: " + "; ".join(parts) + ". low is subtler and faster, mid the defaults, high more protective and more visible. Options given explicitly win."
 
 
@@ -47,7 +48,7 @@ def protect(
     channel: Annotated[Channel, typer.Option(help="Threat model. social: the photo may be shrunk by the platform (long side 2048 or 1080), re-encoded as JPEG (4:2:0, quality 70-95) and resized by the attacker to 224 (Places365 demo: 256 then centre 224; or directly); the attack averages over draws of that channel and the written file is verified through the real one. exact: the classifier sees the written pixels as they are (the MediaEval 2019 protocol).")] = Channel.SOCIAL,
     channel_draws: Annotated[int, typer.Option(min=1, help="With --channel social: channel draws averaged per attack step.")] = 2,
     channel_rounds: Annotated[Optional[int], typer.Option(min=0, help="With --channel social: rounds of extra steps for images not protected with margin on every variant of the real channel. Default: the strength's (3; low: 1).")] = None,
-    eps: Annotated[Optional[float], typer.Option(min=0.0, help="Budget: the largest change of any pixel, in 1/255 units (4 means 4/255). Default: the strength's (4; low 3, high 6).")] = None,
+    eps: Annotated[Optional[float], typer.Option(min=0.0, help="Budget: the largest change of any pixel, in 1/255 units (4 means 4/255). Default: the strength's: 8 around the perceptual budget (low 6, high 12; --delta-e bounds what shows), 4 with --delta-e off (low 3, high 6).")] = None,
     steps: Annotated[Optional[int], typer.Option(min=1, help="Attack steps (iterative methods). Default: the strength's (20; low 10, high 30).")] = None,
     margin: Annotated[Optional[float], typer.Option(min=0.0, help="Logit lead another class must have over the original's before an image counts as protected and stops changing. Default: the strength's (10; low 5, high 15; 2 for cw and pfgsm): a large lead on the attacked model carries over to models never seen.")] = None,
     diversity: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Input diversity: the probability per step that the classifier sees the image shrunk (to 85-100%) at a random place on black. Default 0.7 (0: off; cw and pfgsm take none).")] = None,
@@ -55,7 +56,7 @@ def protect(
     momentum: Annotated[Optional[float], typer.Option(min=0.0, help="Momentum: decay of the accumulated L1-normalised gradients. Default 1 (0: off).")] = None,
     scales: Annotated[Optional[int], typer.Option(min=1, help="Scale copies: the objective averaged over this many copies of the image with pixel values divided by 1, 2, 4, ... (SI). 3 carries over better after JPEG and resizes, at twice the time. Default 1 (off).")] = None,
     min_psnr: Annotated[Optional[float], typer.Option(min=0.0, max=100.0, help="PSNR floor in dB: no written PNG differs from its original more than this allows; a photo that needs more stays less protected (0: no floor; JPEG output adds the encoder's own change). Default: the strength's (38; low 40, high 35).")] = None,
-    delta_e: Annotated[Optional[str], typer.Option(help="Perceptual budget: how far each pixel may change in CIEDE2000, as FLAT,BUSY (on flat areas, rising to BUSY in busy texture; less in deep shadow and near white), inside the --eps ball; steps go where the eye sees least (lightness more than colour). 'off': the --eps ball alone. Default: the strength's (1,2.5; low 0.7,1.8; high 1.5,3.5); off for the methods other than pgd, bim, fgsm and mifgsm.")] = None,
+    delta_e: Annotated[Optional[str], typer.Option(help="Perceptual budget: how far each pixel may change in CIEDE2000, as FLAT,BUSY (on flat areas, rising to BUSY in busy texture; less in deep shadow and near white), inside the --eps ball; steps go where the eye sees least (lightness more than colour). 'off': the --eps ball alone. Default: the strength's (1.2,3; low 0.8,2; high 1.8,4.5); off for the methods other than pgd, bim, fgsm and mifgsm.")] = None,
     strength: Annotated[Strength, typer.Option(help=_strength_help())] = Strength.MID,
     look: Annotated[Optional[str], typer.Option(help="With an edit method: the look its search starts from, a name (`ppjax looks list`) or a look's JSON file (`ppjax looks fit`).")] = None,
     no_refine: Annotated[bool, typer.Option("--no-refine", help="With --look: apply the look as it is, with no search of each photo's own (still verified).")] = False,

@@ -80,16 +80,20 @@ def test_strength_presets_are_their_documented_options():
     from ppjax.protect.config import STRENGTHS
 
     documented = {
-        "low": {"eps": 3.0, "steps": 10, "margin": 5.0, "min_psnr": 40.0, "channel_rounds": 1, "scales": 1, "delta_e": "0.7,1.8"},
-        "mid": {"eps": 4.0, "steps": 20, "margin": 10.0, "min_psnr": 38.0, "channel_rounds": 3, "scales": 1, "delta_e": "1,2.5"},
-        "high": {"eps": 6.0, "steps": 30, "margin": 15.0, "min_psnr": 35.0, "channel_rounds": 3, "scales": 1, "delta_e": "1.5,3.5"},
+        "low": {"eps": 3.0, "steps": 10, "margin": 5.0, "min_psnr": 40.0, "channel_rounds": 1, "scales": 1, "delta_e": "0.8,2"},
+        "mid": {"eps": 4.0, "steps": 20, "margin": 10.0, "min_psnr": 38.0, "channel_rounds": 3, "scales": 1, "delta_e": "1.2,3"},
+        "high": {"eps": 6.0, "steps": 30, "margin": 15.0, "min_psnr": 35.0, "channel_rounds": 3, "scales": 1, "delta_e": "1.8,4.5"},
     }
     assert STRENGTHS == documented
+    perceptual_eps = {"low": 6.0, "mid": 8.0, "high": 12.0}  # the ball around the perceptual budget
     for name, options in documented.items():
         config = ProtectConfig(("a.png",), Path("out"), strength=name)
-        assert {k: getattr(config, k) for k in options} == options, name
+        assert {k: getattr(config, k) for k in options} == {**options, "eps": perceptual_eps[name]}, name
+        alone = ProtectConfig(("a.png",), Path("out"), strength=name, delta_e="off")
+        assert {k: getattr(alone, k) for k in options} == {**options, "delta_e": "off"}, name
         assert (config.diversity, config.smoothing, config.momentum) == (0.7, 5, 1.0)  # the transfer parts stay
     assert ProtectConfig(("a.png",), Path("out")) == ProtectConfig(("a.png",), Path("out"), strength="mid")
+    assert ProtectConfig(("a.png",), Path("out"), method="edit+pgd").eps == 2.0  # half the ball alone's
     mixed = ProtectConfig(("a.png",), Path("out"), strength="high", eps=5.0, min_psnr=38.0)
     assert (mixed.eps, mixed.min_psnr, mixed.steps, mixed.margin) == (5.0, 38.0, 30, 15.0)
     own_loop = ProtectConfig(("a.png",), Path("out"), strength="high", method="pfgsm", channel="exact")
