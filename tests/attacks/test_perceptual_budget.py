@@ -9,26 +9,19 @@ import numpy as np
 import pytest
 
 from ppjax import attacks
-from ppjax.ops.perceptual import allowance
 from ppjax.protect import Protector
 from ppjax.protect.config import ProtectConfig, parse_delta_e
 from ppjax.protect.fullsize import fit_allowance
-from ppjax.protect.quality import ciede2000_pixels, colour_difference
+from ppjax.protect.quality import colour_difference
 
 from ..attack_models import protect_uint8
+from ..budget_check import ROUNDING, over_allowance
 
 BUDGET = attacks.PerceptualBudget(1.0, 2.5)
 
 
-#: Float32 rounding: the allowance of a full-size photo is computed in tiles, here in one piece.
-ROUNDING = 1e-4
-
-
-def _over_allowance(original: np.ndarray, changed: np.ndarray, budget=BUDGET) -> float:
-    """The largest excess of a pixel's CIEDE2000 over its allowance (<= 0: the budget holds), both
-    (H, W, 3) uint8, measured as `ppjax evaluate` measures."""
-    limit = np.asarray(allowance(jnp.asarray(original, jnp.float32)[None] / 255.0, budget.flat, budget.busy))[0]
-    return float(np.max(ciede2000_pixels(original, changed) - limit))
+def _over_allowance(original: np.ndarray, changed: np.ndarray) -> float:
+    return over_allowance(original, changed, BUDGET.flat, BUDGET.busy)
 
 
 def _psnr(a, b):
