@@ -29,8 +29,9 @@ import numpy as np
 from ppjax.ops.metrics import delta_e_2000, srgb_to_lab
 
 __all__ = [
-    "WINDOW", "REACH", "SYMMETRIC", "local_metric", "modelled", "inverse_metric", "allowance", "allowance_inside", "allowance_of_lightness", "texture_masking", "luminance_adaptation", "cheapest_direction", "scale_to_allowance",
-    "fit_levels", "FIT_PASSES",
+    "WINDOW", "REACH", "SYMMETRIC", "FIT_PASSES", "local_metric", "modelled", "inverse_metric", "cheapest_direction",
+    "allowance", "allowance_inside", "allowance_of_lightness", "texture_masking", "luminance_adaptation",
+    "scale_to_allowance", "fit_levels",
 ]  # fmt: skip
 
 #: Side of the square window (pixels) whose L* statistics set texture masking and adaptation.
@@ -38,7 +39,7 @@ WINDOW = 7
 #: How far (pixels) a pixel's allowance looks: two windows' half sides (the local mean, then the
 #: deviations around it).
 REACH = 2 * (WINDOW // 2)
-#: The local standard deviation of L* at which texture masking gives half of its extra allowance.
+#: The local RMS deviation of L* (L* units) at which texture masking gives half of its extra allowance.
 TEXTURE_HALF = 6.0
 #: Below this local mean L* the allowance shrinks (down to :data:`DARK_FACTOR` at black), and above
 #: :data:`BRIGHT_L` towards :data:`BRIGHT_FACTOR` at white: noise in shadows shows when a phone
@@ -50,6 +51,7 @@ BRIGHT_L, BRIGHT_FACTOR = 85.0, 0.75
 FIT_PASSES = 3
 
 
+#: sRGB's linear light to CIE XYZ (D65), and the white point: as :func:`ppjax.ops.metrics.srgb_to_lab`.
 _XYZ = np.asarray([[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]], np.float32)
 _WHITE = np.asarray([0.95047, 1.0, 1.08883], np.float32)
 
