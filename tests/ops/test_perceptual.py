@@ -103,15 +103,15 @@ def test_scale_and_fit_levels_hold_the_budget(photo_pixels):
     whole levels: no pixel's exact CIEDE2000 over its allowance, no magnitude grown, most of the
     change kept."""
     x0 = photo_pixels[None]
-    limit = perceptual.allowance(x0, 1.0, 2.5)
-    metric = perceptual.local_metric(x0)
+    limit = jax.jit(perceptual.allowance, static_argnums=(1, 2))(x0, 1.0, 2.5)
+    metric = jax.jit(perceptual.local_metric)(x0)
     rng = np.random.default_rng(2)
     x = jnp.clip(x0 + 4.0 * jnp.asarray(rng.choice([-1.0, 1.0], size=x0.shape), jnp.float32) / 255.0, 0.0, 1.0)
-    d = perceptual.scale_to_allowance((x - x0) * 255.0, metric, limit)
+    d = jax.jit(perceptual.scale_to_allowance)((x - x0) * 255.0, metric, limit)
     assert float(jnp.median(ciede2000_map(x0, x0 + d / 255.0) / limit)) < 1.0
     x0_255 = jnp.rint(x0 * 255.0)
     q = jnp.rint(d)
-    fitted = perceptual.fit_levels(q, x0_255, limit)
+    fitted = jax.jit(perceptual.fit_levels)(q, x0_255, limit)
     assert bool(jnp.all(ciede2000_map(x0, (x0_255 + fitted) / 255.0) <= limit))
     assert bool(jnp.all(jnp.abs(fitted) <= jnp.abs(q)))
     assert bool(jnp.all(fitted == jnp.rint(fitted)))
