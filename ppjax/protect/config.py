@@ -82,7 +82,8 @@ class Strength(str, enum.Enum):
 
 #: What each ``--strength`` sets; an option given explicitly wins. ``mid`` is ppjax's defaults. The
 #: margin and scale copies apply to the methods built on the common loop (cw and pfgsm keep theirs).
-#: Each measured on the shared photos (README, "Strength presets": mid on all 300, low and high on 100).
+#: Each measured on the first 60 shared photos with its perceptual budget (README, "Strength
+#: presets"), and with ``--delta-e off`` on all 300 (docs/benchmarks.md).
 STRENGTHS = {
     "low": {"eps": 3.0, "steps": 10, "margin": 5.0, "min_psnr": 40.0, "channel_rounds": 1, "scales": 1, "delta_e": "0.8,2"},
     "mid": {"eps": 4.0, "steps": 20, "margin": 10.0, "min_psnr": 38.0, "channel_rounds": 3, "scales": 1, "delta_e": "1.2,3"},
