@@ -78,15 +78,12 @@ ATTACK_OPTIONS = ("method", "look", "no_refine", "strength", "margin", "diversit
 def _eps_steps(eps: float | None, steps: int | None, attack: dict) -> tuple[float, int]:
     """``eps`` and ``steps``, each None taken from the method's and the strength preset's defaults
     (``attack`` names them; pgd and mid by default), as `ppjax protect` takes them."""
-    from ppjax import attacks
-    from ppjax.protect.config import PERCEPTUAL_EPS, STRENGTHS, method_defaults, parse_delta_e
+    from ppjax.protect.config import STRENGTHS, budget_of, method_defaults
 
     strength, method = attack.get("strength", "mid"), attack.get("method", "pgd")
     preset = {**STRENGTHS[strength], **method_defaults(method, strength)}
-    delta_e = attack.get("delta_e") or (preset["delta_e"] if method in attacks.PERCEPTUAL_METHODS else "off")
-    if eps is None:
-        eps = PERCEPTUAL_EPS[strength] if parse_delta_e(delta_e) is not None else preset["eps"]
-    return eps, (preset["steps"] if steps is None else steps)
+    eps = budget_of(method, strength, attack.get("delta_e"), method_defaults(method, strength).get("eps") if eps is None else eps)[1]
+    return (preset["eps"] if eps is None else eps), (preset["steps"] if steps is None else steps)
 
 
 def _protector(setting: str, models, eps: float | None, steps: int | None, attack: dict | None = None):
@@ -95,7 +92,7 @@ def _protector(setting: str, models, eps: float | None, steps: int | None, attac
     social settings; ``eps`` and ``steps`` None take the strength's."""
     from ppjax import attacks
     from ppjax.protect import Protector
-    from ppjax.protect.config import STRENGTHS, attack_defaults, perceptual_of, transfer_of
+    from ppjax.protect.config import STRENGTHS, attack_defaults, budget_of, perceptual_of, transfer_of
 
     attack = {k: v for k, v in (attack or {}).items() if v is not None}
     unknown = set(attack) - set(ATTACK_OPTIONS)
@@ -104,14 +101,16 @@ def _protector(setting: str, models, eps: float | None, steps: int | None, attac
     models = models if isinstance(models, (list, tuple)) else [models]
     fusion = attack.get("ensemble", "loss")
     preset = STRENGTHS[attack.get("strength", "mid")]
+    # Plain PGD has no perceptual budget: its ball is the strength's ball alone.
+    plain_eps = preset["eps"] if eps is None else eps
     eps, steps = _eps_steps(eps, steps, attack)
     targets = [attacks.Target(m.apply, m.variables, attacks.cross_entropy(), fusion, m.spec.fixed_size) for m in models]
     if setting == "plain PGD":
-        plain = Protector(targets, method="pgd", eps=eps, steps=steps, early_stop=False, lattice_steps=0, margin=0.0, options={"step_size": 1.0})
+        plain = Protector(targets, method="pgd", eps=plain_eps, steps=steps, early_stop=False, lattice_steps=0, margin=0.0, options={"step_size": 1.0})
         return plain, 0
     method = attack.get("method", "pgd")
     picked = {k: preset[k] for k in ("margin", "scales", "min_psnr")}
-    picked["delta_e"] = preset["delta_e"] if method in attacks.PERCEPTUAL_METHODS else "off"
+    picked["delta_e"] = budget_of(method, attack.get("strength", "mid"), None, None)[0]
     chosen = {**attack_defaults(method), **picked, **{k: v for k, v in attack.items() if k not in ("strength", "method", "look", "no_refine")}}
     look = None
     if attack.get("look"):

@@ -14,7 +14,7 @@ from pathlib import Path
 from ppjax import attacks
 from ppjax.store.registry import MODEL_GROUPS
 
-__all__ = ["PERCEPTUAL_EPS", "parse_delta_e", "perceptual_of", "ATTACK_DEFAULTS", "DEFAULT_MIN_PSNR", "STRENGTHS", "Strength", "attack_defaults", "default_batch_size", "Backend", "Channel", "Method", "ObjectiveKind", "OutputFormat", "Penalty", "ProtectConfig"]
+__all__ = ["PERCEPTUAL_EPS", "budget_of", "parse_delta_e", "perceptual_of", "ATTACK_DEFAULTS", "DEFAULT_MIN_PSNR", "STRENGTHS", "Strength", "attack_defaults", "default_batch_size", "Backend", "Channel", "Method", "ObjectiveKind", "OutputFormat", "Penalty", "ProtectConfig"]
 
 #: The attack methods, one member per row of :data:`ppjax.attacks.METHODS`.
 Method = enum.Enum("Method", {name.upper(): name for name in attacks.METHODS}, type=str)
@@ -95,6 +95,18 @@ STRENGTHS = {
 #: carried over as well as the 4/255 ball alone to a held-out network and better to another
 #: family, at a mean CIEDE2000 of 1.06 against 2.26). ``eps`` above is the ball alone's.
 PERCEPTUAL_EPS = {"low": 6.0, "mid": 8.0, "high": 12.0}
+
+
+def budget_of(method: str, strength: str, delta_e: str | None, eps: float | None) -> tuple[str, float | None]:
+    """(``--delta-e``, ``--eps``) a run of ``method`` at ``strength`` takes from the ones given
+    (None: not given): the strength's perceptual budget for :data:`ppjax.attacks.PERCEPTUAL_METHODS`
+    and off for the others, and under a budget the ball :data:`PERCEPTUAL_EPS`; ``eps`` stays None
+    where the strength's ball alone (``STRENGTHS[strength]["eps"]``) is the one to take."""
+    if delta_e is None:
+        delta_e = STRENGTHS[strength]["delta_e"] if method in attacks.PERCEPTUAL_METHODS else "off"
+    if eps is None and parse_delta_e(delta_e) is not None:
+        eps = PERCEPTUAL_EPS[strength]
+    return delta_e, eps
 
 
 def parse_delta_e(text: str) -> tuple[float, float] | None:
@@ -246,11 +258,9 @@ class ProtectConfig:
         for name, value in method_defaults(self.method.value, self.strength.value).items():
             if getattr(self, name) is None:
                 set_(self, name, value)
-        if self.delta_e is None and self.method.value not in attacks.PERCEPTUAL_METHODS:
-            set_(self, "delta_e", "off")
-        allowances = parse_delta_e(STRENGTHS[self.strength.value]["delta_e"] if self.delta_e is None else self.delta_e)
-        if self.eps is None and allowances is not None:
-            set_(self, "eps", PERCEPTUAL_EPS[self.strength.value])
+        delta_e, eps = budget_of(self.method.value, self.strength.value, self.delta_e, self.eps)
+        set_(self, "eps", eps)
+        allowances = parse_delta_e(delta_e)
         for name, value in STRENGTHS[self.strength.value].items():
             if getattr(self, name) is None and not (custom and name in ("margin", "scales")):
                 set_(self, name, value)
