@@ -95,11 +95,11 @@ def perceptual_lattice_step() -> optax.GradientTransformation:
     largest channel is one level, then rounded (a change of lightness is one level on all three
     channels, where a sign step would be three independent ones)."""
 
-    def init(x0):
-        return _Metric(perceptual.inverse_metric(perceptual.local_metric(x0)), jnp.ones(x0.shape[:-1] + (1,), x0.dtype))
+    def init(x0):  # the inverse metric alone: every step is one level, whatever the allowance
+        return perceptual.inverse_metric(perceptual.local_metric(x0))
 
     def update(g, state, params=None):
-        v = perceptual.cheapest_direction(g, state.inverse)
+        v = perceptual.cheapest_direction(g, state)
         top = jnp.max(jnp.abs(v), axis=-1, keepdims=True)
         return jnp.where(top > 0, jnp.rint(v / jnp.where(top > 0, top, 1.0)), 0.0), state
 
