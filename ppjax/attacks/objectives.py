@@ -22,9 +22,11 @@ __all__ = [
 ]  # fmt: skip
 
 #: How an ensemble's members join into one objective: ``loss``, the sum of each member's objective
-#: on its own logits; ``logits``, each member's objective on the members' mean logits; ``probs``, on
-#: the log of their mean probabilities. The last two need members with the same classes.
-FUSIONS = ("loss", "logits", "probs")
+#: on its own logits; ``balanced``, the same sum with each member's gradient at the pixels scaled to
+#: a mean magnitude of 1 per image (so that no member's larger gradients steer the sign alone);
+#: ``logits``, each member's objective on the members' mean logits; ``probs``, on the log of their
+#: mean probabilities. The last two need members with the same classes.
+FUSIONS = ("loss", "balanced", "logits", "probs")
 
 
 class Objective(NamedTuple):
@@ -171,18 +173,38 @@ def objective_and_lead(targets: Sequence[Target], x, labels, terms: Sequence[Ter
     is needed with ``terms``.
     """
     fusion = _fusion_of(targets)
-    logits = [t.apply(t.variables, x) for t in targets]
+    seen = (lambda x: balance_gradient(x)) if fusion == "balanced" and len(targets) > 1 else (lambda x: x)
+    logits = [t.apply(t.variables, seen(x)) for t in targets]
     total, lead = 0.0, None
     for target, y, out in zip(targets, labels, logits):
         this = target.objective.lead(out, y)
         lead = this if lead is None else jnp.minimum(lead, this)
-    if fusion != "loss" and len(targets) > 1:
+    if fusion in ("logits", "probs") and len(targets) > 1:
         fused = fuse(logits, fusion)
         # Each member's label on the fused logits; averaged, so that the scale is one model's.
         total = sum(t.objective.value(fused, y) for t, y in zip(targets, labels)) / len(targets)
     else:
         total = sum((t.objective.value(out, y) for t, y, out in zip(targets, labels, logits)), 0.0)
     return jnp.sum(total + weighted_terms(terms, x, x0)), lead
+
+
+@jax.custom_vjp
+def balance_gradient(x):
+    """``x`` unchanged forward; backward each image's gradient divided by its mean magnitude, so
+    that every member of a ``balanced`` ensemble pulls with the same weight."""
+    return x
+
+
+def _balance_fwd(x):
+    return x, None
+
+
+def _balance_bwd(_, g):
+    scale = jnp.mean(jnp.abs(g), axis=tuple(range(1, g.ndim)), keepdims=True)
+    return (g / (scale + jnp.asarray(1e-12, g.dtype)),)  # a member with no gradient (float32 underflow) stays at none
+
+
+balance_gradient.defvjp(_balance_fwd, _balance_bwd)
 
 
 def fuse(logits: Sequence[jnp.ndarray], fusion: str) -> jnp.ndarray:

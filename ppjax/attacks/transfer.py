@@ -13,6 +13,11 @@ built on :func:`ppjax.attacks.iterate`.
   ``scales`` copies of what the classifiers see, with pixel values divided by 1, 2, 4, ... (the
   lead, what counts as protected, is always that of the image itself). Each copy costs one more
   forward and backward pass.
+- **Skip gradient** (Wu et al. 2020, SGM): the gradient through each residual block's branch is
+  scaled by ``skip_gradient`` (gamma < 1), so that it leans on the identity paths; the forward
+  pass is unchanged. It is a property of the attacked networks' backward pass, applied where the
+  targets are built (:meth:`ppjax.models.Model.with_skip_gradient`); networks without residual
+  blocks are attacked as they are.
 
 :class:`Transfer` holds the settings; zero (one for ``scales``) switches a part off.
 """
@@ -35,13 +40,15 @@ __all__ = ["Transfer", "diverse_inputs", "smooth_gradient", "with_transfer_steps
 class Transfer:
     """Transfer parts: ``diversity`` (probability per step, 0..1), ``diversity_scale`` (smallest
     shrink factor, 0.75..1), ``smoothing`` (Gaussian kernel side in pixels, odd; 0 off), ``momentum``
-    (decay; 0 off), ``scales`` (copies the objective is averaged over; 1 off)."""
+    (decay; 0 off), ``scales`` (copies the objective is averaged over; 1 off), ``skip_gradient``
+    (SGM's gamma on residual branches, in (0, 1]; 1 off)."""
 
     diversity: float = 0.0
     diversity_scale: float = 0.85
     smoothing: int = 0
     momentum: float = 0.0
     scales: int = 1
+    skip_gradient: float = 1.0
 
     def __post_init__(self):
         if not 0.0 <= self.diversity <= 1.0:
@@ -54,10 +61,12 @@ class Transfer:
             raise ValueError(f"momentum decay must be at least 0, got {self.momentum}")
         if self.scales < 1 or int(self.scales) != self.scales:
             raise ValueError(f"scales is a whole number of copies, at least 1, got {self.scales}")
+        if not 0.0 < self.skip_gradient <= 1.0:
+            raise ValueError(f"skip_gradient is SGM's gamma in (0, 1] (1: off), got {self.skip_gradient}")
 
     @property
     def active(self) -> bool:
-        return bool(self.diversity or self.smoothing or self.momentum or self.scales > 1)
+        return bool(self.diversity or self.smoothing or self.momentum or self.scales > 1 or self.skip_gradient != 1.0)
 
 
 def diverse_inputs(x01: jnp.ndarray, keys: jax.Array, step, p: float, scale: float, valid=None) -> jnp.ndarray:

@@ -72,7 +72,7 @@ COLUMNS: dict[str, Callable[[int, int], tuple[Variant, ...]]] = {
 #: The attack options a run may set for its exact and social settings (None or absent: `ppjax
 #: protect`'s defaults): the method (default pgd), the strength preset, margin, the transfer parts, the PSNR floor and the
 #: ensemble's fusion.
-ATTACK_OPTIONS = ("method", "look", "no_refine", "strength", "margin", "diversity", "smoothing", "momentum", "scales", "min_psnr", "ensemble", "delta_e")
+ATTACK_OPTIONS = ("method", "look", "no_refine", "strength", "margin", "diversity", "smoothing", "momentum", "scales", "skip_gradient", "min_psnr", "ensemble", "delta_e")
 
 
 def _eps_steps(eps: float | None, steps: int | None, attack: dict) -> tuple[float, int]:
@@ -104,8 +104,8 @@ def _protector(setting: str, models, eps: float | None, steps: int | None, attac
     # Plain PGD has no perceptual budget: its ball is the strength's ball alone.
     plain_eps = preset["eps"] if eps is None else eps
     eps, steps = _eps_steps(eps, steps, attack)
-    targets = [attacks.Target(m.apply, m.variables, attacks.cross_entropy(), fusion, m.spec.fixed_size) for m in models]
     if setting == "plain PGD":
+        targets = [attacks.Target(m.apply, m.variables, attacks.cross_entropy(), fusion, m.spec.fixed_size) for m in models]
         plain = Protector(targets, method="pgd", eps=plain_eps, steps=steps, early_stop=False, lattice_steps=0, margin=0.0, options={"step_size": 1.0})
         return plain, 0
     method = attack.get("method", "pgd")
@@ -119,6 +119,8 @@ def _protector(setting: str, models, eps: float | None, steps: int | None, attac
         look = resolve_look(attack["look"])
         steps = 0 if attack.get("no_refine") else steps
     transfer = transfer_of(chosen)
+    shaped = [m.with_skip_gradient(transfer.skip_gradient) for m in models]
+    targets = [attacks.Target(m.apply, m.variables, attacks.cross_entropy(), fusion, m.spec.fixed_size) for m in shaped]
     protector = Protector(
         targets, method=method, eps=eps, steps=steps, channel="exact" if setting == "exact" else "social", margin=chosen["margin"],
         transfer=transfer if transfer.active else None, min_psnr=chosen["min_psnr"] or None, look=look,

@@ -71,11 +71,12 @@ def bench_robustness(
     margin: Annotated[Optional[float], typer.Option(min=0.0, help="As for protect, for the exact and social settings (default: protect's).")] = None,
     diversity: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="As for protect (default: protect's).")] = None,
     smoothing: Annotated[Optional[int], typer.Option(min=0, help="As for protect (default: protect's).")] = None,
+    skip_gradient: Annotated[Optional[float], typer.Option(min=0.01, max=1.0, help="As for protect (default: protect's).")] = None,
     momentum: Annotated[Optional[float], typer.Option(min=0.0, help="As for protect (default: protect's).")] = None,
     scales: Annotated[Optional[int], typer.Option(min=1, help="As for protect (default: protect's).")] = None,
     min_psnr: Annotated[Optional[float], typer.Option(min=0.0, max=100.0, help="As for protect: the PSNR floor in dB, 0 for none (default: protect's).")] = None,
     delta_e: Annotated[Optional[str], typer.Option(help="As for protect: the perceptual budget FLAT,BUSY in CIEDE2000, or off (default: protect's).")] = None,
-    ensemble: Annotated[Optional[str], typer.Option(help="As for protect: how an ensemble's objectives join (loss, logits, probs).")] = None,
+    ensemble: Annotated[Optional[str], typer.Option(help="As for protect: how an ensemble's objectives join (loss, balanced, logits, probs).")] = None,
     judge: Annotated[Optional[str], typer.Option(help="Held-out classifiers, comma-separated, that also judge every setting (their ONNX Runtime graphs), in their own table: how well the protection transfers to models it never saw. Must not be --model.")] = None,
     timing: Annotated[Optional[Path], typer.Option(help="Also time `ppjax protect` (social) on this photo resized to 256x256, 2560x1600 and 4032x3024: seconds and peak memory per photo.")] = None,
     as_json: Annotated[Optional[Path], typer.Option("--json", help=_JSON_HELP)] = None,
@@ -110,7 +111,7 @@ def bench_robustness(
         raise fail(f"--method {method} runs under the social setting only: add --settings social", 2)
     if no_refine and not look:
         raise fail("--no-refine needs --look", 2)
-    attack = {"method": method, "look": look, "no_refine": no_refine or None, "strength": strength, "margin": margin, "diversity": diversity, "smoothing": smoothing, "momentum": momentum, "scales": scales, "min_psnr": min_psnr, "ensemble": ensemble, "delta_e": delta_e}
+    attack = {"method": method, "look": look, "no_refine": no_refine or None, "strength": strength, "margin": margin, "diversity": diversity, "smoothing": smoothing, "momentum": momentum, "scales": scales, "skip_gradient": skip_gradient, "min_psnr": min_psnr, "ensemble": ensemble, "delta_e": delta_e}
     results = run_robustness_bench(loaded, onnx_judges, files, eps=eps, steps=steps, settings=chosen, log=lambda s: err.print(s), judges=held_out, attack=attack)
     results["models"] = list(names)
     model = ",".join(names)

@@ -9,7 +9,7 @@ module strictly from the converted ``weights.safetensors`` in the store.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable
@@ -58,6 +58,19 @@ class Model:
     labels: tuple[str, ...]
     sensitive: frozenset[int] = frozenset()
     output: str = "logits"
+    #: The Flax module ``apply`` runs (None for models built otherwise); see :meth:`with_skip_gradient`.
+    module: Any = None
+
+    def with_skip_gradient(self, gamma: float) -> "Model":
+        """This model with SGM's ``gamma`` on its residual branches' gradients (forward unchanged;
+        :func:`ppjax.models.layers.skip_gradient`). A network without residual blocks (DenseNet,
+        MobileNet v1, NIMA) comes back as it is: it has no skip paths to favour."""
+        if not 0.0 < gamma <= 1.0:
+            raise ValueError(f"the skip gradient's gamma is in (0, 1], got {gamma}")
+        fields = getattr(type(self.module), "__dataclass_fields__", {})
+        if gamma == 1.0 or "skip_gradient" not in fields:
+            return self
+        return replace(self, apply=normalised_apply(self.module.clone(skip_gradient=gamma), self.spec))
 
     def logits(self, x01: jnp.ndarray) -> jnp.ndarray:
         return self.apply(self.variables, x01)
@@ -92,4 +105,4 @@ def load_classifier(model_dir: str | Path, spec: ModelSpec, module, labels: tupl
     """A :class:`Model` from a store folder's ``weights.safetensors``, filled strictly into ``module``."""
     expected = abstract_shapes(module, spec.native_size)
     variables = jax.tree_util.tree_map(jnp.asarray, load_variables(Path(model_dir) / "weights.safetensors", expected))
-    return Model(spec=spec, apply=normalised_apply(module, spec), variables=variables, labels=labels, sensitive=frozenset(sensitive))
+    return Model(spec=spec, apply=normalised_apply(module, spec), variables=variables, labels=labels, sensitive=frozenset(sensitive), module=module)

@@ -25,7 +25,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from ppjax.models import Model, ModelSpec, abstract_shapes, load_classifier, normalised_apply
-from ppjax.models.layers import Conv, batch_norm, relu6, tf_same_pads
+from ppjax.models.layers import Conv, batch_norm, relu6, residual_sum, tf_same_pads
 
 _BN_EPS = 1e-3
 
@@ -90,6 +90,7 @@ class MBConvBlock(nn.Module):
     out_filters: int
     static_size: int  # the input side the original fixed this block's padding for
     dtype: Any = jnp.float32
+    skip_gradient: float = 1.0  # SGM's gamma on the residual branch (backward only; see layers.skip_gradient)
 
     @nn.compact
     def __call__(self, inputs):
@@ -102,7 +103,7 @@ class MBConvBlock(nn.Module):
         x = relu6(_bn(x, "_bn1", self.dtype))
         x = _bn(_conv(x, self.out_filters, 1, 1, "_project_conv", self.dtype, size), "_bn2", self.dtype)
         if self.stride == 1 and self.in_filters == self.out_filters:
-            x = x + inputs
+            x = residual_sum(inputs, x, self.skip_gradient)
         return x
 
 
@@ -113,6 +114,7 @@ class Blocks(nn.Module):
     depth: float = 1.0
     static_size: int = _STATIC_SIZE
     width: float = 1.0
+    skip_gradient: float = 1.0
 
     @nn.compact
     def __call__(self, x):
@@ -120,7 +122,7 @@ class Blocks(nn.Module):
         for repeats, kernel, stride, expand, fin, fout in stages(self.depth, self.width):
             for r in range(repeats):
                 first = r == 0
-                x = MBConvBlock(kernel, stride if first else 1, expand, fin if first else fout, fout, size, self.dtype, name=str(i))(x)
+                x = MBConvBlock(kernel, stride if first else 1, expand, fin if first else fout, fout, size, self.dtype, self.skip_gradient, name=str(i))(x)
                 if first:
                     size = -(-size // stride)
                 i += 1
@@ -133,12 +135,14 @@ class EfficientNetLite(nn.Module):
     depth: float = 1.0
     static_size: int = _STATIC_SIZE
     width: float = 1.0
+    #: SGM's gamma on every residual branch, backward only (1: the true gradient).
+    skip_gradient: float = 1.0
 
     @nn.compact
     def __call__(self, x):
         x = x.astype(self.dtype)
         x = relu6(_bn(_conv(x, 32, 3, 2, "_conv_stem", self.dtype, self.static_size), "_bn0", self.dtype))
-        x = Blocks(self.dtype, self.depth, self.static_size, self.width, name="_blocks")(x)
+        x = Blocks(self.dtype, self.depth, self.static_size, self.width, self.skip_gradient, name="_blocks")(x)
         x = relu6(_bn(_conv(x, 1280, 1, 1, "_conv_head", self.dtype, -(-self.static_size // 32)), "_bn1", self.dtype))
         x = jnp.mean(x, axis=(1, 2))
         x = nn.Dense(self.num_classes, dtype=self.dtype, name="_fc")(x)

@@ -115,6 +115,35 @@ def _relu6_bwd(y, g):
 relu6.defvjp(_relu6_fwd, _relu6_bwd)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def skip_gradient(residual, gamma: float):
+    """A residual branch unchanged forward (bit for bit); backward its gradient times ``gamma``.
+
+    The skip-gradient method (SGM, Wu et al., ICLR 2020): with ``gamma`` < 1 an attack's gradient
+    leans on the identity paths, whose low-level features other networks share, so its
+    perturbation transfers better. Called as ``inputs + skip_gradient(branch, gamma)`` by the
+    residual blocks whose skip is an identity; ``gamma`` 1 is the true gradient.
+    """
+    return residual
+
+
+def _skip_gradient_fwd(residual, gamma):
+    return residual, None
+
+
+def _skip_gradient_bwd(gamma, _, g):
+    return (g * jnp.asarray(gamma, g.dtype),)
+
+
+skip_gradient.defvjp(_skip_gradient_fwd, _skip_gradient_bwd)
+
+
+def residual_sum(inputs, branch, gamma: float):
+    """``inputs + branch``, with the branch's gradient scaled by ``gamma`` (:func:`skip_gradient`)
+    only when it is not 1, so that the plain network's program is unchanged."""
+    return inputs + (branch if gamma == 1.0 else skip_gradient(branch, gamma))
+
+
 def depthwise_conv(x, kernel, strides, padding):
     """Depthwise convolution of (N, H, W, C) by a (kh, kw, 1, C) kernel as shifted multiply-adds,
     summed in at least float32 (the result has that dtype).

@@ -19,7 +19,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 from flax.traverse_util import flatten_dict, unflatten_dict
 
-from ppjax.models.layers import Conv, batch_norm, max_pool_3x3_s2
+from ppjax.models.layers import Conv, batch_norm, max_pool_3x3_s2, residual_sum
 
 _BN_EPS = 1e-5  # torch.nn.BatchNorm2d default
 
@@ -60,6 +60,7 @@ class Bottleneck(nn.Module):
     downsample: bool = False
     fused: bool = False
     dtype: Any = jnp.float32
+    skip_gradient: float = 1.0  # SGM's gamma on the residual branch (backward only; see layers.skip_gradient)
 
     expansion = 4
 
@@ -72,7 +73,7 @@ class Bottleneck(nn.Module):
         out = _conv_bn(out, self.planes * self.expansion, 1, 1, "conv3", "bn3", f, dt)
         if self.downsample:
             identity = Downsample(self.planes * self.expansion, self.stride, f, dt, name="downsample")(x)
-        return nn.relu(out + identity)
+        return nn.relu(residual_sum(identity, out, self.skip_gradient))
 
 
 class BasicBlock(nn.Module):
@@ -83,6 +84,7 @@ class BasicBlock(nn.Module):
     downsample: bool = False
     fused: bool = False
     dtype: Any = jnp.float32
+    skip_gradient: float = 1.0
 
     expansion = 1
 
@@ -92,7 +94,7 @@ class BasicBlock(nn.Module):
         out = nn.relu(_conv_bn(x, self.planes, 3, self.stride, "conv1", "bn1", f, dt))
         out = _conv_bn(out, self.planes, 3, 1, "conv2", "bn2", f, dt)
         identity = Downsample(self.planes, self.stride, f, dt, name="downsample")(x) if self.downsample else x
-        return nn.relu(out + identity)
+        return nn.relu(residual_sum(identity, out, self.skip_gradient))
 
 
 BLOCKS = {"bottleneck": Bottleneck, "basic": BasicBlock}
@@ -107,14 +109,15 @@ class ResLayer(nn.Module):
     fused: bool = False
     dtype: Any = jnp.float32
     block: str = "bottleneck"
+    skip_gradient: float = 1.0
 
     @nn.compact
     def __call__(self, x):
         block = BLOCKS[self.block]
         needs_projection = self.stride != 1 or x.shape[-1] != self.planes * block.expansion
-        x = block(self.planes, self.stride, needs_projection, self.fused, self.dtype, name="0")(x)
+        x = block(self.planes, self.stride, needs_projection, self.fused, self.dtype, self.skip_gradient, name="0")(x)
         for i in range(1, self.blocks):
-            x = block(self.planes, 1, False, self.fused, self.dtype, name=str(i))(x)
+            x = block(self.planes, 1, False, self.fused, self.dtype, self.skip_gradient, name=str(i))(x)
         return x
 
 
@@ -133,6 +136,8 @@ class ResNet(nn.Module):
     dtype: Any = jnp.float32
     block: str = "bottleneck"
     maxpool: bool = True
+    #: SGM's gamma on every residual branch, backward only (1: the true gradient).
+    skip_gradient: float = 1.0
 
     @nn.compact
     def __call__(self, x):
@@ -143,7 +148,7 @@ class ResNet(nn.Module):
         self.sow("intermediates", "stem_out", x)
         for i, blocks in enumerate(self.stage_sizes):
             name = f"layer{i + 1}"
-            x = ResLayer(64 * 2**i, blocks, 1 if i == 0 else 2, self.fused, self.dtype, self.block, name=name)(x)
+            x = ResLayer(64 * 2**i, blocks, 1 if i == 0 else 2, self.fused, self.dtype, self.block, self.skip_gradient, name=name)(x)
             self.sow("intermediates", f"{name}_out", x)
         x = jnp.mean(x, axis=(1, 2))
         self.sow("intermediates", "pooled", x)

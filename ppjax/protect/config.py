@@ -132,9 +132,12 @@ def parse_delta_e(text: str) -> tuple[float, float] | None:
 #: copies (``--scales``), which carry over further after JPEG and resizes but double the time at
 #: 3. The methods with loops of their own (cw, pfgsm) take none of the parts and
 #: :data:`OWN_LOOP_MARGIN`.
-ATTACK_DEFAULTS = {"margin": STRENGTHS["mid"]["margin"], "diversity": 0.7, "smoothing": 5, "momentum": 1.0, "scales": STRENGTHS["mid"]["scales"]}
-#: The transfer parts off: what ``--diversity 0 --smoothing 0 --momentum 0 --scales 1`` gives.
-TRANSFER_OFF = {"diversity": 0.0, "smoothing": 0, "momentum": 0.0, "scales": 1}
+ATTACK_DEFAULTS = {
+    "margin": STRENGTHS["mid"]["margin"], "diversity": 0.7, "smoothing": 5, "momentum": 1.0, "scales": STRENGTHS["mid"]["scales"],
+    "skip_gradient": 1.0,
+}  # fmt: skip
+#: The transfer parts off: what ``--diversity 0 --smoothing 0 --momentum 0 --scales 1 --skip-gradient 1`` gives.
+TRANSFER_OFF = {"diversity": 0.0, "smoothing": 0, "momentum": 0.0, "scales": 1, "skip_gradient": 1.0}
 OWN_LOOP_MARGIN = 2.0
 #: The PSNR floor in dB that every written PNG keeps by default (0: none). Found per image, so a
 #: photo that needs a larger change to be protected gets a smaller one, and may stay unprotected.
@@ -185,12 +188,14 @@ class ProtectConfig:
     #: None: :func:`attack_defaults`'s (10 on the common loop, 2 for cw and pfgsm).
     margin: float | None = None
     #: Transfer parts (see :mod:`ppjax.attacks.transfer`): input diversity probability, TI kernel
-    #: side (0: off), momentum decay (0: off), scale copies (1: off). None: :data:`ATTACK_DEFAULTS`
-    #: for the methods built on the common loop, off for those with loops of their own (cw, pfgsm).
+    #: side (0: off), momentum decay (0: off), scale copies (1: off), SGM's gamma on the attacked
+    #: networks' residual branches (1: off). None: :data:`ATTACK_DEFAULTS` for the methods built on
+    #: the common loop, off for those with loops of their own (cw, pfgsm).
     diversity: float | None = None
     smoothing: int | None = None
     momentum: float | None = None
     scales: int | None = None
+    skip_gradient: float | None = None
     #: PSNR floor in dB against the original, per image (0: none); it holds for the written bytes of
     #: PNG output (JPEG adds the encoder's own change).
     min_psnr: float | None = None
@@ -296,7 +301,7 @@ class ProtectConfig:
         try:
             self.transfer
         except ValueError as e:
-            raise ValueError(f"{'/'.join('--' + name for name in TRANSFER_OFF)}: {e}") from None
+            raise ValueError(f"{'/'.join('--' + name.replace('_', '-') for name in TRANSFER_OFF)}: {e}") from None
         if self.channel_rounds < 0:
             raise ValueError("--channel-rounds must be at least 0")
         if self.batch_size is None:

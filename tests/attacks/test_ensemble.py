@@ -1,4 +1,4 @@
-"""Ensembles: how members' objectives join (loss, logits, probs), and the rule that an image is
+"""Ensembles: how members' objectives join (loss, balanced, logits, probs), and the rule that an image is
 protected only when every member is fooled, whatever the fusion."""
 
 from __future__ import annotations
@@ -47,6 +47,33 @@ def test_fused_objective_is_the_objective_of_the_fused_logits():
     assert np.isclose(value, (ce[0] + ce[2]) / 2)  # each member's label on the fused logits, averaged
     summed, _ = attacks.objective_and_lead([a(), b()], x, labels)
     assert np.isclose(summed, -jax.nn.log_softmax(jnp.array([2.0, 0.0, -1.0]))[0] - jax.nn.log_softmax(jnp.array([0.0, 1.0, 3.0]))[2])
+
+
+def _linear(w, fusion):
+    return attacks.Target(lambda v, x: jnp.einsum("np,pc->nc", x.reshape(x.shape[0], -1), v), w, attacks.cross_entropy(), fusion)
+
+
+def test_balanced_members_pull_with_the_same_weight():
+    """Two linear members, one with weights 30 times the other's: summed, the large one decides
+    every sign; balanced, each member's gradient arrives with a mean magnitude of 1 per image."""
+    rng = np.random.default_rng(0)
+    small, large = (jnp.asarray(rng.normal(size=(4 * 4 * 3, 3)) * s, jnp.float32) for s in (0.1, 3.0))
+    x = jnp.asarray(rng.uniform(size=(2, 4, 4, 3)) - 0.5, jnp.float32)
+    labels = (jnp.array([0, 1]), jnp.array([2, 0]))
+
+    def grad(fusion, ws, labels=labels):
+        targets = [_linear(w, fusion) for w in ws]
+        return np.asarray(jax.grad(lambda x: attacks.objective_and_lead(targets, x, labels)[0])(x))
+
+    alone = [grad("loss", [w], (y,)) for w, y in zip((small, large), labels)]
+    expected = sum(g / np.abs(g).mean(axis=(1, 2, 3), keepdims=True) for g in alone)
+    np.testing.assert_allclose(grad("balanced", [small, large]), expected, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(grad("loss", [small, large]), alone[0] + alone[1], rtol=1e-4, atol=1e-4)
+    # Values and leads are those of the summed losses: only the backward pass differs.
+    summed = attacks.objective_and_lead([_linear(w, "loss") for w in (small, large)], x, labels)
+    balanced = attacks.objective_and_lead([_linear(w, "balanced") for w in (small, large)], x, labels)
+    for a, b in zip(summed, balanced):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)
 
 
 def test_members_must_agree_on_fusion_and_share_classes_to_fuse():
