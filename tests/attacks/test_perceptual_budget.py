@@ -84,6 +84,15 @@ def test_full_size_fit_holds_the_budget_and_only_shrinks():
     before, after = changed.astype(int) - original, fitted.astype(int) - original
     assert np.all(np.abs(after) <= np.abs(before)) and np.all(after * before >= 0)
     assert np.abs(after).sum() > 0.3 * np.abs(before).sum()
+    # Only the pixels over their allowance are fitted, in tiles: the bytes are those of fitting the
+    # whole photo at once, with its allowance computed whole (edge-padded as the tiles are).
+    from ppjax.ops.metrics import srgb_to_lab
+    from ppjax.ops.perceptual import REACH, allowance_of_lightness, fit_levels
+
+    lab = srgb_to_lab(jnp.asarray(np.pad(original, ((REACH, REACH), (REACH, REACH), (0, 0)), mode="edge"), jnp.float32) / 255.0)
+    limit = allowance_of_lightness(lab[..., 0], BUDGET.flat, BUDGET.busy)
+    whole = fit_levels(jnp.asarray(before, jnp.float32), jnp.asarray(original, jnp.float32), limit)
+    np.testing.assert_array_equal(fitted.astype(int) - original, np.asarray(whole).astype(int))
 
 
 def test_options_and_their_errors(tmp_path):
