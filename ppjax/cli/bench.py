@@ -145,6 +145,7 @@ def _register() -> None:
     app.command("album")(bench_album.bench_album)
     app.command("scale")(bench_album.bench_scale)
     app.command("crops")(bench_album.bench_crops)
+    app.command("profile")(bench_album.bench_profile)
 
 
 _register()

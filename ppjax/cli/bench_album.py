@@ -111,3 +111,39 @@ def bench_crops(
     except RuntimeError as e:
         raise fail(str(e)) from None
     out.print(f"{len(figures['photos'])} photos, {len(figures['settings'])} settings: {out_dir / 'README.md'}")
+
+
+def bench_profile(
+    photos: Annotated[list[Path], typer.Argument(help="Photos to protect (files or folders); one size per run shows that size's costs.", show_default=False)],
+    out_dir: Annotated[Path, typer.Option("-o", "--out-dir", help="Where the protected photos go (first/ and warm/; overwritten).")],
+    model: Annotated[str, typer.Option(help="Classifier to protect against.")] = "efficientnet-lite0",
+    strength: Annotated[str, typer.Option(help="Strength preset of the runs: low, mid or high.")] = "mid",
+    limit: Annotated[int, typer.Option(min=1, help="Use at most this many photos.")] = 8,
+    as_json: Annotated[Optional[Path], typer.Option("--json", help=_JSON_HELP)] = None,
+) -> None:
+    """Where a photo's wall time goes: process start, model load, then each stage of a first and a warm pass of `ppjax protect`'s defaults (seconds per photo)."""
+    from ppjax.bench.profile import run_profile
+    from ppjax.io import iter_image_files
+
+    if strength not in ("low", "mid", "high"):
+        raise fail("--strength must be low, mid or high", 2)
+    files = sorted(f for f, _ in iter_image_files(photos))[:limit]
+    if not files:
+        raise fail("no image files found in the given paths", 2)
+    load_or_fetch(model)
+    results = run_profile(files, model, out_dir, strength=strength, log=lambda s: err.print(s))
+    start = results["process_start_s"]
+    out.print(
+        f"process start to the command {start:.2f} s (imports)" if start is not None else "process start: not measurable here",
+        f"; model load {results['model_load_s']:.2f} s; protector {results['protector_build_s']:.2f} s",
+        sep="",
+    )
+    for name in ("first", "warm"):
+        p = results[name]
+        out.print(f"\n{name} pass: {p['photos']} photos in {p['wall_s']:.1f} s ({p['per_photo_s']:.2f} s a photo), {p['protected']} protected")
+        out.print(f"{'stage':<52} {'seconds':>8} {'s a photo':>10} {'of wall':>8} {'calls':>6}")
+        for s in p["stages"]:
+            out.print(f"{s['stage']:<52} {s['seconds']:>8.2f} {s['per_photo_s']:>10.3f} {100 * s['share_of_wall']:>7.0f}% {s['calls']:>6}")
+    out.print("(stages on other threads overlap the attack: the seconds add up to more than the wall)")
+    if as_json:
+        as_json.write_text(json.dumps(results, indent=2) + "\n")

@@ -38,6 +38,7 @@ from ppjax.protect.manifest import staging_path
 from ppjax.protect.panel import PanelJudge
 from ppjax.protect.protector import Protector
 from ppjax.protect.quality import psnr_ssim
+from ppjax.protect.timings import NO_CLOCK
 
 __all__ = ["ProtectResult", "VERDICT", "Batch", "image_keys"]
 
@@ -107,6 +108,8 @@ class Batch:
     stage: Callable[[Path, str], None] = lambda source, text: None
     #: Write each photo's allowlisted camera details (:mod:`ppjax.io.metadata`).
     keep_metadata: bool = False
+    #: Hears each stage's seconds (:class:`ppjax.protect.timings.StageClock`; `ppjax bench profile`).
+    clock: object = NO_CLOCK
     _done: set = field(default_factory=set)
 
     def run(self, jobs, images) -> None:
@@ -139,25 +142,29 @@ class Batch:
 
     def social(self, jobs, images) -> None:
         """Protect photos sharing a canvas through the social channel (see the module docstring)."""
-        p = self.protector
+        p, clock = self.protector, self.clock
         n = len(jobs)
-        works = [working_copy(im.rgb, p.work_plan(*im.rgb.shape[:2])[0]) for im in images]
-        canvas = p.photo_canvas(*images[0].rgb.shape[:2])
-        size = bucket_size(n, self.max_batch)
-        x, geometry = p.layout(canvas, works + [works[-1]] * (size - n))
-        x01 = to_float01(x)
-        keys = image_keys(self.seed, [src for src, _ in jobs], size)
+        with clock("working copy and canvas"):
+            works = [working_copy(im.rgb, p.work_plan(*im.rgb.shape[:2])[0]) for im in images]
+            canvas = p.photo_canvas(*images[0].rgb.shape[:2])
+            size = bucket_size(n, self.max_batch)
+            x, geometry = p.layout(canvas, works + [works[-1]] * (size - n))
+            x01 = to_float01(x)
+            keys = image_keys(self.seed, [src for src, _ in jobs], size)
+        cold = not p.is_warm(canvas, size)
         self._announce(jobs, canvas, size)
         judge = self.judge or PanelJudge(p)
         # The originals' panels on the host while the attack runs: they do not depend on it.
         started = in_order(judge.original, [im.rgb for im in images], name="ppjax-original")
         found = None  # the edit methods' EditResult, per photo of the batch
-        if p.is_edit:
-            q, _, _, found = p.protect_edit(keys, x01, geometry, exact=canvas.exact)
-            q = np.array(q)
-        else:
-            q = np.array(p.protect_canvas(keys, x01, geometry, exact=canvas.exact)[0])
-        originals = [f.result() for f in started]
+        with clock("attack, compiling or loading its program" if cold else "attack, first round"):
+            if p.is_edit:
+                q, _, _, found = p.protect_edit(keys, x01, geometry, exact=canvas.exact)
+                q = np.array(q)
+            else:
+                q = np.array(p.protect_canvas(keys, x01, geometry, exact=canvas.exact)[0])
+        with clock("waiting for the originals' panels"):
+            originals = [f.result() for f in started]
         written: list = [None] * n
         leads: list = [None] * n
         quality: list = [None] * n
@@ -166,13 +173,16 @@ class Batch:
         for round_ in range(self.channel_rounds + 1):
             for j in pending:
                 self.stage(jobs[j][0], "verifying" if round_ == 0 else f"verifying (round {round_ + 1})")
-            full = [self._full(images[j].rgb, works[j], q[j], _row(found, j)) for j in pending]
-            for j, w in zip(pending, self._write(full, [jobs[j] for j in pending], [images[j] for j in pending])):
+            with clock("carry back to full size, fit to the budget"):
+                full = [self._full(images[j].rgb, works[j], q[j], _row(found, j)) for j in pending]
+            with clock("write and read back"):
+                files = self._write(full, [jobs[j] for j in pending], [images[j] for j in pending])
+            for j, w in zip(pending, files):
                 if w is None:  # the error is reported; nothing more to do for this photo
                     written[j] = None
                     continue
                 # PSNR and SSIM (2 s at 12 megapixels) on the pool, while the panel is judged.
-                quality[j] = run_on(judge.pool, psnr_ssim, images[j].rgb, w)
+                quality[j] = run_on(judge.pool, self._timed_quality, images[j].rgb, w)
                 written[j], leads[j] = w, judge.leads(w, originals[j])
             # Done: protected with margin everywhere, out of rounds, or a round that did not raise
             # its smallest lead (its draws already have the margin the real variant lacks).
@@ -185,18 +195,25 @@ class Batch:
                 if low > p.margin or last or low <= best[j] + 0.1:
                     pending.remove(j)
                     edit = None if found is None else p.pipeline.describe(_row(found, j).params)
-                    self._judged(jobs[j], quality[j].result(), leads[j], originals[j].variants, edit)
+                    with clock("waiting for PSNR and SSIM"):
+                        measured = quality[j].result()
+                    self._judged(jobs[j], measured, leads[j], originals[j].variants, edit)
                 best[j] = low
             if not pending:
                 return
             for j in pending:
                 self.stage(jobs[j][0], f"protecting (round {round_ + 2})")
-            if found is None:
-                q2 = p.protect_canvas(keys, x01, geometry, start01=q, exact=canvas.exact)[0]
-            else:  # the edit's search goes on from where it stopped
-                q2, _, _, again = p.protect_edit(keys, x01, geometry, params=found.params, exact=canvas.exact)
-                found = jax.tree_util.tree_map(lambda old, new: _rows_from(old, new, pending), found, again)
+            with clock("attack, later rounds"):
+                if found is None:
+                    q2 = np.asarray(p.protect_canvas(keys, x01, geometry, start01=q, exact=canvas.exact)[0])
+                else:  # the edit's search goes on from where it stopped
+                    q2, _, _, again = p.protect_edit(keys, x01, geometry, params=found.params, exact=canvas.exact)
+                    found = jax.tree_util.tree_map(lambda old, new: _rows_from(old, new, pending), found, again)
             q[pending] = q2[pending]
+
+    def _timed_quality(self, original, written):
+        with self.clock("PSNR and SSIM (on the pool)"):
+            return psnr_ssim(original, written)
 
     def _full(self, rgb, work, q01, edit=None) -> np.ndarray:
         """The full-size uint8 photo from its protected working copy on the canvas; for the edit
@@ -236,10 +253,13 @@ class Batch:
         keys = image_keys(self.seed, [src for src, _ in jobs], size)
         padded = pad_batch(np.stack([im.rgb for im in images]), size)
         x01 = to_float01(padded)
+        cold = not p.is_warm(p.canvas_for(*padded.shape[1:3]), size)
         self._announce(jobs, p.canvas_for(*padded.shape[1:3]), size)
-        q01, labels, flags = p(keys, x01)
-        q = to_uint8(q01[:n])
-        written = self._write(list(q), jobs, images)
+        with self.clock("attack, compiling or loading its program" if cold else "attack, first round"):
+            q01, labels, flags = p(keys, x01)
+            q = to_uint8(q01[:n])
+        with self.clock("write and read back"):
+            written = self._write(list(q), jobs, images)
         is_jpeg = [out.suffix.lower() in (".jpg", ".jpeg") for _, out in jobs]
         # Verdicts on the padded batch, so every call keeps the bucket's shape.
         current = _with_rows(padded, written)

@@ -25,6 +25,7 @@ from ppjax.protect.devices import replicas
 from ppjax.protect.manifest import Decision, Manifest, clean_leftovers, staging_path
 from ppjax.protect.panel import PanelJudge
 from ppjax.protect.protector import Protector
+from ppjax.protect.timings import NO_CLOCK
 
 __all__ = ["ProtectResult", "plan_work", "plan_batches", "protect_files"]
 
@@ -49,6 +50,7 @@ def protect_files(
     keep_metadata: bool = False,
     on_result: Callable[[ProtectResult], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
+    clock=NO_CLOCK,
 ) -> list[ProtectResult]:
     """Protect each (input, output) pair.
 
@@ -72,6 +74,8 @@ def protect_files(
     ``devices``: the local devices to use (default: JAX's default device only). Batches are formed
     exactly as for one device and each runs whole on one device, so that the bytes do not depend on
     how many devices there are (see :func:`ppjax.protect.devices.replicas`).
+
+    ``clock``: a :class:`ppjax.protect.timings.StageClock` that hears each stage's seconds.
     """
     pending, results = plan_work(jobs, manifest, overwrite)
     clean_leftovers(out for _, out in pending)
@@ -88,10 +92,11 @@ def protect_files(
             result = ProtectResult(result.source, None, skipped="cancelled")
         if result.output is not None:
             staged = staging_path(result.output)
-            if manifest is not None:
-                manifest.commit(result.source, staged, result.output, {k: getattr(result, k) for k in VERDICT})
-            else:
-                os.replace(staged, result.output)
+            with clock("manifest and rename"):
+                if manifest is not None:
+                    manifest.commit(result.source, staged, result.output, {k: getattr(result, k) for k in VERDICT})
+                else:
+                    os.replace(staged, result.output)
         with lock:
             results.append(result)
             done = len(results)
@@ -106,7 +111,7 @@ def protect_files(
         workers: queue.SimpleQueue = queue.SimpleQueue()
         for p in protectors:
             for _ in range(_IN_FLIGHT):
-                workers.put(Batch(p, finish, inputs, seed, max_batch, jpeg_quality, jpeg_rounds, channel_rounds, PanelJudge(p, pool), report, keep_metadata))
+                workers.put(Batch(p, finish, inputs, seed, max_batch, jpeg_quality, jpeg_rounds, channel_rounds, PanelJudge(p, pool, clock), report, keep_metadata, clock))
 
         def run(batch_jobs) -> None:
             if cancelled is not None and cancelled():
@@ -118,7 +123,8 @@ def protect_files(
                 loaded, ok_jobs = [], []
                 for job in batch_jobs:
                     try:
-                        loaded.append(read_image(job[0]))
+                        with clock("decode"):
+                            loaded.append(read_image(job[0]))
                         ok_jobs.append(job)
                     except ImageReadError as e:
                         finish(ProtectResult(job[0], None, error=str(e)))

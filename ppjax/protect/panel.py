@@ -19,6 +19,7 @@ from ppjax.io.batching import pad_batch
 from ppjax.io.images import to_float01
 from ppjax.io.real_channel import apply_real_panel
 from ppjax.ops.channel import Variant, panel
+from ppjax.protect.timings import NO_CLOCK
 
 __all__ = ["CHUNK", "Judged", "PanelJudge"]
 
@@ -43,15 +44,21 @@ class PanelJudge:
     """Leads of written files through the real panel of ``channel``, against what the classifiers
     of ``protector`` infer from the original through the same variant."""
 
-    def __init__(self, protector, pool: Executor | None = None):
+    def __init__(self, protector, pool: Executor | None = None, clock=NO_CLOCK):
         self.protector = protector
         self.pool = pool
+        self.clock = clock
 
     def _views(self, rgb: np.ndarray, variants) -> list[np.ndarray]:
-        return apply_real_panel(rgb, variants, self.pool)
+        with self.clock("panel: real channel variants (Pillow, libjpeg)"):
+            return apply_real_panel(rgb, variants, self.pool)
 
     def _classify(self, views: list[np.ndarray], variants, labels=None) -> tuple:
         """(labels per classifier, or leads against ``labels``) of each variant's view."""
+        with self.clock("panel: classifying the variants"):
+            return self._classify_views(views, variants, labels)
+
+    def _classify_views(self, views, variants, labels):
         whole = [i for i, v in enumerate(variants) if v.view == "exact"]
         resized = [i for i, v in enumerate(variants) if v.view != "exact"]
         n = len(variants)

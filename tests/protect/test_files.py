@@ -167,3 +167,30 @@ def test_a_photo_cancelled_while_it_is_computed_is_never_written(tiny, photos, t
     assert stop and [r.skipped for r in results] == ["cancelled"] * 3 and all(r.output is None for r in results)
     assert len(heard) == 3 and all(r.skipped == "cancelled" for r in heard)
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.slow
+def test_a_stage_clock_hears_every_stage_of_a_social_run(tiny, photos, tmp_path):
+    """`ppjax bench profile`'s clock: the social channel's stages are each measured, once per
+    photo or round."""
+    import time
+
+    from ppjax.protect import protect_files
+    from ppjax.protect.timings import StageClock
+
+    (tmp_path / "in").mkdir()
+    jobs = []
+    for i, img in enumerate(photos[:2]):
+        Image.fromarray(img).save(tmp_path / "in" / f"{i}.png")
+        jobs.append((tmp_path / "in" / f"{i}.png", tmp_path / "out" / f"{i}.png"))
+    clock = StageClock()
+    start = time.perf_counter()
+    results = protect_files(Protector([tiny], eps=4.0, steps=2, channel="social"), jobs, channel_rounds=0, clock=clock)
+    wall = time.perf_counter() - start
+    assert all(r.output is not None and r.output.exists() for r in results), [r.error for r in results]
+    seen = {stage: calls for stage, _, calls in clock.rows()}
+    assert seen["decode"] == 2 and seen["manifest and rename"] == 2 and seen["write and read back"] == 2
+    assert {"working copy and canvas", "carry back to full size, fit to the budget", "panel: classifying the variants",
+            "panel: real channel variants (Pillow, libjpeg)", "PSNR and SSIM (on the pool)"} <= set(seen)  # fmt: skip
+    assert any(stage.startswith("attack, ") for stage in seen)
+    assert 0 < clock.seconds["write and read back"] < wall
