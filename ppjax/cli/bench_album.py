@@ -121,7 +121,7 @@ def bench_profile(
     limit: Annotated[int, typer.Option(min=1, help="Use at most this many photos.")] = 8,
     as_json: Annotated[Optional[Path], typer.Option("--json", help=_JSON_HELP)] = None,
 ) -> None:
-    """Where a photo's wall time goes: process start, model load, then each stage of a first and a warm pass of `ppjax protect`'s defaults (seconds per photo)."""
+    """Where a photo's wall time goes: process start, model load, then each stage of a first pass, a warm pass one batch at a time, and a warm pass as `ppjax protect` runs (seconds per photo)."""
     from ppjax.bench.profile import run_profile
     from ppjax.io import iter_image_files
 
@@ -138,12 +138,12 @@ def bench_profile(
         f"; model load {results['model_load_s']:.2f} s; protector {results['protector_build_s']:.2f} s",
         sep="",
     )
-    for name in ("first", "warm"):
+    for name in ("first", "serial", "warm"):
         p = results[name]
         out.print(f"\n{name} pass: {p['photos']} photos in {p['wall_s']:.1f} s ({p['per_photo_s']:.2f} s a photo), {p['protected']} protected")
         out.print(f"{'stage':<52} {'seconds':>8} {'s a photo':>10} {'of wall':>8} {'calls':>6}")
         for s in p["stages"]:
             out.print(f"{s['stage']:<52} {s['seconds']:>8.2f} {s['per_photo_s']:>10.3f} {100 * s['share_of_wall']:>7.0f}% {s['calls']:>6}")
-    out.print("(stages on other threads overlap the attack: the seconds add up to more than the wall)")
+    out.print("(serial: one batch in flight, each stage's own seconds; first and warm: as ppjax protect runs, two in flight, stages overlap)")
     if as_json:
         as_json.write_text(json.dumps(results, indent=2) + "\n")

@@ -23,9 +23,12 @@ def models_list(
 ) -> None:
     """Show each known model: installed or not, where, and the sha256 of its source files."""
     rows = store.listing()
+    installed = {row["name"] for row in rows if row["installed"]}
     if as_json:
         for row in rows:
             print(json.dumps(row))
+        for group, members in store.MODEL_GROUPS.items():
+            print(json.dumps({"group": group, "members": list(members), "installed": all(m in installed for m in members)}))
         return
     table = Table(title=f"ppjax model store: {store.store_root()}")
     for col in ("model", "installed", "path", "source sha256", "onnx"):
@@ -36,6 +39,10 @@ def models_list(
         onnx_text = onnx["file"] if isinstance(onnx, dict) else (onnx or "-")
         table.add_row(row["name"], "yes" if row["installed"] else "no", row["path"], shas, onnx_text)
     out.print(table)
+    for group, members in store.MODEL_GROUPS.items():
+        missing = [m for m in members if m not in installed]
+        state = "installed" if not missing else f"missing {', '.join(missing)}"
+        out.print(f"group {group} (--model {group}, attacked together): {', '.join(members)}; {state}")
 
 
 @app.command("fetch")

@@ -51,6 +51,7 @@ def protect_files(
     on_result: Callable[[ProtectResult], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
     clock=NO_CLOCK,
+    in_flight: int = _IN_FLIGHT,
 ) -> list[ProtectResult]:
     """Protect each (input, output) pair.
 
@@ -75,7 +76,8 @@ def protect_files(
     exactly as for one device and each runs whole on one device, so that the bytes do not depend on
     how many devices there are (see :func:`ppjax.protect.devices.replicas`).
 
-    ``clock``: a :class:`ppjax.protect.timings.StageClock` that hears each stage's seconds.
+    ``clock``: a :class:`ppjax.protect.timings.StageClock` that hears each stage's seconds;
+    ``in_flight``: batches in flight per device (1: one stage at a time, to attribute time).
     """
     pending, results = plan_work(jobs, manifest, overwrite)
     clean_leftovers(out for _, out in pending)
@@ -110,7 +112,7 @@ def protect_files(
     with ThreadPoolExecutor(thread_name_prefix="ppjax-channel") as pool:
         workers: queue.SimpleQueue = queue.SimpleQueue()
         for p in protectors:
-            for _ in range(_IN_FLIGHT):
+            for _ in range(in_flight):
                 workers.put(Batch(p, finish, inputs, seed, max_batch, jpeg_quality, jpeg_rounds, channel_rounds, PanelJudge(p, pool, clock), report, keep_metadata, clock))
 
         def run(batch_jobs) -> None:
@@ -133,7 +135,7 @@ def protect_files(
             finally:
                 workers.put(worker)
 
-        with ThreadPoolExecutor(len(protectors) * _IN_FLIGHT, thread_name_prefix="ppjax-batch") as runners:
+        with ThreadPoolExecutor(len(protectors) * in_flight, thread_name_prefix="ppjax-batch") as runners:
             futures = [runners.submit(run, b) for b in plan_batches(protector, pending, max_batch)]
             for f in futures:
                 f.result()

@@ -208,12 +208,14 @@ def run(
     on_result: Callable[[ProtectResult], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
     clock=None,
+    in_flight: int | None = None,
 ) -> ProtectSummary:
     """Protect every image of ``config``; ``progress(n)`` is called with the number done so far,
     after each photo, ``stage(source, text)`` with what a photo is doing, ``on_result(result)``
     with each photo's result as it is final; once ``cancelled()`` is true, photos not yet started
     are skipped and those in flight are not written. Each result of a renamed output says the name it would have had (``renamed_from``).
-    ``clock``: a :class:`ppjax.protect.timings.StageClock` that hears each stage's seconds (local backend).
+    ``clock``: a :class:`ppjax.protect.timings.StageClock` that hears each stage's seconds, and
+    ``in_flight`` batches in flight per device (local backend; see :func:`ppjax.protect.protect_files`).
     ``work`` and ``protector`` default to :func:`plan` and :func:`build_protector`'s."""
     count, index, _ = resolve_shard(config.num_shards, config.shard_index)
     work = plan(config) if work is None else work
@@ -239,6 +241,6 @@ def run(
         jpeg_rounds=config.jpeg_rounds, overwrite=config.overwrite, progress=progress, channel_rounds=config.channel_rounds,
         manifest=manifest, devices=devices, stage=stage, keep_metadata=config.keep_metadata,
         on_result=None if on_result is None else lambda result: on_result(noted(result)), cancelled=cancelled,
-        **({} if clock is None else {"clock": clock}),
+        **({} if clock is None else {"clock": clock}), **({} if in_flight is None else {"in_flight": in_flight}),
     )  # fmt: skip
     return ProtectSummary(tuple(map(noted, results)), time.perf_counter() - start, (count, index), len(devices))

@@ -195,9 +195,11 @@ KNOWN_MODELS: dict[str, StoreEntry] = {
 
 
 #: Named ensembles: ``--model places365-family`` attacks all four official Places365-Standard
-#: networks at once. Held-out judges (efficientnet-lite1, -lite2) are in no group.
+#: networks at once; ``--model imagenet-family`` the trained ImageNet networks of two designs
+#: chosen by leave-one-out measurement (docs/benchmarks.md, "A group of two designs").
 MODEL_GROUPS: dict[str, tuple[str, ...]] = {
     "places365-family": ("places365", "places365-resnet18", "places365-wideresnet18", "places365-densenet161"),
+    "imagenet-family": ("efficientnet-lite0", "mobilenet-v2"),
 }
 
 
