@@ -91,13 +91,16 @@ def positive_power(x: jnp.ndarray, p: float) -> jnp.ndarray:
     return jnp.exp(p * jnp.log(x))
 
 
+#: sRGB's linear light to CIE XYZ, and the D65 white point XYZ is divided by for CIELAB.
+SRGB_TO_XYZ = ((0.412453, 0.357580, 0.180423), (0.212671, 0.715160, 0.072169), (0.019334, 0.119193, 0.950227))
+D65_WHITE = (0.95047, 1.0, 1.08883)
+
+
 def srgb_to_lab(rgb: jnp.ndarray) -> jnp.ndarray:
     """sRGB in [0, 1] (..., 3) to CIELAB (D65 white), L in [0, 100]."""
     linear = jnp.where(rgb <= 0.04045, rgb / 12.92, positive_power((jnp.maximum(rgb, 0.04045) + 0.055) / 1.055, 2.4))
-    m = jnp.asarray(
-        [[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]], rgb.dtype
-    )
-    xyz = linear @ m.T / jnp.asarray([0.95047, 1.0, 1.08883], rgb.dtype)
+    m = jnp.asarray(SRGB_TO_XYZ, rgb.dtype)
+    xyz = linear @ m.T / jnp.asarray(D65_WHITE, rgb.dtype)
     eps = 216.0 / 24389.0
     f = jnp.where(xyz > eps, positive_power(jnp.maximum(xyz, eps), 1.0 / 3.0), (24389.0 / 27.0 * xyz + 16.0) / 116.0)
     return jnp.stack([116.0 * f[..., 1] - 16.0, 500.0 * (f[..., 0] - f[..., 1]), 200.0 * (f[..., 1] - f[..., 2])], -1)
@@ -115,13 +118,37 @@ def _hue_degrees(b: jnp.ndarray, a: jnp.ndarray) -> jnp.ndarray:
     return jnp.where(zero, 0.0, jnp.degrees(jnp.arctan2(jnp.where(zero, 1.0, b), jnp.where(zero, 1.0, a))) % 360)
 
 
+def a_stretch(chroma: jnp.ndarray) -> jnp.ndarray:
+    """CIEDE2000's factor 1 + G on a* at a (mean) CIELAB chroma: up to 1.5 for greys, towards 1
+    for saturated colours."""
+    return 1 + 0.5 * (1 - _sqrt0(chroma**7 / (chroma**7 + 25.0**7)))
+
+
+def ciede2000_weights(lightness: jnp.ndarray, chroma: jnp.ndarray, hue: jnp.ndarray) -> tuple:
+    """CIEDE2000's weights (S_L, S_C, S_H, R_T) at a mean lightness L', chroma C' and hue h' (degrees)."""
+    t = (
+        1
+        - 0.17 * jnp.cos(jnp.radians(hue - 30))
+        + 0.24 * jnp.cos(jnp.radians(2 * hue))
+        + 0.32 * jnp.cos(jnp.radians(3 * hue + 6))
+        - 0.20 * jnp.cos(jnp.radians(4 * hue - 63))
+    )
+    d_theta = 30 * jnp.exp(-(((hue - 275) / 25) ** 2))
+    rc = 2 * _sqrt0(chroma**7 / (chroma**7 + 25.0**7))
+    sl = 1 + 0.015 * (lightness - 50) ** 2 / jnp.sqrt(20 + (lightness - 50) ** 2)
+    sc = 1 + 0.045 * chroma
+    sh = 1 + 0.015 * chroma * t
+    rt = -jnp.sin(jnp.radians(2 * d_theta)) * rc
+    return sl, sc, sh, rt
+
+
 def delta_e_2000(lab1: jnp.ndarray, lab2: jnp.ndarray) -> jnp.ndarray:
     """CIEDE2000 colour difference between CIELAB triples (..., 3)."""
     l1, a1, b1 = lab1[..., 0], lab1[..., 1], lab1[..., 2]
     l2, a2, b2 = lab2[..., 0], lab2[..., 1], lab2[..., 2]
     c_bar = (_sqrt0(a1**2 + b1**2) + _sqrt0(a2**2 + b2**2)) / 2
-    g = 0.5 * (1 - _sqrt0(c_bar**7 / (c_bar**7 + 25.0**7)))
-    a1p, a2p = (1 + g) * a1, (1 + g) * a2
+    stretch = a_stretch(c_bar)
+    a1p, a2p = stretch * a1, stretch * a2
     c1p, c2p = _sqrt0(a1p**2 + b1**2), _sqrt0(a2p**2 + b2**2)
     h1p, h2p = _hue_degrees(b1, a1p), _hue_degrees(b2, a2p)
     dlp, dcp = l2 - l1, c2p - c1p
@@ -136,19 +163,7 @@ def delta_e_2000(lab1: jnp.ndarray, lab2: jnp.ndarray) -> jnp.ndarray:
         hsum,
         jnp.where(jnp.abs(h1p - h2p) <= 180, hsum / 2, jnp.where(hsum < 360, (hsum + 360) / 2, (hsum - 360) / 2)),
     )
-    t = (
-        1
-        - 0.17 * jnp.cos(jnp.radians(hbp - 30))
-        + 0.24 * jnp.cos(jnp.radians(2 * hbp))
-        + 0.32 * jnp.cos(jnp.radians(3 * hbp + 6))
-        - 0.20 * jnp.cos(jnp.radians(4 * hbp - 63))
-    )
-    d_theta = 30 * jnp.exp(-(((hbp - 275) / 25) ** 2))
-    rc = 2 * _sqrt0(cbp**7 / (cbp**7 + 25.0**7))
-    sl = 1 + 0.015 * (lbp - 50) ** 2 / jnp.sqrt(20 + (lbp - 50) ** 2)
-    sc = 1 + 0.045 * cbp
-    sh = 1 + 0.015 * cbp * t
-    rt = -jnp.sin(jnp.radians(2 * d_theta)) * rc
+    sl, sc, sh, rt = ciede2000_weights(lbp, cbp, hbp)
     return _sqrt0((dlp / sl) ** 2 + (dcp / sc) ** 2 + (dhp / sh) ** 2 + rt * (dcp / sc) * (dhp / sh))
 
 

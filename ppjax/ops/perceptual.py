@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ppjax.ops.metrics import delta_e_2000, srgb_to_lab
+from ppjax.ops.metrics import D65_WHITE, SRGB_TO_XYZ, a_stretch, ciede2000_weights, delta_e_2000, srgb_to_lab
 
 __all__ = [
     "WINDOW", "REACH", "SYMMETRIC", "FIT_PASSES", "local_metric", "modelled", "inverse_metric", "cheapest_direction",
@@ -51,9 +51,8 @@ BRIGHT_L, BRIGHT_FACTOR = 85.0, 0.75
 FIT_PASSES = 3
 
 
-#: sRGB's linear light to CIE XYZ (D65), and the white point: as :func:`ppjax.ops.metrics.srgb_to_lab`.
-_XYZ = np.asarray([[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]], np.float32)
-_WHITE = np.asarray([0.95047, 1.0, 1.08883], np.float32)
+_XYZ = np.asarray(SRGB_TO_XYZ, np.float32)
+_WHITE = np.asarray(D65_WHITE, np.float32)
 
 
 #: The order of a symmetric 3x3 matrix's six entries in :func:`local_metric`'s planes.
@@ -91,20 +90,12 @@ def local_metric(x0: jnp.ndarray) -> jnp.ndarray:
 
     lab = srgb_to_lab(v)
     lightness, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
-    c = jnp.sqrt(a * a + b * b)
-    stretch = 1.0 + 0.5 * (1.0 - jnp.sqrt(c**7 / (c**7 + 25.0**7)))
+    stretch = a_stretch(jnp.sqrt(a * a + b * b))
     ap = stretch * a
     cp = jnp.sqrt(ap * ap + b * b)
     grey = cp < 1e-6
     ux, uy = jnp.where(grey, 1.0, ap / jnp.where(grey, 1.0, cp)), jnp.where(grey, 0.0, b / jnp.where(grey, 1.0, cp))
-    hue = jnp.degrees(jnp.arctan2(b, ap)) % 360.0
-    t = (
-        1.0 - 0.17 * jnp.cos(jnp.radians(hue - 30.0)) + 0.24 * jnp.cos(jnp.radians(2.0 * hue))
-        + 0.32 * jnp.cos(jnp.radians(3.0 * hue + 6.0)) - 0.20 * jnp.cos(jnp.radians(4.0 * hue - 63.0))
-    )  # fmt: skip
-    sl = 1.0 + 0.015 * (lightness - 50.0) ** 2 / jnp.sqrt(20.0 + (lightness - 50.0) ** 2)
-    sc, sh = 1.0 + 0.045 * cp, 1.0 + 0.015 * cp * t
-    rt = -jnp.sin(jnp.radians(60.0 * jnp.exp(-(((hue - 275.0) / 25.0) ** 2)))) * 2.0 * jnp.sqrt(cp**7 / (cp**7 + 25.0**7))
+    sl, sc, sh, rt = ciede2000_weights(lightness, cp, jnp.degrees(jnp.arctan2(b, ap)) % 360.0)
     # The (a', b) form: chroma along u = (ux, uy), hue along n = (-uy, ux), and R_T's cross term.
     inv_c, inv_h, cross = 1.0 / (sc * sc), 1.0 / (sh * sh), rt / (sc * sh)
     w00 = ux * ux * inv_c + uy * uy * inv_h - cross * ux * uy
