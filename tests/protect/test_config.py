@@ -22,14 +22,14 @@ def test_attack_defaults_are_the_measured_transfer_setting_except_for_own_loops(
     from ppjax.protect.config import ATTACK_DEFAULTS, DEFAULT_MIN_PSNR
 
     pgd = ProtectConfig(("a.png",), Path("out"))
-    assert (pgd.margin, pgd.diversity, pgd.smoothing, pgd.momentum, pgd.scales, pgd.skip_gradient) == (10.0, 0.7, 5, 1.0, 1, 1.0) == tuple(ATTACK_DEFAULTS.values())
+    assert (pgd.margin, pgd.diversity, pgd.smoothing, pgd.momentum, pgd.scales, pgd.skip_gradient) == (10.0, 0.7, 5, 1.0, 1, 0.5) == tuple(ATTACK_DEFAULTS.values())
     assert pgd.min_psnr == DEFAULT_MIN_PSNR == 38.0 and pgd.transfer.active
     cw = ProtectConfig(("a.png",), Path("out"), method="cw", channel="exact")
     assert (cw.margin, cw.diversity, cw.smoothing, cw.momentum, cw.scales, cw.skip_gradient) == (2.0, 0.0, 0, 0.0, 1, 1.0) and not cw.transfer.active
     assert ProtectConfig(("a.png",), Path("out"), skip_gradient=0.5).transfer.skip_gradient == 0.5
     assert not ProtectConfig(("a.png",), Path("out"), method="cw", channel="exact", scales=1).transfer.active  # off, said explicitly
     assert ProtectConfig(("a.png",), Path("out"), scales=3).transfer.scales == 3
-    off = ProtectConfig(("a.png",), Path("out"), margin=2.0, diversity=0.0, smoothing=0, momentum=0.0, min_psnr=0.0)
+    off = ProtectConfig(("a.png",), Path("out"), margin=2.0, diversity=0.0, smoothing=0, momentum=0.0, skip_gradient=1.0, min_psnr=0.0)
     assert (off.margin, off.min_psnr) == (2.0, 0.0) and not off.transfer.active
 
 
