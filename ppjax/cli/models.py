@@ -21,14 +21,12 @@ _WARM_HELP = "Also compile `ppjax protect`'s default programs against this model
 def models_list(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per model per line.")] = False,
 ) -> None:
-    """Show each known model: installed or not, where, and the sha256 of its source files."""
+    """Show each known model: installed or not, where, the sha256 of its source files; then the named groups (--model GROUP attacks their members together)."""
     rows = store.listing()
     installed = {row["name"] for row in rows if row["installed"]}
     if as_json:
         for row in rows:
-            print(json.dumps(row))
-        for group, members in store.MODEL_GROUPS.items():
-            print(json.dumps({"group": group, "members": list(members), "installed": all(m in installed for m in members)}))
+            print(json.dumps({**row, "groups": [g for g, members in store.MODEL_GROUPS.items() if row["name"] in members]}))
         return
     table = Table(title=f"ppjax model store: {store.store_root()}")
     for col in ("model", "installed", "path", "source sha256", "onnx"):
