@@ -115,7 +115,7 @@ def bench_crops(
 
 def bench_profile(
     photos: Annotated[list[Path], typer.Argument(help="Photos to protect (files or folders); one size per run shows that size's costs.", show_default=False)],
-    out_dir: Annotated[Path, typer.Option("-o", "--out-dir", help="Where the protected photos go (first/ and warm/; overwritten).")],
+    out_dir: Annotated[Path, typer.Option("-o", "--out-dir", help="Where the protected photos go (first/, serial/ and warm/; overwritten).")],
     model: Annotated[str, typer.Option(help="Classifier to protect against.")] = "efficientnet-lite0",
     strength: Annotated[str, typer.Option(help="Strength preset of the runs: low, mid or high.")] = "mid",
     limit: Annotated[int, typer.Option(min=1, help="Use at most this many photos.")] = 8,

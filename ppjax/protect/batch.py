@@ -209,6 +209,7 @@ class Batch:
                 else:  # the edit's search goes on from where it stopped
                     q2, _, _, again = p.protect_edit(keys, x01, geometry, params=found.params, exact=canvas.exact)
                     found = jax.tree_util.tree_map(lambda old, new: _rows_from(old, new, pending), found, again)
+                    q2 = np.asarray(q2)
             q[pending] = q2[pending]
 
     def _timed_quality(self, original, written):
