@@ -174,7 +174,7 @@ def test_models_on_a_canvas_give_the_photos_own_logits(name, sizes):
 
 def test_canvases_each_size_goes_to():
     assert canvas_for(256, 256).shape == (256, 256) and canvas_for(1, 1).shape == (256, 256)
-    assert canvas_for(299, 299).shape == (384, 384) and canvas_for(512, 384).shape == (512, 512)
+    assert canvas_for(299, 299).shape == (320, 320) and canvas_for(321, 300).shape == (384, 384) and canvas_for(512, 384).shape == (512, 512)
     assert canvas_for(480, 640).shape == (1088, 1088) and canvas_for(1080, 810).shape == (1088, 1088)
     assert canvas_for(64, 500).exact and not canvas_for(480, 640).exact  # classified whole up to 512
     # A strip too thin for the large canvas's transposed taps gets a canvas of its own size.

@@ -122,7 +122,7 @@ def test_draws_on_a_canvas_are_the_photos_own():
     shared, g = _on_canvas(x, canvas_for(201, 287))
     shared = shared.at[:, 201:].set(0.7).at[:, :, 287:].set(0.2)
     own, g_own = _on_canvas(x, own_canvas(201, 287))
-    assert shared.shape[1:3] == (384, 384) and own.shape[1:3] == (201, 287)
+    assert shared.shape[1:3] == (320, 320) and own.shape[1:3] == (201, 287)
     for step in range(draws.period):
         a, b = draws(keys, step, shared, g), draws(keys, step, own, g_own)
         _same_but_rare_flips(a[0][0], b[0][0])

@@ -119,7 +119,7 @@ def test_a_thin_strip_shares_the_256_canvas_with_a_photo(tmp_path, traces):
 
 def test_a_thin_copy_fits_only_its_own_canvas_and_terms_keep_photos_alone():
     p = Protector([_target()], channel="social")
-    assert p.canvas_for(1080, 2).shape == (1080, 2) and p.canvas_for(300, 200).shape == (384, 384)
+    assert p.canvas_for(1080, 2).shape == (1080, 2) and p.canvas_for(300, 200).shape == (320, 320) and p.canvas_for(400, 200).shape == (512, 512)
     assert p.photo_canvas(2000, 3).shape == (256, 256)  # so its photo is shrunk further (work_plan)
     term = attacks.perceptual("ssim", 1.0)
     assert Protector([_target()], channel="social", terms=[term]).canvas_for(300, 200).shape == (300, 200)

@@ -67,9 +67,9 @@ def test_small_photos_are_also_seen_whole_and_exact_channel_sees_only_the_image(
     shapes: list = []
     p = Protector([_recording_target(shapes)], method="pgd", eps=4.0, steps=3, channel="social")
     canvas, out = _trace(p, (2, 299, 299, 3))
-    assert canvas.shape == (384, 384) and out[0].shape == (2, 384, 384, 3)
+    assert canvas.shape == (320, 320) and out[0].shape == (2, 320, 320, 3)
     # Views at 224, and the photos whole on their canvas (masked to each photo's own extent).
-    assert {s[1:3] for s in shapes} >= {(224, 224), (384, 384)} and {s[1:3] for s in shapes} <= {(224, 224), (384, 384), (299, 299)}
+    assert {s[1:3] for s in shapes} >= {(224, 224), (320, 320)} and {s[1:3] for s in shapes} <= {(224, 224), (320, 320), (299, 299)}
     shapes.clear()
     p = Protector([_recording_target(shapes)], method="pgd", eps=4.0, steps=3, channel="exact")
     _trace(p, (2, 299, 299, 3))
