@@ -121,7 +121,7 @@ def bench_profile(
     limit: Annotated[int, typer.Option(min=1, help="Use at most this many photos.")] = 8,
     as_json: Annotated[Optional[Path], typer.Option("--json", help=_JSON_HELP)] = None,
 ) -> None:
-    """Where a photo's wall time goes: process start, model load, then each stage of a first pass, a warm pass one batch at a time, and a warm pass as `ppjax protect` runs (seconds per photo)."""
+    """Where a photo's wall time goes: process start, model load, then each stage of a first pass, a warm pass one batch at a time, and a warm pass as `ppjax protect` runs (seconds per photo); then one attack step on the first photo, part by part."""
     from ppjax.bench.profile import run_profile
     from ppjax.io import iter_image_files
 
@@ -145,5 +145,9 @@ def bench_profile(
         for s in p["stages"]:
             out.print(f"{s['stage']:<52} {s['seconds']:>8.2f} {s['per_photo_s']:>10.3f} {100 * s['share_of_wall']:>7.0f}% {s['calls']:>6}")
     out.print("(serial: one batch in flight, each stage's own seconds; first and warm: as ppjax protect runs, two in flight, stages overlap)")
+    if results["attack_step"]:
+        out.print(f"\none attack step on {files[0].name}, each part compiled alone (forward and backward, median of 5 calls)")
+        for part in results["attack_step"]:
+            out.print(f"{part['part']:<72} {part['ms']:>8.1f} ms")
     if as_json:
         as_json.write_text(json.dumps(results, indent=2) + "\n")

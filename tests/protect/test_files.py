@@ -194,3 +194,18 @@ def test_a_stage_clock_hears_every_stage_of_a_social_run(tiny, photos, tmp_path)
             "panel: real channel variants (Pillow, libjpeg)", "PSNR and SSIM (on the pool)"} <= set(seen)  # fmt: skip
     assert any(stage.startswith("attack, ") for stage in seen)
     assert 0 < clock.seconds["write and read back"] < wall
+
+
+@pytest.mark.slow
+def test_the_profile_splits_an_attack_step_into_its_parts(tiny, photos, tmp_path):
+    """`ppjax bench profile`'s split of one attack step: every part of the social channel's step,
+    each timed, and the program's step and once-a-call work from the program itself."""
+    from ppjax.bench.profile import attack_parts
+
+    path = tmp_path / "photo.png"
+    Image.fromarray(photos[0]).save(path)
+    parts = dict(attack_parts(Protector([tiny], eps=4.0, steps=2, channel="social"), path, ["tiny"]))
+    named = {"tiny: the 2 draws' views (224x224)", "tiny: the photo whole, on its canvas (masked)", "JPEG 4:2:0 round trip of the canvas",
+             "one step of the protection program, all of the above and the step rule", "the program's once-a-call work (labels, leads, rounding)"}  # fmt: skip
+    assert named <= set(parts) and any(name.startswith("the attacker's views") for name in parts)
+    assert all(ms > 0 for name, ms in parts.items() if name != "the program's once-a-call work (labels, leads, rounding)")
