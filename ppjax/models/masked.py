@@ -20,12 +20,12 @@ global mean) may come between and read the padding. Elsewhere the padding's valu
 elementwise steps (BatchNorm, activations, residual sums, 1x1 convolutions) to a leaf that masks
 them, or to padding no valid output reads. This assumes what holds for every model here: no
 function between modules reads neighbouring pixels without changing the shape, and what a pooling
-reads is one module call's output. Masking every
-module's input and output instead cost half as much again as the model (EfficientNet-Lite0's input
-gradient on a 384 canvas, 2 cores: 200 ms against 121 ms unmasked; a mask after a depthwise
-convolution keeps XLA from fusing its gradient). The first 2-D input after the spatial layers (the
-classifier head after the global mean) is rescaled from the canvas's mean to the photo's. Tests
-check every model family against the photo alone.
+reads is one module call's output. Masking every module's input and output instead cost half as
+much again as the model (EfficientNet-Lite0's input gradient on a 384 canvas, 2 cores: 200 ms
+against 121 ms unmasked; a mask after a depthwise convolution keeps XLA from fusing its gradient).
+The first 2-D input after the spatial layers (the classifier head after the global mean) is
+rescaled from the canvas's mean to the photo's. Tests check every model family against the photo
+alone, its logits and its input gradient.
 """
 
 from __future__ import annotations
@@ -56,11 +56,10 @@ def _masked_outputs(apply, variables, h: int, w: int) -> np.ndarray:
     docstring): a spatial output (a leaf's, or a composite module's, which may add the padding of
     several) where the first leaf called after it does not take an input of its shape."""
     rows = _record(apply, h, w, variables)
-    after = rows[:, 4]
-    leaves = np.flatnonzero(after == np.arange(len(rows)) + 1)  # no module was called inside them
+    leaves = np.flatnonzero(rows[:, 4] == np.arange(len(rows)) + 1)  # no module was called inside them
     out = np.zeros(len(rows), bool)
-    for i, (_, _, oh, ow, after) in enumerate(rows):
-        following = leaves[leaves >= after]
+    for i, (_, _, oh, ow, next_call) in enumerate(rows):
+        following = leaves[leaves >= next_call]
         if oh and (not following.size or tuple(rows[following[0], :2]) != (oh, ow)):
             out[i] = True
     return out
