@@ -91,11 +91,13 @@ def attack_parts(protector, photo: Path, names=()) -> list[tuple[str, float]]:
     def gradient_of(f):
         return jax.jit(jax.grad(lambda a: jnp.sum(f(a))))
 
-    views = jnp.concatenate([resize_view(x01, geometry.rows, geometry.cols, v) for v in range(draws.draws)])
+    def views_of(a):
+        return jnp.concatenate([resize_view(a, geometry.rows, geometry.cols, v) for v in range(draws.draws)])
+
+    views = views_of(x01)
     quality = jnp.full((1,), 80, jnp.int32)
     parts = [
-        (f"the attacker's views of the {canvas.label()} canvas, {draws.draws} draws (resize to 224)",
-         _median_ms(gradient_of(lambda a: jnp.concatenate([resize_view(a, geometry.rows, geometry.cols, v) for v in range(draws.draws)])), x01)),
+        (f"the attacker's views of the {canvas.label()} canvas, {draws.draws} draws (resize to 224)", _median_ms(gradient_of(views_of), x01)),
         ("JPEG 4:2:0 round trip of the canvas", _median_ms(gradient_of(lambda a: jpeg_round_trip(a, quality, "4:2:0", geometry.valid)), x01)),
     ]  # fmt: skip
     if p.transfer is not None and p.transfer.diversity:

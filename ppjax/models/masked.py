@@ -51,11 +51,11 @@ def record_extents(apply: Callable[[Any, jnp.ndarray], jnp.ndarray], variables, 
     return _record(apply, h, w, variables)[:, :4]
 
 
-def _masked_outputs(apply, variables, h: int, w: int) -> np.ndarray:
-    """(K,) bool: which calls' outputs :func:`masked_apply` masks on an (h, w) canvas (see the module
-    docstring): a spatial output (a leaf's, or a composite module's, which may add the padding of
-    several) where the first leaf called after it does not take an input of its shape."""
-    rows = _record(apply, h, w, variables)
+def _masked_outputs(rows: np.ndarray) -> np.ndarray:
+    """(K,) bool: which calls' outputs :func:`masked_apply` masks, from the calls' record ``rows``
+    (:func:`_record`; see the module docstring): a spatial output (a leaf's, or a composite
+    module's, which may add the padding of several) where the first leaf called after it does not
+    take an input of its shape."""
     leaves = np.flatnonzero(rows[:, 4] == np.arange(len(rows)) + 1)  # no module was called inside them
     out = np.zeros(len(rows), bool)
     for i, (_, _, oh, ow, next_call) in enumerate(rows):
@@ -141,7 +141,7 @@ def masked_apply(apply: Callable[[Any, jnp.ndarray], jnp.ndarray], variables, x:
     size (they may differ per photo). The model must not resize its input itself."""
     calls = _record(apply, *x.shape[1:3], variables)
     levels = {shape: i for i, shape in enumerate(_levels(calls[:, :4]))}
-    masked_outputs = _masked_outputs(apply, variables, *x.shape[1:3])
+    masked_outputs = _masked_outputs(calls)
     masks: dict = {}
     last: list = []
     count = [0]  # module calls started so far, in the recorded order
