@@ -124,15 +124,31 @@ def a_stretch(chroma: jnp.ndarray) -> jnp.ndarray:
     return 1 + 0.5 * (1 - _sqrt0(chroma**7 / (chroma**7 + 25.0**7)))
 
 
-def ciede2000_weights(lightness: jnp.ndarray, chroma: jnp.ndarray, hue: jnp.ndarray) -> tuple:
-    """CIEDE2000's weights (S_L, S_C, S_H, R_T) at a mean lightness L', chroma C' and hue h' (degrees)."""
-    t = (
-        1
-        - 0.17 * jnp.cos(jnp.radians(hue - 30))
-        + 0.24 * jnp.cos(jnp.radians(2 * hue))
-        + 0.32 * jnp.cos(jnp.radians(3 * hue + 6))
-        - 0.20 * jnp.cos(jnp.radians(4 * hue - 63))
-    )
+def ciede2000_weights(lightness: jnp.ndarray, chroma: jnp.ndarray, hue: jnp.ndarray, direction: tuple | None = None) -> tuple:
+    """CIEDE2000's weights (S_L, S_C, S_H, R_T) at a mean lightness L', chroma C' and hue h'
+    (degrees). ``direction``: (cos h', sin h') when the caller has them (the unit vector of (a',
+    b)); T's four cosines then come from them by multiple-angle identities instead of four
+    cosines of the angle, the same values in a quarter of XLA:CPU's time."""
+    if direction is None:
+        t = (
+            1
+            - 0.17 * jnp.cos(jnp.radians(hue - 30))
+            + 0.24 * jnp.cos(jnp.radians(2 * hue))
+            + 0.32 * jnp.cos(jnp.radians(3 * hue + 6))
+            - 0.20 * jnp.cos(jnp.radians(4 * hue - 63))
+        )
+    else:
+        c1, s1 = direction
+        c2, s2 = c1 * c1 - s1 * s1, 2 * c1 * s1
+        c3, s3 = c1 * c2 - s1 * s2, s1 * c2 + c1 * s2
+        c4, s4 = c2 * c2 - s2 * s2, 2 * c2 * s2
+        t = (
+            1
+            - 0.17 * (c1 * _COS[30] + s1 * _SIN[30])
+            + 0.24 * c2
+            + 0.32 * (c3 * _COS[6] - s3 * _SIN[6])
+            - 0.20 * (c4 * _COS[63] + s4 * _SIN[63])
+        )
     d_theta = 30 * jnp.exp(-(((hue - 275) / 25) ** 2))
     rc = 2 * _sqrt0(chroma**7 / (chroma**7 + 25.0**7))
     sl = 1 + 0.015 * (lightness - 50) ** 2 / jnp.sqrt(20 + (lightness - 50) ** 2)
@@ -140,6 +156,11 @@ def ciede2000_weights(lightness: jnp.ndarray, chroma: jnp.ndarray, hue: jnp.ndar
     sh = 1 + 0.015 * chroma * t
     rt = -jnp.sin(jnp.radians(2 * d_theta)) * rc
     return sl, sc, sh, rt
+
+
+#: Cosines and sines of the angles (degrees) in CIEDE2000's T.
+_COS = {a: float(np.cos(np.radians(a))) for a in (6, 30, 63)}
+_SIN = {a: float(np.sin(np.radians(a))) for a in (6, 30, 63)}
 
 
 def delta_e_2000(lab1: jnp.ndarray, lab2: jnp.ndarray) -> jnp.ndarray:

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ppjax.ops.metrics import D65_WHITE, SRGB_TO_XYZ, a_stretch, ciede2000_weights, delta_e_2000, srgb_to_lab
+from ppjax.ops.metrics import D65_WHITE, SRGB_TO_XYZ, a_stretch, ciede2000_weights, delta_e_2000, positive_power, srgb_to_lab
 
 __all__ = [
     "WINDOW", "REACH", "SYMMETRIC", "FIT_PASSES", "local_metric", "modelled", "inverse_metric", "cheapest_direction",
@@ -71,31 +71,37 @@ def local_metric(x0: jnp.ndarray) -> jnp.ndarray:
     region's rotation R_T; a grey's colour changes weighed alike every way), carried to sRGB by
     the Jacobian of the CIELAB conversion. Planes, not (..., 3, 3): XLA:CPU runs per-pixel
     arithmetic on planes as fused vector loops, and 3x3 products on the innermost axes several
-    times slower."""
+    times slower. Each power is taken once (as exp-log) and the derivatives come from it, and the
+    hue's cosines from the unit vector (a', b) / C' rather than from its angle: XLA:CPU's float
+    powers and cosines are scalar code, and they were most of this function's time."""
     v = jnp.clip(x0, 0.0, 1.0)
-    curve = jnp.maximum(v, 0.04045)
-    slope = jnp.where(v <= 0.04045, 1.0 / 12.92, 2.4 / 1.055 * ((curve + 0.055) / 1.055) ** 1.4)
+    low = v <= 0.04045
+    base = (jnp.maximum(v, 0.04045) + 0.055) / 1.055
+    high = positive_power(base, 2.4)
+    linear = jnp.where(low, v / 12.92, high)
+    slope = jnp.where(low, 1.0 / 12.92, (2.4 / 1.055) * high / base)  # d linear / d v
     xyz_of = _XYZ / _WHITE[:, None]
-    linear = jnp.where(v <= 0.04045, v / 12.92, ((curve + 0.055) / 1.055) ** 2.4)
     eps = 216.0 / 24389.0
-    # d Lab / d sRGB = LAB . diag(f'(xyz)) . xyz_of . diag(slope), one plane per entry.
-    part = []
+    f, part = [], []
     for k in range(3):
         t = sum(float(xyz_of[k, c]) * linear[..., c] for c in range(3))
-        f_slope = jnp.where(t > eps, (1.0 / 3.0) * jnp.maximum(t, eps) ** (-2.0 / 3.0), 24389.0 / 27.0 / 116.0)
+        above = t > eps
+        t_safe = jnp.maximum(t, eps)
+        cube_root = positive_power(t_safe, 1.0 / 3.0)
+        f.append(jnp.where(above, cube_root, (24389.0 / 27.0 * t + 16.0) / 116.0))
+        f_slope = jnp.where(above, cube_root / (3.0 * t_safe), 24389.0 / 27.0 / 116.0)  # d t^(1/3) / dt
         part.append([f_slope * float(xyz_of[k, c]) * slope[..., c] for c in range(3)])
     jl = [116.0 * part[1][c] for c in range(3)]
     ja = [500.0 * (part[0][c] - part[1][c]) for c in range(3)]
     jb = [200.0 * (part[1][c] - part[2][c]) for c in range(3)]
 
-    lab = srgb_to_lab(v)
-    lightness, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
+    lightness, a, b = 116.0 * f[1] - 16.0, 500.0 * (f[0] - f[1]), 200.0 * (f[1] - f[2])
     stretch = a_stretch(jnp.sqrt(a * a + b * b))
     ap = stretch * a
     cp = jnp.sqrt(ap * ap + b * b)
     grey = cp < 1e-6
     ux, uy = jnp.where(grey, 1.0, ap / jnp.where(grey, 1.0, cp)), jnp.where(grey, 0.0, b / jnp.where(grey, 1.0, cp))
-    sl, sc, sh, rt = ciede2000_weights(lightness, cp, jnp.degrees(jnp.arctan2(b, ap)) % 360.0)
+    sl, sc, sh, rt = ciede2000_weights(lightness, cp, jnp.degrees(jnp.arctan2(b, ap)) % 360.0, (ux, uy))
     # The (a', b) form: chroma along u = (ux, uy), hue along n = (-uy, ux), and R_T's cross term.
     inv_c, inv_h, cross = 1.0 / (sc * sc), 1.0 / (sh * sh), rt / (sc * sh)
     w00 = ux * ux * inv_c + uy * uy * inv_h - cross * ux * uy
@@ -204,11 +210,37 @@ def fit_levels(q: jnp.ndarray, x0_255: jnp.ndarray, limit: jnp.ndarray, lab0: jn
     proportional to scale) and truncated towards zero, so every pass shrinks it by at least a
     level; after :data:`FIT_PASSES` passes a pixel still over is left unchanged. Magnitudes only
     shrink, so every box and PSNR floor ``q`` kept still holds. ``lab0``: the original in CIELAB,
-    when the caller has it."""
-    lab0 = srgb_to_lab(x0_255 / 255.0) if lab0 is None else lab0  # once: each pass converts only the candidate
+    when the caller has it.
 
-    def exact(c):
-        return delta_e_2000(lab0, srgb_to_lab((x0_255 + c) / 255.0))
+    The passes run on the pixels over their allowance alone, gathered into a fixed-size list (at
+    most :data:`FIT_GATHERED` of the pixels; all of them when more are over): each pixel's fit is
+    its own, so the result is the same, and a pass costs its few pixels instead of a whole exact
+    CIEDE2000 of the array."""
+    lab0 = srgb_to_lab(x0_255 / 255.0) if lab0 is None else lab0  # once: each pass converts only the candidate
+    size = delta_e_2000(lab0, srgb_to_lab((x0_255 + q) / 255.0))
+    n = size.size
+    room = min(n, max(FIT_GATHERED_MIN, int(n * FIT_GATHERED)))
+    if room == n:
+        return _fit_passes(q, x0_255, limit, lab0, size)
+    over = (size > limit).reshape(-1)
+
+    def gathered():
+        at = jnp.nonzero(over, size=room, fill_value=0)[0]  # padded with pixel 0: its own fit, written back alike
+        q_at, x0_at, lab0_at = (a.reshape(n, 3)[at] for a in (q, x0_255, lab0))
+        fitted = _fit_passes(q_at, x0_at, limit.reshape(n)[at], lab0_at, size.reshape(n)[at])
+        return q.reshape(n, 3).at[at].set(fitted).reshape(q.shape)
+
+    return jax.lax.cond(jnp.sum(over) <= room, gathered, lambda: _fit_passes(q, x0_255, limit, lab0, size))
+
+
+#: The share of an array's pixels :func:`fit_levels` gathers for its passes (measured: 8.5% of a
+#: protected 1080-pixel working copy's pixels are over their allowance after rounding, 1.8% of
+#: the full-size photo's), and the fewest it gathers.
+FIT_GATHERED, FIT_GATHERED_MIN = 1 / 8, 4096
+
+
+def _fit_passes(q, x0_255, limit, lab0, size):
+    """:func:`fit_levels`'s passes, given each pixel's exact CIEDE2000 ``size`` before them."""
 
     def again(state):
         passes, _, _, fits = state
@@ -218,10 +250,9 @@ def fit_levels(q: jnp.ndarray, x0_255: jnp.ndarray, limit: jnp.ndarray, lab0: jn
         passes, scale, size, fits = state
         scale = jnp.where(fits, scale, scale * jnp.minimum(0.95, 0.95 * limit / jnp.maximum(size, 1e-12)))
         candidate = jnp.trunc(q * scale[..., None])
-        size = exact(candidate)
+        size = delta_e_2000(lab0, srgb_to_lab((x0_255 + candidate) / 255.0))
         return passes + 1, scale, size, fits | (size <= limit)
 
-    size = exact(q)
     state = (0, jnp.ones_like(limit), size, size <= limit)
     _, scale, _, fits = jax.lax.while_loop(again, shrink, state)
     out = jnp.where((scale < 1.0)[..., None], jnp.trunc(q * scale[..., None]), q)

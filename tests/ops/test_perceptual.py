@@ -116,3 +116,33 @@ def test_scale_and_fit_levels_hold_the_budget(photo_pixels):
     assert bool(jnp.all(jnp.abs(fitted) <= jnp.abs(q)))
     assert bool(jnp.all(fitted == jnp.rint(fitted)))
     assert float(jnp.sum(jnp.abs(fitted)) / jnp.sum(jnp.abs(q))) > 0.6
+
+
+@pytest.mark.parametrize("amplitude", [3.0, 6.0])
+def test_fit_levels_gathers_the_pixels_over_without_changing_the_result(amplitude):
+    """The passes on the pixels over their allowance alone (few over: gathered; many: the whole
+    array) give exactly the bytes of passes over the whole array."""
+    rng = np.random.default_rng(3)
+    x0_255 = jnp.asarray(rng.integers(0, 256, (1, 256, 256, 3)), jnp.float32)
+    limit = perceptual.allowance(x0_255 / 255.0, 1.2, 3.0)
+    q = jnp.clip(x0_255 + jnp.asarray(rng.choice([-1.0, 0.0, 1.0], size=x0_255.shape), jnp.float32) * amplitude, 0, 255) - x0_255
+    lab0 = perceptual.srgb_to_lab(x0_255 / 255.0)
+    size = perceptual.delta_e_2000(lab0, perceptual.srgb_to_lab((x0_255 + q) / 255.0))
+    share = float(jnp.mean(size > limit))
+    assert (share < perceptual.FIT_GATHERED) == (amplitude == 3.0) and share > 0.0  # both paths taken
+    fitted = jax.jit(perceptual.fit_levels)(q, x0_255, limit)
+    whole = jax.jit(perceptual._fit_passes)(q, x0_255, limit, lab0, size)
+    assert bool(jnp.all(fitted == whole))
+    assert bool(jnp.all(ciede2000_map(x0_255 / 255.0, (x0_255 + fitted) / 255.0) <= limit))
+
+
+def test_local_metric_hue_identities_match_the_angles():
+    """CIEDE2000's weights from the hue's unit vector are those from its angle."""
+    from ppjax.ops.metrics import ciede2000_weights
+
+    rng = np.random.default_rng(4)
+    hue = jnp.asarray(rng.uniform(0.0, 360.0, 1000), jnp.float32)
+    lightness, chroma = jnp.asarray(rng.uniform(0, 100, 1000), jnp.float32), jnp.asarray(rng.uniform(0, 120, 1000), jnp.float32)
+    direction = (jnp.cos(jnp.radians(hue)), jnp.sin(jnp.radians(hue)))
+    for a, b in zip(ciede2000_weights(lightness, chroma, hue), ciede2000_weights(lightness, chroma, hue, direction)):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-5)
