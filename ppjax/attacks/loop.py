@@ -34,8 +34,8 @@ def _seen(channel, targets, x0, keys, step, geometry):
     """Per group of the channel's draws at ``step``, each target's (k * N,) top-1 class of the
     original ``x0`` through the same draws."""
     return tuple(
-        tuple(jax.lax.stop_gradient(jnp.argmax(t.apply(t.variables, clean), axis=-1)) for t in bound)
-        for clean, bound in channel(keys, step, x0, geometry, targets)
+        tuple(jax.lax.stop_gradient(jnp.argmax(t.apply(t.variables, group.pixels), axis=-1)) for t in group.targets)
+        for group in channel(keys, step, x0, geometry, targets)
     )
 
 
@@ -82,11 +82,21 @@ def _through(channel, targets, diversity=None, scales=1):
         n = x.shape[0]
         seen = _seen(channel, targets, x0, keys, step, geometry) if seen is None else seen
         total, count, lead = 0.0, 0, None
-        for (xs, bound), classes in zip(channel(keys, step, x, geometry, targets), seen):  # groups of draws of one shape each
+        for group, classes in zip(channel(keys, step, x, geometry, targets), seen):  # groups of draws of one shape each
+            xs, bound = group.pixels, group.targets
             k = xs.shape[0] // n
-            value, this = _objective_and_lead(bound, xs, classes, scales)
-            this = jnp.min(this.reshape(k, n), axis=0)
-            total, count = total + value, count + k
+
+            def judged(xs=xs, bound=bound, classes=classes, k=k):
+                value, this = _objective_and_lead(bound, xs, classes, scales)
+                return jnp.asarray(value, jnp.float32), jnp.min(this.reshape(k, n), axis=0).astype(jnp.float32)
+
+            if group.active is None:
+                value, this = judged()
+                count = count + k
+            else:  # a group drawn on some steps only: skipped, not computed, on the others
+                value, this = jax.lax.cond(group.active, judged, lambda: (jnp.float32(0.0), jnp.full((n,), jnp.inf, jnp.float32)))
+                count = count + k * group.active.astype(jnp.float32)
+            total = total + value
             lead = this if lead is None else jnp.minimum(lead, this)
         return total / count, lead
 

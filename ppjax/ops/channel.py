@@ -26,6 +26,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -37,7 +38,7 @@ from ppjax.ops.resample import FILTERS, center_crop, resize
 
 __all__ = [
     "VIEWS", "CHANNELS", "PLATFORM_SIDES", "EXACT_VIEW_MAX_SIDE", "PANEL_QUALITIES", "STRUCTURES", "REFERENCE_VIEW", "Variant",
-    "platform_size", "view_size", "apply_variant", "panel", "ChannelDraws", "channel_draws", "canvas_targets",
+    "platform_size", "view_size", "apply_variant", "panel", "DrawGroup", "ChannelDraws", "channel_draws", "canvas_targets",
 ]  # fmt: skip
 
 #: The attacker's preprocessing: name -> ((height, width) to resize to, centre crop side or None).
@@ -143,6 +144,16 @@ def panel(channel: str, h: int, w: int) -> tuple[Variant, ...]:
     )
 
 
+class DrawGroup(NamedTuple):
+    """Copies of a batch that one set of bound targets classifies: ``pixels`` (k * N, h, w, 3),
+    ``targets``, and ``active``: None when the group counts at every step, else a (traced) bool,
+    whether it counts at this step (its objective and lead are skipped, not computed, when not)."""
+
+    pixels: jnp.ndarray
+    targets: tuple
+    active: object = None
+
+
 @dataclass(frozen=True)
 class ChannelDraws:
     """The expectation over the channel that the attack's gradient is averaged over, for a batch of
@@ -154,9 +165,9 @@ class ChannelDraws:
     are used, so that every structure comes round equally often whatever the batch, and each image
     draws its JPEG quality uniformly from ``qualities`` (inclusive) from its own key, the step and
     ``d``. The images' draws thus depend only on their keys, never on the batch they are in. With
-    ``exact``, each step also draws the image as it is (on odd steps re-encoded: the step's first
-    re-encoded draw, the same file seen whole), classified whole: photos of at most
-    :data:`EXACT_VIEW_MAX_SIDE` pixels. With an even number of draws, which draws re-encode is the
+    ``exact``, every ``whole_every`` steps the image is also drawn as it is (every other time
+    re-encoded: the step's first re-encoded draw, the same file seen whole), classified whole:
+    photos of at most :data:`EXACT_VIEW_MAX_SIDE` pixels. With an even number of draws, which draws re-encode is the
     same at every step, so no step traces a JPEG it does not compute.
 
     The structure is a traced value selecting the views' maps and the JPEG step inside one program,
@@ -168,13 +179,19 @@ class ChannelDraws:
 
     draws: int = 2
     qualities: tuple[int, int] = (70, 95)
-    #: Also one draw per step of the image as it is (every other step JPEG-re-encoded): photos
-    #: small enough to be classified whole.
+    #: Also a draw of the image as it is (every other time JPEG-re-encoded): photos small enough
+    #: to be classified whole.
     exact: bool = False
+    #: With ``exact``, the steps between two draws of the image as it is: 1, every step; 2, every
+    #: other step (its group is :attr:`DrawGroup.active` on those steps only, so that the other
+    #: steps skip a forward and backward pass of the photo's whole canvas).
+    whole_every: int = 1
 
     def __post_init__(self):
         if self.draws < 1:
             raise ValueError("a channel needs at least one draw per step")
+        if self.whole_every < 1:
+            raise ValueError(f"whole_every must be at least 1, got {self.whole_every}")
         lo, hi = self.qualities
         if not 1 <= lo <= hi <= 100:
             raise ValueError(f"JPEG quality range must be within 1..100, got {self.qualities}")
@@ -184,19 +201,19 @@ class ChannelDraws:
         """Steps after which every structure (and, with ``exact``, both JPEG states of the whole
         image) has been drawn once: an attack stops early only after this many steps in a row
         with its margin."""
-        return max(-(-STRUCTURES // self.draws), 2 if self.exact else 1)
+        return max(-(-STRUCTURES // self.draws), 2 * self.whole_every if self.exact else 1)
 
     @property
     def period(self) -> int:
         """Steps after which the structures drawn repeat (the JPEG qualities do not)."""
         p = STRUCTURES // math.gcd(STRUCTURES, self.draws)
-        return math.lcm(p, 2) if self.exact else p
+        return math.lcm(p, 2 * self.whole_every) if self.exact else p
 
     def __call__(self, keys: jax.Array, step, x01: jnp.ndarray, geometry, targets=()) -> list:
-        """Groups ``(pixels, targets)`` of transformed copies of the (N, S, S', 3) canvas batch, each
+        """:class:`DrawGroup`\ s of transformed copies of the (N, S, S', 3) canvas batch, each
         with the ``targets`` bound to classify them: the ``draws`` structures at the views' size,
         draw-major ((draws * N, 224, 224, 3)), then with ``exact`` the canvas itself, its photos
-        classified alone (:func:`canvas_targets`). ``keys``: (N,) per-image keys; ``step``: the
+        classified alone (:func:`canvas_targets`), active every ``whole_every`` steps. ``keys``: (N,) per-image keys; ``step``: the
         attack step (may be traced); ``geometry``: the batch's :class:`ppjax.ops.canvas.Geometry`."""
         valid = jnp.asarray(geometry.valid)
         out, encoded = [], None
@@ -212,16 +229,18 @@ class ChannelDraws:
                 q = self._qualities(keys, step, d)
                 seen = jax.lax.cond(index % 2 == 1, lambda x: jpeg_round_trip(x, q, "4:2:0", valid), lambda x: x, x01)
             out.append(resize_view(seen, geometry.rows, geometry.cols, index // 2))
-        groups = [(jnp.concatenate(out, axis=0), tuple(targets))]
+        groups = [DrawGroup(jnp.concatenate(out, axis=0), tuple(targets))]
         if self.exact:
-            # Re-encoded on odd steps: the step's first re-encoded draw when it has one (the same
-            # file, seen whole), else a draw of its own.
+            # Re-encoded every other time it is drawn: the step's first re-encoded draw when it has
+            # one (the same file, seen whole), else a draw of its own.
+            reencode = (step // self.whole_every) % 2 == 1
             if encoded is None:
                 q = self._qualities(keys, step, self.draws)
-                whole = jax.lax.cond(step % 2 == 1, lambda x: jpeg_round_trip(x, q, "4:2:0", valid), lambda x: x, x01)
+                whole = jax.lax.cond(reencode, lambda x: jpeg_round_trip(x, q, "4:2:0", valid), lambda x: x, x01)
             else:
-                whole = jnp.where(step % 2 == 1, encoded, x01)
-            groups.append((whole, canvas_targets(targets, geometry)))
+                whole = jnp.where(reencode, encoded, x01)
+            active = None if self.whole_every == 1 else step % self.whole_every == 0
+            groups.append(DrawGroup(whole, canvas_targets(targets, geometry), active))
         return groups
 
     def reference(self, x01: jnp.ndarray, geometry) -> jnp.ndarray:
@@ -269,7 +288,7 @@ def canvas_targets(targets, geometry) -> tuple:
     return tuple(bound)
 
 
-def channel_draws(h: int, w: int, *, draws: int = 2, qualities: tuple[int, int] = (70, 95)) -> ChannelDraws:
+def channel_draws(h: int, w: int, *, draws: int = 2, qualities: tuple[int, int] = (70, 95), whole_every: int = 1) -> ChannelDraws:
     """The ``social`` channel's draws for (h, w) working copies: the four views, each as written and
     re-encoded, and the exact view for photos of at most :data:`EXACT_VIEW_MAX_SIDE` pixels."""
-    return ChannelDraws(draws, qualities, exact=max(h, w) <= EXACT_VIEW_MAX_SIDE)
+    return ChannelDraws(draws, qualities, exact=max(h, w) <= EXACT_VIEW_MAX_SIDE, whole_every=whole_every)

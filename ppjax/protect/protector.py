@@ -72,6 +72,9 @@ class Protector:
     channel: str = "exact"
     #: Channel draws averaged per step with ``channel="social"``.
     channel_draws: int = 2
+    #: Photos classified whole (:attr:`ppjax.ops.canvas.Canvas.exact`): the steps between two
+    #: draws of the photo seen whole (:attr:`ppjax.ops.channel.ChannelDraws.whole_every`).
+    whole_every: int = 1
     #: Transfer parts for the attack (input diversity, TI smoothing, momentum); None: none.
     transfer: attacks.Transfer | None = None
     #: PSNR floor in dB (None: none): every step, and the bytes returned, keep at least this PSNR
@@ -108,6 +111,7 @@ class Protector:
         settings = {
             "method": self.method, "eps": self.eps, "steps": self.steps, "early_stop": self.early_stop, "lattice_steps": self.lattice_steps,
             "margin": self.margin, "options": dict(self.options), "channel": self.channel, "channel_draws": self.channel_draws,
+            **({"whole_every": self.whole_every} if self.whole_every != 1 else {}),
             "transfer": describe(self.transfer), "min_psnr": self.min_psnr, "perceptual": describe(self.perceptual),
         }  # fmt: skip
 
@@ -141,7 +145,7 @@ class Protector:
         None for the exact channel."""
         if self.channel == "exact":
             return None
-        return ChannelDraws(self.channel_draws, exact=exact)
+        return ChannelDraws(self.channel_draws, exact=exact, whole_every=self.whole_every)
 
     def _attack(self, targets, terms, draws):
         return attacks.build(

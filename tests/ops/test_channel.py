@@ -91,7 +91,7 @@ def test_draws_depend_on_each_images_key_not_on_its_batch():
     for step in (0, 3):
         together = draws(keys, step, xc, g)
         alone = draws(keys[1:2], step, xc[1:2], g1)
-        assert [p.shape for p, _ in together] == [(6, 224, 224, 3), (3, *canvas.shape, 3)]
+        assert [g.pixels.shape for g in together] == [(6, 224, 224, 3), (3, *canvas.shape, 3)]
         # Image 1's draws (rows 1 and 4 of the first group, row 1 of the second) do not change, but
         # for a rare value on a rounding boundary, which another batch size's float order (the
         # loops XLA compiles differ) puts one grey level the other way.
