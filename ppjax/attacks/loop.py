@@ -95,7 +95,7 @@ def _through(channel, targets, diversity=None, scales=1):
                 count = count + k
             else:  # a group drawn on some steps only: skipped, not computed, on the others
                 value, this = jax.lax.cond(group.active, judged, lambda: (jnp.float32(0.0), jnp.full((n,), jnp.inf, jnp.float32)))
-                count = count + k * group.active.astype(jnp.float32)
+                count = count + k * jnp.asarray(group.active, jnp.float32)
             total = total + value
             lead = this if lead is None else jnp.minimum(lead, this)
         return total / count, lead
@@ -168,7 +168,8 @@ def iterate(
     always around ``x01``. ``steps`` there overrides the number of steps (it may be traced).
 
     ``channel``: what happens to the image between share and classify, as
-    ``channel(keys, step, x, geometry, targets) -> groups of ((k * N, h, w, 3) draws, targets)`` (a
+    ``channel(keys, step, x, geometry, targets) -> groups`` (:class:`ppjax.ops.channel.DrawGroup`:
+    (k * N, h, w, 3) draws, the targets that classify them, whether they count at this step; a
     :class:`ppjax.ops.channel.ChannelDraws`), for (N, S, S', 3) canvases described by ``geometry``
     (a :class:`ppjax.ops.canvas.Geometry`; the change stays zero outside each photo). The gradient is
     then the expectation over its draws, and the early stop asks for the margin on every draw of

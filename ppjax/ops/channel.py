@@ -210,7 +210,7 @@ class ChannelDraws:
         return math.lcm(p, 2 * self.whole_every) if self.exact else p
 
     def __call__(self, keys: jax.Array, step, x01: jnp.ndarray, geometry, targets=()) -> list:
-        """:class:`DrawGroup`\ s of transformed copies of the (N, S, S', 3) canvas batch, each
+        """Groups (:class:`DrawGroup`) of transformed copies of the (N, S, S', 3) canvas batch, each
         with the ``targets`` bound to classify them: the ``draws`` structures at the views' size,
         draw-major ((draws * N, 224, 224, 3)), then with ``exact`` the canvas itself, its photos
         classified alone (:func:`canvas_targets`), active every ``whole_every`` steps. ``keys``: (N,) per-image keys; ``step``: the

@@ -206,9 +206,12 @@ def scale_to_allowance(d: jnp.ndarray, metric: jnp.ndarray, limit: jnp.ndarray) 
 def fit_levels(q: jnp.ndarray, x0_255: jnp.ndarray, limit: jnp.ndarray, lab0: jnp.ndarray | None = None) -> jnp.ndarray:
     """Whole-level changes ``q`` (..., H, W, 3; 1/255 units, ``x0_255 + q`` in [0, 255]) made to
     keep each pixel's *exact* CIEDE2000 within ``limit`` (..., H, W), as the written bytes are
-    measured. A pixel over it is scaled by ``s`` = 0.95 ``limit`` / its CIEDE2000 (close to
-    proportional to scale) and truncated towards zero, so every pass shrinks it by at least a
-    level; after :data:`FIT_PASSES` passes a pixel still over is left unchanged. Magnitudes only
+    measured. A pixel over it first takes one level back towards the original on as few of its
+    channels as fit (of those, the one keeping the largest CIEDE2000): rounding a change that
+    was fitted in float overshoots by at most half a level a channel, so this mostly keeps all
+    but one level of it. A pixel still over is scaled by ``s`` = 0.95 ``limit`` / its CIEDE2000
+    (close to proportional to scale) and truncated towards zero, so every pass shrinks it by at
+    least a level; after :data:`FIT_PASSES` passes a pixel still over is left unchanged. Magnitudes only
     shrink, so every box and PSNR floor ``q`` kept still holds. ``lab0``: the original in CIELAB,
     when the caller has it.
 
@@ -239,8 +242,31 @@ def fit_levels(q: jnp.ndarray, x0_255: jnp.ndarray, limit: jnp.ndarray, lab0: jn
 FIT_GATHERED, FIT_GATHERED_MIN = 1 / 8, 4096
 
 
+#: How far inside its allowance (CIEDE2000) a step back must land, so that another program's
+#: float order never finds it over.
+_HAIR = 1e-3
+#: The one-level steps back :func:`fit_levels` tries first: each subset of the three channels,
+#: fewest first.
+_LEVEL_BACK = np.array([(1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0), (1, 0, 1), (0, 1, 1), (1, 1, 1)], np.float32)
+
+
+def _level_back(q, x0_255, limit, lab0, size):
+    """(q, size) with each pixel over its ``limit`` one level back towards the original on the
+    fewest channels that fit (of those, keeping the largest CIEDE2000); unchanged where none fits."""
+    best_q, best_key, best_size = q, jnp.full(size.shape, jnp.inf), size
+    for step in _LEVEL_BACK:
+        candidate = q - jnp.sign(q) * step
+        this = delta_e_2000(lab0, srgb_to_lab((x0_255 + candidate) / 255.0))
+        key = jnp.where((size > limit) & (this <= limit - _HAIR), step.sum() * 1e3 - this, jnp.inf)  # fewest channels, then largest
+        better = key < best_key
+        best_q = jnp.where(better[..., None], candidate, best_q)
+        best_key, best_size = jnp.where(better, key, best_key), jnp.where(better, this, best_size)
+    return best_q, best_size
+
+
 def _fit_passes(q, x0_255, limit, lab0, size):
-    """:func:`fit_levels`'s passes, given each pixel's exact CIEDE2000 ``size`` before them."""
+    """:func:`fit_levels`'s steps back and passes, given each pixel's exact CIEDE2000 ``size``."""
+    q, size = _level_back(q, x0_255, limit, lab0, size)
 
     def again(state):
         passes, _, _, fits = state

@@ -129,6 +129,46 @@ def test_draws_on_a_canvas_are_the_photos_own():
         _same_but_rare_flips(np.asarray(a[1][0])[:, :201, :287], b[1][0])
 
 
+def test_the_photo_seen_whole_every_other_step():
+    """With ``whole_every=2`` the whole-photo group counts on even steps only, as written and
+    re-encoded in turn (both within a cycle, the early stop's window); on the other steps the loop
+    skips it: the objective, lead and gradient are those of the draws alone."""
+    from ppjax.attacks.loop import _through
+    from ppjax.attacks.objectives import Target, cross_entropy
+    from ppjax.ops.canvas import canvas_for
+
+    every = ChannelDraws(2, exact=True, whole_every=2)
+    assert every.cycle == 4 and every.period == 4 and ChannelDraws(2, exact=True).cycle == 4
+    with pytest.raises(ValueError):
+        ChannelDraws(2, exact=True, whole_every=0)
+    rng = np.random.default_rng(5)
+    x = jnp.asarray(rng.integers(0, 256, (1, 40, 48, 3)), jnp.float32) / 255.0
+    xc, g = _on_canvas(x, canvas_for(40, 48))
+    keys = jax.random.split(jax.random.key(3), 1)
+    wholes = [every(keys, step, xc, g)[1] for step in range(4)]
+    g = g._replace(extents=(np.zeros((1, 1, 2), np.int32),))  # for a model of fixed side: nothing to mask
+    assert [bool(w.active) for w in wholes] == [True, False, True, False]
+    assert bool(jnp.all(wholes[0].pixels == xc)) and not bool(jnp.all(wholes[2].pixels == xc))  # step 2 re-encoded
+    weights = jnp.asarray(rng.normal(size=(3, 5)), jnp.float32)
+    target = Target(lambda v, a: jnp.mean(a, axis=(1, 2)) @ v, weights, cross_entropy(), fixed_size=224)
+    labels = (jnp.zeros(1, jnp.int32),)
+    moved = jnp.clip(xc + 0.02 * jnp.asarray(rng.normal(size=xc.shape), jnp.float32), 0.0, 1.0)
+
+    def judged(channel, step):
+        fn = _through(channel, (target,))
+        return jax.value_and_grad(lambda a: fn(a, xc, labels, keys, step, g)[0])(moved), fn(moved, xc, labels, keys, step, g)[1]
+
+    draws_alone = ChannelDraws(2)
+    (v1, g1), lead1 = judged(every, 1)
+    (v0, g0), lead0 = judged(draws_alone, 1)
+    np.testing.assert_allclose(float(v1), float(v0), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(g1), np.asarray(g0), rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(np.asarray(lead1), np.asarray(lead0), rtol=1e-6)
+    (v2, _), _ = judged(every, 2)
+    (v2_alone, _), _ = judged(draws_alone, 2)
+    assert abs(float(v2) - float(v2_alone)) > 1e-6  # counted where active
+
+
 def test_large_photos_get_no_exact_view():
     assert not channel_draws(810, 1080).exact and channel_draws(512, 384).exact
     with pytest.raises(ValueError):
