@@ -167,8 +167,8 @@ class ChannelDraws:
     ``d``. The images' draws thus depend only on their keys, never on the batch they are in. With
     ``exact``, every ``whole_every`` steps the image is also drawn as it is (every other time
     re-encoded: the step's first re-encoded draw, the same file seen whole), classified whole:
-    photos of at most :data:`EXACT_VIEW_MAX_SIDE` pixels. With an even number of draws, which draws re-encode is the
-    same at every step, so no step traces a JPEG it does not compute.
+    photos of at most :data:`EXACT_VIEW_MAX_SIDE` pixels. With an even number of draws, which
+    draws re-encode is the same at every step, so no step traces a JPEG it does not compute.
 
     The structure is a traced value selecting the views' maps and the JPEG step inside one program,
     so the channel is traced once per use, not once per structure. The working copy is the photo
@@ -213,8 +213,9 @@ class ChannelDraws:
         """Groups (:class:`DrawGroup`) of transformed copies of the (N, S, S', 3) canvas batch, each
         with the ``targets`` bound to classify them: the ``draws`` structures at the views' size,
         draw-major ((draws * N, 224, 224, 3)), then with ``exact`` the canvas itself, its photos
-        classified alone (:func:`canvas_targets`), active every ``whole_every`` steps. ``keys``: (N,) per-image keys; ``step``: the
-        attack step (may be traced); ``geometry``: the batch's :class:`ppjax.ops.canvas.Geometry`."""
+        classified alone (:func:`canvas_targets`), active every ``whole_every`` steps. ``keys``:
+        (N,) per-image keys; ``step``: the attack step (may be traced); ``geometry``: the batch's
+        :class:`ppjax.ops.canvas.Geometry`."""
         valid = jnp.asarray(geometry.valid)
         out, encoded = [], None
         for d in range(self.draws):

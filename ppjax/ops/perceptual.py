@@ -82,6 +82,7 @@ def local_metric(x0: jnp.ndarray) -> jnp.ndarray:
     slope = jnp.where(low, 1.0 / 12.92, (2.4 / 1.055) * high / base)  # d linear / d v
     xyz_of = _XYZ / _WHITE[:, None]
     eps = 216.0 / 24389.0
+    # d Lab / d sRGB = LAB . diag(f'(xyz)) . xyz_of . diag(slope), one plane per entry.
     f, part = [], []
     for k in range(3):
         t = sum(float(xyz_of[k, c]) * linear[..., c] for c in range(3))
@@ -211,9 +212,9 @@ def fit_levels(q: jnp.ndarray, x0_255: jnp.ndarray, limit: jnp.ndarray, lab0: jn
     was fitted in float overshoots by at most half a level a channel, so this mostly keeps all
     but one level of it. A pixel still over is scaled by ``s`` = 0.95 ``limit`` / its CIEDE2000
     (close to proportional to scale) and truncated towards zero, so every pass shrinks it by at
-    least a level; after :data:`FIT_PASSES` passes a pixel still over is left unchanged. Magnitudes only
-    shrink, so every box and PSNR floor ``q`` kept still holds. ``lab0``: the original in CIELAB,
-    when the caller has it.
+    least a level; after :data:`FIT_PASSES` passes a pixel still over is left unchanged.
+    Magnitudes only shrink, so every box and PSNR floor ``q`` kept still holds. ``lab0``: the
+    original in CIELAB, when the caller has it.
 
     The passes run on the pixels over their allowance alone, gathered into a fixed-size list (at
     most :data:`FIT_GATHERED` of the pixels; all of them when more are over): each pixel's fit is
@@ -257,7 +258,8 @@ def _level_back(q, x0_255, limit, lab0, size):
     for step in _LEVEL_BACK:
         candidate = q - jnp.sign(q) * step
         this = delta_e_2000(lab0, srgb_to_lab((x0_255 + candidate) / 255.0))
-        key = jnp.where((size > limit) & (this <= limit - _HAIR), step.sum() * 1e3 - this, jnp.inf)  # fewest channels, then largest
+        # The fewest channels, then the largest CIEDE2000.
+        key = jnp.where((size > limit) & (this <= limit - _HAIR), step.sum() * 1e3 - this, jnp.inf)
         better = key < best_key
         best_q = jnp.where(better[..., None], candidate, best_q)
         best_key, best_size = jnp.where(better, key, best_key), jnp.where(better, this, best_size)
