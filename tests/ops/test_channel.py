@@ -129,6 +129,7 @@ def test_draws_on_a_canvas_are_the_photos_own():
         _same_but_rare_flips(np.asarray(a[1][0])[:, :201, :287], b[1][0])
 
 
+@pytest.mark.slow
 def test_the_photo_seen_whole_every_other_step():
     """With ``whole_every=2`` the whole-photo group counts on even steps only, as written and
     re-encoded in turn (both within a cycle, the early stop's window); on the other steps the loop

@@ -118,6 +118,7 @@ def test_scale_and_fit_levels_hold_the_budget(photo_pixels):
     assert float(jnp.sum(jnp.abs(fitted)) / jnp.sum(jnp.abs(q))) > 0.6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("amplitude", [3.0, 6.0])
 def test_fit_levels_gathers_the_pixels_over_without_changing_the_result(amplitude):
     """The passes on the pixels over their allowance alone (few over: gathered; many: the whole
