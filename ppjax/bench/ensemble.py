@@ -10,7 +10,6 @@ most the sum of the members' steps: ``ratio`` <= 1. Speed does not depend on the
 
 from __future__ import annotations
 
-import time
 from typing import Callable, Sequence
 
 import jax
@@ -18,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppjax import attacks
+from ppjax.bench.timing import median_seconds
 
 __all__ = ["random_model", "step_time", "run_ensemble_bench"]
 
@@ -48,15 +48,7 @@ def step_time(targets: Sequence[attacks.Target], x01: np.ndarray, repeats: int) 
     grad = jax.jit(jax.grad(value, argnums=1))
     variables = jax.device_put(tuple(t.variables for t in targets))
     x = jax.device_put(jnp.asarray(x01))
-    start = time.perf_counter()
-    grad(variables, x).block_until_ready()
-    compile_s = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        grad(variables, x).block_until_ready()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)), compile_s
+    return median_seconds(grad, variables, x, repeats=repeats)
 
 
 def run_ensemble_bench(

@@ -48,16 +48,9 @@ def _pass(config, load, protector, in_flight: int | None = None) -> dict:
 
 
 def _median_ms(fn, *args, repeats: int = 5) -> float:
-    import jax
-    import numpy as np
+    from ppjax.bench.timing import median_seconds
 
-    jax.block_until_ready(fn(*args))  # compiled once, outside the clock
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return 1000.0 * float(np.median(times))
+    return 1000.0 * median_seconds(fn, *args, repeats=repeats)[0]
 
 
 def attack_parts(protector, photo: Path, names=()) -> list[tuple[str, float]]:
