@@ -18,11 +18,6 @@ built on :func:`ppjax.attacks.iterate`.
   pass is unchanged. It is a property of the attacked networks' backward pass, applied where the
   targets are built (:meth:`ppjax.models.Model.with_skip_gradient`); networks without residual
   blocks are attacked as they are.
-- **Linear backward pass** (Guo, Li and Chen 2020, LinBP): through the last ``linear_backward``
-  share of the attacked networks' blocks (and their heads), the ReLU6s pass the gradient as if
-  they were the identity; the forward pass is unchanged. Applied where the targets are built, as
-  the skip gradient is (:meth:`ppjax.models.Model.with_linear_backward`); networks without ReLU6
-  blocks are attacked as they are.
 
 :class:`Transfer` holds the settings; zero (one for ``scales``) switches a part off.
 """
@@ -46,8 +41,7 @@ class Transfer:
     """Transfer parts: ``diversity`` (probability per step, 0..1), ``diversity_scale`` (smallest
     shrink factor, 0.75..1), ``smoothing`` (Gaussian kernel side in pixels, odd; 0 off), ``momentum``
     (decay; 0 off), ``scales`` (copies the objective is averaged over; 1 off), ``skip_gradient``
-    (SGM's gamma on residual branches, in (0, 1]; 1 off), ``linear_backward`` (LinBP's share of
-    the blocks, counted from the head, that backpropagate linearly, in [0, 1]; 0 off)."""
+    (SGM's gamma on residual branches, in (0, 1]; 1 off)."""
 
     diversity: float = 0.0
     diversity_scale: float = 0.85
@@ -55,7 +49,6 @@ class Transfer:
     momentum: float = 0.0
     scales: int = 1
     skip_gradient: float = 1.0
-    linear_backward: float = 0.0
 
     def __post_init__(self):
         if not 0.0 <= self.diversity <= 1.0:
@@ -70,12 +63,10 @@ class Transfer:
             raise ValueError(f"scales is a whole number of copies, at least 1, got {self.scales}")
         if not 0.0 < self.skip_gradient <= 1.0:
             raise ValueError(f"skip_gradient is SGM's gamma in (0, 1] (1: off), got {self.skip_gradient}")
-        if not 0.0 <= self.linear_backward <= 1.0:
-            raise ValueError(f"linear_backward is a share of the blocks in [0, 1] (0: off), got {self.linear_backward}")
 
     @property
     def active(self) -> bool:
-        return bool(self.diversity or self.smoothing or self.momentum or self.scales > 1 or self.skip_gradient != 1.0 or self.linear_backward)
+        return bool(self.diversity or self.smoothing or self.momentum or self.scales > 1 or self.skip_gradient != 1.0)
 
 
 def diverse_inputs(x01: jnp.ndarray, keys: jax.Array, step, p: float, scale: float, valid=None) -> jnp.ndarray:

@@ -56,7 +56,6 @@ def protect(
     momentum: Annotated[Optional[float], typer.Option(min=0.0, help="Momentum: decay of the accumulated L1-normalised gradients. Default 1 (0: off).")] = None,
     scales: Annotated[Optional[int], typer.Option(min=1, help="Scale copies: the objective averaged over this many copies of the image with pixel values divided by 1, 2, 4, ... (SI). 3 carries over better after JPEG and resizes, at twice the time. Default 1 (off).")] = None,
     skip_gradient: Annotated[Optional[float], typer.Option(min=0.01, max=1.0, help="Skip gradient (SGM): the gradient through the attacked networks' residual branches scaled by this gamma, so that it leans on the skip paths (forward unchanged; networks without residual blocks are attacked as they are). Default 0.5 (1: off).")] = None,
-    linear_backward: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Linear backward pass (LinBP): through this share of the attacked networks' blocks, counted from the head, the ReLU6 activations pass the gradient as if linear (forward unchanged; EfficientNet-Lite and MobileNetV2; others are attacked as they are). Default 0 (off).")] = None,
     min_psnr: Annotated[Optional[float], typer.Option(min=0.0, max=100.0, help="PSNR floor in dB: no written PNG differs from its original more than this allows; a photo that needs more stays less protected (0: no floor; JPEG output adds the encoder's own change). Default: the strength's (38; low 40, high 35).")] = None,
     delta_e: Annotated[Optional[str], typer.Option(help="Perceptual budget: how far each pixel may change in CIEDE2000, as FLAT,BUSY (on flat areas, rising to BUSY in busy texture; less in deep shadow and near white), inside the --eps ball; steps go where the eye sees least (lightness more than colour). 'off': the --eps ball alone. Default: the strength's (1.2,3; low 0.8,2; high 1.8,4.5); off for the methods other than pgd, bim, fgsm and mifgsm.")] = None,
     strength: Annotated[Strength, typer.Option(help=_strength_help())] = Strength.MID,
@@ -88,7 +87,7 @@ def protect(
         config = ProtectConfig(
             tuple(inputs), out_dir, models=tuple(model.split(",")), ensemble=ensemble, method=method, objective=objective, channel=channel,
             channel_draws=channel_draws, channel_rounds=channel_rounds, eps=eps, steps=steps, margin=margin,
-            diversity=diversity, smoothing=smoothing, momentum=momentum, scales=scales, skip_gradient=skip_gradient, linear_backward=linear_backward, min_psnr=min_psnr, strength=strength,
+            diversity=diversity, smoothing=smoothing, momentum=momentum, scales=scales, skip_gradient=skip_gradient, min_psnr=min_psnr, strength=strength,
             delta_e=delta_e, seed=seed, format=fmt, keep_metadata=keep_metadata, look=look, no_refine=no_refine, jpeg_quality=jpeg_quality, jpeg_rounds=jpeg_rounds, appeal=appeal, penalty=penalty,
             penalty_weight=penalty_weight, batch_size=batch_size, early_stop=not no_early_stop, overwrite=overwrite,
             devices=devices, num_shards=num_shards, shard_index=shard_index, backend=backend, ray_address=ray_address,

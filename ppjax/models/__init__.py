@@ -70,23 +70,7 @@ class Model:
         fields = getattr(type(self.module), "__dataclass_fields__", {})
         if gamma == 1.0 or "skip_gradient" not in fields:
             return self
-        module = self.module.clone(skip_gradient=gamma)
-        return replace(self, apply=normalised_apply(module, self.spec), module=module)
-
-    def with_linear_backward(self, share: float) -> "Model":
-        """This model with LinBP's linear backward pass (:func:`ppjax.models.layers.relu6_linear_backward`)
-        through the last ``share`` of its blocks (rounded to whole blocks) and its head; forward
-        unchanged. ``share`` 0 is the true gradient; a network that has no such option (no ReLU6
-        blocks: ResNet, DenseNet, MobileNet v1, NIMA) comes back as it is."""
-        if not 0.0 <= share <= 1.0:
-            raise ValueError(f"the linear backward pass's share of blocks is in [0, 1], got {share}")
-        fields = getattr(type(self.module), "__dataclass_fields__", {})
-        if share == 0.0 or "linear_from" not in fields:
-            return self
-        blocks = self.module.num_blocks
-        start = blocks - max(1, round(share * blocks))
-        module = self.module.clone(linear_from=start)
-        return replace(self, apply=normalised_apply(module, self.spec), module=module)
+        return replace(self, apply=normalised_apply(self.module.clone(skip_gradient=gamma), self.spec))
 
     def logits(self, x01: jnp.ndarray) -> jnp.ndarray:
         return self.apply(self.variables, x01)

@@ -25,7 +25,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from ppjax.models import Model, ModelSpec, abstract_shapes, load_classifier, normalised_apply
-from ppjax.models.layers import Conv, activation, batch_norm, relu6, residual_sum, tf_same_pads
+from ppjax.models.layers import Conv, batch_norm, relu6, residual_sum, tf_same_pads
 
 _BN_EPS = 1e-3
 
@@ -91,18 +91,16 @@ class MBConvBlock(nn.Module):
     static_size: int  # the input side the original fixed this block's padding for
     dtype: Any = jnp.float32
     skip_gradient: float = 1.0  # SGM's gamma on the residual branch (backward only; see layers.skip_gradient)
-    linear_backward: bool = False  # LinBP: the ReLU6s' gradient taken as the identity's (layers.relu6_linear_backward)
 
     @nn.compact
     def __call__(self, inputs):
         x = inputs
         hidden = self.in_filters * self.expand
         size = self.static_size
-        act = activation(self.linear_backward)
         if self.expand != 1:
-            x = act(_bn(_conv(x, hidden, 1, 1, "_expand_conv", self.dtype, size), "_bn0", self.dtype))
+            x = relu6(_bn(_conv(x, hidden, 1, 1, "_expand_conv", self.dtype, size), "_bn0", self.dtype))
         x = _conv(x, hidden, self.kernel, self.stride, "_depthwise_conv", self.dtype, size, groups=hidden)
-        x = act(_bn(x, "_bn1", self.dtype))
+        x = relu6(_bn(x, "_bn1", self.dtype))
         x = _bn(_conv(x, self.out_filters, 1, 1, "_project_conv", self.dtype, size), "_bn2", self.dtype)
         if self.stride == 1 and self.in_filters == self.out_filters:
             x = residual_sum(inputs, x, self.skip_gradient)
@@ -117,7 +115,6 @@ class Blocks(nn.Module):
     static_size: int = _STATIC_SIZE
     width: float = 1.0
     skip_gradient: float = 1.0
-    linear_from: int = -1  # the first block whose ReLU6s backpropagate linearly (-1: none)
 
     @nn.compact
     def __call__(self, x):
@@ -125,8 +122,7 @@ class Blocks(nn.Module):
         for repeats, kernel, stride, expand, fin, fout in stages(self.depth, self.width):
             for r in range(repeats):
                 first = r == 0
-                linear = 0 <= self.linear_from <= i
-                x = MBConvBlock(kernel, stride if first else 1, expand, fin if first else fout, fout, size, self.dtype, self.skip_gradient, linear, name=str(i))(x)
+                x = MBConvBlock(kernel, stride if first else 1, expand, fin if first else fout, fout, size, self.dtype, self.skip_gradient, name=str(i))(x)
                 if first:
                     size = -(-size // stride)
                 i += 1
@@ -141,21 +137,13 @@ class EfficientNetLite(nn.Module):
     width: float = 1.0
     #: SGM's gamma on every residual branch, backward only (1: the true gradient).
     skip_gradient: float = 1.0
-    #: LinBP's start: the first block (in ``_blocks``' numbering) from which every ReLU6, the
-    #: head's included, backpropagates linearly (-1: none; backward only).
-    linear_from: int = -1
-
-    @property
-    def num_blocks(self) -> int:
-        """How many blocks ``_blocks`` holds (what :attr:`linear_from` counts)."""
-        return sum(stage[0] for stage in stages(self.depth, self.width))
 
     @nn.compact
     def __call__(self, x):
         x = x.astype(self.dtype)
         x = relu6(_bn(_conv(x, 32, 3, 2, "_conv_stem", self.dtype, self.static_size), "_bn0", self.dtype))
-        x = Blocks(self.dtype, self.depth, self.static_size, self.width, self.skip_gradient, self.linear_from, name="_blocks")(x)
-        x = activation(self.linear_from >= 0)(_bn(_conv(x, 1280, 1, 1, "_conv_head", self.dtype, -(-self.static_size // 32)), "_bn1", self.dtype))
+        x = Blocks(self.dtype, self.depth, self.static_size, self.width, self.skip_gradient, name="_blocks")(x)
+        x = relu6(_bn(_conv(x, 1280, 1, 1, "_conv_head", self.dtype, -(-self.static_size // 32)), "_bn1", self.dtype))
         x = jnp.mean(x, axis=(1, 2))
         x = nn.Dense(self.num_classes, dtype=self.dtype, name="_fc")(x)
         return x.astype(jnp.promote_types(x.dtype, jnp.float32))

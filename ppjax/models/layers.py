@@ -115,34 +115,6 @@ def _relu6_bwd(y, g):
 relu6.defvjp(_relu6_fwd, _relu6_bwd)
 
 
-@jax.custom_vjp
-def relu6_linear_backward(x):
-    """:func:`relu6` forward (bit for bit); backward the identity's gradient.
-
-    Linear backpropagation (LinBP, Guo, Li and Chen, NeurIPS 2020): an attack's gradient taken as
-    if the later activations were linear follows the network's linear part, which other networks
-    share more than they share where each unit happens to be switched off, so the perturbation
-    transfers better. Only the gradient changes: the attacked model's verdicts stand.
-    """
-    return jnp.clip(x, 0.0, 6.0)
-
-
-def _relu6_linear_fwd(x):
-    return relu6(x), None
-
-
-def _relu6_linear_bwd(_, g):
-    return (g,)
-
-
-relu6_linear_backward.defvjp(_relu6_linear_fwd, _relu6_linear_bwd)
-
-
-def activation(linear_backward: bool):
-    """The ReLU6 a layer uses: :func:`relu6`, or :func:`relu6_linear_backward` past LinBP's start."""
-    return relu6_linear_backward if linear_backward else relu6
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
 def skip_gradient(residual, gamma: float):
     """A residual branch unchanged forward (bit for bit); backward its gradient times ``gamma``.

@@ -28,7 +28,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from ppjax.models import Model, ModelSpec, abstract_shapes, load_classifier, normalised_apply
-from ppjax.models.layers import Conv, activation, relu6, residual_sum, tf_same_pads
+from ppjax.models.layers import Conv, relu6, residual_sum, tf_same_pads
 
 #: (expansion, output channels, repeats, first stride) of the blocks after ``expanded_conv_1``.
 BLOCKS = ((6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
@@ -52,16 +52,14 @@ class InvertedResidual(nn.Module):
     size: int  # the side the block's input has at the native size (for the fixed padding)
     dtype: Any = jnp.float32
     skip_gradient: float = 1.0  # SGM's gamma on the residual branch (backward only; see layers.skip_gradient)
-    linear_backward: bool = False  # LinBP: the ReLU6s' gradient taken as the identity's (layers.relu6_linear_backward)
 
     @nn.compact
     def __call__(self, inputs):
         x = inputs
         hidden = self.in_channels * self.expand
-        act = activation(self.linear_backward)
         if self.expand != 1:
-            x = act(_conv(x, hidden, 1, 1, self.size, "expand", self.dtype))
-        x = act(_conv(x, hidden, 3, self.stride, self.size, "depthwise", self.dtype, groups=hidden))
+            x = relu6(_conv(x, hidden, 1, 1, self.size, "expand", self.dtype))
+        x = relu6(_conv(x, hidden, 3, self.stride, self.size, "depthwise", self.dtype, groups=hidden))
         x = _conv(x, self.out_channels, 1, 1, -(-self.size // self.stride), "project", self.dtype)
         if self.stride == 1 and self.in_channels == self.out_channels:
             x = residual_sum(inputs, x, self.skip_gradient)
@@ -72,30 +70,21 @@ class MobileNetV2(nn.Module):
     dtype: Any = jnp.float32
     #: SGM's gamma on every residual branch, backward only (1: the true gradient).
     skip_gradient: float = 1.0
-    #: LinBP's start: the first block (0 for ``expanded_conv_1``) from which every ReLU6, the last
-    #: convolution's included, backpropagates linearly (-1: none; backward only).
-    linear_from: int = -1
-
-    @property
-    def num_blocks(self) -> int:
-        """How many inverted-residual blocks there are (what :attr:`linear_from` counts)."""
-        return 1 + sum(repeats for _, _, repeats, _ in BLOCKS)
 
     @nn.compact
     def __call__(self, x):
         x = x.astype(self.dtype)
         size = _NATIVE
-        linear = lambda block: 0 <= self.linear_from <= block  # noqa: E731
         x = relu6(_conv(x, 32, 3, 2, size, "Conv2d_0_0", self.dtype))
         size = -(-size // 2)
-        x = InvertedResidual(1, 32, 16, 1, size, self.dtype, self.skip_gradient, linear(0), name="expanded_conv_1")(x)
+        x = InvertedResidual(1, 32, 16, 1, size, self.dtype, self.skip_gradient, name="expanded_conv_1")(x)
         channels, index = 16, 2
         for expand, out, repeats, stride in BLOCKS:
             for r in range(repeats):
                 s = stride if r == 0 else 1
-                x = InvertedResidual(expand, channels, out, s, size, self.dtype, self.skip_gradient, linear(index - 1), name=f"expanded_conv_{index}")(x)
+                x = InvertedResidual(expand, channels, out, s, size, self.dtype, self.skip_gradient, name=f"expanded_conv_{index}")(x)
                 size, channels, index = -(-size // s), out, index + 1
-        x = activation(self.linear_from >= 0)(_conv(x, 1280, 1, 1, size, "Conv2d_18_1", self.dtype))
+        x = relu6(_conv(x, 1280, 1, 1, size, "Conv2d_18_1", self.dtype))
         x = jnp.mean(x, axis=(1, 2))
         x = nn.Dense(1001, dtype=self.dtype, name="Conv2d_1x1_output")(x)[:, 1:]
         return x.astype(jnp.promote_types(x.dtype, jnp.float32))

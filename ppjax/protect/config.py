@@ -135,10 +135,10 @@ def parse_delta_e(text: str) -> tuple[float, float] | None:
 #: loops of their own (cw, pfgsm) take none of the parts and :data:`OWN_LOOP_MARGIN`.
 ATTACK_DEFAULTS = {
     "margin": STRENGTHS["mid"]["margin"], "diversity": 0.7, "smoothing": 5, "momentum": 1.0, "scales": STRENGTHS["mid"]["scales"],
-    "skip_gradient": 0.5, "linear_backward": 0.0,
+    "skip_gradient": 0.5,
 }  # fmt: skip
 #: The transfer parts off: what ``--diversity 0 --smoothing 0 --momentum 0 --scales 1 --skip-gradient 1`` gives.
-TRANSFER_OFF = {"diversity": 0.0, "smoothing": 0, "momentum": 0.0, "scales": 1, "skip_gradient": 1.0, "linear_backward": 0.0}
+TRANSFER_OFF = {"diversity": 0.0, "smoothing": 0, "momentum": 0.0, "scales": 1, "skip_gradient": 1.0}
 OWN_LOOP_MARGIN = 2.0
 #: The PSNR floor in dB that every written PNG keeps by default (0: none). Found per image, so a
 #: photo that needs a larger change to be protected gets a smaller one, and may stay unprotected.
@@ -197,9 +197,6 @@ class ProtectConfig:
     momentum: float | None = None
     scales: int | None = None
     skip_gradient: float | None = None
-    #: LinBP: the share of the attacked networks' blocks, from the head, whose ReLU6s backpropagate
-    #: linearly (0: off). None as the fields above.
-    linear_backward: float | None = None
     #: PSNR floor in dB against the original, per image (0: none); it holds for the written bytes of
     #: PNG output (JPEG adds the encoder's own change).
     min_psnr: float | None = None

@@ -153,7 +153,6 @@ def run_settings(config: ProtectConfig, protector: Protector) -> dict:
         **({"keep_metadata": True} if config.keep_metadata else {}),
         **({"scales": config.scales} if config.scales != 1 else {}),
         **({"skip_gradient": config.skip_gradient} if config.skip_gradient != 1 else {}),
-        **({"linear_backward": config.linear_backward} if config.linear_backward else {}),
         **({"delta_e": config.delta_e} if config.delta_e != "off" else {}),
         **({"look": jax.tree_util.tree_map(lambda a: np.asarray(a).tolist(), config.look_params)} if config.look else {}),
     }  # fmt: skip
@@ -174,7 +173,7 @@ def build_protector(config: ProtectConfig, load: Callable[[str], object], progra
     ``program_folder``: where its traced programs are kept for later runs (None: not kept)."""
     targets, classes = [], set()
     for name in config.models:
-        m = load(name).with_skip_gradient(config.skip_gradient).with_linear_backward(config.linear_backward)
+        m = load(name).with_skip_gradient(config.skip_gradient)
         classes.add(m.spec.num_classes)
         if config.ensemble in ("logits", "probs") and len(classes) > 1:
             raise ValueError(f"--ensemble {config.ensemble} needs models with the same classes; {', '.join(config.models)} differ (use --ensemble loss)")
