@@ -34,7 +34,7 @@ from ppjax.attacks.objectives import (
     variables_of,
     weighted_terms,
 )
-from ppjax.attacks.perceptual_budget import PerceptualBudget, perceptual_ball, perceptual_lattice_step, perceptual_step
+from ppjax.attacks.perceptual_budget import PerceptualBudget, budget_context, perceptual_ball, perceptual_lattice_step, perceptual_step
 from ppjax.attacks.projections import Projection, l2_ball, linf_ball, per_image_keys, psnr_radius, with_psnr_floor
 from ppjax.attacks.steps import l2_step, masked_sign_step, momentum_sign_step, sign_step
 from ppjax.attacks.transfer import Transfer, diverse_inputs, smooth_gradient
@@ -45,7 +45,7 @@ __all__ = [
     "COMMON_OPTIONS", "EDIT_METHODS", "METHODS", "NEEDS_APPEAL", "PERCEPTUAL_METHODS", "Method", "build", "options_of",
     "FUSIONS", "Objective", "Target", "Term", "appeal", "fuse", "away_from_group", "bind", "cross_entropy", "margin",
     "objective_and_lead", "perceptual", "toward_class", "variables_of", "weighted_terms",
-    "PerceptualBudget", "perceptual_ball", "perceptual_lattice_step", "perceptual_step",
+    "PerceptualBudget", "budget_context", "perceptual_ball", "perceptual_lattice_step", "perceptual_step",
     "Projection", "l2_ball", "linf_ball", "per_image_keys", "psnr_radius", "with_psnr_floor",
     "l2_step", "masked_sign_step", "momentum_sign_step", "sign_step",
 ]  # fmt: skip

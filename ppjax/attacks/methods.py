@@ -149,6 +149,7 @@ def build(
     transfer: Transfer | None = None,
     min_psnr: float | None = None,
     perceptual: PerceptualBudget | None = None,
+    perceptual_context=None,
     **options,
 ) -> Callable:
     """The attack ``method`` against ``targets``: ``attack(key, x01, labels) -> x01_adv`` (see
@@ -163,7 +164,9 @@ def build(
     :class:`ppjax.protect.Protector` does for every method). ``perceptual`` (a
     :class:`ppjax.attacks.PerceptualBudget`) bounds each pixel's CIEDE2000 inside the L-infinity
     ball of ``eps`` and steps along each pixel's cheapest direction instead of the gradient's sign
-    (:data:`PERCEPTUAL_METHODS` only)."""
+    (:data:`PERCEPTUAL_METHODS` only); ``perceptual_context``: the originals'
+    :func:`ppjax.attacks.budget_context`, when the caller has computed it (the attack must then be
+    given those originals)."""
     m = _method(method)
     unknown = sorted(set(options) - set(m.options))
     if unknown:
@@ -195,7 +198,7 @@ def build(
     if perceptual is not None:
         if ball != "linf":
             raise ValueError("the perceptual budget works inside an L-infinity ball (norm 'linf'), not 'l2'")
-        rule, budget = perceptual_step(perceptual, eps), perceptual_ball(perceptual, eps)
+        rule, budget = perceptual_step(perceptual, eps, perceptual_context), perceptual_ball(perceptual, eps, perceptual_context)
         if method == "mifgsm":
             rule = optax.chain(normalise_l1(), optax.trace(decay=opts["decay"], nesterov=False), rule)
     return iterate(

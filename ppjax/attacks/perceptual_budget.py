@@ -18,8 +18,9 @@ import optax
 
 from ppjax.attacks.projections import Projection, linf_ball
 from ppjax.ops import perceptual
+from ppjax.ops.metrics import srgb_to_lab
 
-__all__ = ["BudgetContext", "PerceptualBudget", "perceptual_ball", "perceptual_step", "perceptual_lattice_step"]
+__all__ = ["BudgetContext", "PerceptualBudget", "budget_context", "perceptual_ball", "perceptual_step", "perceptual_lattice_step"]
 
 
 @dataclass(frozen=True)
@@ -40,22 +41,34 @@ class PerceptualBudget:
 
 
 class BudgetContext(NamedTuple):
-    """What a perceptual budget needs of the originals, computed once per attack."""
+    """What a perceptual budget needs of the originals, computed once per program call: the
+    attack's ball and step rule, the lattice's steps and the fit of the bytes all read it (each
+    computing its own cost 0.1-0.2 s a call on a 1088 canvas, the later ones inside loops where
+    the compiler cannot share them)."""
 
     metric: jnp.ndarray  # (6, N, H, W): :func:`ppjax.ops.perceptual.local_metric`
     limit: jnp.ndarray  # (N, H, W): the allowances
+    inverse: jnp.ndarray  # (6, N, H, W): :func:`ppjax.ops.perceptual.inverse_metric` of ``metric``
+    lab: jnp.ndarray  # (N, H, W, 3): the originals in CIELAB
 
 
-def perceptual_ball(budget: PerceptualBudget, eps: float) -> Projection:
+def budget_context(budget: PerceptualBudget, x0: jnp.ndarray) -> BudgetContext:
+    """:class:`BudgetContext` of (N, H, W, 3) originals ``x0`` in [0, 1]."""
+    metric = perceptual.local_metric(x0)
+    return BudgetContext(metric, budget.limit(x0), perceptual.inverse_metric(metric), srgb_to_lab(x0))
+
+
+def perceptual_ball(budget: PerceptualBudget, eps: float, context: BudgetContext | None = None) -> Projection:
     """Each pixel within ``eps``/255 per channel, [0, 1], and its CIEDE2000 allowance around the
     original (as modelled: the bytes written are fitted exactly, by
     :func:`ppjax.protect.lattice.quantise255`); the change stays zero outside ``valid``. The boxes
     first, then the scaling towards the original (which keeps them): clipping a channel after the
-    scaling could turn a change of lightness into a change of colour."""
+    scaling could turn a change of lightness into a change of colour. ``context``: the originals'
+    :func:`budget_context` when the caller has it (then every ``x0`` given must be those originals)."""
     boxes = linf_ball(eps)
 
     def prepare(x0):
-        return BudgetContext(perceptual.local_metric(x0), budget.limit(x0))
+        return context if context is not None else BudgetContext(perceptual.local_metric(x0), budget.limit(x0), None, None)
 
     def fitted(x, x0, ctx):
         ctx = prepare(x0) if ctx is None else ctx
@@ -75,13 +88,16 @@ class _Metric(NamedTuple):
     scale: jnp.ndarray  # (N, H, W, 1): the allowance over eps
 
 
-def perceptual_step(budget: PerceptualBudget, eps: float) -> optax.GradientTransformation:
+def perceptual_step(budget: PerceptualBudget, eps: float, context: BudgetContext | None = None) -> optax.GradientTransformation:
     """The sign step's counterpart under ``budget``: per pixel, the cheapest direction
     (:func:`ppjax.ops.perceptual.cheapest_direction`) times the pixel's allowance over ``eps``, so
     that a step of ``eps`` (1/255 units) is a change of the whole allowance, as modelled. The
-    metric and the allowance come from the original, once per attack."""
+    metric and the allowance come from the original, once per attack (from ``context``, the
+    originals' :func:`budget_context`, when given)."""
 
     def init(x0):
+        if context is not None:
+            return _Metric(context.inverse, context.limit[..., None] / eps)
         return _Metric(perceptual.inverse_metric(perceptual.local_metric(x0)), budget.limit(x0)[..., None] / eps)
 
     def update(g, state, params=None):
@@ -90,13 +106,14 @@ def perceptual_step(budget: PerceptualBudget, eps: float) -> optax.GradientTrans
     return optax.GradientTransformation(init, update)
 
 
-def perceptual_lattice_step() -> optax.GradientTransformation:
+def perceptual_lattice_step(context: BudgetContext | None = None) -> optax.GradientTransformation:
     """Whole-level steps along the cheapest direction: per pixel, that direction scaled so its
     largest channel is one level, then rounded (a change of lightness is one level on all three
-    channels, where a sign step would be three independent ones)."""
+    channels, where a sign step would be three independent ones). ``context``: as for
+    :func:`perceptual_step`."""
 
     def init(x0):  # the inverse metric alone: every step is one level, whatever the allowance
-        return perceptual.inverse_metric(perceptual.local_metric(x0))
+        return context.inverse if context is not None else perceptual.inverse_metric(perceptual.local_metric(x0))
 
     def update(g, state, params=None):
         v = perceptual.cheapest_direction(g, state)

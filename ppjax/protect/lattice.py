@@ -42,8 +42,10 @@ _HALVINGS = 20
 _TIE_SPREAD = 1e-3
 
 
-def quantise255(x01, x0_255, eps, min_psnr=None, valid=None, perceptual=None):
-    """:func:`quantise` with the original ``x0_255`` and the result in levels (0-255, whole)."""
+def quantise255(x01, x0_255, eps, min_psnr=None, valid=None, perceptual=None, context=None):
+    """:func:`quantise` with the original ``x0_255`` and the result in levels (0-255, whole).
+    ``context``: the original's :func:`ppjax.attacks.budget_context` under ``perceptual``, when the
+    caller has it (its allowances and CIELAB, not computed again)."""
     r = lattice_radius(eps)
     d = jnp.clip(x01 * 255.0 - x0_255, -r, r)
     mask = region(valid, d.shape)
@@ -52,7 +54,10 @@ def quantise255(x01, x0_255, eps, min_psnr=None, valid=None, perceptual=None):
     if min_psnr:
         q = under_floor(d, q, min_psnr, pixel_values(valid, d.shape))
     if perceptual is not None:  # last: it only shrinks changes, so the floor and the ball still hold
-        q = fit_levels(q, x0_255, perceptual.limit(x0_255 / 255.0))
+        if context is None:
+            q = fit_levels(q, x0_255, perceptual.limit(x0_255 / 255.0))
+        else:
+            q = fit_levels(q, x0_255, context.limit, context.lab)
     # The original is on the lattice, so rounding x0 + d and adding a rounded d are the same.
     return jnp.clip(x0_255 + q, 0.0, 255.0)
 

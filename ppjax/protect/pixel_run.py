@@ -50,13 +50,16 @@ def run_pixel(p, variables, keys, x01, geometry, start, attack_steps, refine_ste
     x0_255 = jnp.rint(x01 * 255.0)
     labels = reference_labels(targets, x01, draws, geometry)
     seen = None if draws is None else seen_period(draws, targets, x01, keys, geometry)
-    attack = p._attack(targets, terms, draws)
+    # The perceptual budget's view of the original, once: the attack, the lattice's steps and each
+    # settling round's fit all read it (x01 holds whole levels, so it is x0_255's exactly).
+    context = None if p.perceptual is None else attacks.budget_context(p.perceptual, x01)
+    attack = p._attack(targets, terms, draws, context)
     if draws is None:  # the exact channel, own-size batches: every method, those with loops of their own too
         attacked = attack(keys, x01, labels)
     else:
         attacked = attack(keys, x01, labels, geometry=geometry, steps=attack_steps, seen=seen)
     x = jnp.where(attack_steps > 0, attacked, start)
-    refine = p._lattice_refinement(targets, draws)
+    refine = p._lattice_refinement(targets, draws, context=context)
 
     def settle(carry):
         # Round 0: the attack's result on the lattice. Round 1, only where some image lacks the
@@ -66,7 +69,7 @@ def run_pixel(p, variables, keys, x01, geometry, start, attack_steps, refine_ste
         x = jax.lax.cond(
             rounds > 0, lambda x: refine(keys, x01, labels, start=x, geometry=geometry, steps=refine_steps, seen=seen), lambda x: x, x
         )  # fmt: skip
-        q = quantise255(x, x0_255, p.eps, p.min_psnr, valid, p.perceptual) / 255.0
+        q = quantise255(x, x0_255, p.eps, p.min_psnr, valid, p.perceptual, context) / 255.0
         return rounds + 1, q, smallest_lead(targets, q, labels, draws, keys, x01, geometry, seen)
 
     def again(carry):

@@ -147,22 +147,25 @@ class Protector:
             return None
         return ChannelDraws(self.channel_draws, exact=exact, whole_every=self.whole_every)
 
-    def _attack(self, targets, terms, draws):
+    def _attack(self, targets, terms, draws, context=None):
+        """The attack; ``context``: the originals' :func:`ppjax.attacks.budget_context` under the
+        perceptual budget, when the caller has it (the attack must then be given those originals)."""
         return attacks.build(
             self.method, targets, terms=terms, eps=self.eps, steps=self.steps, early_stop=self.early_stop,
             stop_margin=self.margin, channel=draws, transfer=self.transfer, min_psnr=self.min_psnr, perceptual=self.perceptual,
-            **self.options,
+            **({"perceptual_context": context} if context is not None else {}), **self.options,
         )  # fmt: skip
 
     def _bound(self, variables):
         """(targets, terms) holding ``variables``, the traced weights inside a jitted function."""
         return attacks.bind(self.targets, self.terms, variables)
 
-    def _lattice_refinement(self, targets, draws=None, steps=None):
+    def _lattice_refinement(self, targets, draws=None, steps=None, context=None):
+        """Whole-level steps from a written result; ``context`` as for :meth:`_attack`."""
         if self.perceptual is None:
             rule, ball = attacks.sign_step(), attacks.linf_ball(lattice_radius(self.eps))
         else:
-            rule, ball = attacks.perceptual_lattice_step(), attacks.perceptual_ball(self.perceptual, lattice_radius(self.eps))
+            rule, ball = attacks.perceptual_lattice_step(context), attacks.perceptual_ball(self.perceptual, lattice_radius(self.eps), context)
         return attacks.iterate(
             targets, rule, attacks.with_psnr_floor(ball, self.min_psnr),
             steps=self.lattice_steps if steps is None else steps, step_size=1.0, stop_margin=self.margin, channel=draws,

@@ -75,6 +75,29 @@ def test_ciede2000_published_pairs():
     assert np.allclose(got, back, atol=1e-10)  # symmetric
 
 
+def test_ciede2000_near_opposite_hues_and_far_colours_match_skimage():
+    # Hues about 180 degrees apart are where the mean hue's rule turns: delta_e_2000 works without
+    # angles (unit vectors), so its choice there is checked against the angles' formula.
+    rng = np.random.default_rng(1)
+    ties = np.array([
+        [[50, -0.001, 2.49], [50, 0.0009, -2.49]], [[50, -0.001, 2.49], [50, 0.001, -2.49]], [[50, -0.001, 2.49], [50, 0.0011, -2.49]],
+        [[50, 2.5, 0], [50, -2.5, 0]], [[40, 30, 0], [40, -30, 0]], [[40, -30, 0], [40, 30, 0]], [[50, 0, 0], [50, 0, 0]],
+        [[50, 0, 0], [55, 3, -4]], [[60, 20, 15], [60, 20, 15]], [[30, 1e-3, 0], [30, 0, 0]],
+    ], float)  # fmt: skip
+    far = np.stack([rng.uniform([0, -100, -100], [100, 100, 100], (500, 3)) for _ in range(2)], axis=1)
+    both = np.concatenate([ties, far])
+    with jax.enable_x64(True):
+        got = np.asarray(delta_e_2000(jnp.asarray(both[:, 0]), jnp.asarray(both[:, 1])))
+        back = np.asarray(delta_e_2000(jnp.asarray(both[:, 1]), jnp.asarray(both[:, 0])))
+    ref = deltaE_ciede2000(both[:, 0], both[:, 1])
+    assert np.abs(got - ref).max() < 1e-6 and np.abs(back - deltaE_ciede2000(both[:, 1], both[:, 0])).max() < 1e-6
+    got32 = np.asarray(delta_e_2000(jnp.asarray(both[:, 0], jnp.float32), jnp.asarray(both[:, 1], jnp.float32)))
+    assert np.abs(got32 - ref).max() < 1e-3
+    # Finite gradients where the hue is undefined or the colours are equal.
+    g = np.asarray(jax.grad(lambda a: jnp.sum(delta_e_2000(a, jnp.asarray(ties[:, 1], jnp.float32))))(jnp.asarray(ties[:, 0], jnp.float32)))
+    assert np.isfinite(g).all()
+
+
 @pytest.mark.slow
 def test_linf_and_gradients(pairs):
     x, y = pairs
