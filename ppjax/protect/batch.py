@@ -226,14 +226,14 @@ class Batch:
         if work is rgb:
             # On a canvas a photo's border pixels see the canvas's black beyond it as texture; its
             # allowance is the photo's own.
-            return protected if p.perceptual is None else fit_allowance(rgb, protected, p.perceptual)
+            return protected if p.perceptual is None else fit_allowance(rgb, protected, p.perceptual, p.fit_programs)
         if edit is None:
-            return lift(rgb, work, protected, p.eps, p.min_psnr, p.perceptual)
+            return lift(rgb, work, protected, p.eps, p.min_psnr, p.perceptual, p.fit_programs)
         coefficients = None if edit.coefficients is None else edit.coefficients[:h, :w]
         full = apply_full(p.pipeline, edit.params, rgb, coefficients)
         if not attacks.METHODS[p.method].hybrid:
             return full
-        return lift(full, to_uint8(edit.edited[:h, :w]), protected, p.eps, p.min_psnr, p.perceptual)
+        return lift(full, to_uint8(edit.edited[:h, :w]), protected, p.eps, p.min_psnr, p.perceptual, p.fit_programs)
 
     def _judged(self, job, quality, leads, variants, edit=None) -> None:
         src, out = job

@@ -21,7 +21,7 @@ from ppjax.ops.metrics import delta_e_2000, srgb_to_lab
 from ppjax.ops.perceptual import REACH, allowance_of_lightness, fit_levels
 from ppjax.protect.lattice import lattice_radius, under_floor
 
-__all__ = ["WORK_MAX_SIDE", "EDIT_WORK_MAX_SIDE", "working_copy", "lift", "fit_allowance"]
+__all__ = ["WORK_MAX_SIDE", "EDIT_WORK_MAX_SIDE", "working_copy", "lift", "fit_allowance", "measure_tile", "fit_pixels"]
 
 #: Under the social channel, photos with a longer side are attacked on a copy shrunk to this many
 #: pixels: the platform's smallest size, and 4.5 times the attacker's 224, so nothing the
@@ -43,7 +43,7 @@ def working_copy(rgb: np.ndarray, max_side: int = WORK_MAX_SIDE) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize((work[1], work[0]), Image.Resampling.BICUBIC))
 
 
-def lift(full: np.ndarray, work: np.ndarray, protected: np.ndarray, eps: float, min_psnr: float | None, perceptual=None) -> np.ndarray:
+def lift(full: np.ndarray, work: np.ndarray, protected: np.ndarray, eps: float, min_psnr: float | None, perceptual=None, programs=None) -> np.ndarray:
     """The (H, W, 3) uint8 ``full`` photo plus the change ``protected - work`` (both (h, w, 3)
     uint8 at the working size) upsampled bilinearly, on the lattice within ``eps``/255 and at
     ``min_psnr`` dB or above, and with ``perceptual`` (a :class:`ppjax.attacks.PerceptualBudget`)
@@ -53,7 +53,7 @@ def lift(full: np.ndarray, work: np.ndarray, protected: np.ndarray, eps: float, 
     all three channels and no full-size float array (0.2 s and 36 MB for 12 megapixels, against
     1.8 s and 0.6 GB in float). Bilinear weights are convex, so each pass stays inside the change's
     own bounds. Only where that rounding breaks the PSNR floor (rare) is the change upsampled in
-    float and searched for the largest one that keeps it."""
+    float and searched for the largest one that keeps it. ``programs``: as for :func:`fit_allowance`."""
     h, w = full.shape[:2]
     r = int(lattice_radius(eps))
     change = protected.astype(np.int16) - work.astype(np.int16)
@@ -70,7 +70,7 @@ def lift(full: np.ndarray, work: np.ndarray, protected: np.ndarray, eps: float, 
             q = _kept_above_floor(d, np.rint(d), min_psnr).astype(np.int16)
     q += full
     out = np.clip(q, 0, 255).astype(np.uint8)
-    return out if perceptual is None else fit_allowance(full, out, perceptual)
+    return out if perceptual is None else fit_allowance(full, out, perceptual, programs)
 
 
 #: Side of the tiles :func:`fit_allowance` measures in, and the halo each needs around it (as far
@@ -82,7 +82,7 @@ _FIT_HALO = REACH
 _FIT_BUCKET = 1 << 12
 
 
-def fit_allowance(original: np.ndarray, changed: np.ndarray, perceptual) -> np.ndarray:
+def fit_allowance(original: np.ndarray, changed: np.ndarray, perceptual, programs=None) -> np.ndarray:
     """(H, W, 3) uint8 ``changed`` with every pixel's change from ``original`` made to fit its
     CIEDE2000 allowance under ``perceptual`` (:func:`ppjax.ops.perceptual.fit_levels`), computed on
     the full-size original. Changes only shrink, so the L-infinity ball and the PSNR floor still hold.
@@ -90,13 +90,16 @@ def fit_allowance(original: np.ndarray, changed: np.ndarray, perceptual) -> np.n
     Measured in tiles of one compiled program whatever the size; then only the pixels over their
     allowance (about 2% of a protected photo's) go through the fitting passes, gathered into one
     flat call. The fit is per pixel, so the bytes are those of fitting each tile whole, at about a
-    quarter of the time (each pass is a full exact CIEDE2000)."""
+    quarter of the time (each pass is a full exact CIEDE2000). ``programs``: (measure, fit), the
+    jitted :func:`measure_tile` (``flat`` and ``busy`` bound) and :func:`fit_pixels` as the caller
+    keeps them (a protector's are stored traced, which spares a new process its first call's
+    tracing); None: this process's own."""
     h, w = original.shape[:2]
     pad = ((_FIT_HALO, _FIT_HALO + _FIT_TILE), (_FIT_HALO, _FIT_HALO + _FIT_TILE), (0, 0))
     x0 = np.pad(original, pad, mode="edge")
     q = np.pad(changed.astype(np.int16) - original, pad)
     side = _FIT_TILE + 2 * _FIT_HALO
-    measure = _measure_program(perceptual.flat, perceptual.busy)
+    measure, fit = programs if programs is not None else (_measure_program(perceptual.flat, perceptual.busy), _fit_program())
     at, limits = [], []
     for i in range(0, h, _FIT_TILE):
         for j in range(0, w, _FIT_TILE):
@@ -116,7 +119,7 @@ def fit_allowance(original: np.ndarray, changed: np.ndarray, perceptual) -> np.n
     size = max(_FIT_BUCKET, 1 << (n - 1).bit_length())
     flat = lambda a, fill: np.concatenate([a, np.full((size - n, *a.shape[1:]), fill, a.dtype)])  # noqa: E731
     base = original[rows, cols]
-    fitted = _fit_program()(
+    fitted = fit(
         jnp.asarray(flat(base, 0)), jnp.asarray(flat(changed[rows, cols].astype(np.int16) - base, 0)), jnp.asarray(flat(np.concatenate(limits), 1.0))
     )
     out = changed.copy()
@@ -124,25 +127,29 @@ def fit_allowance(original: np.ndarray, changed: np.ndarray, perceptual) -> np.n
     return out
 
 
+def measure_tile(x0_255, q, flat: float, busy: float):
+    """(tile uint8 with halo, change int16) -> ((T, T) over its allowance, (T, T) allowance)."""
+    x0_255, q = x0_255.astype(jnp.float32), q.astype(jnp.float32)
+    lab = srgb_to_lab(x0_255 / 255.0)
+    limit = allowance_of_lightness(lab[..., 0], flat, busy)
+    inner = slice(_FIT_HALO, _FIT_HALO + _FIT_TILE)
+    size = delta_e_2000(lab[inner, inner], srgb_to_lab((x0_255[inner, inner] + q[inner, inner]) / 255.0))
+    return size > limit, limit
+
+
+def fit_pixels(x0_255, q, limit):
+    """:func:`fit_levels` on (M, 3) pixels: originals uint8, changes int16, allowances (M,)."""
+    return fit_levels(q.astype(jnp.float32), x0_255.astype(jnp.float32), limit).astype(jnp.int16)
+
+
 @functools.lru_cache(maxsize=4)
 def _measure_program(flat: float, busy: float):
-    """Jitted (tile uint8 with halo, change int16) -> ((T, T) over its allowance, (T, T) allowance)."""
-
-    def measure(x0_255, q):
-        x0_255, q = x0_255.astype(jnp.float32), q.astype(jnp.float32)
-        lab = srgb_to_lab(x0_255 / 255.0)
-        limit = allowance_of_lightness(lab[..., 0], flat, busy)
-        inner = slice(_FIT_HALO, _FIT_HALO + _FIT_TILE)
-        size = delta_e_2000(lab[inner, inner], srgb_to_lab((x0_255[inner, inner] + q[inner, inner]) / 255.0))
-        return size > limit, limit
-
-    return jax.jit(measure)
+    return jax.jit(functools.partial(measure_tile, flat=flat, busy=busy))
 
 
 @functools.lru_cache(maxsize=1)
 def _fit_program():
-    """Jitted :func:`fit_levels` on (M, 3) pixels: originals uint8, changes int16, allowances (M,)."""
-    return jax.jit(lambda x0_255, q, limit: fit_levels(q.astype(jnp.float32), x0_255.astype(jnp.float32), limit).astype(jnp.int16))
+    return jax.jit(fit_pixels)
 
 
 def _float_upsample(change: np.ndarray, h: int, w: int) -> np.ndarray:

@@ -31,7 +31,7 @@ from ppjax.ops.channel import CHANNELS, ChannelDraws, canvas_targets, platform_s
 from ppjax.models.masked import level_extents
 from ppjax.edits import EditPipeline
 from ppjax.protect.edit_run import protect_edit, run_edit
-from ppjax.protect.fullsize import EDIT_WORK_MAX_SIDE, WORK_MAX_SIDE
+from ppjax.protect.fullsize import EDIT_WORK_MAX_SIDE, WORK_MAX_SIDE, fit_pixels, measure_tile
 from ppjax.protect.jpeg_refine import refine_for_jpeg
 from ppjax.protect.lattice import lattice_radius, quantise
 from ppjax.protect.pixel_run import run_pixel, smallest_lead
@@ -91,6 +91,9 @@ class Protector:
     look: Mapping[str, Any] | None = None
     _variables: Any = field(init=False, repr=False)
     _programs: dict = field(init=False, repr=False)
+    #: (measure, fit) of :func:`ppjax.protect.fullsize.fit_allowance` under :attr:`perceptual`,
+    #: traced once per machine like the others (None without a perceptual budget).
+    fit_programs: Any = field(init=False, repr=False)
     #: (canvas shape, batch size) of the programs this process has run.
     _warm: set = field(init=False, repr=False)
 
@@ -129,6 +132,15 @@ class Protector:
         }
         set_(self, "_programs", programs)
         set_(self, "_warm", set())
+        fit = None
+        if self.perceptual is not None:  # the full-size fit's two programs depend on the budget alone
+            budget = {"perceptual": describe(self.perceptual)}
+            measure = functools.partial(measure_tile, flat=self.perceptual.flat, busy=self.perceptual.busy)
+            fit = (
+                CachedProgram(jax.jit(measure), {**budget, "program": "fit_measure"}, self.program_cache),
+                CachedProgram(jax.jit(fit_pixels), {**budget, "program": "fit_pixels"}, self.program_cache),
+            )
+        set_(self, "fit_programs", fit)
 
     @property
     def is_edit(self) -> bool:
