@@ -112,12 +112,6 @@ def _sqrt0(v: jnp.ndarray) -> jnp.ndarray:
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, v, 1.0)), 0.0)
 
 
-def _hue_degrees(b: jnp.ndarray, a: jnp.ndarray) -> jnp.ndarray:
-    """Hue angle in [0, 360); 0 for achromatic (a = b = 0), with a finite gradient there."""
-    zero = (a == 0) & (b == 0)
-    return jnp.where(zero, 0.0, jnp.degrees(jnp.arctan2(jnp.where(zero, 1.0, b), jnp.where(zero, 1.0, a))) % 360)
-
-
 def a_stretch(chroma: jnp.ndarray) -> jnp.ndarray:
     """CIEDE2000's factor 1 + G on a* at a (mean) CIELAB chroma: up to 1.5 for greys, towards 1
     for saturated colours."""

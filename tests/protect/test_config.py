@@ -22,11 +22,12 @@ def test_attack_defaults_are_the_measured_transfer_setting_except_for_own_loops(
     from ppjax.protect.config import ATTACK_DEFAULTS, DEFAULT_MIN_PSNR
 
     pgd = ProtectConfig(("a.png",), Path("out"))
-    assert (pgd.margin, pgd.diversity, pgd.smoothing, pgd.momentum, pgd.scales, pgd.skip_gradient) == (10.0, 0.7, 5, 1.0, 1, 0.5) == tuple(ATTACK_DEFAULTS.values())
+    assert (pgd.margin, pgd.diversity, pgd.smoothing, pgd.momentum, pgd.scales, pgd.skip_gradient) == (10.0, 1.0, 5, 1.0, 1, 0.5) == tuple(ATTACK_DEFAULTS.values())
     assert pgd.min_psnr == DEFAULT_MIN_PSNR == 38.0 and pgd.transfer.active
     cw = ProtectConfig(("a.png",), Path("out"), method="cw", channel="exact")
     assert (cw.margin, cw.diversity, cw.smoothing, cw.momentum, cw.scales, cw.skip_gradient) == (2.0, 0.0, 0, 0.0, 1, 1.0) and not cw.transfer.active
     assert ProtectConfig(("a.png",), Path("out"), skip_gradient=0.5).transfer.skip_gradient == 0.5
+    assert ProtectConfig(("a.png",), Path("out"), method="edit").diversity == 0.7  # the edit methods' own, as measured
     assert not ProtectConfig(("a.png",), Path("out"), method="cw", channel="exact", scales=1).transfer.active  # off, said explicitly
     assert ProtectConfig(("a.png",), Path("out"), scales=3).transfer.scales == 3
     off = ProtectConfig(("a.png",), Path("out"), margin=2.0, diversity=0.0, smoothing=0, momentum=0.0, skip_gradient=1.0, min_psnr=0.0)
@@ -92,7 +93,7 @@ def test_strength_presets_are_their_documented_options():
         assert {k: getattr(config, k) for k in options} == {**options, "eps": perceptual_eps[name]}, name
         alone = ProtectConfig(("a.png",), Path("out"), strength=name, delta_e="off")
         assert {k: getattr(alone, k) for k in options} == {**options, "delta_e": "off"}, name
-        assert (config.diversity, config.smoothing, config.momentum) == (0.7, 5, 1.0)  # the transfer parts stay
+        assert (config.diversity, config.smoothing, config.momentum) == (1.0, 5, 1.0)  # the transfer parts stay
     assert ProtectConfig(("a.png",), Path("out")) == ProtectConfig(("a.png",), Path("out"), strength="mid")
     assert ProtectConfig(("a.png",), Path("out"), method="edit+pgd").eps == 2.0  # half the ball alone's
     mixed = ProtectConfig(("a.png",), Path("out"), strength="high", eps=5.0, min_psnr=38.0)
