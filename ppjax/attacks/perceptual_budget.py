@@ -68,7 +68,7 @@ def perceptual_ball(budget: PerceptualBudget, eps: float, context: BudgetContext
     boxes = linf_ball(eps)
 
     def prepare(x0):
-        return context if context is not None else BudgetContext(perceptual.local_metric(x0), budget.limit(x0), None, None)
+        return context if context is not None else budget_context(budget, x0)  # under jit, unread parts are not computed
 
     def fitted(x, x0, ctx):
         ctx = prepare(x0) if ctx is None else ctx
@@ -96,9 +96,8 @@ def perceptual_step(budget: PerceptualBudget, eps: float, context: BudgetContext
     originals' :func:`budget_context`, when given)."""
 
     def init(x0):
-        if context is not None:
-            return _Metric(context.inverse, context.limit[..., None] / eps)
-        return _Metric(perceptual.inverse_metric(perceptual.local_metric(x0)), budget.limit(x0)[..., None] / eps)
+        ctx = context if context is not None else budget_context(budget, x0)
+        return _Metric(ctx.inverse, ctx.limit[..., None] / eps)
 
     def update(g, state, params=None):
         return perceptual.cheapest_direction(g, state.inverse) * state.scale, state
