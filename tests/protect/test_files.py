@@ -209,3 +209,40 @@ def test_the_profile_splits_an_attack_step_into_its_parts(tiny, photos, tmp_path
              "one step of the protection program, all of the above and the step rule", "the program's once-a-call work (labels, leads, rounding)"}  # fmt: skip
     assert named <= set(parts) and any(name.startswith("the attacker's views") for name in parts)
     assert all(ms > 0 for name, ms in parts.items() if name != "the program's once-a-call work (labels, leads, rounding)")
+
+
+@pytest.mark.slow
+def test_a_later_round_that_changes_nothing_is_final_without_a_second_verdict(tiny, photos, tmp_path, monkeypatch):
+    """A photo protected on the panel but short of the margin gets a later round; when that round
+    gives its pixels back unchanged (its draws already had the margin), the bytes and the verdict
+    are the first round's: written and judged once. A round that does change them is judged again."""
+    from ppjax.protect import protect_files
+    from ppjax.protect import batch as batch_module
+    from ppjax.protect.timings import StageClock
+
+    (tmp_path / "in").mkdir()
+    src = tmp_path / "in" / "0.png"
+    Image.fromarray(photos[0]).save(src)
+    short_of_margin = lambda self, written, judged: np.full(len(judged.variants), 1.0, np.float32)  # noqa: E731
+    monkeypatch.setattr(batch_module.PanelJudge, "leads", short_of_margin)
+    protector = Protector([tiny], eps=4.0, steps=2, channel="social")
+    real = Protector.protect_canvas
+
+    def runs(nudge):
+        def protect_canvas(self, keys, x01, geometry, start01=None, *, exact):
+            if start01 is None:
+                return real(self, keys, x01, geometry, exact=exact)
+            q = np.array(start01)
+            q[:, 0, 0, 0] = np.where(q[:, 0, 0, 0] > 0.5, 0.0, 1.0) if nudge else q[:, 0, 0, 0]
+            return q, (), np.zeros(len(q), bool)
+
+        monkeypatch.setattr(Protector, "protect_canvas", protect_canvas)
+        clock = StageClock()
+        (result,) = protect_files(protector, [(src, tmp_path / "out" / f"{nudge}.png")], channel_rounds=2, clock=clock, overwrite=True)
+        assert result.protected and result.variants_protected == result.variants, result
+        return {stage: calls for stage, _, calls in clock.rows()}
+
+    same = runs(nudge=False)
+    assert same["write and read back"] == 1 and same["attack, later rounds"] == 1
+    changed = runs(nudge=True)
+    assert changed["write and read back"] == 2  # then no higher lead: final
