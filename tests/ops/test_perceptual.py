@@ -119,18 +119,20 @@ def test_scale_and_fit_levels_hold_the_budget(photo_pixels):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("amplitude", [3.0, 6.0])
-def test_fit_levels_gathers_the_pixels_over_without_changing_the_result(amplitude):
-    """The passes on the pixels over their allowance alone (few over: gathered; many: the whole
-    array) give exactly the bytes of passes over the whole array."""
+@pytest.mark.parametrize("amplitude, chunks", [(3.0, 2), (4.0, 5), (6.0, 0)])
+def test_fit_levels_gathers_the_pixels_over_without_changing_the_result(amplitude, chunks, monkeypatch):
+    """The passes on the pixels over their allowance alone (few over: gathered, in one chunk or
+    several; many: the whole array) give exactly the bytes of passes over the whole array."""
+    monkeypatch.setattr(perceptual, "FIT_CHUNK", 1024)
     rng = np.random.default_rng(3)
     x0_255 = jnp.asarray(rng.integers(0, 256, (1, 256, 256, 3)), jnp.float32)
     limit = perceptual.allowance(x0_255 / 255.0, 1.2, 3.0)
     q = jnp.clip(x0_255 + jnp.asarray(rng.choice([-1.0, 0.0, 1.0], size=x0_255.shape), jnp.float32) * amplitude, 0, 255) - x0_255
     lab0 = perceptual.srgb_to_lab(x0_255 / 255.0)
     size = perceptual.delta_e_2000(lab0, perceptual.srgb_to_lab((x0_255 + q) / 255.0))
-    share = float(jnp.mean(size > limit))
-    assert (share < perceptual.FIT_GATHERED) == (amplitude == 3.0) and share > 0.0  # both paths taken
+    over = int(jnp.sum(size > limit))
+    gathered = over <= perceptual.FIT_GATHERED * size.size
+    assert (-(-over // 1024) if gathered else 0) == chunks and over > 0  # each path taken
     fitted = jax.jit(perceptual.fit_levels)(q, x0_255, limit)
     whole = jax.jit(perceptual._fit_passes)(q, x0_255, limit, lab0, size)
     assert bool(jnp.all(fitted == whole))
