@@ -78,8 +78,10 @@ def lift(full: np.ndarray, work: np.ndarray, protected: np.ndarray, eps: float, 
 _FIT_TILE = 512
 _FIT_HALO = REACH
 #: The fewest pixels one call of the fitting program takes (more are padded to a power of two, so
-#: that few programs are compiled whatever the photo).
-_FIT_BUCKET = 1 << 12
+#: that few programs are compiled whatever the photo), and the most: more go in several calls, so
+#: that a 12 MP photo with a fifth of its pixels over does not fit 4 Mi pixels at once (each pass's
+#: exact CIEDE2000 holds dozens of temporaries per pixel: 5.6-6.2 GB peak, twice the ball alone's).
+_FIT_BUCKET, _FIT_CHUNK = 1 << 12, 1 << 18
 
 
 def fit_allowance(original: np.ndarray, changed: np.ndarray, perceptual, programs=None) -> np.ndarray:
@@ -88,8 +90,8 @@ def fit_allowance(original: np.ndarray, changed: np.ndarray, perceptual, program
     the full-size original. Changes only shrink, so the L-infinity ball and the PSNR floor still hold.
 
     Measured in tiles of one compiled program whatever the size; then only the pixels over their
-    allowance (about 2% of a protected photo's) go through the fitting passes, gathered into one
-    flat call. The fit is per pixel, so the bytes are those of fitting each tile whole, at about a
+    allowance (about 2% of a protected photo's, up to a fifth of a smooth one's) go through the
+    fitting passes, gathered into flat calls of at most :data:`_FIT_CHUNK` pixels. The fit is per pixel, so the bytes are those of fitting each tile whole, at about a
     quarter of the time (each pass is a full exact CIEDE2000). ``programs``: (measure, fit), the
     jitted :func:`measure_tile` (``flat`` and ``busy`` bound) and :func:`fit_pixels` as the caller
     keeps them (a protector's are stored traced, which spares a new process its first call's
@@ -115,15 +117,16 @@ def fit_allowance(original: np.ndarray, changed: np.ndarray, perceptual, program
     rows, cols = (np.concatenate(a) for a in zip(*at))
     if not rows.size:
         return changed.copy()
-    n = rows.size
-    size = max(_FIT_BUCKET, 1 << (n - 1).bit_length())
-    flat = lambda a, fill: np.concatenate([a, np.full((size - n, *a.shape[1:]), fill, a.dtype)])  # noqa: E731
     base = original[rows, cols]
-    fitted = fit(
-        jnp.asarray(flat(base, 0)), jnp.asarray(flat(changed[rows, cols].astype(np.int16) - base, 0)), jnp.asarray(flat(np.concatenate(limits), 1.0))
-    )
+    change, limit = changed[rows, cols].astype(np.int16) - base, np.concatenate(limits)
     out = changed.copy()
-    out[rows, cols] = (base + np.asarray(fitted)[:n]).astype(np.uint8)
+    for start in range(0, rows.size, _FIT_CHUNK):
+        at = slice(start, start + _FIT_CHUNK)
+        n = base[at].shape[0]
+        size = max(_FIT_BUCKET, 1 << (n - 1).bit_length())
+        flat = lambda a, fill: np.concatenate([a, np.full((size - n, *a.shape[1:]), fill, a.dtype)])  # noqa: E731
+        fitted = fit(jnp.asarray(flat(base[at], 0)), jnp.asarray(flat(change[at], 0)), jnp.asarray(flat(limit[at], 1.0)))
+        out[rows[at], cols[at]] = (base[at] + np.asarray(fitted)[:n]).astype(np.uint8)
     return out
 
 
