@@ -91,8 +91,9 @@ def fit_allowance(original: np.ndarray, changed: np.ndarray, perceptual, program
 
     Measured in tiles of one compiled program whatever the size; then only the pixels over their
     allowance (about 2% of a protected photo's, up to a fifth of a smooth one's) go through the
-    fitting passes, gathered into flat calls of at most :data:`_FIT_CHUNK` pixels. The fit is per pixel, so the bytes are those of fitting each tile whole, at about a
-    quarter of the time (each pass is a full exact CIEDE2000). ``programs``: (measure, fit), the
+    fitting passes, gathered into flat calls of at most :data:`_FIT_CHUNK` pixels. The fit is per
+    pixel, so the bytes are those of fitting each tile whole, at about a quarter of the time (each
+    pass is a full exact CIEDE2000). ``programs``: (measure, fit), the
     jitted :func:`measure_tile` (``flat`` and ``busy`` bound) and :func:`fit_pixels` as the caller
     keeps them (a protector's are stored traced, which spares a new process its first call's
     tracing); None: this process's own."""

@@ -121,8 +121,8 @@ def test_scale_and_fit_levels_hold_the_budget(photo_pixels):
 @pytest.mark.slow
 @pytest.mark.parametrize("amplitude, chunks", [(3.0, 2), (4.0, 5), (6.0, 0)])
 def test_fit_levels_gathers_the_pixels_over_without_changing_the_result(amplitude, chunks, monkeypatch):
-    """The passes on the pixels over their allowance alone (few over: gathered, in one chunk or
-    several; many: the whole array) give exactly the bytes of passes over the whole array."""
+    """The passes on the pixels over their allowance alone (few over: gathered, in two chunks or
+    five; many: the whole array) give exactly the bytes of passes over the whole array."""
     monkeypatch.setattr(perceptual, "FIT_CHUNK", 1024)
     rng = np.random.default_rng(3)
     x0_255 = jnp.asarray(rng.integers(0, 256, (1, 256, 256, 3)), jnp.float32)
