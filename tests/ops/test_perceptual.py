@@ -119,11 +119,12 @@ def test_scale_and_fit_levels_hold_the_budget(photo_pixels):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("amplitude, chunks", [(3.0, 2), (4.0, 5), (6.0, 0)])
-def test_fit_levels_gathers_the_pixels_over_without_changing_the_result(amplitude, chunks, monkeypatch):
-    """The passes on the pixels over their allowance alone (few over: gathered, in two chunks or
-    five; many: the whole array) give exactly the bytes of passes over the whole array."""
-    monkeypatch.setattr(perceptual, "FIT_CHUNK", 1024)
+@pytest.mark.parametrize("amplitude, chunk, chunks", [(3.0, 1024, 2), (4.0, 1024, 5), (6.0, 1024, 15), (6.0, 1 << 17, 1)])
+def test_fit_levels_gathers_the_pixels_over_without_changing_the_result(amplitude, chunk, chunks, monkeypatch):
+    """The passes on the pixels over their allowance alone, gathered in chunks (two, five, fifteen;
+    one chunk of the whole array when a chunk is larger), give exactly the bytes of passes over the
+    whole array."""
+    monkeypatch.setattr(perceptual, "FIT_CHUNK", chunk)
     rng = np.random.default_rng(3)
     x0_255 = jnp.asarray(rng.integers(0, 256, (1, 256, 256, 3)), jnp.float32)
     limit = perceptual.allowance(x0_255 / 255.0, 1.2, 3.0)
@@ -131,8 +132,7 @@ def test_fit_levels_gathers_the_pixels_over_without_changing_the_result(amplitud
     lab0 = perceptual.srgb_to_lab(x0_255 / 255.0)
     size = perceptual.delta_e_2000(lab0, perceptual.srgb_to_lab((x0_255 + q) / 255.0))
     over = int(jnp.sum(size > limit))
-    gathered = over <= perceptual.FIT_GATHERED * size.size
-    assert (-(-over // 1024) if gathered else 0) == chunks and over > 0  # each path taken
+    assert -(-over // min(chunk, size.size)) == chunks
     fitted = jax.jit(perceptual.fit_levels)(q, x0_255, limit)
     whole = jax.jit(perceptual._fit_passes)(q, x0_255, limit, lab0, size)
     assert bool(jnp.all(fitted == whole))
