@@ -79,8 +79,10 @@ _FIT_TILE = 512
 _FIT_HALO = REACH
 #: The fewest pixels one call of the fitting program takes (more are padded to a power of two, so
 #: that few programs are compiled whatever the photo), and the most: more go in several calls, so
-#: that a 12 MP photo with a fifth of its pixels over does not fit 4 Mi pixels at once (each pass's
-#: exact CIEDE2000 holds dozens of temporaries per pixel: 5.6-6.2 GB peak, twice the ball alone's).
+#: that a 12 MP photo with a fifth of its pixels over does not fit 4 Mi pixels at once (one such
+#: call peaked at 5.6-6.2 GB, twice the ball alone's, while the passes took every pixel at once;
+#: :func:`ppjax.ops.perceptual.fit_levels` now takes them in chunks, but still measures and copies
+#: every pixel of its call at once).
 _FIT_BUCKET, _FIT_CHUNK = 1 << 12, 1 << 18
 
 
