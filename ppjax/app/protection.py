@@ -97,7 +97,7 @@ class Protection:
         made = write_preview(after, preview)  # the pixels just read: the output is decoded once
         seen = colour_difference(before, after) if before is not None and after is not None and before.shape == after.shape else None
         details = {
-            "visibility": None if seen is None else {**seen, "words": visibility_words(seen["ciede2000_p95"], seen["blocks_seen"])},
+            "visibility": None if seen is None else {**seen, "words": visibility_words(seen["ciede2000_p95"], seen["blocks_seen"], seen["blocks_mottled"])},
             "protected": bool(result.protected), "variants_protected": result.variants_protected, "variants": result.variants,
             "unprotected_variants": list(result.unprotected_variants), "edit": result.edit,
             # JSON has no infinity: an unchanged photo's PSNR goes as null

@@ -16,8 +16,8 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import optax
 
-from ppjax.attacks.projections import Projection, linf_ball
-from ppjax.ops import perceptual
+from ppjax.attacks.projections import Projection, linf_ball, region
+from ppjax.ops import mottle, perceptual
 from ppjax.ops.metrics import srgb_to_lab
 
 __all__ = ["BudgetContext", "PerceptualBudget", "budget_context", "perceptual_ball", "perceptual_step", "perceptual_lattice_step"]
@@ -30,10 +30,15 @@ class PerceptualBudget:
 
     flat: float = 1.0
     busy: float = 2.5
+    #: The cap on the change's low-frequency luminance contrast on smooth areas (a fraction:
+    #: :mod:`ppjax.ops.mottle`), or None for none.
+    mottle: float | None = None
 
     def __post_init__(self):
         if not 0.0 < self.flat <= self.busy:
             raise ValueError(f"the perceptual budget needs 0 < flat <= busy (CIEDE2000), got flat {self.flat}, busy {self.busy}")
+        if self.mottle is not None and not 0.0 < self.mottle < 1.0:
+            raise ValueError(f"the mottle cap is a contrast in (0, 1), got {self.mottle}")
 
     def limit(self, x0: jnp.ndarray) -> jnp.ndarray:
         """(N, H, W) allowance of each pixel of (N, H, W, 3) originals in [0, 1]."""
@@ -50,12 +55,20 @@ class BudgetContext(NamedTuple):
     limit: jnp.ndarray  # (N, H, W): the allowances
     inverse: jnp.ndarray  # (6, N, H, W): :func:`ppjax.ops.perceptual.inverse_metric` of ``metric``
     lab: jnp.ndarray  # (N, H, W, 3): the originals in CIELAB
+    slope: jnp.ndarray | None = None  # (N, H, W, 3): :func:`ppjax.ops.mottle.luminance_slope`, with a mottle cap
+    cap: jnp.ndarray | None = None  # (N, H, W): :func:`ppjax.ops.mottle.mottle_cap`, with a mottle cap
+    kernel: jnp.ndarray | None = None  # (N, K): :func:`ppjax.ops.mottle.kernels`, with a mottle cap
 
 
-def budget_context(budget: PerceptualBudget, x0: jnp.ndarray) -> BudgetContext:
-    """:class:`BudgetContext` of (N, H, W, 3) originals ``x0`` in [0, 1]."""
+def budget_context(budget: PerceptualBudget, x0: jnp.ndarray, scale=None) -> BudgetContext:
+    """:class:`BudgetContext` of (N, H, W, 3) originals ``x0`` in [0, 1]; ``scale`` (N,): each
+    one's size over its photo's (None: 1), for the mottle cap's low-pass."""
     metric = perceptual.local_metric(x0)
-    return BudgetContext(metric, budget.limit(x0), perceptual.inverse_metric(metric), srgb_to_lab(x0))
+    context = BudgetContext(metric, budget.limit(x0), perceptual.inverse_metric(metric), srgb_to_lab(x0))
+    if budget.mottle is None:
+        return context
+    kernel = mottle.kernels(jnp.ones(x0.shape[0]) if scale is None else scale)
+    return context._replace(slope=mottle.luminance_slope(x0), cap=mottle.mottle_cap(x0, budget.mottle), kernel=kernel)
 
 
 def perceptual_ball(budget: PerceptualBudget, eps: float, context: BudgetContext | None = None) -> Projection:
@@ -70,15 +83,21 @@ def perceptual_ball(budget: PerceptualBudget, eps: float, context: BudgetContext
     def prepare(x0):
         return context if context is not None else budget_context(budget, x0)  # under jit, unread parts are not computed
 
-    def fitted(x, x0, ctx):
+    def fitted(x, x0, ctx, valid):
         ctx = prepare(x0) if ctx is None else ctx
-        return x0 + perceptual.scale_to_allowance((x - x0) * 255.0, ctx.metric, ctx.limit) / 255.0
+        d = (x - x0) * 255.0
+        if budget.mottle is not None:  # then the boxes again: the grey change taken away may cross them
+            d = mottle.cap_change(d, ctx.slope, ctx.cap, ctx.kernel)
+            d = jnp.clip(d, jnp.maximum(-eps, -x0 * 255.0), jnp.minimum(eps, (1.0 - x0) * 255.0))
+            mask = region(valid, d.shape)
+            d = d if mask is None else d * mask
+        return x0 + perceptual.scale_to_allowance(d, ctx.metric, ctx.limit) / 255.0
 
     def project(x, x0, valid=None, ctx=None):
-        return fitted(boxes.project(x, x0, valid), x0, ctx)
+        return fitted(boxes.project(x, x0, valid), x0, ctx, valid)
 
     def sample(key, x0, valid=None, ctx=None):
-        return fitted(boxes.sample(key, x0, valid), x0, ctx)
+        return fitted(boxes.sample(key, x0, valid), x0, ctx, valid)
 
     return Projection(project, sample, prepare)
 

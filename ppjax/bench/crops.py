@@ -90,7 +90,7 @@ def run_crops(photos: Sequence[Path], out_dir: Path, model: str, crop: int = 192
                 colour = colour_difference(original, image)
                 row["settings"].append({
                     "setting": name, "psnr": psnr_ssim(original, image)[0], **colour,
-                    "words": visibility_words(colour["ciede2000_p95"], colour["blocks_seen"]),
+                    "words": visibility_words(colour["ciede2000_p95"], colour["blocks_seen"], colour["blocks_mottled"]),
                     "protected": result[photo.resolve()].get("protected"),
                 })  # fmt: skip
             figures["photos"].append(row)

@@ -72,7 +72,7 @@ COLUMNS: dict[str, Callable[[int, int], tuple[Variant, ...]]] = {
 #: The attack options a run may set for its exact and social settings (None or absent: `ppjax
 #: protect`'s defaults): the method (default pgd), the strength preset, margin, the transfer parts, the PSNR floor and the
 #: ensemble's fusion.
-ATTACK_OPTIONS = ("method", "look", "no_refine", "strength", "margin", "diversity", "smoothing", "momentum", "scales", "skip_gradient", "min_psnr", "ensemble", "delta_e")
+ATTACK_OPTIONS = ("method", "look", "no_refine", "strength", "margin", "diversity", "smoothing", "momentum", "scales", "skip_gradient", "min_psnr", "ensemble", "delta_e", "mottle")
 
 
 def _eps_steps(eps: float | None, steps: int | None, attack: dict) -> tuple[float, int]:
@@ -92,7 +92,7 @@ def _protector(setting: str, models, eps: float | None, steps: int | None, attac
     social settings; ``eps`` and ``steps`` None take the strength's."""
     from ppjax import attacks
     from ppjax.protect import Protector
-    from ppjax.protect.config import STRENGTHS, attack_defaults, budget_of, perceptual_of, transfer_of
+    from ppjax.protect.config import STRENGTHS, attack_defaults, budget_of, parse_delta_e, perceptual_of, transfer_of
 
     attack = {k: v for k, v in (attack or {}).items() if v is not None}
     unknown = set(attack) - set(ATTACK_OPTIONS)
@@ -111,6 +111,7 @@ def _protector(setting: str, models, eps: float | None, steps: int | None, attac
     method = attack.get("method", "pgd")
     picked = {k: preset[k] for k in ("margin", "scales", "min_psnr")}
     picked["delta_e"] = budget_of(method, attack.get("strength", "mid"), None, None)[0]
+    picked["mottle"] = preset["mottle"] if parse_delta_e(attack.get("delta_e", picked["delta_e"])) is not None else "off"
     chosen = {**attack_defaults(method), **picked, **{k: v for k, v in attack.items() if k not in ("strength", "method", "look", "no_refine")}}
     look = None
     if attack.get("look"):
@@ -124,7 +125,7 @@ def _protector(setting: str, models, eps: float | None, steps: int | None, attac
     protector = Protector(
         targets, method=method, eps=eps, steps=steps, channel="exact" if setting == "exact" else "social", margin=chosen["margin"],
         transfer=transfer if transfer.active else None, min_psnr=chosen["min_psnr"] or None, look=look,
-        perceptual=perceptual_of(chosen["delta_e"]),
+        perceptual=perceptual_of(chosen["delta_e"], chosen["mottle"]),
     )  # fmt: skip
     return protector, preset["channel_rounds"]
 
@@ -243,6 +244,7 @@ def run_robustness_bench(
             row.update({k: float(np.mean([r[k] for r in seen])) for k in (seen[0] if seen else {})})
             if seen:  # the visibility goal is per photo: the worst one
                 row["blocks_seen_max"] = float(max(r["blocks_seen"] for r in seen))
+                row["blocks_mottled_max"] = float(max(r["blocks_mottled"] for r in seen))
             row.update({name: float(np.mean(v)) if v else float("nan") for name, v in judged.items()})
             log(f"{setting}: " + ", ".join(f"{k} {row[k]:.1%}" for k in COLUMNS) + f", PSNR {row['psnr']:.2f} dB, {seconds:.0f} s")
             row["held_out"], row["per_photo"] = {}, {

@@ -76,6 +76,7 @@ def bench_robustness(
     scales: Annotated[Optional[int], typer.Option(min=1, help="As for protect (default: protect's).")] = None,
     min_psnr: Annotated[Optional[float], typer.Option(min=0.0, max=100.0, help="As for protect: the PSNR floor in dB, 0 for none (default: protect's).")] = None,
     delta_e: Annotated[Optional[str], typer.Option(help="As for protect: the perceptual budget FLAT,BUSY in CIEDE2000, or off (default: protect's).")] = None,
+    mottle: Annotated[Optional[str], typer.Option(help="As for protect: the cap on low-frequency luminance contrast on smooth areas, in percent, or off (default: protect's).")] = None,
     ensemble: Annotated[Optional[str], typer.Option(help="As for protect: how an ensemble's objectives join (loss, balanced, logits, probs).")] = None,
     judge: Annotated[Optional[str], typer.Option(help="Held-out classifiers, comma-separated, that also judge every setting (their ONNX Runtime graphs), in their own table: how well the protection transfers to models it never saw. Must not be --model.")] = None,
     timing: Annotated[Optional[Path], typer.Option(help="Also time `ppjax protect` (social) on this photo resized to 256x256, 2560x1600 and 4032x3024: seconds and peak memory per photo.")] = None,
@@ -111,18 +112,19 @@ def bench_robustness(
         raise fail(f"--method {method} runs under the social setting only: add --settings social", 2)
     if no_refine and not look:
         raise fail("--no-refine needs --look", 2)
-    attack = {"method": method, "look": look, "no_refine": no_refine or None, "strength": strength, "margin": margin, "diversity": diversity, "smoothing": smoothing, "momentum": momentum, "scales": scales, "skip_gradient": skip_gradient, "min_psnr": min_psnr, "ensemble": ensemble, "delta_e": delta_e}
+    attack = {"method": method, "look": look, "no_refine": no_refine or None, "strength": strength, "margin": margin, "diversity": diversity, "smoothing": smoothing, "momentum": momentum, "scales": scales, "skip_gradient": skip_gradient, "min_psnr": min_psnr, "ensemble": ensemble, "delta_e": delta_e, "mottle": mottle}
     results = run_robustness_bench(loaded, onnx_judges, files, eps=eps, steps=steps, settings=chosen, log=lambda s: err.print(s), judges=held_out, attack=attack)
     results["models"] = list(names)
     model = ",".join(names)
     nan = float("nan")
     rows = [
         (r["setting"], *(f"{r[c]:.1%}" for c in COLUMNS), f"{r['psnr']:.2f}", f"{r.get('ciede2000', nan):.2f}", f"{r.get('ciede2000_p95', nan):.2f}",
-         f"{r.get('blocks_seen', nan):.1%} / {r.get('blocks_seen_max', nan):.1%}", f"{r.get('grain_255', nan):.2f}", f"{r['seconds']:.0f}")
+         f"{r.get('blocks_seen', nan):.1%} / {r.get('blocks_seen_max', nan):.1%}", f"{r.get('mottle_p95', nan):.1%}",
+         f"{r.get('blocks_mottled', nan):.1%} / {r.get('blocks_mottled_max', nan):.1%}", f"{r.get('grain_255', nan):.2f}", f"{r['seconds']:.0f}")
         for r in results["rows"]
     ]  # fmt: skip
     title = f"{model}, --method {method}, --strength {strength}, eps {results['eps_255']:g}/255, {results['steps']} steps: protected share of {results['photos']} photos, judged by ONNX Runtime"
-    headers = ("setting", *COLUMNS, "PSNR (dB)", "CIEDE2000", "CIEDE2000 p95", "blocks seen (mean / worst)", "grain (1/255)", "seconds")
+    headers = ("setting", *COLUMNS, "PSNR (dB)", "CIEDE2000", "CIEDE2000 p95", "blocks seen (mean / worst)", "mottle p95", "smooth blocks mottled (mean / worst)", "grain (1/255)", "seconds")
     out.print(table(title, headers, rows), width=max(out.width, 220))
     from ppjax import store
 

@@ -52,6 +52,12 @@ class ImageQuality:
     #: CIEDE2000 is over 2, seen at a glance (:func:`ppjax.protect.quality.colour_difference`).
     ciede2000_p95: float | None = None
     blocks_seen: float | None = None
+    #: Mottle on smooth areas (:func:`ppjax.protect.quality.mottle`): the low-passed luminance
+    #: contrast's 95th percentile (a fraction), the share of smooth blocks over 2%, the share of
+    #: pixels that are smooth.
+    mottle_p95: float | None = None
+    blocks_mottled: float | None = None
+    smooth: float | None = None
     grain_255: float | None = None
     colourfulness_before: float | None = None
     colourfulness_after: float | None = None
@@ -142,6 +148,9 @@ class QualityStats:
     #: "not visible side by side", "visible on close look" and "visible".
     blocks_seen_max: float | None = None
     visibility_counts: dict | None = None
+    mottle_p95_mean: float | None = None
+    blocks_mottled_mean: float | None = None
+    blocks_mottled_max: float | None = None
     grain_mean_255: float | None = None
     colourfulness_before_mean: float | None = None
     colourfulness_after_mean: float | None = None
@@ -263,6 +272,12 @@ def markdown_summary(report: Report) -> str:
             "",
             f"Visibility: CIEDE2000 95th percentile {_fmt(q.ciede2000_p95_mean, 2)} on average; 16x16 blocks seen at a glance "
             f"(mean CIEDE2000 over 2) {_pct(q.blocks_seen_mean)} on average, {_pct(q.blocks_seen_max)} at most; {counts}.",
+        ]
+    if q.mottle_p95_mean is not None:
+        lines += [
+            "",
+            f"Mottle on smooth areas (the change's low-passed luminance contrast): 95th percentile {_pct(q.mottle_p95_mean)} on "
+            f"average; smooth 16x16 blocks over 2% {_pct(q.blocks_mottled_mean)} on average, {_pct(q.blocks_mottled_max)} at most.",
         ]
     if q.grain_mean_255 is not None:
         lines += [

@@ -179,6 +179,9 @@ def _summarise(model: Model, images: list[ImageRecord], skipped: list[Skipped], 
         blocks_seen_mean=_mean(im.quality.blocks_seen for im in images),
         blocks_seen_max=max((im.quality.blocks_seen for im in images), default=None),
         visibility_counts=_visibility_counts(images),
+        mottle_p95_mean=_mean(im.quality.mottle_p95 for im in images),
+        blocks_mottled_mean=_mean(im.quality.blocks_mottled for im in images),
+        blocks_mottled_max=max((im.quality.blocks_mottled for im in images if im.quality.blocks_mottled is not None), default=None),
         grain_mean_255=_mean(im.quality.grain_255 for im in images),
         colourfulness_before_mean=_mean(im.quality.colourfulness_before for im in images),
         colourfulness_after_mean=_mean(im.quality.colourfulness_after for im in images),
@@ -203,7 +206,7 @@ def _visibility_counts(images: list[ImageRecord]) -> dict[str, int] | None:
         return None
     counts = dict.fromkeys(("not visible side by side", "visible on close look", "visible"), 0)
     for im in images:
-        counts[visibility_words(im.quality.ciede2000_p95, im.quality.blocks_seen)] += 1
+        counts[visibility_words(im.quality.ciede2000_p95, im.quality.blocks_seen, im.quality.blocks_mottled or 0.0)] += 1
     return counts
 
 

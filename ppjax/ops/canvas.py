@@ -109,22 +109,28 @@ class Geometry(NamedTuple):
     rows: BandSet
     cols: BandSet
     extents: tuple = ()
+    #: (N,) float32: each photo's working copy's size over its own (1 when it is the photo): how
+    #: many of the photo's pixels one canvas pixel stands for, which sets the scale of what a
+    #: person sees of a change (:mod:`ppjax.ops.mottle`).
+    scale: np.ndarray | float = 1.0
 
 
-def geometry(canvas: Canvas, h: int, w: int) -> Geometry:
-    """One (h, w) photo's geometry on ``canvas`` (no batch axis, no extents)."""
+def geometry(canvas: Canvas, h: int, w: int, scale: float = 1.0) -> Geometry:
+    """One (h, w) photo's geometry on ``canvas`` (no batch axis, no extents); ``scale``: its
+    working copy's size over the photo's own."""
     if not canvas.fits(h, w, canvas.exact) and canvas != own_canvas(h, w, canvas.exact):
         raise ValueError(f"a {w}x{h} photo does not fit the {canvas.label()} canvas")
     rows = view_bands(h, canvas.height, canvas.taps, canvas.t_taps)
     cols = view_bands(w, canvas.width, canvas.taps, canvas.t_taps)
-    return Geometry(np.array([h, w], np.int32), rows, cols)
+    return Geometry(np.array([h, w], np.int32), rows, cols, scale=np.float32(scale))
 
 
 def stack_geometry(parts: list[Geometry]) -> Geometry:
     """One batch's :class:`Geometry` from its photos' (a leading image axis on every array)."""
     stack = lambda items: type(items[0])(*(np.stack(a) for a in zip(*items)))  # noqa: E731
     extents = tuple(np.stack(e) for e in zip(*(p.extents for p in parts))) if parts[0].extents else ()
-    return Geometry(np.stack([p.valid for p in parts]), stack([p.rows for p in parts]), stack([p.cols for p in parts]), extents)
+    scale = np.stack([np.float32(p.scale) for p in parts])
+    return Geometry(np.stack([p.valid for p in parts]), stack([p.rows for p in parts]), stack([p.cols for p in parts]), extents, scale)
 
 
 def place(images: list[np.ndarray], canvas: Canvas) -> np.ndarray:

@@ -34,6 +34,7 @@ from ppjax.io.batching import bucket_size, pad_batch
 from ppjax.io.futures import in_order, run_on
 from ppjax.io.images import ImageReadError, ImageWriteError, read_image, to_float01, to_uint8, write_image
 from ppjax.protect.fullsize import fit_allowance, lift, working_copy
+from ppjax.protect.mottle_fit import fit_mottle
 from ppjax.protect.manifest import staging_path
 from ppjax.protect.panel import PanelJudge
 from ppjax.protect.protector import Protector
@@ -148,7 +149,8 @@ class Batch:
             works = [working_copy(im.rgb, p.work_plan(*im.rgb.shape[:2])[0]) for im in images]
             canvas = p.photo_canvas(*images[0].rgb.shape[:2])
             size = bucket_size(n, self.max_batch)
-            x, geometry = p.layout(canvas, works + [works[-1]] * (size - n))
+            scales = [w.shape[0] / im.rgb.shape[0] for w, im in zip(works, images)]
+            x, geometry = p.layout(canvas, works + [works[-1]] * (size - n), scales + [scales[-1]] * (size - n))
             x01 = to_float01(x)
             keys = image_keys(self.seed, [src for src, _ in jobs], size)
         cold = not p.is_warm(canvas, size)
@@ -234,12 +236,17 @@ class Batch:
         p = self.protector
         h, w = work.shape[:2]
         protected = to_uint8(q01[:h, :w])
-        if work is rgb:
-            # On a canvas a photo's border pixels see the canvas's black beyond it as texture; its
-            # allowance is the photo's own.
-            return protected if p.perceptual is None else fit_allowance(rgb, protected, p.perceptual, p.fit_programs)
         if edit is None:
-            return lift(rgb, work, protected, p.eps, p.min_psnr, p.perceptual, p.fit_programs)
+            if work is rgb:
+                # On a canvas a photo's border pixels see the canvas's black beyond it as texture;
+                # its allowance is the photo's own.
+                out = protected if p.perceptual is None else fit_allowance(rgb, protected, p.perceptual, p.fit_programs)
+            else:
+                out = lift(rgb, work, protected, p.eps, p.min_psnr, p.perceptual, p.fit_programs)
+            if p.perceptual is None or p.perceptual.mottle is None:
+                return out
+            with self.clock("fit the mottle"):
+                return fit_mottle(rgb, out, p.perceptual.mottle)
         coefficients = None if edit.coefficients is None else edit.coefficients[:h, :w]
         full = apply_full(p.pipeline, edit.params, rgb, coefficients)
         if not attacks.METHODS[p.method].hybrid:
@@ -269,13 +276,17 @@ class Batch:
         self._announce(jobs, p.canvas_for(*padded.shape[1:3]), size)
         with self.clock("attack, compiling or loading its program" if cold else "attack, first round"):
             q01, labels, flags = p(keys, x01)
-            q = to_uint8(q01[:n])
+            computed = to_uint8(q01[:n])
+        q = computed
+        if p.perceptual is not None and p.perceptual.mottle is not None:
+            with self.clock("fit the mottle"):
+                q = np.stack([fit_mottle(im.rgb, c, p.perceptual.mottle) for im, c in zip(images, computed)])
         with self.clock("write and read back"):
             written = self._write(list(q), jobs, images)
         is_jpeg = [out.suffix.lower() in (".jpg", ".jpeg") for _, out in jobs]
         # Verdicts on the padded batch, so every call keeps the bucket's shape.
         current = _with_rows(padded, written)
-        if not all(w is None or np.array_equal(w, q[j]) for j, w in enumerate(written)):
+        if not np.array_equal(q, computed) or not all(w is None or np.array_equal(w, q[j]) for j, w in enumerate(written)):
             flags = p.verify(to_float01(current), labels)  # lossy files: judge what was decoded
         encoded = _with_rows(padded, list(q))
         for _ in range(self.jpeg_rounds if any(is_jpeg) else 0):

@@ -14,7 +14,7 @@ from pathlib import Path
 from ppjax import attacks
 from ppjax.store.registry import MODEL_GROUPS
 
-__all__ = ["PERCEPTUAL_EPS", "budget_of", "parse_delta_e", "perceptual_of", "ATTACK_DEFAULTS", "DEFAULT_MIN_PSNR", "STRENGTHS", "Strength", "attack_defaults", "default_batch_size", "Backend", "Channel", "Method", "ObjectiveKind", "OutputFormat", "Penalty", "ProtectConfig"]
+__all__ = ["PERCEPTUAL_EPS", "budget_of", "parse_delta_e", "parse_mottle", "perceptual_of", "ATTACK_DEFAULTS", "DEFAULT_MIN_PSNR", "STRENGTHS", "Strength", "attack_defaults", "default_batch_size", "Backend", "Channel", "Method", "ObjectiveKind", "OutputFormat", "Penalty", "ProtectConfig"]
 
 #: The attack methods, one member per row of :data:`ppjax.attacks.METHODS`.
 Method = enum.Enum("Method", {name.upper(): name for name in attacks.METHODS}, type=str)
@@ -85,9 +85,9 @@ class Strength(str, enum.Enum):
 #: Each measured on the first 60 shared photos with its perceptual budget (README, "Strength
 #: presets"), and with ``--delta-e off`` on all 300 (docs/benchmarks.md).
 STRENGTHS = {
-    "low": {"eps": 3.0, "steps": 10, "margin": 5.0, "min_psnr": 40.0, "channel_rounds": 1, "scales": 1, "delta_e": "0.8,2"},
-    "mid": {"eps": 4.0, "steps": 20, "margin": 10.0, "min_psnr": 38.0, "channel_rounds": 3, "scales": 1, "delta_e": "1.2,3"},
-    "high": {"eps": 6.0, "steps": 30, "margin": 15.0, "min_psnr": 35.0, "channel_rounds": 3, "scales": 1, "delta_e": "1.8,4.5"},
+    "low": {"eps": 3.0, "steps": 10, "margin": 5.0, "min_psnr": 40.0, "channel_rounds": 1, "scales": 1, "delta_e": "0.8,2", "mottle": "1.5"},
+    "mid": {"eps": 4.0, "steps": 20, "margin": 10.0, "min_psnr": 38.0, "channel_rounds": 3, "scales": 1, "delta_e": "1.2,3", "mottle": "2"},
+    "high": {"eps": 6.0, "steps": 30, "margin": 15.0, "min_psnr": 35.0, "channel_rounds": 3, "scales": 1, "delta_e": "1.8,4.5", "mottle": "3"},
 }
 #: The ``eps`` ball (1/255) around the perceptual budget, per strength, when no ``eps`` is given:
 #: twice the ball alone's. The allowance, not the ball, bounds what shows; the wider ball lets the
@@ -107,6 +107,21 @@ def budget_of(method: str, strength: str, delta_e: str | None, eps: float | None
     if eps is None and parse_delta_e(delta_e) is not None:
         eps = PERCEPTUAL_EPS[strength]
     return delta_e, eps
+
+
+def parse_mottle(text: str) -> float | None:
+    """``--mottle``'s value: the cap on the change's low-frequency luminance contrast on smooth
+    areas, in percent ("2": 2%), or "off" (None). Returned as a fraction."""
+    text = str(text).strip().lower().removesuffix("%")
+    if text in ("off", "none", "0"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value < 100.0:
+        raise ValueError(f"--mottle must be a contrast in percent, 0 < C < 100, or off; got {text!r}")
+    return value / 100.0
 
 
 def parse_delta_e(text: str) -> tuple[float, float] | None:
@@ -210,6 +225,11 @@ class ProtectConfig:
     #: texture) inside the ``eps`` ball, or "off" (the ball alone). None: the strength's for the
     #: methods with sign steps (:data:`ppjax.attacks.PERCEPTUAL_METHODS`), off for the others.
     delta_e: str | None = None
+    #: The cap on the change's low-frequency luminance contrast where the photo is smooth, in
+    #: percent, or "off" (:mod:`ppjax.ops.mottle`): part of the perceptual budget, held by the
+    #: attack and fitted on the bytes written. None: the strength's with a perceptual budget, off
+    #: without one.
+    mottle: str | None = None
     #: The preset that fills the options left None (:data:`STRENGTHS`).
     strength: Strength = Strength.MID
     seed: int = 0
@@ -273,10 +293,16 @@ class ProtectConfig:
         delta_e, eps = budget_of(self.method.value, self.strength.value, self.delta_e, self.eps)
         set_(self, "eps", eps)
         allowances = parse_delta_e(delta_e)
+        if allowances is None and self.mottle is not None and parse_mottle(self.mottle) is not None:
+            raise ValueError("--mottle is part of the perceptual budget: it needs --delta-e (not off)")
+        if allowances is None:
+            set_(self, "mottle", "off")
         for name, value in STRENGTHS[self.strength.value].items():
             if getattr(self, name) is None and not (custom and name in ("margin", "scales")):
                 set_(self, name, value)
         set_(self, "delta_e", "off" if allowances is None else f"{allowances[0]:g},{allowances[1]:g}")
+        cap = parse_mottle(self.mottle)
+        set_(self, "mottle", "off" if cap is None else f"{100.0 * cap:g}")
         if allowances is not None and self.method.value not in attacks.PERCEPTUAL_METHODS:
             raise ValueError(f"--delta-e works with --method {', '.join(attacks.PERCEPTUAL_METHODS)}; use --delta-e off with {self.method.value}")
         if self.penalty is not None:
@@ -357,13 +383,14 @@ def _transfer(config: "ProtectConfig") -> attacks.Transfer:
 ProtectConfig.transfer = property(_transfer, doc="The transfer parts as an :class:`ppjax.attacks.Transfer`.")
 
 
-def perceptual_of(delta_e: str) -> attacks.PerceptualBudget | None:
-    """The :class:`ppjax.attacks.PerceptualBudget` of a ``--delta-e`` value (None for off)."""
+def perceptual_of(delta_e: str, mottle: str = "off") -> attacks.PerceptualBudget | None:
+    """The :class:`ppjax.attacks.PerceptualBudget` of a ``--delta-e`` value (None for off) and a
+    ``--mottle`` one."""
     allowances = parse_delta_e(delta_e)
-    return None if allowances is None else attacks.PerceptualBudget(*allowances)
+    return None if allowances is None else attacks.PerceptualBudget(*allowances, mottle=parse_mottle(mottle))
 
 
-ProtectConfig.perceptual = property(lambda config: perceptual_of(config.delta_e), doc="The perceptual budget (None: off).")
+ProtectConfig.perceptual = property(lambda config: perceptual_of(config.delta_e, config.mottle), doc="The perceptual budget (None: off).")
 
 
 def _member(kind: type[enum.Enum], value, name: str):

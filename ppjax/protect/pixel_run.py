@@ -52,7 +52,7 @@ def run_pixel(p, variables, keys, x01, geometry, start, attack_steps, refine_ste
     seen = None if draws is None else seen_period(draws, targets, x01, keys, geometry)
     # The perceptual budget's view of the original, once: the attack, the lattice's steps and each
     # settling round's fit all read it (x01 holds whole levels, so it is x0_255's exactly).
-    context = None if p.perceptual is None else attacks.budget_context(p.perceptual, x01)
+    context = None if p.perceptual is None else attacks.budget_context(p.perceptual, x01, None if geometry is None else geometry.scale)
     attack = p._attack(targets, terms, draws, context)
     if draws is None:  # the exact channel, own-size batches: every method, those with loops of their own too
         attacked = attack(keys, x01, labels)

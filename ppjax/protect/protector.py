@@ -226,13 +226,14 @@ class Protector:
         """Whether this process has run the program for ``batch`` photos on ``canvas`` already."""
         return (canvas.shape, batch, canvas.exact) in self._warm
 
-    def layout(self, canvas: Canvas, images: Sequence[np.ndarray]) -> tuple[np.ndarray, Geometry]:
+    def layout(self, canvas: Canvas, images: Sequence[np.ndarray], scales: Sequence[float] | None = None) -> tuple[np.ndarray, Geometry]:
         """(canvas batch, its :class:`~ppjax.ops.canvas.Geometry`) for (h, w, 3) images on ``canvas``:
-        with, per classifier, the extents each photo has in its layers when classified whole."""
+        with, per classifier, the extents each photo has in its layers when classified whole.
+        ``scales``: each image's size over its photo's (a working copy shrunk from it; None: 1)."""
         parts = []
-        for im in images:
+        for k, im in enumerate(images):
             h, w = im.shape[:2]
-            g = geometry(canvas, h, w)
+            g = geometry(canvas, h, w, 1.0 if scales is None else scales[k])
             if canvas.exact and self.channel != "exact":
                 g = g._replace(extents=tuple(self._extents(t, h, w, canvas) for t in self.targets))
             parts.append(g)

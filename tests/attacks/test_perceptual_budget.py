@@ -108,7 +108,7 @@ def test_options_and_their_errors(tmp_path):
         with pytest.raises(ValueError, match="--delta-e"):
             parse_delta_e(bad)
     make = lambda **kw: ProtectConfig((tmp_path,), tmp_path / "out", models=("efficientnet-lite0",), **kw)  # noqa: E731
-    assert make().delta_e == "1.2,3" and make().perceptual == attacks.PerceptualBudget(1.2, 3.0)
+    assert make().delta_e == "1.2,3" and make().perceptual == attacks.PerceptualBudget(1.2, 3.0, mottle=0.02)
     assert make(strength="low").delta_e == "0.8,2" and make(delta_e="OFF").perceptual is None
     assert make(method="edit").perceptual is None and make(method="cw", channel="exact").perceptual is None
     with pytest.raises(ValueError, match="--delta-e works with --method"):

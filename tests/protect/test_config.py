@@ -82,17 +82,17 @@ def test_strength_presets_are_their_documented_options():
     from ppjax.protect.config import STRENGTHS
 
     documented = {
-        "low": {"eps": 3.0, "steps": 10, "margin": 5.0, "min_psnr": 40.0, "channel_rounds": 1, "scales": 1, "delta_e": "0.8,2"},
-        "mid": {"eps": 4.0, "steps": 20, "margin": 10.0, "min_psnr": 38.0, "channel_rounds": 3, "scales": 1, "delta_e": "1.2,3"},
-        "high": {"eps": 6.0, "steps": 30, "margin": 15.0, "min_psnr": 35.0, "channel_rounds": 3, "scales": 1, "delta_e": "1.8,4.5"},
-    }
+        "low": {"eps": 3.0, "steps": 10, "margin": 5.0, "min_psnr": 40.0, "channel_rounds": 1, "scales": 1, "delta_e": "0.8,2", "mottle": "1.5"},
+        "mid": {"eps": 4.0, "steps": 20, "margin": 10.0, "min_psnr": 38.0, "channel_rounds": 3, "scales": 1, "delta_e": "1.2,3", "mottle": "2"},
+        "high": {"eps": 6.0, "steps": 30, "margin": 15.0, "min_psnr": 35.0, "channel_rounds": 3, "scales": 1, "delta_e": "1.8,4.5", "mottle": "3"},
+    }  # fmt: skip
     assert STRENGTHS == documented
     perceptual_eps = {"low": 6.0, "mid": 8.0, "high": 12.0}  # the ball around the perceptual budget
     for name, options in documented.items():
         config = ProtectConfig(("a.png",), Path("out"), strength=name)
         assert {k: getattr(config, k) for k in options} == {**options, "eps": perceptual_eps[name]}, name
         alone = ProtectConfig(("a.png",), Path("out"), strength=name, delta_e="off")
-        assert {k: getattr(alone, k) for k in options} == {**options, "delta_e": "off"}, name
+        assert {k: getattr(alone, k) for k in options} == {**options, "delta_e": "off", "mottle": "off"}, name
         assert (config.diversity, config.smoothing, config.momentum) == (1.0, 5, 1.0)  # the transfer parts stay
     assert ProtectConfig(("a.png",), Path("out")) == ProtectConfig(("a.png",), Path("out"), strength="mid")
     assert ProtectConfig(("a.png",), Path("out"), method="edit+pgd").eps == 2.0  # half the ball alone's
@@ -102,6 +102,18 @@ def test_strength_presets_are_their_documented_options():
     assert (own_loop.eps, own_loop.margin) == (6.0, 2.0)  # its own margin
     with pytest.raises(ValueError, match="--strength must be one of low, mid, high"):
         ProtectConfig(("a.png",), Path("out"), strength="max")
+
+
+def test_the_mottle_cap_is_part_of_the_perceptual_budget():
+    config = ProtectConfig(("a.png",), Path("out"), mottle="2.5%")
+    assert config.mottle == "2.5" and config.perceptual.mottle == pytest.approx(0.025)
+    assert ProtectConfig(("a.png",), Path("out"), mottle="off").perceptual.mottle is None
+    assert ProtectConfig(("a.png",), Path("out"), delta_e="off").perceptual is None
+    with pytest.raises(ValueError, match="needs --delta-e"):
+        ProtectConfig(("a.png",), Path("out"), delta_e="off", mottle="2")
+    for bad in ("0.0001%x", "-1", "100", "two"):
+        with pytest.raises(ValueError, match="--mottle must be"):
+            ProtectConfig(("a.png",), Path("out"), mottle=bad)
 
 
 def test_format_auto_gives_each_input_its_own_kind(tmp_path):

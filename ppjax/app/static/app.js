@@ -120,7 +120,8 @@ function showResult(card, index, result) {
   quality.hidden = false;
   const seenAs = result.visibility
     ? `How visible: ${result.visibility.words} (colour difference CIEDE2000 ${result.visibility.ciede2000.toFixed(1)} on average, ` +
-      `${result.visibility.ciede2000_p95.toFixed(1)} at the 95th percentile; ${(100 * result.visibility.blocks_seen).toFixed(0)}% of 16×16 blocks changed enough to see at a glance). `
+      `${result.visibility.ciede2000_p95.toFixed(1)} at the 95th percentile; ${(100 * result.visibility.blocks_seen).toFixed(0)}% of 16×16 blocks changed enough to see at a glance; ` +
+      `${(100 * result.visibility.blocks_mottled).toFixed(0)}% of smooth blocks mottled). `
     : "";
   const psnr = result.psnr === null || result.psnr === undefined ? "PSNR ∞ (unchanged)" : `PSNR ${result.psnr.toFixed(1)} dB`;
   quality.textContent = seenAs + psnr + (result.ssim ? `, SSIM ${result.ssim.toFixed(3)}` : "") + "." + (result.edit ? ` Edit: ${result.edit}.` : "");

@@ -1,0 +1,132 @@
+"""Mottle on the bytes written, at the photo's own size: measured, and fitted under a cap.
+
+The model is :mod:`ppjax.ops.mottle`'s (the change in relative luminance, low-passed, over the local
+luminance plus a screen's flare), here on the host in NumPy for (H, W, 3) uint8 photos of any size,
+at 1:1: the attack holds its cap on the working copy, but a full-size photo's change is that copy's
+carried back and rounded, and a small photo's is rounded to whole levels; what a person looks at is
+these bytes. :func:`fit_mottle` thins the change where its low-passed contrast is over the cap:
+each pixel's change is kept whole or dropped, so every pixel's own bound (the L-infinity ball,
+its CIEDE2000 allowance) still holds and PSNR only rises, and the share kept is the share the local
+cap asks for (an ordered dither, so the same photo gives the same bytes).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ppjax.ops.mottle import FLARE, LUMINANCE, MASK_CONTRAST, SIGMA, WINDOW, _kernel
+
+__all__ = ["luminance", "contrast_map", "surround", "fit_mottle", "FIT_PASSES"]
+
+#: Passes of :func:`fit_mottle` (each one low-pass of the change; the first does nearly all, the
+#: last takes the whole change of any neighbourhood still over).
+FIT_PASSES = 3
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """(H, W) float32 relative luminance of (H, W, 3) uint8 sRGB (a table of the 256 levels)."""
+    v = np.arange(256, dtype=np.float64) / 255.0
+    table = np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+    lum = np.asarray(LUMINANCE)
+    return (table[rgb[..., 0]] * lum[0] + table[rgb[..., 1]] * lum[1] + table[rgb[..., 2]] * lum[2]).astype(np.float32)
+
+
+def _window_mean(a: np.ndarray) -> np.ndarray:
+    """Mean over each pixel's WINDOW square, edges repeated (cumulative sums: any size, one pass)."""
+    r = WINDOW // 2
+    p = np.pad(a.astype(np.float64), r, mode="edge")
+    for axis in (0, 1):
+        c = np.cumsum(p, axis=axis)
+        c = np.concatenate([np.zeros_like(np.take(c, [0], axis=axis)), c], axis=axis)
+        n = p.shape[axis] - 2 * r
+        p = (np.take(c, np.arange(WINDOW, WINDOW + n), axis=axis) - np.take(c, np.arange(n), axis=axis)) / WINDOW
+    return p
+
+
+def surround(y0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(base, texture) of the original's luminance ``y0`` (H, W): the local luminance plus
+    :data:`~ppjax.ops.mottle.FLARE`, and the original's own RMS contrast over it."""
+    mean = _window_mean(y0)
+    spread = np.sqrt(np.maximum(_window_mean((y0 - mean) ** 2), 0.0))
+    base = mean + FLARE
+    return base.astype(np.float32), (spread / base).astype(np.float32)
+
+
+def _low_pass(a: np.ndarray) -> np.ndarray:
+    """(H, W) float32 Gaussian of :data:`~ppjax.ops.mottle.SIGMA`, zero beyond the edges."""
+    k = _kernel(SIGMA)
+    r = len(k) // 2
+    out = a.astype(np.float32)
+    for axis in (0, 1):
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (r, r)
+        p = np.pad(out, pad)
+        n = out.shape[axis]
+        acc = np.zeros_like(out)
+        for i, w in enumerate(k):
+            acc += w * (p[i : i + n] if axis == 0 else p[:, i : i + n])
+        out = acc
+    return out
+
+
+def contrast_map(original: np.ndarray, changed: np.ndarray, base: np.ndarray | None = None) -> np.ndarray:
+    """(H, W) float32: the change's low-passed luminance contrast at each pixel (a fraction),
+    ``base`` from :func:`surround` when the caller has it."""
+    y0 = luminance(original)
+    base = surround(y0)[0] if base is None else base
+    return np.abs(_low_pass(luminance(changed) - y0)) / base
+
+
+def _dither(shape) -> np.ndarray:
+    """(H, W) thresholds in (0, 1) of an 8x8 ordered (Bayer) dither, tiled: which pixels of a
+    neighbourhood keep their change. Any 4x4 window holds each sixteenth of the thresholds once, so
+    the share kept is even at every place, and a white-noise pattern's low-frequency clumps (which
+    would themselves be mottle) are absent."""
+    bayer = np.zeros((1, 1))
+    for _ in range(3):
+        bayer = np.block([[4 * bayer, 4 * bayer + 2], [4 * bayer + 3, 4 * bayer + 1]])
+    h, w = shape
+    tiled = np.tile(bayer, (-(-h // 8), -(-w // 8)))[:h, :w]
+    return (tiled + 0.5) / 64.0
+
+
+def _spread_min(a: np.ndarray, r: int) -> np.ndarray:
+    """Each pixel's minimum over the square of half side ``r`` around it."""
+    out = a
+    for axis in (0, 1):
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (r, r)
+        p = np.pad(out, pad, mode="edge")
+        n = out.shape[axis]
+        out = np.minimum.reduce([p[i : i + n] if axis == 0 else p[:, i : i + n] for i in range(2 * r + 1)])
+    return out
+
+
+def fit_mottle(original: np.ndarray, changed: np.ndarray, contrast: float) -> np.ndarray:
+    """(H, W, 3) uint8 ``changed`` with its change from ``original`` thinned where its low-passed
+    luminance contrast (:func:`contrast_map`) is over ``contrast`` times the cap's masking factor
+    (1 on smooth areas, the original's own contrast over
+    :data:`~ppjax.ops.mottle.MASK_CONTRAST` in texture). Where a pixel's neighbourhood is ``r``
+    times over, each of its pixels keeps its whole change with probability 1/``r`` (by an ordered
+    dither) and drops it otherwise; after :data:`FIT_PASSES` - 1 such passes, every pixel within
+    the low-pass's reach of one still over drops its change (there the low-pass is then zero)."""
+    y0 = luminance(original)
+    base, texture = surround(y0)
+    cap = contrast * np.maximum(1.0, texture / MASK_CONTRAST)
+    moved = np.any(changed != original, axis=-1)
+    out = changed.copy()
+    dither = _dither(moved.shape)
+    reach = len(_kernel(SIGMA)) // 2
+    kept = np.ones(moved.shape)  # the share of its neighbourhood's change each pixel's passes keep
+    for last in [False] * (FIT_PASSES - 1) + [True]:
+        over = np.abs(_low_pass(luminance(out) - y0)) / base / cap
+        if not (over > 1.0).any():
+            break
+        if last:  # what the dither left over: the whole neighbourhood's change goes, so the cap holds there
+            kept = np.where(_spread_min(np.where(over > 1.0, 0.0, 1.0), reach) < 1.0, 0.0, kept)
+        else:
+            kept *= _spread_min(np.minimum(1.0, 1.0 / np.maximum(over, 1e-12)), reach)
+        drop = moved & (dither >= kept)
+        out[drop] = original[drop]
+        moved &= ~drop
+    return out
