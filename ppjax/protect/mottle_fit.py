@@ -35,12 +35,12 @@ def _window_mean(a: np.ndarray) -> np.ndarray:
     """Mean over each pixel's WINDOW square, edges repeated (cumulative sums: any size, one pass)."""
     r = WINDOW // 2
     p = np.pad(a.astype(np.float64), r, mode="edge")
-    for axis in (0, 1):
-        c = np.cumsum(p, axis=axis)
-        c = np.concatenate([np.zeros_like(np.take(c, [0], axis=axis)), c], axis=axis)
-        n = p.shape[axis] - 2 * r
-        p = (np.take(c, np.arange(WINDOW, WINDOW + n), axis=axis) - np.take(c, np.arange(n), axis=axis)) / WINDOW
-    return p
+    c = np.zeros((p.shape[0] + 1, p.shape[1]))
+    np.cumsum(p, axis=0, out=c[1:])
+    p = c[WINDOW:] - c[:-WINDOW]
+    c = np.zeros((p.shape[0], p.shape[1] + 1))
+    np.cumsum(p, axis=1, out=c[:, 1:])
+    return (c[:, WINDOW:] - c[:, :-WINDOW]) / (WINDOW * WINDOW)
 
 
 def surround(y0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -53,18 +53,18 @@ def surround(y0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _low_pass(a: np.ndarray) -> np.ndarray:
-    """(H, W) float32 Gaussian of :data:`~ppjax.ops.mottle.SIGMA`, zero beyond the edges."""
+    """(H, W) float32 Gaussian of :data:`~ppjax.ops.mottle.SIGMA`, zero beyond the edges (the
+    kernel is symmetric: each pair of taps is added before it is weighed)."""
     k = _kernel(SIGMA)
     r = len(k) // 2
     out = a.astype(np.float32)
     for axis in (0, 1):
-        pad = [(0, 0), (0, 0)]
-        pad[axis] = (r, r)
-        p = np.pad(out, pad)
         n = out.shape[axis]
-        acc = np.zeros_like(out)
-        for i, w in enumerate(k):
-            acc += w * (p[i : i + n] if axis == 0 else p[:, i : i + n])
+        p = np.pad(out, [(r, r), (0, 0)] if axis == 0 else [(0, 0), (r, r)])
+        at = (lambda i: p[i : i + n]) if axis == 0 else (lambda i: p[:, i : i + n])  # noqa: E731
+        acc = k[r] * at(r)
+        for i in range(r):
+            acc += k[i] * (at(i) + at(2 * r - i))
         out = acc
     return out
 
@@ -91,14 +91,19 @@ def _dither(shape) -> np.ndarray:
 
 
 def _spread_min(a: np.ndarray, r: int) -> np.ndarray:
-    """Each pixel's minimum over the square of half side ``r`` around it."""
+    """Each pixel's minimum over the square of half side ``r`` around it (windows doubled in
+    length, then two overlapping ones: a few minima an axis, not 2 ``r`` + 1)."""
+    side = 2 * r + 1
     out = a
     for axis in (0, 1):
-        pad = [(0, 0), (0, 0)]
-        pad[axis] = (r, r)
-        p = np.pad(out, pad, mode="edge")
         n = out.shape[axis]
-        out = np.minimum.reduce([p[i : i + n] if axis == 0 else p[:, i : i + n] for i in range(2 * r + 1)])
+        p = np.pad(out, [(r, r), (0, 0)] if axis == 0 else [(0, 0), (r, r)], mode="edge")
+        cut = (lambda m, i, k: m[i : i + k]) if axis == 0 else (lambda m, i, k: m[:, i : i + k])  # noqa: E731
+        windows, width = p, 1  # windows[i]: the minimum over width values from i
+        while 2 * width <= side:
+            m = windows.shape[axis] - width
+            windows, width = np.minimum(cut(windows, 0, m), cut(windows, width, m)), 2 * width
+        out = np.minimum(cut(windows, 0, n), cut(windows, side - width, n))
     return out
 
 
