@@ -243,15 +243,21 @@ class Batch:
                 out = protected if p.perceptual is None else fit_allowance(rgb, protected, p.perceptual, p.fit_programs)
             else:
                 out = lift(rgb, work, protected, p.eps, p.min_psnr, p.perceptual, p.fit_programs)
-            if p.perceptual is None or p.perceptual.mottle is None:
-                return out
-            with self.clock("fit the mottle"):
-                return fit_mottle(rgb, out, p.perceptual.mottle)
+            return self._mottle_fitted(rgb, out)
         coefficients = None if edit.coefficients is None else edit.coefficients[:h, :w]
         full = apply_full(p.pipeline, edit.params, rgb, coefficients)
         if not attacks.METHODS[p.method].hybrid:
             return full
         return lift(full, to_uint8(edit.edited[:h, :w]), protected, p.eps, p.min_psnr, p.perceptual, p.fit_programs)
+
+    def _mottle_fitted(self, original, changed) -> np.ndarray:
+        """``changed`` (H, W, 3 uint8) with its mottle fitted under the perceptual budget's cap
+        (:func:`ppjax.protect.mottle_fit.fit_mottle`), or as it is when there is none."""
+        p = self.protector
+        if p.perceptual is None or p.perceptual.mottle is None:
+            return changed
+        with self.clock("fit the mottle"):
+            return fit_mottle(original, changed, p.perceptual.mottle)
 
     def _judged(self, job, quality, leads, variants, edit=None) -> None:
         src, out = job
@@ -277,10 +283,7 @@ class Batch:
         with self.clock("attack, compiling or loading its program" if cold else "attack, first round"):
             q01, labels, flags = p(keys, x01)
             computed = to_uint8(q01[:n])
-        q = computed
-        if p.perceptual is not None and p.perceptual.mottle is not None:
-            with self.clock("fit the mottle"):
-                q = np.stack([fit_mottle(im.rgb, c, p.perceptual.mottle) for im, c in zip(images, computed)])
+        q = np.stack([self._mottle_fitted(im.rgb, c) for im, c in zip(images, computed)])
         with self.clock("write and read back"):
             written = self._write(list(q), jobs, images)
         is_jpeg = [out.suffix.lower() in (".jpg", ".jpeg") for _, out in jobs]
@@ -296,6 +299,7 @@ class Batch:
             if not redo:
                 break
             q2 = to_uint8(p.refine_for_jpeg(keys, x01, to_float01(encoded), labels, self.jpeg_quality))
+            q2 = np.stack([self._mottle_fitted(images[j].rgb, q2[j]) if j in redo else q2[j] for j in range(n)])
             again = self._write([q2[j] for j in redo], [jobs[j] for j in redo], [images[j] for j in redo])
             for j, w in zip(redo, again):
                 written[j] = w
