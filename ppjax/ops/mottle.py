@@ -113,8 +113,9 @@ def mottle_cap(x0: jnp.ndarray, contrast: float) -> jnp.ndarray:
 def cap_change(d: jnp.ndarray, slope: jnp.ndarray, cap: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
     """Changes ``d`` (N, H, W, 3; 1/255 units) less the grey change that takes their low-passed
     luminance (``slope``: :func:`luminance_slope` of the originals; ``kernel``: :func:`kernels`)
-    back to within ``cap`` (N, H, W) where it is over. One pass: the low-pass of what is taken away is itself smoothed, so a
-    loop that calls this at every step holds the cap; the high-frequency part is left as it is."""
+    back to within ``cap`` (N, H, W) where it is over. One pass: the low-pass of what is taken
+    away is itself smoothed, so a loop that calls this at every step holds the cap; the
+    high-frequency part is left as it is."""
     # Channel by channel, not a reduction over the last axis: XLA:CPU runs a sum over an innermost
     # axis of 3 as scalar code (97 ms on a 1088 canvas, against a few for three planes).
     lum = d[..., 0] * slope[..., 0] + d[..., 1] * slope[..., 1] + d[..., 2] * slope[..., 2]

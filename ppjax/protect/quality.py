@@ -4,8 +4,8 @@ program each (a report over an album of many sizes compiles nothing per size).
 PSNR is a sum of squares (NumPy). CIEDE2000 is a per-pixel difference: the pixels go through one
 program in chunks of a fixed length, the last padded; its mean, 95th percentile and the share of
 16x16 blocks changed enough to be seen at a glance say how visible the change is in colour, and
-:func:`mottle` how much of it shows as blotches on smooth areas. SSIM's Gaussian window needs a compiled filter; run on the
-whole image it would compile once per photo size. Here the image pair is cut into tiles of a
+:func:`mottle` how much of it shows as blotches on smooth areas. SSIM's Gaussian window needs a
+compiled filter; run on the whole image it would compile once per photo size. Here the image pair is cut into tiles of a
 fixed size that overlap by the window's reach, each tile's 'valid' SSIM map covers its own part of
 the image's map, and the maps are summed under a mask: the mean is exactly the whole image's, and
 one program serves every size (a 12-megapixel photo never holds SSIM's filtered planes at once).
@@ -130,7 +130,7 @@ def colour_difference(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
 
 #: The low-frequency contrast (a fraction) a 16x16 block of a smooth area may carry on average
 #: before its mottle counts as seen. Looked at, 1:1 (docs/visibility.md): a dark sky's blotches at a
-#: 95th percentile of 2.3% showed faintly, at 4.1% plainly.
+#: 95th percentile of 2.6% showed faintly, at 4.5% plainly.
 MOTTLE_SEEN = 0.02
 
 

@@ -78,6 +78,7 @@ def test_cap_change_brings_a_smooth_change_to_the_cap_and_leaves_grain_alone():
     np.testing.assert_allclose(np.asarray(kept)[0, 8:-8, 8:-8], np.asarray(grain)[0, 8:-8, 8:-8], atol=1e-3)
 
 
+@pytest.mark.slow
 def test_the_budget_with_a_mottle_cap_holds_every_pixel_bound_and_lowers_the_low_pass():
     rng = np.random.default_rng(2)
     x0 = jnp.asarray(np.clip(rng.normal(0.2, 0.01, (1, 40, 40, 3)), 0, 1), jnp.float32)
