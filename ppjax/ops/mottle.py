@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppjax.ops.metrics import positive_power
+from ppjax.ops.perceptual import _box
 
 __all__ = ["LUMINANCE", "FLARE", "SIGMA", "WINDOW", "MASK_CONTRAST", "REACH", "linear", "luminance_slope", "kernels", "blur", "mottle_cap", "cap_change"]
 
@@ -53,12 +54,6 @@ def luminance_slope(x0: jnp.ndarray) -> jnp.ndarray:
     return slope * jnp.asarray(LUMINANCE, x.dtype) / 255.0
 
 
-def _kernel(sigma: float) -> np.ndarray:
-    r = max(1, int(np.ceil(3.0 * sigma)))
-    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
-    return (k / k.sum()).astype(np.float32)
-
-
 #: Half the taps of the attack's low-pass: :data:`SIGMA`'s three sigmas (a smaller sigma, for a
 #: working copy shrunk from its photo, takes the same taps).
 REACH = int(np.ceil(3.0 * SIGMA))
@@ -89,11 +84,7 @@ def blur(a: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
 def _window_mean(a: jnp.ndarray) -> jnp.ndarray:
     """(N, H, W) mean over each pixel's :data:`WINDOW` square, the edges repeated beyond them."""
     r = WINDOW // 2
-    p = jnp.pad(a, ((0, 0), (r, r), (r, r)), mode="edge")
-    for axis in (1, 2):
-        n = p.shape[axis] - 2 * r
-        p = sum(jax.lax.slice_in_dim(p, i, i + n, axis=axis) for i in range(WINDOW)) / WINDOW
-    return p
+    return _box(jnp.pad(a, ((0, 0), (r, r), (r, r)), mode="edge"), WINDOW)
 
 
 def mottle_cap(x0: jnp.ndarray, contrast: float) -> jnp.ndarray:

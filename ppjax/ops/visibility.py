@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["grain", "colourfulness", "rms_contrast", "visibility"]
+__all__ = ["gaussian_taps", "grain", "colourfulness", "rms_contrast", "visibility"]
 
 _LUMA = np.asarray((0.2126, 0.7152, 0.0722), np.float32)
 
@@ -32,7 +32,8 @@ def _filter(a: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return a
 
 
-def _gaussian(sigma: float) -> np.ndarray:
+def gaussian_taps(sigma: float) -> np.ndarray:
+    """(2 ceil(3 sigma) + 1,) float32 taps of a Gaussian of ``sigma`` pixels, summing to 1."""
     r = int(np.ceil(3 * sigma))
     k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
     return (k / k.sum()).astype(np.float32)
@@ -41,7 +42,7 @@ def _gaussian(sigma: float) -> np.ndarray:
 def grain(original: np.ndarray, changed: np.ndarray, sigma: float = 1.5) -> float:
     """The change's high-pass RMS over the original's flattest quarter, in 1/255."""
     d = changed.astype(np.float32) - original.astype(np.float32)
-    high = d - _filter(d, _gaussian(sigma))
+    high = d - _filter(d, gaussian_taps(sigma))
     y = original.astype(np.float32) @ _LUMA
     box = np.full(5, 0.2, np.float32)
     local_std = np.sqrt(np.maximum(_filter(y * y, box) - _filter(y, box) ** 2, 0.0))

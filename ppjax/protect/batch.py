@@ -299,7 +299,7 @@ class Batch:
             if not redo:
                 break
             q2 = to_uint8(p.refine_for_jpeg(keys, x01, to_float01(encoded), labels, self.jpeg_quality))
-            q2 = np.stack([self._mottle_fitted(images[j].rgb, q2[j]) if j in redo else q2[j] for j in range(n)])
+            q2 = {j: self._mottle_fitted(images[j].rgb, q2[j]) for j in redo}
             again = self._write([q2[j] for j in redo], [jobs[j] for j in redo], [images[j] for j in redo])
             for j, w in zip(redo, again):
                 written[j] = w

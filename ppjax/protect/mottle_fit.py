@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ppjax.ops.mottle import FLARE, LUMINANCE, MASK_CONTRAST, SIGMA, WINDOW, _kernel
+from ppjax.ops.mottle import FLARE, LUMINANCE, MASK_CONTRAST, SIGMA, WINDOW
+from ppjax.ops.visibility import gaussian_taps
 
-__all__ = ["luminance", "contrast_map", "surround", "fit_mottle", "FIT_PASSES"]
+__all__ = ["luminance", "contrast_map", "contrast_of", "surround", "fit_mottle", "FIT_PASSES"]
 
 #: Passes of :func:`fit_mottle` (each one low-pass of the change; the first does nearly all, the
 #: last takes the whole change of any neighbourhood still over).
@@ -55,7 +56,7 @@ def surround(y0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _low_pass(a: np.ndarray) -> np.ndarray:
     """(H, W) float32 Gaussian of :data:`~ppjax.ops.mottle.SIGMA`, zero beyond the edges (the
     kernel is symmetric: each pair of taps is added before it is weighed)."""
-    k = _kernel(SIGMA)
+    k = gaussian_taps(SIGMA)
     r = len(k) // 2
     out = a.astype(np.float32)
     for axis in (0, 1):
@@ -69,11 +70,15 @@ def _low_pass(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def contrast_map(original: np.ndarray, changed: np.ndarray, base: np.ndarray | None = None) -> np.ndarray:
-    """(H, W) float32: the change's low-passed luminance contrast at each pixel (a fraction),
-    ``base`` from :func:`surround` when the caller has it."""
+def contrast_map(original: np.ndarray, changed: np.ndarray) -> np.ndarray:
+    """(H, W) float32: the change's low-passed luminance contrast at each pixel (a fraction)."""
     y0 = luminance(original)
-    base = surround(y0)[0] if base is None else base
+    return contrast_of(y0, surround(y0)[0], changed)
+
+
+def contrast_of(y0: np.ndarray, base: np.ndarray, changed: np.ndarray) -> np.ndarray:
+    """:func:`contrast_map` from the original's :func:`luminance` ``y0`` and :func:`surround`'s
+    ``base``, for callers that keep them."""
     return np.abs(_low_pass(luminance(changed) - y0)) / base
 
 
@@ -121,10 +126,10 @@ def fit_mottle(original: np.ndarray, changed: np.ndarray, contrast: float) -> np
     moved = np.any(changed != original, axis=-1)
     out = changed.copy()
     dither = _dither(moved.shape)
-    reach = len(_kernel(SIGMA)) // 2
+    reach = len(gaussian_taps(SIGMA)) // 2
     kept = np.ones(moved.shape)  # the share of its neighbourhood's change each pixel's passes keep
     for last in [False] * (FIT_PASSES - 1) + [True]:
-        over = np.abs(_low_pass(luminance(out) - y0)) / base / cap
+        over = contrast_of(y0, base, out) / cap
         if not (over > 1.0).any():
             break
         if last:  # what the dither left over: the whole neighbourhood's change goes, so the cap holds there

@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppjax.ops import metrics
+from ppjax.ops.mottle import MASK_CONTRAST
+from ppjax.protect.mottle_fit import contrast_of, luminance, surround
 
 __all__ = [
     "psnr_ssim", "ciede2000_pixels", "colour_difference", "mottle", "visibility_words", "MOTTLE_SEEN", "image_quality", "BLOCK", "GLANCE_DELTA_E",
@@ -104,6 +106,16 @@ def ciede2000_pixels(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out.reshape(a.shape[:2])
 
 
+def _block_sums(plane: np.ndarray) -> np.ndarray:
+    """(rows, cols) float64 sums of an (H, W) plane over :data:`BLOCK` x :data:`BLOCK` blocks, the
+    last row and column of blocks as large as the plane leaves them (zeros beyond it)."""
+    h, w = plane.shape
+    rows, cols = -(-h // BLOCK), -(-w // BLOCK)
+    padded = np.zeros((rows * BLOCK, cols * BLOCK), np.float64)
+    padded[:h, :w] = plane
+    return padded.reshape(rows, BLOCK, cols, BLOCK).sum(axis=(1, 3))
+
+
 def colour_difference(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     """How visible the change from ``a`` to ``b`` ((H, W, 3) uint8 sRGB) is: in colour, the mean
     CIEDE2000 (``ciede2000``), its 95th percentile over pixels (``ciede2000_p95``), and the share of
@@ -113,13 +125,7 @@ def colour_difference(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     d = ciede2000_pixels(a, b)
     if d.size == 0:
         return {"ciede2000": 0.0, "ciede2000_p95": 0.0, "blocks_seen": 0.0, "mottle_p95": 0.0, "blocks_mottled": 0.0, "smooth": 0.0}
-    h, w = d.shape
-    rows, cols = -(-h // BLOCK), -(-w // BLOCK)
-    padded = np.zeros((rows * BLOCK, cols * BLOCK), np.float64)
-    count = np.zeros_like(padded)
-    padded[:h, :w], count[:h, :w] = d, 1.0
-    sums = padded.reshape(rows, BLOCK, cols, BLOCK).sum(axis=(1, 3))
-    counts = count.reshape(rows, BLOCK, cols, BLOCK).sum(axis=(1, 3))
+    sums, counts = _block_sums(d), _block_sums(np.ones_like(d))
     return {
         "ciede2000": float(np.mean(d, dtype=np.float64)),
         "ciede2000_p95": float(np.percentile(d, 95)),
@@ -141,21 +147,15 @@ def mottle(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     :data:`ppjax.ops.mottle.MASK_CONTRAST`), a fraction; ``blocks_mottled``: the share of 16x16
     blocks, smooth in the majority, whose mean is over :data:`MOTTLE_SEEN`; ``smooth``: the share
     of pixels that are smooth. Zeros when nothing is."""
-    from ppjax.ops.mottle import MASK_CONTRAST
-    from ppjax.protect.mottle_fit import contrast_map, luminance, surround
-
-    base, texture = surround(luminance(a))
-    contrast = contrast_map(a, b, base)
+    y0 = luminance(a)
+    base, texture = surround(y0)
+    contrast = contrast_of(y0, base, b)
     smooth = texture < MASK_CONTRAST
     if not smooth.any():
         return {"mottle_p95": 0.0, "blocks_mottled": 0.0, "smooth": 0.0}
-    h, w = smooth.shape
-    rows, cols = -(-h // BLOCK), -(-w // BLOCK)
-    pad = ((0, rows * BLOCK - h), (0, cols * BLOCK - w))
-    block = lambda m: np.pad(m.astype(np.float64), pad).reshape(rows, BLOCK, cols, BLOCK).sum(axis=(1, 3))  # noqa: E731
-    inside = block(np.ones_like(smooth))
-    smooth_blocks = block(smooth) > 0.5 * inside
-    means = block(contrast) / inside
+    inside = _block_sums(np.ones(smooth.shape))
+    smooth_blocks = _block_sums(smooth) > 0.5 * inside
+    means = _block_sums(contrast) / inside
     return {
         "mottle_p95": float(np.percentile(contrast[smooth], 95)),
         "blocks_mottled": float(np.mean(means[smooth_blocks] > MOTTLE_SEEN)) if smooth_blocks.any() else 0.0,

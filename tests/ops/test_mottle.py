@@ -7,6 +7,7 @@ import pytest
 
 from ppjax import attacks
 from ppjax.ops import mottle
+from ppjax.ops.visibility import gaussian_taps
 from ppjax.protect import mottle_fit
 
 
@@ -39,7 +40,7 @@ def test_luminance_slope_is_the_derivative_of_luminance():
 def test_kernels_are_the_hosts_gaussian_at_scale_one_and_narrower_when_shrunk():
     k = np.asarray(mottle.kernels(jnp.asarray([1.0, 0.4])))
     np.testing.assert_allclose(k.sum(axis=1), 1.0, rtol=1e-6)
-    np.testing.assert_allclose(k[0], mottle._kernel(mottle.SIGMA), atol=1e-6)
+    np.testing.assert_allclose(k[0], gaussian_taps(mottle.SIGMA), atol=1e-6)
     centre = mottle.REACH
     assert k[1, centre] > k[0, centre]  # a canvas pixel of a shrunk copy stands for more of the photo
 
