@@ -12,6 +12,9 @@ cap asks for (an ordered dither, so the same photo gives the same bytes).
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from ppjax.ops.mottle import FLARE, LUMINANCE, MASK_CONTRAST, SIGMA, WINDOW
@@ -28,8 +31,8 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
     """(H, W) float32 relative luminance of (H, W, 3) uint8 sRGB (a table of the 256 levels)."""
     v = np.arange(256, dtype=np.float64) / 255.0
     table = np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
-    lum = np.asarray(LUMINANCE)
-    return (table[rgb[..., 0]] * lum[0] + table[rgb[..., 1]] * lum[1] + table[rgb[..., 2]] * lum[2]).astype(np.float32)
+    r, g, b = (table * weight for weight in LUMINANCE)  # each level's share, weighed once, not per pixel
+    return (np.take(r, rgb[..., 0]) + np.take(g, rgb[..., 1]) + np.take(b, rgb[..., 2])).astype(np.float32)
 
 
 def _window_mean(a: np.ndarray) -> np.ndarray:
@@ -64,8 +67,11 @@ def _low_pass(a: np.ndarray) -> np.ndarray:
         p = np.pad(out, [(r, r), (0, 0)] if axis == 0 else [(0, 0), (r, r)])
         at = (lambda i: p[i : i + n]) if axis == 0 else (lambda i: p[:, i : i + n])  # noqa: E731
         acc = k[r] * at(r)
+        pair = np.empty_like(acc)  # one buffer for every pair of taps: a 4 MP photo's passes allocate no more
         for i in range(r):
-            acc += k[i] * (at(i) + at(2 * r - i))
+            np.add(at(i), at(2 * r - i), out=pair)
+            pair *= k[i]
+            acc += pair
         out = acc
     return out
 
@@ -79,20 +85,25 @@ def contrast_map(original: np.ndarray, changed: np.ndarray) -> np.ndarray:
 def contrast_of(y0: np.ndarray, base: np.ndarray, changed: np.ndarray) -> np.ndarray:
     """:func:`contrast_map` from the original's :func:`luminance` ``y0`` and :func:`surround`'s
     ``base``, for callers that keep them."""
-    return np.abs(_low_pass(luminance(changed) - y0)) / base
+    return _contrast(y0, base, luminance(changed))
 
 
-def _dither(shape) -> np.ndarray:
-    """(H, W) thresholds in (0, 1) of an 8x8 ordered (Bayer) dither, tiled: which pixels of a
-    neighbourhood keep their change. Any 4x4 window holds each sixteenth of the thresholds once, so
-    the share kept is even at every place, and a white-noise pattern's low-frequency clumps (which
-    would themselves be mottle) are absent."""
+def _contrast(y0: np.ndarray, base: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """:func:`contrast_of` from the changed image's luminance ``y``."""
+    return np.abs(_low_pass(y - y0)) / base
+
+
+def _dither(shape, at: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """(H, W) thresholds in (0, 1) of an 8x8 ordered (Bayer) dither, tiled over the photo from its
+    top left; ``at``: where this (H, W) part of the photo starts. Any 4x4 window holds each
+    sixteenth of the thresholds once, so the share kept is even at every place, and a white-noise
+    pattern's low-frequency clumps (which would themselves be mottle) are absent."""
     bayer = np.zeros((1, 1))
     for _ in range(3):
         bayer = np.block([[4 * bayer, 4 * bayer + 2], [4 * bayer + 3, 4 * bayer + 1]])
     h, w = shape
-    tiled = np.tile(bayer, (-(-h // 8), -(-w // 8)))[:h, :w]
-    return (tiled + 0.5) / 64.0
+    rows, cols = ((np.arange(n) + start) % 8 for n, start in zip((h, w), at))
+    return (bayer[rows[:, None], cols[None, :]] + 0.5) / 64.0
 
 
 def _spread_min(a: np.ndarray, r: int) -> np.ndarray:
@@ -112,24 +123,62 @@ def _spread_min(a: np.ndarray, r: int) -> np.ndarray:
     return out
 
 
-def fit_mottle(original: np.ndarray, changed: np.ndarray, contrast: float) -> np.ndarray:
+#: The fit goes tile by tile on photos larger than two tiles (a 12 MP photo's whole-array passes
+#: took 6 s on one core and most of a gigabyte): tiles of this side, each read with a margin of
+#: :data:`_HALO` pixels, enough for its inner part to come out as from the whole photo. A pixel's
+#: fit depends on the photo within the surround's two windows (2 x 6 pixels) plus, per pass, the
+#: low-pass's and the spread's reach (2 x 5 pixels), and the last pass's spread (5): 37.
+_TILE = 512
+_HALO = 40
+
+
+def fit_mottle(original: np.ndarray, changed: np.ndarray, contrast: float, workers: int | None = None) -> np.ndarray:
     """(H, W, 3) uint8 ``changed`` with its change from ``original`` thinned where its low-passed
     luminance contrast (:func:`contrast_map`) is over ``contrast`` times the cap's masking factor
     (1 on smooth areas, the original's own contrast over
     :data:`~ppjax.ops.mottle.MASK_CONTRAST` in texture). Where a pixel's neighbourhood is ``r``
     times over, each of its pixels keeps its whole change with probability 1/``r`` (by an ordered
     dither) and drops it otherwise; after :data:`FIT_PASSES` - 1 such passes, every pixel within
-    the low-pass's reach of one still over drops its change (there the low-pass is then zero)."""
+    the low-pass's reach of one still over drops its change (there the low-pass is then zero).
+
+    A photo larger than two tiles is fitted in tiles of :data:`_TILE` (the same bytes as the
+    whole, up to the window sums' float rounding), on ``workers`` threads (None: one per core;
+    NumPy lets go of the interpreter inside each array operation); tiles with no change are skipped."""
+    h, w = original.shape[:2]
+    if h * w <= 2 * _TILE * _TILE:
+        return _fit(original, changed, contrast, (0, 0))
+    out = changed.copy()
+
+    def tile(corner):
+        i, j = corner
+        r0, c0 = max(0, i - _HALO), max(0, j - _HALO)
+        r1, c1 = min(h, i + _TILE + _HALO), min(w, j + _TILE + _HALO)
+        a, b = original[r0:r1, c0:c1], changed[r0:r1, c0:c1]
+        if np.array_equal(a, b):
+            return
+        fitted = _fit(a, b, contrast, (r0, c0))
+        out[i : i + _TILE, j : j + _TILE] = fitted[i - r0 : i - r0 + _TILE, j - c0 : j - c0 + _TILE]
+
+    corners = [(i, j) for i in range(0, h, _TILE) for j in range(0, w, _TILE)]
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        list(pool.map(tile, corners))  # each writes its own part of `out`; list() raises a tile's error
+    return out
+
+
+def _fit(original: np.ndarray, changed: np.ndarray, contrast: float, at: tuple[int, int]) -> np.ndarray:
+    """:func:`fit_mottle` on the whole of (H, W, 3) ``original`` and ``changed``, a part of a photo
+    that starts at ``at`` (for the dither's phase)."""
     y0 = luminance(original)
     base, texture = surround(y0)
     cap = contrast * np.maximum(1.0, texture / MASK_CONTRAST)
     moved = np.any(changed != original, axis=-1)
     out = changed.copy()
-    dither = _dither(moved.shape)
+    dither = _dither(moved.shape, at)
     reach = len(gaussian_taps(SIGMA)) // 2
     kept = np.ones(moved.shape)  # the share of its neighbourhood's change each pixel's passes keep
+    y = luminance(out)  # a pixel given back its original has the original's luminance, exactly
     for last in [False] * (FIT_PASSES - 1) + [True]:
-        over = contrast_of(y0, base, out) / cap
+        over = _contrast(y0, base, y) / cap
         if not (over > 1.0).any():
             break
         if last:  # what the dither left over: the whole neighbourhood's change goes, so the cap holds there
@@ -137,6 +186,7 @@ def fit_mottle(original: np.ndarray, changed: np.ndarray, contrast: float) -> np
         else:
             kept *= _spread_min(np.minimum(1.0, 1.0 / np.maximum(over, 1e-12)), reach)
         drop = moved & (dither >= kept)
-        out[drop] = original[drop]
+        np.copyto(out, original, where=drop[..., None])  # in place: a boolean gather and scatter cost twice as much
+        np.copyto(y, y0, where=drop)
         moved &= ~drop
     return out

@@ -62,6 +62,30 @@ def test_fit_mottle_keeps_or_drops_whole_pixels_and_brings_the_low_pass_under_th
     np.testing.assert_array_equal(fit_mottle(original, changed, 0.02), fitted)  # the same bytes again
 
 
+def _blotchy(h: int, w: int, seed: int):
+    """A smooth dark gradient with texture in one corner, and a change with blotches 16 pixels wide."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(20, 90, w)[None, :, None] + np.linspace(0, 30, h)[:, None, None]
+    original = np.repeat(ramp, 3, -1)
+    original[: h // 3, : w // 3] += rng.normal(0, 25, (h // 3, w // 3, 1))
+    blotches = np.kron(rng.normal(0, 3, (h // 16 + 1, w // 16 + 1, 3)), np.ones((16, 16, 1)))[:h, :w]
+    original = np.clip(np.round(original), 0, 255).astype(np.uint8)
+    changed = np.clip(original + np.round(blotches + rng.normal(0, 1, (h, w, 3))), 0, 255).astype(np.uint8)
+    return original, changed
+
+
+def test_a_large_photo_fitted_in_tiles_gets_the_bytes_of_the_whole(monkeypatch):
+    from ppjax.protect import mottle_fit
+
+    original, changed = _blotchy(1100, 1300, 5)  # over two tiles: 3 x 3 of 512, the last ones cut
+    whole = mottle_fit._fit(original, changed, 0.02, (0, 0))
+    assert 0.05 < np.mean(np.any(whole != changed, axis=-1)) < 0.95  # the fit has work to do
+    np.testing.assert_array_equal(fit_mottle(original, changed, 0.02), whole)
+    np.testing.assert_array_equal(fit_mottle(original, changed, 0.02, workers=1), whole)
+    monkeypatch.setattr(mottle_fit, "_HALO", 8)  # a margin under a pixel's reach: the tiles' edges show
+    assert not np.array_equal(fit_mottle(original, changed, 0.02), whole)
+
+
 def test_fit_mottle_leaves_grain_and_texture_as_they_are():
     original = np.full((64, 64, 3), 128, np.uint8)
     grain = (original + 3 * _checker(64, 64)).astype(np.uint8)
@@ -108,3 +132,11 @@ def test_written_bytes_hold_the_mottle_cap_and_without_it_do_not(tiny, tmp_path,
         worst.append(float(contrast_of(luminance(original), base, written)[6:-6, 6:-6][smooth].max()))
     assert worst[0] > 1.1 * 0.02  # the attack alone mottles this sky past the cap
     assert worst[1] <= 0.02 * 1.001
+
+
+def test_a_part_of_the_photo_takes_the_dither_where_it_stands():
+    from ppjax.protect.mottle_fit import _dither
+
+    whole = _dither((40, 50))
+    np.testing.assert_array_equal(_dither((30, 37), (3, 13)), whole[3:33, 13:50])
+    assert sorted(np.unique(whole[:8, :8])) == sorted((np.arange(64) + 0.5) / 64)
