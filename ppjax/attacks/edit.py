@@ -54,7 +54,8 @@ def edit_attack(
     an edit over it is scaled back towards none by the ratio (the colour change is close to
     proportional to the sliders), so the look stays an edit rather than a new palette. ``terms`` (appeal) see the
     edited image. ``channel`` and ``transfer`` as in :func:`ppjax.attacks.iterate`, of which only
-    input diversity and scale copies apply to an edit (TI smoothing and momentum shape pixel steps).
+    input diversity, scale copies and ghost networks apply to an edit (TI smoothing and momentum
+    shape pixel steps).
     """
     targets, terms = tuple(targets), tuple(terms)
     diversity = None
@@ -64,7 +65,7 @@ def edit_attack(
         def diversity(x, keys, step, valid):
             return diverse_inputs(x, keys, step, transfer.diversity, transfer.diversity_scale, valid)
 
-    through = _through(channel, targets, diversity, transfer.scales if transfer is not None else 1)
+    through = _through(channel, targets, diversity, *((transfer.scales, transfer.ghost) if transfer is not None else (1, 0.0)))
     cycle = getattr(channel, "cycle", 1)
     optimiser = optax.adam(learning_rate)
     max_steps = steps

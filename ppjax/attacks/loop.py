@@ -47,28 +47,34 @@ def seen_period(channel, targets, x0, keys, geometry):
     return jax.lax.map(lambda step: _seen(channel, targets, x0, keys, step, geometry), jnp.arange(channel.period))
 
 
-def _objective_and_lead(targets, x, labels, scales=1):
+def _objective_and_lead(targets, x, labels, scales=1, ghost=None):
     """:func:`objective_and_lead` with the objective averaged over ``scales`` copies of ``x`` with
     pixel values divided by 1, 2, 4, ... (SI; one batch through the classifiers); the lead is that of
-    ``x`` itself."""
+    ``x`` itself. ``ghost``: the ghost networks of ``x``'s images (each copy meets its image's)."""
     if scales == 1:
-        return objective_and_lead(targets, x, labels)
+        return objective_and_lead(targets, x, labels, ghost=ghost)
     n = x.shape[0]
     copies = jnp.concatenate([x * 0.5**i for i in range(scales)])
-    value, lead = objective_and_lead(targets, copies, tuple(jnp.tile(y, scales) for y in labels))
+    if ghost is not None:
+        ghost = ghost._replace(keys=jnp.concatenate([ghost.keys] * scales))
+    value, lead = objective_and_lead(targets, copies, tuple(jnp.tile(y, scales) for y in labels), ghost=ghost)
     return value / scales, lead[:n]
 
 
-def _through(channel, targets, diversity=None, scales=1):
+def _through(channel, targets, diversity=None, scales=1, ghost=0.0):
     """``(objective, lead)`` of the targets on the channel's draws of ``x``: the objective averaged
     over the draws, the lead the smallest over them. Each draw is judged against the class each
     classifier gives the *original* through that same draw (same structure, same JPEG quality):
     the class an attacker taking that path would infer. Otherwise an attack away from one view's
     class can walk straight into the class another view gives the original. ``seen`` may bring
     those classes (from :func:`_seen`); by default they are computed. ``scales`` > 1 averages the
-    objective over scaled copies of what the classifiers see (:func:`_objective_and_lead`)."""
+    objective over scaled copies of what the classifiers see (:func:`_objective_and_lead`).
+    ``ghost`` > 0: the targets that take one are ghost networks with that half width, drawn anew for
+    each image, step and draw (:func:`ppjax.attacks.transfer.ghost_draws`)."""
+    from ppjax.attacks.transfer import ghost_draws
+
     if diversity is not None:  # the classifiers see each step's diverse copy (see ppjax.attacks.transfer)
-        seen_through = _through(channel, targets, scales=scales)
+        seen_through = _through(channel, targets, scales=scales, ghost=ghost)
 
         def diverse(x, x0, labels, keys, step, geometry, seen=None):
             valid = None if geometry is None else geometry.valid
@@ -76,18 +82,22 @@ def _through(channel, targets, diversity=None, scales=1):
 
         return diverse
     if channel is None:
-        return lambda x, x0, labels, keys, step, geometry, seen=None: _objective_and_lead(targets, x, labels, scales)
+
+        def exact(x, x0, labels, keys, step, geometry, seen=None):
+            return _objective_and_lead(targets, x, labels, scales, ghost_draws(keys, step, 1, 0, ghost))
+
+        return exact
 
     def through(x, x0, labels, keys, step, geometry, seen=None):
         n = x.shape[0]
         seen = _seen(channel, targets, x0, keys, step, geometry) if seen is None else seen
         total, count, lead = 0.0, 0, None
-        for group, classes in zip(channel(keys, step, x, geometry, targets), seen):  # groups of draws of one shape each
+        for index, (group, classes) in enumerate(zip(channel(keys, step, x, geometry, targets), seen)):  # groups of draws of one shape each
             xs, bound = group.pixels, group.targets
             k = xs.shape[0] // n
 
-            def judged(xs=xs, bound=bound, classes=classes, k=k):
-                value, this = _objective_and_lead(bound, xs, classes, scales)
+            def judged(xs=xs, bound=bound, classes=classes, k=k, index=index):
+                value, this = _objective_and_lead(bound, xs, classes, scales, ghost_draws(keys, step, k, index, ghost))
                 return jnp.asarray(value, jnp.float32), jnp.min(this.reshape(k, n), axis=0).astype(jnp.float32)
 
             if group.active is None:
@@ -111,7 +121,7 @@ def lead_through(channel, targets: Sequence[Target]) -> Callable:
     return lambda x, x0, labels, keys, step, geometry=None, seen=None: through(x, x0, labels, keys, step, geometry, seen)[1]
 
 
-def _gradient(targets, terms, combine, channel=None, diversity=None, scales=1):
+def _gradient(targets, terms, combine, channel=None, diversity=None, scales=1, ghost=0.0):
     """``grad(x, x0, labels, keys, step, geometry, seen=None) -> (direction to ascend, lead)``.
 
     ``combine="sum"``: the gradient of objective + sum of weighted terms. ``"unit"``: the objective's
@@ -122,7 +132,7 @@ def _gradient(targets, terms, combine, channel=None, diversity=None, scales=1):
     """
     if combine not in COMBINE:
         raise ValueError(f"combine must be 'sum' or 'unit', got {combine!r}")
-    classifiers = _through(channel, targets, diversity, scales)
+    classifiers = _through(channel, targets, diversity, scales, ghost)
     if combine == "sum" or not terms:
 
         def total(x, x0, labels, keys, step, geometry, seen=None):
@@ -178,9 +188,10 @@ def iterate(
     computed when not given). None: the classifiers see the image exactly.
 
     ``transfer`` (a :class:`ppjax.attacks.transfer.Transfer`) adds input diversity before the
-    classifiers (and the channel), scale copies at the classifiers' input, and TI smoothing and
-    momentum before ``step_rule``; the early stop then looks at the diverse copies, which the
-    caller's verification on the image itself must confirm.
+    classifiers (and the channel), scale copies at the classifiers' input, ghost networks in place
+    of the targets that take them, and TI smoothing and momentum before ``step_rule``; the early
+    stop then looks at the diverse copies (and the ghosts), which the caller's verification on the
+    image itself must confirm.
     """
     targets, terms = tuple(targets), tuple(terms)
     alpha = step_size / 255.0
@@ -195,7 +206,7 @@ def iterate(
         from ppjax.attacks.transfer import with_transfer_steps
 
         step_rule = with_transfer_steps(step_rule, transfer)
-    grad_fn = _gradient(targets, terms, combine, channel, diversity, transfer.scales if transfer is not None else 1)
+    grad_fn = _gradient(targets, terms, combine, channel, diversity, *((transfer.scales, transfer.ghost) if transfer is not None else (1, 0.0)))
     cycle = getattr(channel, "cycle", 1)
     max_steps = steps
 

@@ -55,6 +55,10 @@ class Target(NamedTuple):
     objective: Objective
     fusion: str = "loss"
     fixed_size: int | None = None
+    #: Whether ``apply`` takes a ghost network's skip erosion as its keyword ``ghost``
+    #: (:attr:`ppjax.models.Model.has_ghost`); the attack loop passes one with ``Transfer.ghost``,
+    #: and every wrapper of ``apply`` (canvases, the JPEG round trip) passes it on.
+    ghost: bool = False
 
 
 class Term(NamedTuple):
@@ -165,16 +169,17 @@ def bind(targets: Sequence[Target], terms: Sequence[Term], variables) -> tuple[t
     )
 
 
-def objective_and_lead(targets: Sequence[Target], x, labels, terms: Sequence[Term] = (), x0=None):
+def objective_and_lead(targets: Sequence[Target], x, labels, terms: Sequence[Term] = (), x0=None, ghost=None):
     """(objective joined by the targets' fusion plus weighted terms, (N,) smallest lead over the targets).
 
     An image is protected when its lead is > 0, and the lead is always each member's own: a fused
     objective changes where the attack goes, never what counts as protected. ``x0`` (the original)
-    is needed with ``terms``.
+    is needed with ``terms``. ``ghost`` (a :class:`ppjax.models.layers.Ghost` for the N images):
+    the members that take one are their ghost networks here, objective and lead both.
     """
     fusion = _fusion_of(targets)
     seen = (lambda x: balance_gradient(x)) if fusion == "balanced" and len(targets) > 1 else (lambda x: x)
-    logits = [t.apply(t.variables, seen(x)) for t in targets]
+    logits = [t.apply(t.variables, seen(x), ghost=ghost) if ghost is not None and t.ghost else t.apply(t.variables, seen(x)) for t in targets]
     total, lead = 0.0, None
     for target, y, out in zip(targets, labels, logits):
         this = target.objective.lead(out, y)

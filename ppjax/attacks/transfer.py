@@ -18,6 +18,12 @@ built on :func:`ppjax.attacks.iterate`.
   pass is unchanged. It is a property of the attacked networks' backward pass, applied where the
   targets are built (:meth:`ppjax.models.Model.with_skip_gradient`); networks without residual
   blocks are attacked as they are.
+- **Ghost networks** (Li et al., AAAI 2020): at each step every residual block's skip path is
+  multiplied by a factor drawn from [1 - ``ghost``, 1 + ``ghost``] (per image, block, step and
+  draw; :class:`ppjax.models.layers.Ghost`), so that the attack meets a new member of a family of
+  networks made from each attacked one at every step, at no extra cost. Unlike the skip gradient
+  it changes the forward pass, so the step's lead (the early stop) is the ghost's; what counts as
+  protected is always judged on the networks themselves afterwards.
 
 :class:`Transfer` holds the settings; zero (one for ``scales``) switches a part off.
 """
@@ -33,7 +39,7 @@ import optax
 
 from ppjax.attacks.steps import normalise_l1
 
-__all__ = ["Transfer", "diverse_inputs", "smooth_gradient", "with_transfer_steps"]
+__all__ = ["Transfer", "diverse_inputs", "ghost_draws", "smooth_gradient", "with_transfer_steps"]
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,8 @@ class Transfer:
     """Transfer parts: ``diversity`` (probability per step, 0..1), ``diversity_scale`` (smallest
     shrink factor, 0.75..1), ``smoothing`` (Gaussian kernel side in pixels, odd; 0 off), ``momentum``
     (decay; 0 off), ``scales`` (copies the objective is averaged over; 1 off), ``skip_gradient``
-    (SGM's gamma on residual branches, in (0, 1]; 1 off)."""
+    (SGM's gamma on residual branches, in (0, 1]; 1 off), ``ghost`` (the half width of the ghost
+    networks' skip factors, in [0, 0.5]; 0 off)."""
 
     diversity: float = 0.0
     diversity_scale: float = 0.85
@@ -49,6 +56,7 @@ class Transfer:
     momentum: float = 0.0
     scales: int = 1
     skip_gradient: float = 1.0
+    ghost: float = 0.0
 
     def __post_init__(self):
         if not 0.0 <= self.diversity <= 1.0:
@@ -63,10 +71,12 @@ class Transfer:
             raise ValueError(f"scales is a whole number of copies, at least 1, got {self.scales}")
         if not 0.0 < self.skip_gradient <= 1.0:
             raise ValueError(f"skip_gradient is SGM's gamma in (0, 1] (1: off), got {self.skip_gradient}")
+        if not 0.0 <= self.ghost <= 0.5:
+            raise ValueError(f"ghost is the half width of the skip factors' range, in [0, 0.5] (0: off), got {self.ghost}")
 
     @property
     def active(self) -> bool:
-        return bool(self.diversity or self.smoothing or self.momentum or self.scales > 1 or self.skip_gradient != 1.0)
+        return bool(self.diversity or self.smoothing or self.momentum or self.scales > 1 or self.skip_gradient != 1.0 or self.ghost)
 
 
 def diverse_inputs(x01: jnp.ndarray, keys: jax.Array, step, p: float, scale: float, valid=None) -> jnp.ndarray:
@@ -91,6 +101,24 @@ def diverse_inputs(x01: jnp.ndarray, keys: jax.Array, step, p: float, scale: flo
     rows = shift_scale_bands(valid[:, 0], h, s, uy * (1.0 - s) * hv)
     moved = apply_bands(apply_bands(x01, *cols, axis=2), *rows, axis=1)
     return jnp.where((s < 1.0)[:, None, None, None], moved, x01)  # exactly the image when not drawn
+
+
+def ghost_draws(keys: jax.Array, step, copies: int, salt: int, tau: float):
+    """The :class:`ppjax.models.layers.Ghost` of ``copies`` draws of each of N images, draw-major
+    like the channel's draws ((copies * N,) keys: draw d of image n at ``d * N + n``): image n's
+    factors come from its own key (``keys`` (N,)), the step, ``salt`` (which group of draws) and
+    the draw, never from its batch. None when ``tau`` is 0 (the networks themselves)."""
+    from ppjax.models.layers import Ghost
+
+    if not tau:
+        return None
+
+    def of_image(key):
+        k = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(key, step), 0x6057), salt)
+        return jax.vmap(lambda d: jax.random.fold_in(k, d))(jnp.arange(copies))
+
+    per_image = jax.vmap(of_image)(keys)  # (N, copies)
+    return Ghost(jnp.swapaxes(per_image, 0, 1).reshape(-1), float(tau))
 
 
 def _gaussian(kernel: int) -> np.ndarray:

@@ -72,7 +72,7 @@ COLUMNS: dict[str, Callable[[int, int], tuple[Variant, ...]]] = {
 #: The attack options a run may set for its exact and social settings (None or absent: `ppjax
 #: protect`'s defaults): the method (default pgd), the strength preset, margin, the transfer parts, the PSNR floor and the
 #: ensemble's fusion.
-ATTACK_OPTIONS = ("method", "look", "no_refine", "strength", "margin", "diversity", "smoothing", "momentum", "scales", "skip_gradient", "min_psnr", "ensemble", "delta_e", "mottle")
+ATTACK_OPTIONS = ("method", "look", "no_refine", "strength", "margin", "diversity", "smoothing", "momentum", "scales", "skip_gradient", "ghost", "min_psnr", "ensemble", "delta_e", "mottle")
 
 
 def _eps_steps(eps: float | None, steps: int | None, attack: dict) -> tuple[float, int]:
@@ -121,7 +121,7 @@ def _protector(setting: str, models, eps: float | None, steps: int | None, attac
         steps = 0 if attack.get("no_refine") else steps
     transfer = transfer_of(chosen)
     shaped = [m.with_skip_gradient(transfer.skip_gradient) for m in models]
-    targets = [attacks.Target(m.apply, m.variables, attacks.cross_entropy(), fusion, m.spec.fixed_size) for m in shaped]
+    targets = [attacks.Target(m.apply, m.variables, attacks.cross_entropy(), fusion, m.spec.fixed_size, m.has_ghost) for m in shaped]
     protector = Protector(
         targets, method=method, eps=eps, steps=steps, channel="exact" if setting == "exact" else "social", margin=chosen["margin"],
         transfer=transfer if transfer.active else None, min_psnr=chosen["min_psnr"] or None, look=look,

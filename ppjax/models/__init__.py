@@ -9,6 +9,7 @@ module strictly from the converted ``weights.safetensors`` in the store.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -72,6 +73,14 @@ class Model:
             return self
         return replace(self, apply=normalised_apply(self.module.clone(skip_gradient=gamma), self.spec))
 
+    @property
+    def has_ghost(self) -> bool:
+        """Whether ``apply`` takes a ghost network's skip erosion (``apply(variables, x01, ghost)``,
+        :class:`ppjax.models.layers.Ghost`): networks with residual blocks; the others have no skip
+        paths to erode."""
+        call = getattr(type(self.module), "__call__", None)
+        return call is not None and "ghost" in inspect.signature(call).parameters
+
     def logits(self, x01: jnp.ndarray) -> jnp.ndarray:
         return self.apply(self.variables, x01)
 
@@ -89,14 +98,18 @@ def abstract_shapes(module, size: int) -> dict[str, tuple[int, ...]]:
 
 
 def normalised_apply(module, spec: ModelSpec) -> Callable[[Any, jnp.ndarray], jnp.ndarray]:
-    """Pure ``apply(variables, x01) -> logits`` with ``spec``'s normalisation inside."""
+    """Pure ``apply(variables, x01, ghost=None) -> logits`` with ``spec``'s normalisation inside;
+    ``ghost`` (a :class:`ppjax.models.layers.Ghost`, for modules that take one) erodes the skip
+    paths, None is the network itself."""
 
-    def apply(variables, x01):
+    def apply(variables, x01, ghost=None):
         if spec.fixed_size is not None and x01.shape[1:3] != (spec.fixed_size, spec.fixed_size):
             from ppjax.ops.resample import resize
 
             x01 = resize(x01, (spec.fixed_size, spec.fixed_size), "bilinear")
-        return module.apply(variables, spec.normalise(x01))
+        if ghost is None:
+            return module.apply(variables, spec.normalise(x01))
+        return module.apply(variables, spec.normalise(x01), ghost)
 
     return apply
 

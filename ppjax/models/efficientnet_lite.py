@@ -25,7 +25,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from ppjax.models import Model, ModelSpec, abstract_shapes, load_classifier, normalised_apply
-from ppjax.models.layers import Conv, batch_norm, relu6, residual_sum, tf_same_pads
+from ppjax.models.layers import Conv, Ghost, at_block, batch_norm, relu6, residual_sum, tf_same_pads
 
 _BN_EPS = 1e-3
 
@@ -93,7 +93,7 @@ class MBConvBlock(nn.Module):
     skip_gradient: float = 1.0  # SGM's gamma on the residual branch (backward only; see layers.skip_gradient)
 
     @nn.compact
-    def __call__(self, inputs):
+    def __call__(self, inputs, ghost: Ghost | None = None):
         x = inputs
         hidden = self.in_filters * self.expand
         size = self.static_size
@@ -103,7 +103,7 @@ class MBConvBlock(nn.Module):
         x = relu6(_bn(x, "_bn1", self.dtype))
         x = _bn(_conv(x, self.out_filters, 1, 1, "_project_conv", self.dtype, size), "_bn2", self.dtype)
         if self.stride == 1 and self.in_filters == self.out_filters:
-            x = residual_sum(inputs, x, self.skip_gradient)
+            x = residual_sum(inputs, x, self.skip_gradient, ghost)
         return x
 
 
@@ -117,12 +117,12 @@ class Blocks(nn.Module):
     skip_gradient: float = 1.0
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x, ghost: Ghost | None = None):
         i, size = 0, -(-self.static_size // 2)  # after the stride-2 stem
         for repeats, kernel, stride, expand, fin, fout in stages(self.depth, self.width):
             for r in range(repeats):
                 first = r == 0
-                x = MBConvBlock(kernel, stride if first else 1, expand, fin if first else fout, fout, size, self.dtype, self.skip_gradient, name=str(i))(x)
+                x = MBConvBlock(kernel, stride if first else 1, expand, fin if first else fout, fout, size, self.dtype, self.skip_gradient, name=str(i))(x, at_block(ghost, i))
                 if first:
                     size = -(-size // stride)
                 i += 1
@@ -139,10 +139,11 @@ class EfficientNetLite(nn.Module):
     skip_gradient: float = 1.0
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x, ghost: Ghost | None = None):
+        """``ghost``: the skip erosion of a ghost network (:class:`~ppjax.models.layers.Ghost`), None: the network itself."""
         x = x.astype(self.dtype)
         x = relu6(_bn(_conv(x, 32, 3, 2, "_conv_stem", self.dtype, self.static_size), "_bn0", self.dtype))
-        x = Blocks(self.dtype, self.depth, self.static_size, self.width, self.skip_gradient, name="_blocks")(x)
+        x = Blocks(self.dtype, self.depth, self.static_size, self.width, self.skip_gradient, name="_blocks")(x, ghost)
         x = relu6(_bn(_conv(x, 1280, 1, 1, "_conv_head", self.dtype, -(-self.static_size // 32)), "_bn1", self.dtype))
         x = jnp.mean(x, axis=(1, 2))
         x = nn.Dense(self.num_classes, dtype=self.dtype, name="_fc")(x)

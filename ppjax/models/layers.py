@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -138,10 +138,44 @@ def _skip_gradient_bwd(gamma, _, g):
 skip_gradient.defvjp(_skip_gradient_fwd, _skip_gradient_bwd)
 
 
-def residual_sum(inputs, branch, gamma: float):
+class Ghost(NamedTuple):
+    """A ghost network's skip erosion (Li et al., AAAI 2020, "Learning transferable adversarial
+    examples via ghost networks"): every residual block's skip path times a factor drawn
+    uniformly from [1 - ``tau``, 1 + ``tau``], one per image and block, so that each step of an
+    attack meets another member of a family of networks made from the one attacked, at no extra
+    cost. ``keys``: (N,) PRNG keys, one per image of the batch the network sees; a block draws
+    from its own :meth:`at` its index."""
+
+    keys: jax.Array
+    tau: float
+
+    def at(self, index: int) -> "Ghost":
+        """The keys of part ``index`` of a network (a stage, a block)."""
+        return Ghost(jax.vmap(lambda k: jax.random.fold_in(k, index))(self.keys), self.tau)
+
+    def factors(self, dtype) -> jnp.ndarray:
+        """(N, 1, 1, 1) skip factors in [1 - tau, 1 + tau]."""
+        u = jax.vmap(lambda k: jax.random.uniform(k, minval=1.0 - self.tau, maxval=1.0 + self.tau))(self.keys)
+        return u.astype(dtype)[:, None, None, None]
+
+
+def ghostly(ghost: Ghost | None) -> dict:
+    """The keyword arguments that pass ``ghost`` on to a model's ``apply`` (or a wrapper of it):
+    none for None, so that an ``apply`` that takes no ghost is called as it always is."""
+    return {} if ghost is None else {"ghost": ghost}
+
+
+def at_block(ghost: Ghost | None, index: int) -> Ghost | None:
+    """``ghost.at(index)``, or None for the true network."""
+    return None if ghost is None else ghost.at(index)
+
+
+def residual_sum(inputs, branch, gamma: float, ghost: Ghost | None = None):
     """``inputs + branch``, with the branch's gradient scaled by ``gamma`` (:func:`skip_gradient`)
-    only when it is not 1, so that the plain network's program is unchanged."""
-    return inputs + (branch if gamma == 1.0 else skip_gradient(branch, gamma))
+    only when it is not 1, so that the plain network's program is unchanged; with ``ghost``, the
+    skip path ``inputs`` times the block's ghost factors (:class:`Ghost`)."""
+    skip = inputs if ghost is None else inputs * ghost.factors(inputs.dtype)
+    return skip + (branch if gamma == 1.0 else skip_gradient(branch, gamma))
 
 
 def depthwise_conv(x, kernel, strides, padding):

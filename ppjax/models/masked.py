@@ -135,10 +135,11 @@ def _mask(x, hw):
     return inside[..., None].astype(x.dtype)
 
 
-def masked_apply(apply: Callable[[Any, jnp.ndarray], jnp.ndarray], variables, x: jnp.ndarray, extents: jnp.ndarray) -> jnp.ndarray:
+def masked_apply(apply: Callable[[Any, jnp.ndarray], jnp.ndarray], variables, x: jnp.ndarray, extents: jnp.ndarray, ghost=None) -> jnp.ndarray:
     """``apply(variables, x)`` for (N, H, W, 3) canvases holding each photo at the top left, as if
     each photo were run alone: ``extents`` (N, L, 2) from :func:`level_extents` for each photo's
-    size (they may differ per photo). The model must not resize its input itself."""
+    size (they may differ per photo). The model must not resize its input itself. ``ghost``: a
+    ghost network's skip erosion, passed on to ``apply`` (it changes no layer's shape)."""
     calls = _record(apply, *x.shape[1:3], variables)
     levels = {shape: i for i, shape in enumerate(_levels(calls[:, :4]))}
     masked_outputs = _masked_outputs(calls)
@@ -172,4 +173,4 @@ def masked_apply(apply: Callable[[Any, jnp.ndarray], jnp.ndarray], variables, x:
         return out
 
     with nn.intercept_methods(interceptor):
-        return apply(variables, x)
+        return apply(variables, x) if ghost is None else apply(variables, x, ghost=ghost)

@@ -28,7 +28,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from ppjax.models import Model, ModelSpec, abstract_shapes, load_classifier, normalised_apply
-from ppjax.models.layers import Conv, relu6, residual_sum, tf_same_pads
+from ppjax.models.layers import Conv, Ghost, at_block, relu6, residual_sum, tf_same_pads
 
 #: (expansion, output channels, repeats, first stride) of the blocks after ``expanded_conv_1``.
 BLOCKS = ((6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
@@ -54,7 +54,7 @@ class InvertedResidual(nn.Module):
     skip_gradient: float = 1.0  # SGM's gamma on the residual branch (backward only; see layers.skip_gradient)
 
     @nn.compact
-    def __call__(self, inputs):
+    def __call__(self, inputs, ghost: Ghost | None = None):
         x = inputs
         hidden = self.in_channels * self.expand
         if self.expand != 1:
@@ -62,7 +62,7 @@ class InvertedResidual(nn.Module):
         x = relu6(_conv(x, hidden, 3, self.stride, self.size, "depthwise", self.dtype, groups=hidden))
         x = _conv(x, self.out_channels, 1, 1, -(-self.size // self.stride), "project", self.dtype)
         if self.stride == 1 and self.in_channels == self.out_channels:
-            x = residual_sum(inputs, x, self.skip_gradient)
+            x = residual_sum(inputs, x, self.skip_gradient, ghost)
         return x
 
 
@@ -72,7 +72,8 @@ class MobileNetV2(nn.Module):
     skip_gradient: float = 1.0
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x, ghost: Ghost | None = None):
+        """``ghost``: the skip erosion of a ghost network (:class:`~ppjax.models.layers.Ghost`), None: the network itself."""
         x = x.astype(self.dtype)
         size = _NATIVE
         x = relu6(_conv(x, 32, 3, 2, size, "Conv2d_0_0", self.dtype))
@@ -82,7 +83,7 @@ class MobileNetV2(nn.Module):
         for expand, out, repeats, stride in BLOCKS:
             for r in range(repeats):
                 s = stride if r == 0 else 1
-                x = InvertedResidual(expand, channels, out, s, size, self.dtype, self.skip_gradient, name=f"expanded_conv_{index}")(x)
+                x = InvertedResidual(expand, channels, out, s, size, self.dtype, self.skip_gradient, name=f"expanded_conv_{index}")(x, at_block(ghost, index))
                 size, channels, index = -(-size // s), out, index + 1
         x = relu6(_conv(x, 1280, 1, 1, size, "Conv2d_18_1", self.dtype))
         x = jnp.mean(x, axis=(1, 2))

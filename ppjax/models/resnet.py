@@ -19,7 +19,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 from flax.traverse_util import flatten_dict, unflatten_dict
 
-from ppjax.models.layers import Conv, batch_norm, max_pool_3x3_s2, residual_sum
+from ppjax.models.layers import Conv, Ghost, at_block, batch_norm, max_pool_3x3_s2, residual_sum
 
 _BN_EPS = 1e-5  # torch.nn.BatchNorm2d default
 
@@ -65,7 +65,7 @@ class Bottleneck(nn.Module):
     expansion = 4
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x, ghost: Ghost | None = None):
         identity = x
         f, dt = self.fused, self.dtype
         out = nn.relu(_conv_bn(x, self.planes, 1, 1, "conv1", "bn1", f, dt))
@@ -73,7 +73,7 @@ class Bottleneck(nn.Module):
         out = _conv_bn(out, self.planes * self.expansion, 1, 1, "conv3", "bn3", f, dt)
         if self.downsample:
             identity = Downsample(self.planes * self.expansion, self.stride, f, dt, name="downsample")(x)
-        return nn.relu(residual_sum(identity, out, self.skip_gradient))
+        return nn.relu(residual_sum(identity, out, self.skip_gradient, ghost))
 
 
 class BasicBlock(nn.Module):
@@ -89,12 +89,12 @@ class BasicBlock(nn.Module):
     expansion = 1
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x, ghost: Ghost | None = None):
         f, dt = self.fused, self.dtype
         out = nn.relu(_conv_bn(x, self.planes, 3, self.stride, "conv1", "bn1", f, dt))
         out = _conv_bn(out, self.planes, 3, 1, "conv2", "bn2", f, dt)
         identity = Downsample(self.planes, self.stride, f, dt, name="downsample")(x) if self.downsample else x
-        return nn.relu(residual_sum(identity, out, self.skip_gradient))
+        return nn.relu(residual_sum(identity, out, self.skip_gradient, ghost))
 
 
 BLOCKS = {"bottleneck": Bottleneck, "basic": BasicBlock}
@@ -112,12 +112,12 @@ class ResLayer(nn.Module):
     skip_gradient: float = 1.0
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x, ghost: Ghost | None = None):
         block = BLOCKS[self.block]
         needs_projection = self.stride != 1 or x.shape[-1] != self.planes * block.expansion
-        x = block(self.planes, self.stride, needs_projection, self.fused, self.dtype, self.skip_gradient, name="0")(x)
+        x = block(self.planes, self.stride, needs_projection, self.fused, self.dtype, self.skip_gradient, name="0")(x, at_block(ghost, 0))
         for i in range(1, self.blocks):
-            x = block(self.planes, 1, False, self.fused, self.dtype, self.skip_gradient, name=str(i))(x)
+            x = block(self.planes, 1, False, self.fused, self.dtype, self.skip_gradient, name=str(i))(x, at_block(ghost, i))
         return x
 
 
@@ -140,7 +140,8 @@ class ResNet(nn.Module):
     skip_gradient: float = 1.0
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x, ghost: Ghost | None = None):
+        """``ghost``: the skip erosion of a ghost network (:class:`~ppjax.models.layers.Ghost`), None: the network itself."""
         x = x.astype(self.dtype)
         x = nn.relu(_conv_bn(x, 64, 7, 2, "conv1", "bn1", self.fused, self.dtype))
         if self.maxpool:
@@ -148,7 +149,7 @@ class ResNet(nn.Module):
         self.sow("intermediates", "stem_out", x)
         for i, blocks in enumerate(self.stage_sizes):
             name = f"layer{i + 1}"
-            x = ResLayer(64 * 2**i, blocks, 1 if i == 0 else 2, self.fused, self.dtype, self.block, self.skip_gradient, name=name)(x)
+            x = ResLayer(64 * 2**i, blocks, 1 if i == 0 else 2, self.fused, self.dtype, self.block, self.skip_gradient, name=name)(x, at_block(ghost, i))
             self.sow("intermediates", f"{name}_out", x)
         x = jnp.mean(x, axis=(1, 2))
         self.sow("intermediates", "pooled", x)

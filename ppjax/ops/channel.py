@@ -266,6 +266,7 @@ def canvas_targets(targets, geometry) -> tuple:
     :func:`ppjax.models.masked.masked_apply` with the geometry's extents, or, for a model that resizes
     any input to its fixed side itself (``Target.fixed_size``), through that resize of the photo
     (the direct bilinear view). A batch of k * N copies of the N photos (scale copies) is served too."""
+    from ppjax.models.layers import ghostly
     from ppjax.models.masked import masked_apply
 
     def tiled(a, x):
@@ -277,13 +278,13 @@ def canvas_targets(targets, geometry) -> tuple:
             if t.fixed_size != VIEW_SIDE:
                 raise ValueError(f"a model of fixed side {t.fixed_size} cannot be classified whole on a canvas")
 
-            def apply(v, x, apply=t.apply):
+            def apply(v, x, ghost=None, apply=t.apply):
                 rows, cols = (jax.tree_util.tree_map(lambda a: tiled(a, x), b) for b in (geometry.rows, geometry.cols))
-                return apply(v, resize_view(x, rows, cols, REFERENCE_VIEW))
+                return apply(v, resize_view(x, rows, cols, REFERENCE_VIEW), **ghostly(ghost))
         else:
 
-            def apply(v, x, apply=t.apply, extents=extents):
-                return masked_apply(apply, v, x, tiled(extents, x))
+            def apply(v, x, ghost=None, apply=t.apply, extents=extents):
+                return masked_apply(apply, v, x, tiled(extents, x), ghost)
 
         bound.append(t._replace(apply=apply))
     return tuple(bound)

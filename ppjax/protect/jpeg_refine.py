@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ppjax.models.layers import ghostly
 from ppjax.protect.lattice import quantise255
 
 __all__ = ["refine_for_jpeg"]
@@ -26,6 +27,6 @@ def refine_for_jpeg(p, key: jax.Array, x01, start01, labels, quality: int) -> np
 def _refine(p, quality, variables, key, x01, start01, labels):
     from ppjax.ops.jpeg import jpeg_round_trip
 
-    behind = tuple(t._replace(apply=lambda v, x, apply=t.apply: apply(v, jpeg_round_trip(x, quality))) for t in p._bound(variables)[0])
+    behind = tuple(t._replace(apply=lambda v, x, ghost=None, apply=t.apply: apply(v, jpeg_round_trip(x, quality), **ghostly(ghost))) for t in p._bound(variables)[0])
     q = quantise255(p._lattice_refinement(behind)(key, x01, labels, start=start01), jnp.rint(x01 * 255.0), p.eps, p.min_psnr, perceptual=p.perceptual)
     return q / 255.0

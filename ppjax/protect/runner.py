@@ -153,6 +153,7 @@ def run_settings(config: ProtectConfig, protector: Protector) -> dict:
         **({"keep_metadata": True} if config.keep_metadata else {}),
         **({"scales": config.scales} if config.scales != 1 else {}),
         **({"skip_gradient": config.skip_gradient} if config.skip_gradient != 1 else {}),
+        **({"ghost": config.ghost} if config.ghost else {}),
         **({"delta_e": config.delta_e} if config.delta_e != "off" else {}),
         **({"mottle": config.mottle} if config.mottle != "off" else {}),
         **({"look": jax.tree_util.tree_map(lambda a: np.asarray(a).tolist(), config.look_params)} if config.look else {}),
@@ -182,7 +183,7 @@ def build_protector(config: ProtectConfig, load: Callable[[str], object], progra
             obj = attacks.away_from_group(sorted(m.sensitive), m.spec.num_classes)
         else:
             obj = attacks.margin() if config.objective is ObjectiveKind.MARGIN else attacks.cross_entropy()
-        targets.append(attacks.Target(m.apply, m.variables, obj, config.ensemble, m.spec.fixed_size))
+        targets.append(attacks.Target(m.apply, m.variables, obj, config.ensemble, m.spec.fixed_size, m.has_ghost))
     terms = []
     if config.appeal > 0:
         nima = load("nima")

@@ -84,3 +84,73 @@ def test_transfer_is_refused_by_methods_with_their_own_loop(tiny):
         with pytest.raises(ValueError, match="whole number"):
             attacks.Transfer(scales=bad)
     assert attacks.Transfer(scales=2).active and not attacks.Transfer(scales=1).active
+
+
+def _residual_target(ghost: bool):
+    """A small network with two residual blocks (random weights), as a Target."""
+    from ppjax.models.efficientnet_lite import MBConvBlock
+    import flax.linen as nn
+
+    class Small(nn.Module):
+        @nn.compact
+        def __call__(self, x, ghost=None):
+            from ppjax.models.layers import at_block
+
+            x = nn.Conv(8, (3, 3), strides=(2, 2))(x)
+            x = MBConvBlock(3, 1, 2, 8, 8, 16, name="b0")(x, at_block(ghost, 0))
+            x = MBConvBlock(3, 1, 2, 8, 8, 8, name="b1")(x, at_block(ghost, 1))
+            return nn.Dense(5)(jnp.mean(x, axis=(1, 2)))
+
+    module = Small()
+    variables = module.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
+
+    def apply(v, x, ghost=None):
+        return module.apply(v, x, ghost)
+
+    return attacks.Target(apply, variables, attacks.cross_entropy(), ghost=ghost)
+
+
+@pytest.mark.slow
+def test_ghost_networks_change_the_step_gradient_per_step_and_only_for_targets_that_take_them():
+    from ppjax.attacks.loop import _gradient
+
+    x = jax.random.uniform(jax.random.key(1), (2, 16, 16, 3))
+    keys = _keys(2)
+    target = _residual_target(True)
+    labels = (jnp.argmax(target.apply(target.variables, x), axis=-1),)
+    plain = _gradient((target,), (), "sum")(x, x, labels, keys, 0, None)[0]
+    ghost = _gradient((target,), (), "sum", ghost=0.3)
+    g0, g1 = ghost(x, x, labels, keys, 0, None)[0], ghost(x, x, labels, keys, 1, None)[0]
+    assert not np.allclose(g0, plain, atol=1e-6) and not np.allclose(g0, g1, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(ghost(x, x, labels, keys, 0, None)[0]), np.asarray(g0))  # pure: same key, same step
+    blind = _residual_target(False)  # a target that takes no ghost is attacked as it is
+    np.testing.assert_array_equal(
+        np.asarray(_gradient((blind,), (), "sum", ghost=0.3)(x, x, labels, keys, 0, None)[0]),
+        np.asarray(_gradient((blind,), (), "sum")(x, x, labels, keys, 0, None)[0]),
+    )
+
+
+def test_ghost_attack_stays_in_budget_and_verifies_on_the_network_itself():
+    target = _residual_target(True)
+    x = np.asarray(jax.random.uniform(jax.random.key(2), (2, 16, 16, 3)))
+    protector = Protector([target], eps=4.0, steps=5, transfer=attacks.Transfer(ghost=0.3), margin=1.0, channel="exact")
+    q, labels, flags = protector(_keys(2), x)
+    assert np.abs(np.rint(q * 255) - np.rint(x * 255)).max() <= 4 and not np.array_equal(q, x)
+    truth = np.asarray(target.apply(target.variables, jnp.asarray(q)))  # the verdict is the network's own, no ghost
+    assert np.array_equal(flags, np.argmax(truth, -1) != np.asarray(labels[0]))
+
+
+@pytest.mark.slow
+def test_ghost_attack_runs_through_the_social_channel_on_canvases(photos):
+    """The channel's views and the canvas's masking wrap each target's apply: the ghost must reach
+    the network through them (a wrapper that took it as another argument broke every photo)."""
+    target = _residual_target(True)
+    x = to_float01(photos)
+    plain = Protector([target], eps=4.0, steps=4, transfer=attacks.Transfer(diversity=1.0), margin=1.0)
+    ghost = Protector([target], eps=4.0, steps=4, transfer=attacks.Transfer(diversity=1.0, ghost=0.3), margin=1.0)
+    q0, _, _ = plain(_keys(len(photos)), x)
+    q1, _, _ = ghost(_keys(len(photos)), x)
+    assert np.abs(np.rint(q1 * 255) - np.rint(x * 255)).max() <= 4 and not np.array_equal(q1, q0)
+    with pytest.raises(ValueError, match="ghost"):
+        attacks.Transfer(ghost=0.6)
+    assert attacks.Transfer(ghost=0.2).active

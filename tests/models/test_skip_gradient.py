@@ -35,6 +35,14 @@ def _families():
     }
 
 
+def random_model(name: str, batch: int):
+    """(a Model of family ``name`` with random weights, its variables, (batch, 64, 64, 3) pixels)."""
+    module, spec = _families()[name]
+    x = jax.random.uniform(jax.random.key(1), (batch, 64, 64, 3))
+    variables = module.init(jax.random.key(0), x)
+    return Model(spec=spec, apply=normalised_apply(module, spec), variables=variables, labels=(), module=module), variables, x
+
+
 def _blocks():
     from ppjax.models.efficientnet_lite import MBConvBlock
     from ppjax.models.mobilenet_v2 import InvertedResidual
@@ -72,10 +80,7 @@ def test_each_residual_block_scales_its_branch_gradient(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["efficientnet-lite0", "mobilenet-v2", "resnet18"])
 def test_model_with_skip_gradient_keeps_logits_and_changes_the_gradient(name):
-    module, spec = _families()[name]
-    x = jax.random.uniform(jax.random.key(1), (2, 64, 64, 3))
-    variables = module.init(jax.random.key(0), x)
-    model = Model(spec=spec, apply=normalised_apply(module, spec), variables=variables, labels=(), module=module)
+    model, variables, x = random_model(name, 2)
     shaped = model.with_skip_gradient(0.5)
     assert model.with_skip_gradient(1.0) is model
     np.testing.assert_array_equal(np.asarray(shaped.logits(x)), np.asarray(model.logits(x)))
