@@ -75,7 +75,7 @@ class Model:
 
     @property
     def has_ghost(self) -> bool:
-        """Whether ``apply`` takes a ghost network's skip erosion (``apply(variables, x01, ghost)``,
+        """Whether ``apply`` takes a ghost network's skip erosion (``apply(variables, x01, ghost=g)``,
         :class:`ppjax.models.layers.Ghost`): networks with residual blocks; the others have no skip
         paths to erode."""
         call = getattr(type(self.module), "__call__", None)

@@ -143,8 +143,8 @@ class Ghost(NamedTuple):
     examples via ghost networks"): every residual block's skip path times a factor drawn
     uniformly from [1 - ``tau``, 1 + ``tau``], one per image and block, so that each step of an
     attack meets another member of a family of networks made from the one attacked, at no extra
-    cost. ``keys``: (N,) PRNG keys, one per image of the batch the network sees; a block draws
-    from its own :meth:`at` its index."""
+    cost. ``keys``: (N,) PRNG keys, one per image of the batch the network sees; each block draws
+    its factors from ``at(its index)`` (a stage's blocks from their stage's)."""
 
     keys: jax.Array
     tau: float
