@@ -15,6 +15,8 @@ from typing import Any, Callable, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
+from ppjax.models.layers import ghostly
+
 __all__ = [
     "Objective", "Target", "Term",
     "cross_entropy", "margin", "away_from_group", "toward_class", "appeal", "perceptual",
@@ -179,7 +181,7 @@ def objective_and_lead(targets: Sequence[Target], x, labels, terms: Sequence[Ter
     """
     fusion = _fusion_of(targets)
     seen = (lambda x: balance_gradient(x)) if fusion == "balanced" and len(targets) > 1 else (lambda x: x)
-    logits = [t.apply(t.variables, seen(x), ghost=ghost) if ghost is not None and t.ghost else t.apply(t.variables, seen(x)) for t in targets]
+    logits = [t.apply(t.variables, seen(x), **ghostly(ghost if t.ghost else None)) for t in targets]
     total, lead = 0.0, None
     for target, y, out in zip(targets, labels, logits):
         this = target.objective.lead(out, y)

@@ -18,6 +18,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from ppjax.models.layers import ghostly
 from ppjax.store.variables import flat_shapes, load_variables
 
 __all__ = ["ModelSpec", "Model", "abstract_shapes", "normalised_apply", "load_classifier"]
@@ -107,9 +108,7 @@ def normalised_apply(module, spec: ModelSpec) -> Callable[[Any, jnp.ndarray], jn
             from ppjax.ops.resample import resize
 
             x01 = resize(x01, (spec.fixed_size, spec.fixed_size), "bilinear")
-        if ghost is None:
-            return module.apply(variables, spec.normalise(x01))
-        return module.apply(variables, spec.normalise(x01), ghost)
+        return module.apply(variables, spec.normalise(x01), **ghostly(ghost))
 
     return apply
 

@@ -38,6 +38,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ppjax.models.layers import ghostly
+
 __all__ = ["record_extents", "level_extents", "masked_apply"]
 
 
@@ -173,4 +175,4 @@ def masked_apply(apply: Callable[[Any, jnp.ndarray], jnp.ndarray], variables, x:
         return out
 
     with nn.intercept_methods(interceptor):
-        return apply(variables, x) if ghost is None else apply(variables, x, ghost=ghost)
+        return apply(variables, x, **ghostly(ghost))

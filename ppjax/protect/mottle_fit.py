@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ppjax.ops.mottle import FLARE, LUMINANCE, MASK_CONTRAST, SIGMA, WINDOW
+from ppjax.ops.mottle import FLARE, LUMINANCE, MASK_CONTRAST, REACH, SIGMA, WINDOW
 from ppjax.ops.visibility import gaussian_taps
 
 __all__ = ["luminance", "contrast_map", "contrast_of", "surround", "fit_mottle", "FIT_PASSES"]
@@ -126,10 +126,11 @@ def _spread_min(a: np.ndarray, r: int) -> np.ndarray:
 #: The fit goes tile by tile on photos larger than two tiles (a 12 MP photo's whole-array passes
 #: took 6 s on one core and most of a gigabyte): tiles of this side, each read with a margin of
 #: :data:`_HALO` pixels, enough for its inner part to come out as from the whole photo. A pixel's
-#: fit depends on the photo within the surround's two windows (2 x 6 pixels) plus, per pass, the
-#: low-pass's and the spread's reach (2 x 5 pixels), and the last pass's spread (5): 37.
+#: first contrast depends on the photo within the surround's two windows (2 x 6 pixels; the
+#: low-pass's 5 lie inside them), then each pass's spread and each later pass's low-pass reach 5
+#: more: 37 for 3 passes.
 _TILE = 512
-_HALO = 40
+_HALO = max(2 * (WINDOW // 2), REACH) + (2 * FIT_PASSES - 1) * REACH
 
 
 def fit_mottle(original: np.ndarray, changed: np.ndarray, contrast: float, workers: int | None = None) -> np.ndarray:
@@ -174,7 +175,6 @@ def _fit(original: np.ndarray, changed: np.ndarray, contrast: float, at: tuple[i
     moved = np.any(changed != original, axis=-1)
     out = changed.copy()
     dither = _dither(moved.shape, at)
-    reach = len(gaussian_taps(SIGMA)) // 2
     kept = np.ones(moved.shape)  # the share of its neighbourhood's change each pixel's passes keep
     y = luminance(out)  # a pixel given back its original has the original's luminance, exactly
     for last in [False] * (FIT_PASSES - 1) + [True]:
@@ -182,9 +182,9 @@ def _fit(original: np.ndarray, changed: np.ndarray, contrast: float, at: tuple[i
         if not (over > 1.0).any():
             break
         if last:  # what the dither left over: the whole neighbourhood's change goes, so the cap holds there
-            kept = np.where(_spread_min(np.where(over > 1.0, 0.0, 1.0), reach) < 1.0, 0.0, kept)
+            kept = np.where(_spread_min(np.where(over > 1.0, 0.0, 1.0), REACH) < 1.0, 0.0, kept)
         else:
-            kept *= _spread_min(np.minimum(1.0, 1.0 / np.maximum(over, 1e-12)), reach)
+            kept *= _spread_min(np.minimum(1.0, 1.0 / np.maximum(over, 1e-12)), REACH)
         drop = moved & (dither >= kept)
         np.copyto(out, original, where=drop[..., None])  # in place: a boolean gather and scatter cost twice as much
         np.copyto(y, y0, where=drop)
