@@ -20,11 +20,18 @@ import numpy as np
 from ppjax.ops.mottle import FLARE, LUMINANCE, MASK_CONTRAST, REACH, SIGMA, WINDOW
 from ppjax.ops.visibility import gaussian_taps
 
-__all__ = ["luminance", "contrast_map", "contrast_of", "surround", "fit_mottle", "FIT_PASSES"]
+__all__ = ["luminance", "contrast_map", "contrast_of", "surround", "fit_mottle", "FIT_PASSES", "FIT_SCHEDULE"]
 
-#: Passes of :func:`fit_mottle` (each one low-pass of the change; the first does nearly all, the
-#: last takes the whole change of any neighbourhood still over).
-FIT_PASSES = 3
+#: The passes of :func:`fit_mottle`, each one low-pass of the change, as (kind, reach in pixels):
+#: "thin" keeps 1/r of the changes where the neighbourhood within the reach is r times over (the
+#: first does nearly all); "drop" takes the whole change of every pixel within the reach of one
+#: still over. The short drops take the few pixels left just over; the last one, at the
+#: low-pass's own reach, makes the low-pass zero around any pixel still over, so the cap holds.
+#: (It was two thinnings over the low-pass's reach and that last drop, which took the whole
+#: neighbourhood of a pixel a hair over: on a dark sky carried back from its working copy, 38% of
+#: the changed pixels went where a quarter were over; now 14%. docs/visibility.md.)
+FIT_SCHEDULE = (("thin", 2), ("thin", 2), ("thin", 2), ("drop", 1), ("drop", 1), ("drop", 1), ("drop", REACH))
+FIT_PASSES = len(FIT_SCHEDULE)
 
 
 def luminance(rgb: np.ndarray) -> np.ndarray:
@@ -127,10 +134,10 @@ def _spread_min(a: np.ndarray, r: int) -> np.ndarray:
 #: took 6 s on one core and most of a gigabyte): tiles of this side, each read with a margin of
 #: :data:`_HALO` pixels, enough for its inner part to come out as from the whole photo. A pixel's
 #: first contrast depends on the photo within the surround's two windows (2 x 6 pixels; the
-#: low-pass's 5 lie inside them), then each pass's spread and each later pass's low-pass reach 5
-#: more: 37 for 3 passes.
+#: low-pass's 5 lie inside them), then each pass's reach and each later pass's low-pass reach 5
+#: more: 56 for :data:`FIT_SCHEDULE`.
 _TILE = 512
-_HALO = max(2 * (WINDOW // 2), REACH) + (2 * FIT_PASSES - 1) * REACH
+_HALO = max(2 * (WINDOW // 2), REACH) + sum(reach for _, reach in FIT_SCHEDULE) + (FIT_PASSES - 1) * REACH
 
 
 def fit_mottle(original: np.ndarray, changed: np.ndarray, contrast: float, workers: int | None = None) -> np.ndarray:
@@ -139,8 +146,9 @@ def fit_mottle(original: np.ndarray, changed: np.ndarray, contrast: float, worke
     (1 on smooth areas, the original's own contrast over
     :data:`~ppjax.ops.mottle.MASK_CONTRAST` in texture). Where a pixel's neighbourhood is ``r``
     times over, each of its pixels keeps its whole change with probability 1/``r`` (by an ordered
-    dither) and drops it otherwise; after :data:`FIT_PASSES` - 1 such passes, every pixel within
-    the low-pass's reach of one still over drops its change (there the low-pass is then zero).
+    dither) and drops it otherwise; after such passes, every pixel next to one still over drops its
+    change, and last every pixel within the low-pass's reach of one still over (there the low-pass
+    is then zero): :data:`FIT_SCHEDULE`.
 
     A photo larger than two tiles is fitted in tiles of :data:`_TILE` (the same bytes as the
     whole, up to the window sums' float rounding), on ``workers`` threads (None: one per core;
@@ -177,14 +185,14 @@ def _fit(original: np.ndarray, changed: np.ndarray, contrast: float, at: tuple[i
     dither = _dither(moved.shape, at)
     kept = np.ones(moved.shape)  # the share of its neighbourhood's change each pixel's passes keep
     y = luminance(out)  # a pixel given back its original has the original's luminance, exactly
-    for last in [False] * (FIT_PASSES - 1) + [True]:
+    for kind, reach in FIT_SCHEDULE:
         over = _contrast(y0, base, y) / cap
         if not (over > 1.0).any():
             break
-        if last:  # what the dither left over: the whole neighbourhood's change goes, so the cap holds there
-            kept = np.where(_spread_min(np.where(over > 1.0, 0.0, 1.0), REACH) < 1.0, 0.0, kept)
+        if kind == "drop":  # what the dither left over: the whole neighbourhood's change goes
+            kept = np.where(_spread_min(np.where(over > 1.0, 0.0, 1.0), reach) < 1.0, 0.0, kept)
         else:
-            kept *= _spread_min(np.minimum(1.0, 1.0 / np.maximum(over, 1e-12)), REACH)
+            kept *= _spread_min(np.minimum(1.0, 1.0 / np.maximum(over, 1e-12)), reach)
         drop = moved & (dither >= kept)
         np.copyto(out, original, where=drop[..., None])  # in place: a boolean gather and scatter cost twice as much
         np.copyto(y, y0, where=drop)
