@@ -3,7 +3,7 @@
 import numpy as np
 
 from ppjax.ops.mottle import FLARE
-from ppjax.protect.mottle_fit import contrast_map, contrast_of, fit_mottle, luminance
+from ppjax.protect.mottle_fit import contrast_map, contrast_of, fit_mottle, luminance, surround
 from ppjax.protect.quality import MOTTLE_SEEN, mottle, psnr_ssim
 
 
@@ -152,8 +152,6 @@ def test_a_change_a_little_over_the_cap_is_thinned_not_wiped():
     share = 0.3 + 0.4 * (0.5 + 0.5 * np.sin(np.linspace(0, 3 * np.pi, h)))[:, None]  # 0.3..0.7 of the pixels, row by row
     changed = (original + (rng.random((h, w)) < share)[..., None]).astype(np.uint8)
     y0 = luminance(original)
-    from ppjax.protect.mottle_fit import surround
-
     base, texture = surround(y0)
     assert (texture < 0.05).mean() > 0.9
     over = contrast_of(y0, base, changed) / 0.02
