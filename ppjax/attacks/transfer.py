@@ -24,6 +24,12 @@ built on :func:`ppjax.attacks.iterate`.
   networks made from each attacked one at every step, at no extra cost. Unlike the skip gradient
   it changes the forward pass, so the step's lead (the early stop) is the ghost's; what counts as
   protected is always judged on the networks themselves afterwards.
+- **Spectrum simulation** (Long et al., ECCV 2022, SSA): at each step the classifiers see the image
+  with Gaussian noise of ``spectrum_noise``/255 added and each of its 2-D DCT coefficients (per
+  channel) multiplied by a factor drawn from [1 - ``spectrum``, 1 + ``spectrum``], as if a model
+  of another design, which weighs frequencies differently, looked at it. As in the paper the
+  gradient is taken at the transformed image and used as the image's own (no backward pass through
+  the transform). One draw a step, not the paper's 20 a step: the steps' momentum averages them.
 
 :class:`Transfer` holds the settings; zero (one for ``scales``) switches a part off.
 """
@@ -39,7 +45,7 @@ import optax
 
 from ppjax.attacks.steps import normalise_l1
 
-__all__ = ["Transfer", "diverse_inputs", "ghost_draws", "smooth_gradient", "with_transfer_steps"]
+__all__ = ["Transfer", "diverse_inputs", "ghost_draws", "smooth_gradient", "spectrum_inputs", "with_transfer_steps"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,9 @@ class Transfer:
     shrink factor, 0.75..1), ``smoothing`` (Gaussian kernel side in pixels, odd; 0 off), ``momentum``
     (decay; 0 off), ``scales`` (copies the objective is averaged over; 1 off), ``skip_gradient``
     (SGM's gamma on residual branches, in (0, 1]; 1 off), ``ghost`` (the half width of the ghost
-    networks' skip factors, in [0, 0.5]; 0 off)."""
+    networks' skip factors, in [0, 0.5]; 0 off), ``spectrum`` (the half width of SSA's DCT
+    coefficient factors, in [0, 1); 0 off) and ``spectrum_noise`` (its Gaussian noise's standard
+    deviation, in 1/255)."""
 
     diversity: float = 0.0
     diversity_scale: float = 0.85
@@ -57,6 +65,8 @@ class Transfer:
     scales: int = 1
     skip_gradient: float = 1.0
     ghost: float = 0.0
+    spectrum: float = 0.0
+    spectrum_noise: float = 4.0
 
     def __post_init__(self):
         if not 0.0 <= self.diversity <= 1.0:
@@ -73,10 +83,14 @@ class Transfer:
             raise ValueError(f"skip_gradient is SGM's gamma in (0, 1] (1: off), got {self.skip_gradient}")
         if not 0.0 <= self.ghost <= 0.5:
             raise ValueError(f"ghost is the half width of the skip factors' range, in [0, 0.5] (0: off), got {self.ghost}")
+        if not 0.0 <= self.spectrum < 1.0:
+            raise ValueError(f"spectrum is the half width of the DCT factors' range, in [0, 1) (0: off), got {self.spectrum}")
+        if self.spectrum_noise < 0:
+            raise ValueError(f"spectrum_noise is a standard deviation in 1/255, at least 0, got {self.spectrum_noise}")
 
     @property
     def active(self) -> bool:
-        return bool(self.diversity or self.smoothing or self.momentum or self.scales > 1 or self.skip_gradient != 1.0 or self.ghost)
+        return bool(self.diversity or self.smoothing or self.momentum or self.scales > 1 or self.skip_gradient != 1.0 or self.ghost or self.spectrum)
 
 
 def diverse_inputs(x01: jnp.ndarray, keys: jax.Array, step, p: float, scale: float, valid=None) -> jnp.ndarray:
@@ -101,6 +115,31 @@ def diverse_inputs(x01: jnp.ndarray, keys: jax.Array, step, p: float, scale: flo
     rows = shift_scale_bands(valid[:, 0], h, s, uy * (1.0 - s) * hv)
     moved = apply_bands(apply_bands(x01, *cols, axis=2), *rows, axis=1)
     return jnp.where((s < 1.0)[:, None, None, None], moved, x01)  # exactly the image when not drawn
+
+
+def spectrum_inputs(x01: jnp.ndarray, keys: jax.Array, step, rho: float, sigma: float, valid=None) -> jnp.ndarray:
+    """(N, H, W, 3) ``x01`` as SSA's classifiers see it at ``step``: ``IDCT(DCT(x + noise) * M)``
+    with noise ~ N(0, ``sigma``^2) (``sigma`` in [0, 1] pixel units) and each coefficient's factor
+    M ~ U(1 - ``rho``, 1 + ``rho``), per image from its own key (``keys`` (N,)) and the step. The
+    DCT is orthonormal, over the whole canvas; pixels outside each image's ``valid`` (N, 2) extent
+    stay as they were (the canvas's black). Its gradient is the identity (straight through)."""
+    import jax.scipy.fft
+
+    n, h, w = x01.shape[:3]
+
+    def draw(key):
+        k_noise, k_mask = jax.random.split(jax.random.fold_in(jax.random.fold_in(key, step), 0x55A))
+        noise = sigma * jax.random.normal(k_noise, (h, w, 3), jnp.float32)
+        factor = jax.random.uniform(k_mask, (h, w, 3), jnp.float32, 1.0 - rho, 1.0 + rho)
+        return noise, factor
+
+    noise, factor = jax.vmap(draw)(keys)
+    seen = jax.scipy.fft.idctn(jax.scipy.fft.dctn(x01 + noise, axes=(1, 2), norm="ortho") * factor, axes=(1, 2), norm="ortho")
+    if valid is not None:
+        valid = jnp.asarray(valid)
+        inside = (jnp.arange(h)[None, :, None] < valid[:, 0, None, None]) & (jnp.arange(w)[None, None, :] < valid[:, 1, None, None])
+        seen = jnp.where(inside[..., None], seen, x01)
+    return x01 + jax.lax.stop_gradient(seen - x01)
 
 
 def ghost_draws(keys: jax.Array, step, copies: int, salt: int, tau: float):

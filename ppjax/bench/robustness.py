@@ -72,7 +72,7 @@ COLUMNS: dict[str, Callable[[int, int], tuple[Variant, ...]]] = {
 #: The attack options a run may set for its exact and social settings (None or absent: `ppjax
 #: protect`'s defaults): the method (default pgd), the strength preset, margin, the transfer parts, the PSNR floor and the
 #: ensemble's fusion.
-ATTACK_OPTIONS = ("method", "look", "no_refine", "strength", "margin", "diversity", "smoothing", "momentum", "scales", "skip_gradient", "ghost", "min_psnr", "ensemble", "delta_e", "mottle")
+ATTACK_OPTIONS = ("method", "look", "no_refine", "strength", "margin", "diversity", "smoothing", "momentum", "scales", "skip_gradient", "ghost", "spectrum", "min_psnr", "ensemble", "delta_e", "mottle")
 
 
 def _eps_steps(eps: float | None, steps: int | None, attack: dict) -> tuple[float, int]:

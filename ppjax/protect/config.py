@@ -152,12 +152,12 @@ def parse_delta_e(text: str) -> tuple[float, float] | None:
 #: diversity of 0.7 they were measured with (:data:`EDIT_DIVERSITY`).
 ATTACK_DEFAULTS = {
     "margin": STRENGTHS["mid"]["margin"], "diversity": 1.0, "smoothing": 5, "momentum": 1.0, "scales": STRENGTHS["mid"]["scales"],
-    "skip_gradient": 0.5, "ghost": 0.0,
+    "skip_gradient": 0.5, "ghost": 0.0, "spectrum": 0.0,
 }  # fmt: skip
 #: The edit methods' input diversity: the setting their figures in docs/edits.md were measured with.
 EDIT_DIVERSITY = 0.7
-#: The transfer parts off: what ``--diversity 0 --smoothing 0 --momentum 0 --scales 1 --skip-gradient 1 --ghost 0`` gives.
-TRANSFER_OFF = {"diversity": 0.0, "smoothing": 0, "momentum": 0.0, "scales": 1, "skip_gradient": 1.0, "ghost": 0.0}
+#: The transfer parts off: what ``--diversity 0 --smoothing 0 --momentum 0 --scales 1 --skip-gradient 1 --ghost 0 --spectrum 0`` gives.
+TRANSFER_OFF = {"diversity": 0.0, "smoothing": 0, "momentum": 0.0, "scales": 1, "skip_gradient": 1.0, "ghost": 0.0, "spectrum": 0.0}
 OWN_LOOP_MARGIN = 2.0
 #: The PSNR floor in dB that every written PNG keeps by default (0: none). Found per image, so a
 #: photo that needs a larger change to be protected gets a smaller one, and may stay unprotected.
@@ -211,7 +211,8 @@ class ProtectConfig:
     margin: float | None = None
     #: Transfer parts (see :mod:`ppjax.attacks.transfer`): input diversity probability, TI kernel
     #: side (0: off), momentum decay (0: off), scale copies (1: off), SGM's gamma on the attacked
-    #: networks' residual branches (1: off), the ghost networks' skip factor half width (0: off).
+    #: networks' residual branches (1: off), the ghost networks' skip factor half width (0: off),
+    #: the spectrum simulation's DCT factor half width (0: off).
     #: None: :data:`ATTACK_DEFAULTS` for the methods built on the common loop, off for those with
     #: loops of their own (cw, pfgsm).
     diversity: float | None = None
@@ -220,6 +221,7 @@ class ProtectConfig:
     scales: int | None = None
     skip_gradient: float | None = None
     ghost: float | None = None
+    spectrum: float | None = None
     #: PSNR floor in dB against the original, per image (0: none); it holds for the written bytes of
     #: PNG output (JPEG adds the encoder's own change).
     min_psnr: float | None = None

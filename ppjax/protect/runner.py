@@ -154,6 +154,7 @@ def run_settings(config: ProtectConfig, protector: Protector) -> dict:
         **({"scales": config.scales} if config.scales != 1 else {}),
         **({"skip_gradient": config.skip_gradient} if config.skip_gradient != 1 else {}),
         **({"ghost": config.ghost} if config.ghost else {}),
+        **({"spectrum": config.spectrum} if config.spectrum else {}),
         **({"delta_e": config.delta_e} if config.delta_e != "off" else {}),
         **({"mottle": config.mottle} if config.mottle != "off" else {}),
         **({"look": jax.tree_util.tree_map(lambda a: np.asarray(a).tolist(), config.look_params)} if config.look else {}),

@@ -1,4 +1,5 @@
-"""Transfer parts: input diversity, TI smoothing, momentum, scale copies; within budget, deterministic per key."""
+"""Transfer parts: input diversity, TI smoothing, momentum, scale copies, spectrum simulation; within
+budget, deterministic per key."""
 
 from __future__ import annotations
 
@@ -32,6 +33,37 @@ def test_input_diversity_draws_per_image_and_step(photos):
     assert (a[:, :1].max(axis=(1, 2, 3)) == 0).any() or (a[:, -1:].max(axis=(1, 2, 3)) == 0).any() or (a[:, :, :1].max(axis=(1, 2, 3)) == 0).any()
 
 
+def test_spectrum_simulation_scales_each_dct_coefficient_within_its_range_per_image_and_step():
+    import scipy.fft
+
+    rng = np.random.RandomState(0)
+    x = jnp.asarray(rng.rand(3, 24, 32, 3).astype(np.float32))
+    keys = _keys(3)
+    assert np.allclose(attacks.spectrum_inputs(x, keys, 2, 0.0, 0.0), x, atol=1e-5)  # no range, no noise: the image
+    seen = np.asarray(attacks.spectrum_inputs(x, keys, 2, 0.5, 0.0))
+    # Without noise, each coefficient (scipy's orthonormal DCT-II, per channel) is the original's
+    # times its own factor in [0.5, 1.5], and the factors differ from one coefficient to the next.
+    before = scipy.fft.dctn(np.asarray(x, np.float64), axes=(1, 2), norm="ortho")
+    after = scipy.fft.dctn(seen.astype(np.float64), axes=(1, 2), norm="ortho")
+    big = np.abs(before) > 0.05
+    ratio = after[big] / before[big]
+    assert ratio.min() > 0.5 - 1e-3 and ratio.max() < 1.5 + 1e-3 and ratio.std() > 0.2
+    # Image 1's view comes from its key and the step, not from its batch; another step, another view.
+    alone = np.asarray(attacks.spectrum_inputs(x[1:2], keys[1:2], 2, 0.5, 0.0))
+    assert np.allclose(alone[0], seen[1], atol=1e-5)
+    assert not np.allclose(np.asarray(attacks.spectrum_inputs(x, keys, 3, 0.5, 0.0))[1], seen[1], atol=1e-3)
+    # Noise of 4/255: the view moves by about that much more; beyond each image's extent on a canvas
+    # the pixels (the canvas's black) are left exactly as they were.
+    valid = jnp.array([[24, 32], [10, 20], [24, 5]])
+    noisy = np.asarray(attacks.spectrum_inputs(x, keys, 2, 0.0, 4 / 255, valid))
+    assert np.std(noisy[0] - np.asarray(x[0])) == pytest.approx(4 / 255, rel=0.1)
+    assert np.array_equal(noisy[1, 10:], np.asarray(x[1, 10:])) and np.array_equal(noisy[1, :, 20:], np.asarray(x[1, :, 20:]))
+    assert np.array_equal(noisy[2, :, 5:], np.asarray(x[2, :, 5:])) and not np.allclose(noisy[2, :, :5], x[2, :, :5])
+    # Straight through: the gradient at the view is the image's own.
+    grad = jax.grad(lambda a: jnp.sum(attacks.spectrum_inputs(a, keys, 2, 0.5, 4 / 255) ** 2))(x)
+    assert np.allclose(grad, 2 * np.asarray(attacks.spectrum_inputs(x, keys, 2, 0.5, 4 / 255)), atol=1e-5)
+
+
 def test_smoothing_keeps_a_constant_gradient_inside_and_blurs_a_spike():
     rule = attacks.smooth_gradient(5)
     flat = jnp.ones((1, 16, 16, 3))
@@ -58,7 +90,7 @@ def test_scale_copies_average_the_objective_and_keep_the_images_own_lead(tiny, p
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"diversity": 1.0}, {"smoothing": 5}, {"momentum": 1.0}, {"scales": 3}, {"diversity": 0.7, "smoothing": 3, "momentum": 1.0, "scales": 2}]
+    "kwargs", [{"diversity": 1.0}, {"smoothing": 5}, {"momentum": 1.0}, {"scales": 3}, {"spectrum": 0.5}, {"diversity": 0.7, "smoothing": 3, "momentum": 1.0, "scales": 2}]
 )
 @pytest.mark.slow
 def test_transfer_parts_stay_in_budget_and_are_deterministic(tiny, photos, kwargs):
@@ -71,7 +103,7 @@ def test_transfer_parts_stay_in_budget_and_are_deterministic(tiny, photos, kwarg
     assert np.abs(np.rint(q1 * 255) - np.rint(x * 255)).max() <= 3
     assert not np.array_equal(q1, x)
     other, _, _ = protector(_keys(len(photos), seed=1), x)
-    if kwargs.get("diversity"):
+    if kwargs.get("diversity") or kwargs.get("spectrum"):
         assert not np.array_equal(other, q1)  # the draws come from the keys
 
 

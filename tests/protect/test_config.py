@@ -22,12 +22,13 @@ def test_attack_defaults_are_the_measured_transfer_setting_except_for_own_loops(
     from ppjax.protect.config import ATTACK_DEFAULTS, DEFAULT_MIN_PSNR
 
     pgd = ProtectConfig(("a.png",), Path("out"))
-    assert (pgd.margin, pgd.diversity, pgd.smoothing, pgd.momentum, pgd.scales, pgd.skip_gradient, pgd.ghost) == (10.0, 1.0, 5, 1.0, 1, 0.5, 0.0) == tuple(ATTACK_DEFAULTS.values())
+    assert (pgd.margin, pgd.diversity, pgd.smoothing, pgd.momentum, pgd.scales, pgd.skip_gradient, pgd.ghost, pgd.spectrum) == (10.0, 1.0, 5, 1.0, 1, 0.5, 0.0, 0.0) == tuple(ATTACK_DEFAULTS.values())
     assert pgd.min_psnr == DEFAULT_MIN_PSNR == 38.0 and pgd.transfer.active
     cw = ProtectConfig(("a.png",), Path("out"), method="cw", channel="exact")
-    assert (cw.margin, cw.diversity, cw.smoothing, cw.momentum, cw.scales, cw.skip_gradient, cw.ghost) == (2.0, 0.0, 0, 0.0, 1, 1.0, 0.0) and not cw.transfer.active
+    assert (cw.margin, cw.diversity, cw.smoothing, cw.momentum, cw.scales, cw.skip_gradient, cw.ghost, cw.spectrum) == (2.0, 0.0, 0, 0.0, 1, 1.0, 0.0, 0.0) and not cw.transfer.active
     assert ProtectConfig(("a.png",), Path("out"), skip_gradient=0.5).transfer.skip_gradient == 0.5
     assert ProtectConfig(("a.png",), Path("out"), ghost=0.2).transfer.ghost == 0.2
+    assert ProtectConfig(("a.png",), Path("out"), spectrum=0.5).transfer.spectrum == 0.5
     assert ProtectConfig(("a.png",), Path("out"), method="edit").diversity == 0.7  # the edit methods' own, as measured
     assert not ProtectConfig(("a.png",), Path("out"), method="cw", channel="exact", scales=1).transfer.active  # off, said explicitly
     assert ProtectConfig(("a.png",), Path("out"), scales=3).transfer.scales == 3
@@ -48,9 +49,11 @@ def test_attack_defaults_are_the_measured_transfer_setting_except_for_own_loops(
         ({"min_psnr": -1.0}, "--min-psnr must be in 0..100"),
         ({"method": "cw", "channel": "exact", "smoothing": 5}, "--method cw has a loop of its own: it takes no --smoothing"),
         ({"method": "pfgsm", "channel": "exact", "scales": 3}, "--method pfgsm has a loop of its own: it takes no --scales"),
-        ({"scales": 0}, "--skip-gradient/--ghost: scales is a whole number"),
-        ({"ghost": 0.7}, "--ghost: ghost is the half width"),
+        ({"scales": 0}, "--ghost/--spectrum: scales is a whole number"),
+        ({"ghost": 0.7}, "--spectrum: ghost is the half width"),
         ({"method": "cw", "channel": "exact", "ghost": 0.2}, "--method cw has a loop of its own: it takes no --ghost"),
+        ({"spectrum": 1.0}, "--spectrum: spectrum is the half width"),
+        ({"method": "pfgsm", "channel": "exact", "spectrum": 0.5}, "--method pfgsm has a loop of its own: it takes no --spectrum"),
     ],
 )
 def test_impossible_settings_are_refused(options, message):
