@@ -42,7 +42,10 @@ def reference_labels(targets, x01, draws, geometry):
 def run_pixel(p, variables, keys, x01, geometry, start, attack_steps, refine_steps, exact=False):
     """For protector ``p``: attack for ``attack_steps`` (0: take ``start``, what was written last,
     instead), round to the lattice, and where an image lacks the margin take up to ``refine_steps``
-    sign steps of 1/255 on the lattice. (protected batch, labels, protected-as-computed flags)."""
+    sign steps of 1/255 on the lattice. (protected batch, labels, (N,) smallest lead of the result
+    over the targets and one cycle of the channel's draws, in logits: positive where protected as
+    computed). From ``start`` equal to that result, a call for an image whose lead was over the
+    margin returns it unchanged: the same draws give it the same leads, and it takes no step."""
     targets, terms = p._bound(variables)
     draws = p._draws(exact)
     valid = None if geometry is None else geometry.valid
@@ -77,4 +80,4 @@ def run_pixel(p, variables, keys, x01, geometry, start, attack_steps, refine_ste
         return (rounds == 0) | ((rounds == 1) & jnp.any(lead <= p.margin) & (refine_steps > 0))
 
     _, q, lead = jax.lax.while_loop(again, settle, (0, x, jnp.zeros(x.shape[0], jnp.float32)))
-    return q, labels, lead > 0.0
+    return q, labels, lead

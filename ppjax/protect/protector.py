@@ -249,7 +249,8 @@ class Protector:
 
     def protect_canvas(self, keys, x01, geometry: Geometry, start01=None, *, exact: bool) -> tuple[np.ndarray, tuple, np.ndarray]:
         """The social channel's program on a canvas batch ((N, S, S', 3) in [0, 1], from
-        :meth:`layout`): (protected batch on the uint8 lattice, labels per target, flags). Without
+        :meth:`layout`): (protected batch on the uint8 lattice, labels per target, (N,) leads: each
+        image's smallest over the targets and a cycle of draws, in logits). Without
         ``start01`` the attack runs from the originals; with it (what was written last) only the
         lattice refinement, for ``steps`` steps through the draws (the later rounds, for images
         the real channel showed unprotected; images already past the margin on every draw do not
@@ -260,9 +261,9 @@ class Protector:
         else:
             start, attack_steps, refine_steps = jnp.asarray(start01, jnp.float32), 0, self.steps
         geometry = jax.tree_util.tree_map(jnp.asarray, geometry)
-        q, labels, ok = self._programs["run"](self._variables, keys, x01, geometry, start, jnp.int32(attack_steps), jnp.int32(refine_steps), exact=exact)
+        q, labels, leads = self._programs["run"](self._variables, keys, x01, geometry, start, jnp.int32(attack_steps), jnp.int32(refine_steps), exact=exact)
         self._warm.add((x01.shape[1:3], x01.shape[0], exact))
-        return np.asarray(q), labels, np.asarray(ok)
+        return np.asarray(q), labels, np.asarray(leads)
 
     def protect_edit(self, keys, x01, geometry: Geometry, params=None, *, exact: bool):
         """:meth:`protect_canvas` for the edit methods (:func:`ppjax.protect.edit_run.protect_edit`)."""
@@ -314,12 +315,13 @@ class Protector:
             x01, geometry = self.layout(canvas, list(x01))
             exact, start = canvas.exact, None
         if geometry is None:
-            q, labels, ok = self._programs["run"](
+            q, labels, leads = self._programs["run"](
                 self._variables, keys, jnp.asarray(x01), None, start, jnp.int32(self.steps), jnp.int32(self.lattice_steps)
             )  # fmt: skip
             self._warm.add((x01.shape[1:3], n, own_canvas(h, w).exact))  # as the exact channel's canvas_for says
-            return np.asarray(q), labels, np.asarray(ok)
-        return self.protect_canvas(keys, x01, geometry, exact=exact)
+            return np.asarray(q), labels, np.asarray(leads) > 0.0
+        q, labels, leads = self.protect_canvas(keys, x01, geometry, exact=exact)
+        return q, labels, leads > 0.0
 
     def refine_for_jpeg(self, key: jax.Array, x01, start01, labels, quality: int) -> np.ndarray:
         """:func:`ppjax.protect.jpeg_refine.refine_for_jpeg` with this protector."""

@@ -246,3 +246,45 @@ def test_a_later_round_that_changes_nothing_is_final_without_a_second_verdict(ti
     assert same["write and read back"] == 1 and same["attack, later rounds"] == 1
     changed = runs(nudge=True)
     assert changed["write and read back"] == 2  # then no higher lead: final
+
+
+def test_a_photo_past_the_margin_on_the_programs_draws_gets_no_later_round_and_the_bytes_it_would_have(tiny, photos, tmp_path, monkeypatch):
+    """When the real panel finds a lead under the margin but the program's own draws had it (by
+    more than LEAD_SLACK), the later round is skipped: run with the skip switched off, that round
+    is called and gives the pixels back unchanged, so the files are byte for byte the same. (The
+    tiny network is hardly moved through the channel at 32x32, so the margin is set below its
+    leads, and the panel's leads below the margin.)"""
+    from ppjax.protect import batch as batch_module
+    from ppjax.protect import protect_files
+    from ppjax.protect.timings import StageClock
+
+    (tmp_path / "in").mkdir()
+    for i in range(3):
+        Image.fromarray(photos[i]).save(tmp_path / "in" / f"{i}.png")
+    under_margin = lambda self, written, judged: np.full(len(judged.variants), -2.0, np.float32)  # noqa: E731
+    monkeypatch.setattr(batch_module.PanelJudge, "leads", under_margin)
+    protector = Protector([tiny], eps=4.0, steps=3, channel="social", margin=-1.0)
+    firsts = []  # the program's leads on each batch's first call
+    real = Protector.protect_canvas
+
+    def recording(self, keys, x01, geometry, start01=None, *, exact):
+        out = real(self, keys, x01, geometry, start01, exact=exact)
+        if start01 is None:
+            firsts.append(out[2])
+        return out
+
+    monkeypatch.setattr(Protector, "protect_canvas", recording)
+
+    def runs(name):
+        clock = StageClock()
+        jobs = [(tmp_path / "in" / f"{i}.png", tmp_path / name / f"{i}.png") for i in range(3)]
+        protect_files(protector, jobs, channel_rounds=2, clock=clock, overwrite=True)
+        return {stage: calls for stage, _, calls in clock.rows()}, [(tmp_path / name / f"{i}.png").read_bytes() for i in range(3)]
+
+    skipped, files = runs("skip")
+    past = np.concatenate(firsts) > protector.margin + batch_module.LEAD_SLACK
+    assert past.any(), firsts  # the setting must give the program its margin on some photo
+    monkeypatch.setattr(batch_module, "LEAD_SLACK", float("inf"))
+    called, again = runs("call")
+    assert called["attack, later rounds"] > skipped.get("attack, later rounds", 0)
+    assert files == again
