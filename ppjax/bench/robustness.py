@@ -70,9 +70,12 @@ COLUMNS: dict[str, Callable[[int, int], tuple[Variant, ...]]] = {
 
 
 #: The attack options a run may set for its exact and social settings (None or absent: `ppjax
-#: protect`'s defaults): the method (default pgd), the strength preset, margin, the transfer parts, the PSNR floor and the
-#: ensemble's fusion.
-ATTACK_OPTIONS = ("method", "look", "no_refine", "strength", "margin", "diversity", "smoothing", "momentum", "scales", "skip_gradient", "ghost", "spectrum", "min_psnr", "ensemble", "delta_e", "mottle")
+#: protect`'s defaults): the method (default pgd), the strength preset, margin, the transfer parts, the PSNR floor, the
+#: ensemble's fusion, the perceptual budget and the real panel's margin for later rounds.
+ATTACK_OPTIONS = (
+    "method", "look", "no_refine", "strength", "margin", "diversity", "smoothing", "momentum", "scales", "skip_gradient", "ghost", "spectrum",
+    "min_psnr", "ensemble", "delta_e", "mottle", "panel_margin",
+)  # fmt: skip
 
 
 def _eps_steps(eps: float | None, steps: int | None, attack: dict) -> tuple[float, int]:
@@ -112,7 +115,7 @@ def _protector(setting: str, models, eps: float | None, steps: int | None, attac
     picked = {k: preset[k] for k in ("margin", "scales", "min_psnr")}
     picked["delta_e"] = budget_of(method, attack.get("strength", "mid"), None, None)[0]
     picked["mottle"] = preset["mottle"] if parse_delta_e(attack.get("delta_e", picked["delta_e"])) is not None else "off"
-    chosen = {**attack_defaults(method), **picked, **{k: v for k, v in attack.items() if k not in ("strength", "method", "look", "no_refine")}}
+    chosen = {**attack_defaults(method), **picked, **{k: v for k, v in attack.items() if k not in ("strength", "method", "look", "no_refine", "panel_margin")}}
     look = None
     if attack.get("look"):
         from ppjax.edits.looks import resolve_look
@@ -216,7 +219,10 @@ def run_robustness_bench(
     the original through the same variant): how well the protection transfers.
     """
     from ppjax.protect import protect_files
+    from ppjax.protect.batch import PANEL_MARGIN
 
+    panel_margin = (attack or {}).get("panel_margin")
+    panel_margin = PANEL_MARGIN if panel_margin is None else panel_margin
     readable = []
     for p in photos:
         try:
@@ -230,7 +236,7 @@ def run_robustness_bench(
             protector, rounds = _protector(setting, model, eps, steps, attack)
             jobs = [(p, Path(tmp) / setting.replace(" ", "-") / f"{n:05d}.png") for n, p in enumerate(readable)]
             start = time.perf_counter()
-            results = protect_files(protector, jobs, progress=_progress(setting, len(jobs), start, log), channel_rounds=rounds)
+            results = protect_files(protector, jobs, progress=_progress(setting, len(jobs), start, log), channel_rounds=rounds, panel_margin=panel_margin)
             seconds = time.perf_counter() - start
             written = [(r.source, r.output) for r in results if r.protected is not None]
             for r in results:

@@ -204,6 +204,9 @@ class ProtectConfig:
     #: None here and in the fields below: what :attr:`strength` sets (:data:`STRENGTHS`; ``eps``
     #: from :data:`PERCEPTUAL_EPS` under a perceptual budget).
     channel_rounds: int | None = None
+    #: The smallest lead (logits) over the real channel's variants that makes a photo final
+    #: without a later round (:data:`ppjax.protect.batch.PANEL_MARGIN`: protected on every variant).
+    panel_margin: float = 0.0
     eps: float | None = None
     steps: int | None = None
     #: Logit lead over the original class at which an image counts as protected and stops changing.
@@ -341,6 +344,8 @@ class ProtectConfig:
             raise ValueError(f"{'/'.join('--' + name.replace('_', '-') for name in TRANSFER_OFF)}: {e}") from None
         if self.channel_rounds < 0:
             raise ValueError("--channel-rounds must be at least 0")
+        if self.panel_margin < 0:
+            raise ValueError("--panel-margin must be at least 0 (0: later rounds only for a photo some variant shows unprotected)")
         if self.batch_size is None:
             set_(self, "batch_size", default_batch_size())
         for name in ("steps", "batch_size", "channel_draws"):

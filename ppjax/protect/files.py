@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ppjax.io.images import ImageReadError, peek_size, read_image
-from ppjax.protect.batch import VERDICT, Batch, ProtectResult
+from ppjax.protect.batch import PANEL_MARGIN, VERDICT, Batch, ProtectResult
 from ppjax.protect.devices import replicas
 from ppjax.protect.manifest import Decision, Manifest, clean_leftovers, staging_path
 from ppjax.protect.panel import PanelJudge
@@ -44,6 +44,7 @@ def protect_files(
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
     channel_rounds: int = 3,
+    panel_margin: float = PANEL_MARGIN,
     manifest: Manifest | None = None,
     devices: Sequence | None = None,
     stage: Callable[[Path, str], None] | None = None,
@@ -66,6 +67,10 @@ def protect_files(
     change the float order.) ``progress(n)`` hears the number of photos finished, after each one;
     ``stage(source, text)`` what each photo is doing ("compiling ... once", "protecting",
     "verifying", a later round).
+
+    ``channel_rounds`` and ``panel_margin``: under the social channel, how many later rounds a
+    photo may get, and the smallest lead over the real panel's variants (logits) that makes it
+    final without one (:data:`ppjax.protect.batch.PANEL_MARGIN`).
 
     ``keep_metadata``: write each photo's allowlisted camera details (see
     :mod:`ppjax.io.metadata`); by default no metadata. ``on_result(result)`` hears each photo's result
@@ -113,7 +118,7 @@ def protect_files(
         workers: queue.SimpleQueue = queue.SimpleQueue()
         for p in protectors:
             for _ in range(in_flight):
-                workers.put(Batch(p, finish, inputs, seed, max_batch, jpeg_quality, jpeg_rounds, channel_rounds, PanelJudge(p, pool, clock), report, keep_metadata, clock))
+                workers.put(Batch(p, finish, inputs, seed, max_batch, jpeg_quality, jpeg_rounds, channel_rounds, PanelJudge(p, pool, clock), report, keep_metadata, clock, panel_margin))
 
         def run(batch_jobs) -> None:
             if cancelled is not None and cancelled():

@@ -55,7 +55,7 @@ class _Worker:
         jobs = [(Path(s), Path(o)) for s, o in zip(batch["source"], batch["output"])]
         results = protect_files(
             self.protector, jobs, seed=c.seed, max_batch=c.batch_size, jpeg_quality=c.jpeg_quality, jpeg_rounds=c.jpeg_rounds,
-            overwrite=c.overwrite, channel_rounds=c.channel_rounds, manifest=self.manifest, devices=self.devices, keep_metadata=c.keep_metadata,
+            overwrite=c.overwrite, channel_rounds=c.channel_rounds, panel_margin=c.panel_margin, manifest=self.manifest, devices=self.devices, keep_metadata=c.keep_metadata,
         )  # fmt: skip
         return {"result": np.array([json.dumps(r.to_json()) for r in results], dtype=object)}
 

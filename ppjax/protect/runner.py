@@ -142,7 +142,8 @@ def run_settings(config: ProtectConfig, protector: Protector) -> dict:
     return {
         "ppjax": ppjax.__version__, "models": list(config.models), "weights_sha256": variables_sha256(protector.variables),
         "method": config.method.value, "objective": config.objective.value, "channel": config.channel.value,
-        "channel_draws": config.channel_draws, "channel_rounds": config.channel_rounds, "eps": config.eps,
+        "channel_draws": config.channel_draws, "channel_rounds": config.channel_rounds,
+        "panel_margin": config.panel_margin, "eps": config.eps,
         "steps": config.steps, "margin": config.margin, "diversity": config.diversity, "smoothing": config.smoothing,
         "momentum": config.momentum, "seed": config.seed, "format": config.format.value, "jpeg_quality": config.jpeg_quality,
         "jpeg_rounds": config.jpeg_rounds, "appeal": config.appeal, "penalty": config.penalty and config.penalty.value,
@@ -242,7 +243,7 @@ def run(
     results = protect_files(
         protector, jobs, seed=config.seed, max_batch=config.batch_size, jpeg_quality=config.jpeg_quality,
         jpeg_rounds=config.jpeg_rounds, overwrite=config.overwrite, progress=progress, channel_rounds=config.channel_rounds,
-        manifest=manifest, devices=devices, stage=stage, keep_metadata=config.keep_metadata,
+        panel_margin=config.panel_margin, manifest=manifest, devices=devices, stage=stage, keep_metadata=config.keep_metadata,
         on_result=None if on_result is None else lambda result: on_result(noted(result)), cancelled=cancelled,
         **({} if clock is None else {"clock": clock}), **({} if in_flight is None else {"in_flight": in_flight}),
     )  # fmt: skip

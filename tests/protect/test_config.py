@@ -29,6 +29,9 @@ def test_attack_defaults_are_the_measured_transfer_setting_except_for_own_loops(
     assert ProtectConfig(("a.png",), Path("out"), skip_gradient=0.5).transfer.skip_gradient == 0.5
     assert ProtectConfig(("a.png",), Path("out"), ghost=0.2).transfer.ghost == 0.2
     assert ProtectConfig(("a.png",), Path("out"), spectrum=0.5).transfer.spectrum == 0.5
+    from ppjax.protect.batch import PANEL_MARGIN
+
+    assert ProtectConfig(("a.png",), Path("out")).panel_margin == PANEL_MARGIN == 0.0
     assert ProtectConfig(("a.png",), Path("out"), method="edit").diversity == 0.7  # the edit methods' own, as measured
     assert not ProtectConfig(("a.png",), Path("out"), method="cw", channel="exact", scales=1).transfer.active  # off, said explicitly
     assert ProtectConfig(("a.png",), Path("out"), scales=3).transfer.scales == 3
@@ -53,6 +56,7 @@ def test_attack_defaults_are_the_measured_transfer_setting_except_for_own_loops(
         ({"ghost": 0.7}, "--spectrum: ghost is the half width"),
         ({"method": "cw", "channel": "exact", "ghost": 0.2}, "--method cw has a loop of its own: it takes no --ghost"),
         ({"spectrum": 1.0}, "--spectrum: spectrum is the half width"),
+        ({"panel_margin": -1.0}, "--panel-margin must be at least 0"),
         ({"method": "pfgsm", "channel": "exact", "spectrum": 0.5}, "--method pfgsm has a loop of its own: it takes no --spectrum"),
     ],
 )

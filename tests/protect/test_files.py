@@ -213,7 +213,7 @@ def test_the_profile_splits_an_attack_step_into_its_parts(tiny, photos, tmp_path
 
 @pytest.mark.slow
 def test_a_later_round_that_changes_nothing_is_final_without_a_second_verdict(tiny, photos, tmp_path, monkeypatch):
-    """A photo protected on the panel but short of the margin gets a later round; when that round
+    """A photo protected on the panel but short of a panel margin of 10 gets a later round; when that round
     gives its pixels back unchanged (its draws already had the margin), the bytes and the verdict
     are the first round's: written and judged once. A round that does change them is judged again."""
     from ppjax.protect import protect_files
@@ -238,7 +238,7 @@ def test_a_later_round_that_changes_nothing_is_final_without_a_second_verdict(ti
 
         monkeypatch.setattr(Protector, "protect_canvas", protect_canvas)
         clock = StageClock()
-        (result,) = protect_files(protector, [(src, tmp_path / "out" / f"{nudge}.png")], channel_rounds=2, clock=clock, overwrite=True)
+        (result,) = protect_files(protector, [(src, tmp_path / "out" / f"{nudge}.png")], channel_rounds=2, panel_margin=10.0, clock=clock, overwrite=True)
         assert result.protected and result.variants_protected == result.variants, result
         return {stage: calls for stage, _, calls in clock.rows()}
 
@@ -246,6 +246,30 @@ def test_a_later_round_that_changes_nothing_is_final_without_a_second_verdict(ti
     assert same["write and read back"] == 1 and same["attack, later rounds"] == 1
     changed = runs(nudge=True)
     assert changed["write and read back"] == 2  # then no higher lead: final
+
+
+def test_by_default_only_a_photo_some_variant_shows_unprotected_gets_a_later_round(tiny, photos, tmp_path, monkeypatch):
+    """The default panel margin is 0: a photo protected on every variant of the real panel, if by
+    less than the attack's margin, is final at once; one that a variant shows unprotected is not."""
+    from ppjax.protect import batch as batch_module
+    from ppjax.protect import protect_files
+    from ppjax.protect.timings import StageClock
+
+    (tmp_path / "in").mkdir()
+    src = tmp_path / "in" / "0.png"
+    Image.fromarray(photos[0]).save(src)
+    protector = Protector([tiny], eps=4.0, steps=2, channel="social")
+    assert protector.margin > 0.5 and batch_module.PANEL_MARGIN == 0.0
+
+    def rounds(lead):
+        monkeypatch.setattr(batch_module.PanelJudge, "leads", lambda self, written, judged: np.full(len(judged.variants), lead, np.float32))
+        clock = StageClock()
+        (result,) = protect_files(protector, [(src, tmp_path / "out" / f"{lead}.png")], channel_rounds=2, clock=clock, overwrite=True)
+        assert result.protected == (lead > 0)
+        return {stage: calls for stage, _, calls in clock.rows()}.get("attack, later rounds", 0)
+
+    assert rounds(0.5) == 0
+    assert rounds(-0.5) >= 1
 
 
 def test_a_photo_past_the_margin_on_the_programs_draws_gets_no_later_round_and_the_bytes_it_would_have(tiny, photos, tmp_path, monkeypatch):
