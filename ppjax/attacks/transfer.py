@@ -125,6 +125,8 @@ def spectrum_inputs(x01: jnp.ndarray, keys: jax.Array, step, rho: float, sigma: 
     stay as they were (the canvas's black). Its gradient is the identity (straight through)."""
     import jax.scipy.fft
 
+    from ppjax.attacks.projections import region
+
     n, h, w = x01.shape[:3]
 
     def draw(key):
@@ -135,10 +137,9 @@ def spectrum_inputs(x01: jnp.ndarray, keys: jax.Array, step, rho: float, sigma: 
 
     noise, factor = jax.vmap(draw)(keys)
     seen = jax.scipy.fft.idctn(jax.scipy.fft.dctn(x01 + noise, axes=(1, 2), norm="ortho") * factor, axes=(1, 2), norm="ortho")
-    if valid is not None:
-        valid = jnp.asarray(valid)
-        inside = (jnp.arange(h)[None, :, None] < valid[:, 0, None, None]) & (jnp.arange(w)[None, None, :] < valid[:, 1, None, None])
-        seen = jnp.where(inside[..., None], seen, x01)
+    inside = region(valid, x01.shape)
+    if inside is not None:
+        seen = jnp.where(inside > 0, seen, x01)
     return x01 + jax.lax.stop_gradient(seen - x01)
 
 

@@ -219,7 +219,7 @@ def run_robustness_bench(
     the original through the same variant): how well the protection transfers.
     """
     from ppjax.protect import protect_files
-    from ppjax.protect.batch import PANEL_MARGIN
+    from ppjax.protect.config import PANEL_MARGIN
 
     panel_margin = (attack or {}).get("panel_margin")
     panel_margin = PANEL_MARGIN if panel_margin is None else panel_margin

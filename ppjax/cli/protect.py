@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ppjax import store
 from ppjax.cli.common import err, fail, load_or_fetch, out
-from ppjax.protect.config import STRENGTHS, Backend, Channel, Method, ObjectiveKind, OutputFormat, Penalty, ProtectConfig, Strength
+from ppjax.protect.config import PANEL_MARGIN, STRENGTHS, Backend, Channel, Method, ObjectiveKind, OutputFormat, Penalty, ProtectConfig, Strength
 
 _METHOD_HELP = (
     "Attack: pgd, fgsm, bim, mifgsm, cw (C&W-L2, Adam), pfgsm (towards a random class), masked (Concealed FGSM: "
@@ -48,7 +48,7 @@ def protect(
     channel: Annotated[Channel, typer.Option(help="Threat model. social: the photo may be shrunk by the platform (long side 2048 or 1080), re-encoded as JPEG (4:2:0, quality 70-95) and resized by the attacker to 224 (Places365 demo: 256 then centre 224; or directly); the attack averages over draws of that channel and the written file is verified through the real one. exact: the classifier sees the written pixels as they are (the MediaEval 2019 protocol).")] = Channel.SOCIAL,
     channel_draws: Annotated[int, typer.Option(min=1, help="With --channel social: channel draws averaged per attack step.")] = 2,
     channel_rounds: Annotated[Optional[int], typer.Option(min=0, help="With --channel social: rounds of extra steps for images whose smallest lead over the real channel's variants is not over --panel-margin. Default: the strength's (3; low: 1).")] = None,
-    panel_margin: Annotated[float, typer.Option(min=0.0, help="With --channel social: the smallest lead (logits) over the real channel's variants that makes a photo final without a later round. Default 0: later rounds only for a photo some variant still shows unprotected (10, the attack's margin, gives the rounds of before 2026-12-07: a quarter slower, no held-out protection gained on the photos measured).")] = 0.0,
+    panel_margin: Annotated[float, typer.Option(min=0.0, help="With --channel social: the smallest lead (logits) over the real channel's variants that makes a photo final without a later round. Default 0: later rounds only for a photo some variant still shows unprotected (10, the attack's margin, gives the rounds of before 2026-12-07: a quarter slower, no held-out protection gained on the photos measured).")] = PANEL_MARGIN,
     eps: Annotated[Optional[float], typer.Option(min=0.0, help="Budget: the largest change of any pixel, in 1/255 units (4 means 4/255). Default: the strength's: 8 around the perceptual budget (low 6, high 12; --delta-e bounds what shows), 4 with --delta-e off (low 3, high 6).")] = None,
     steps: Annotated[Optional[int], typer.Option(min=1, help="Attack steps (iterative methods). Default: the strength's (20; low 10, high 30).")] = None,
     margin: Annotated[Optional[float], typer.Option(min=0.0, help="Logit lead another class must have over the original's before an image counts as protected and stops changing. Default: the strength's (10; low 5, high 15; 2 for cw and pfgsm): a large lead on the attacked model carries over to models never seen.")] = None,

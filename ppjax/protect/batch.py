@@ -34,6 +34,7 @@ from ppjax.edits import apply_full
 from ppjax.io.batching import bucket_size, pad_batch
 from ppjax.io.futures import in_order, run_on
 from ppjax.io.images import ImageReadError, ImageWriteError, read_image, to_float01, to_uint8, write_image
+from ppjax.protect.config import PANEL_MARGIN
 from ppjax.protect.fullsize import fit_allowance, lift, working_copy
 from ppjax.protect.mottle_fit import fit_mottle
 from ppjax.protect.manifest import staging_path
@@ -87,12 +88,6 @@ JPEG_MOTTLE_HEADROOM = 0.9
 #: be skipped: from the same bytes it would see the same draws and take no step (its leads, traced
 #: once with a gradient and once without, agree to about 1e-4).
 LEAD_SLACK = 0.05
-#: The smallest lead (logits) over the real panel's variants at which a photo is final: 0, so that
-#: a later round goes only to a photo some variant still shows unprotected. At the attack's own
-#: margin (10, as before 2026-12-07) the rounds also went to photos protected everywhere by less,
-#: and cost a quarter of the time on the first 60 shared photos for no held-out protection
-#: (docs/scale.md, "Later rounds").
-PANEL_MARGIN = 0.0
 #: The fields of a result that the manifest records with each output.
 VERDICT = ("protected", "psnr", "ssim", "variants_protected", "variants", "unprotected_variants", "edit")
 
@@ -127,7 +122,7 @@ class Batch:
     keep_metadata: bool = False
     #: Hears each stage's seconds (:class:`ppjax.protect.timings.StageClock`; `ppjax bench profile`).
     clock: object = NO_CLOCK
-    #: The real panel's smallest lead at which a photo is final (:data:`PANEL_MARGIN`).
+    #: The real panel's smallest lead at which a photo is final (:data:`ppjax.protect.config.PANEL_MARGIN`).
     panel_margin: float = PANEL_MARGIN
     _done: set = field(default_factory=set)
 

@@ -159,6 +159,12 @@ EDIT_DIVERSITY = 0.7
 #: The transfer parts off: what ``--diversity 0 --smoothing 0 --momentum 0 --scales 1 --skip-gradient 1 --ghost 0 --spectrum 0`` gives.
 TRANSFER_OFF = {"diversity": 0.0, "smoothing": 0, "momentum": 0.0, "scales": 1, "skip_gradient": 1.0, "ghost": 0.0, "spectrum": 0.0}
 OWN_LOOP_MARGIN = 2.0
+#: The smallest lead (logits) over the real panel's variants at which a photo is final: 0, so that
+#: a later round goes only to a photo some variant still shows unprotected. At the attack's own
+#: margin (10, as before 2026-12-07) the rounds also went to photos protected everywhere by less,
+#: and cost a quarter of the time on the first 60 shared photos for no held-out protection
+#: (docs/scale.md, "Later rounds").
+PANEL_MARGIN = 0.0
 #: The PSNR floor in dB that every written PNG keeps by default (0: none). Found per image, so a
 #: photo that needs a larger change to be protected gets a smaller one, and may stay unprotected.
 DEFAULT_MIN_PSNR = STRENGTHS["mid"]["min_psnr"]
@@ -205,8 +211,8 @@ class ProtectConfig:
     #: from :data:`PERCEPTUAL_EPS` under a perceptual budget).
     channel_rounds: int | None = None
     #: The smallest lead (logits) over the real channel's variants that makes a photo final
-    #: without a later round (:data:`ppjax.protect.batch.PANEL_MARGIN`: protected on every variant).
-    panel_margin: float = 0.0
+    #: without a later round (:data:`PANEL_MARGIN`: protected on every variant).
+    panel_margin: float = PANEL_MARGIN
     eps: float | None = None
     steps: int | None = None
     #: Logit lead over the original class at which an image counts as protected and stops changing.

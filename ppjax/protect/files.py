@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ppjax.io.images import ImageReadError, peek_size, read_image
-from ppjax.protect.batch import PANEL_MARGIN, VERDICT, Batch, ProtectResult
+from ppjax.protect.batch import VERDICT, Batch, ProtectResult
+from ppjax.protect.config import PANEL_MARGIN
 from ppjax.protect.devices import replicas
 from ppjax.protect.manifest import Decision, Manifest, clean_leftovers, staging_path
 from ppjax.protect.panel import PanelJudge
@@ -70,7 +71,7 @@ def protect_files(
 
     ``channel_rounds`` and ``panel_margin``: under the social channel, how many later rounds a
     photo may get, and the smallest lead over the real panel's variants (logits) that makes it
-    final without one (:data:`ppjax.protect.batch.PANEL_MARGIN`).
+    final without one (:data:`ppjax.protect.config.PANEL_MARGIN`).
 
     ``keep_metadata``: write each photo's allowlisted camera details (see
     :mod:`ppjax.io.metadata`); by default no metadata. ``on_result(result)`` hears each photo's result

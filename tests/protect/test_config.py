@@ -29,7 +29,7 @@ def test_attack_defaults_are_the_measured_transfer_setting_except_for_own_loops(
     assert ProtectConfig(("a.png",), Path("out"), skip_gradient=0.5).transfer.skip_gradient == 0.5
     assert ProtectConfig(("a.png",), Path("out"), ghost=0.2).transfer.ghost == 0.2
     assert ProtectConfig(("a.png",), Path("out"), spectrum=0.5).transfer.spectrum == 0.5
-    from ppjax.protect.batch import PANEL_MARGIN
+    from ppjax.protect.config import PANEL_MARGIN
 
     assert ProtectConfig(("a.png",), Path("out")).panel_margin == PANEL_MARGIN == 0.0
     assert ProtectConfig(("a.png",), Path("out"), method="edit").diversity == 0.7  # the edit methods' own, as measured

@@ -253,13 +253,14 @@ def test_by_default_only_a_photo_some_variant_shows_unprotected_gets_a_later_rou
     less than the attack's margin, is final at once; one that a variant shows unprotected is not."""
     from ppjax.protect import batch as batch_module
     from ppjax.protect import protect_files
+    from ppjax.protect.config import PANEL_MARGIN
     from ppjax.protect.timings import StageClock
 
     (tmp_path / "in").mkdir()
     src = tmp_path / "in" / "0.png"
     Image.fromarray(photos[0]).save(src)
     protector = Protector([tiny], eps=4.0, steps=2, channel="social")
-    assert protector.margin > 0.5 and batch_module.PANEL_MARGIN == 0.0
+    assert protector.margin > 0.5 and PANEL_MARGIN == 0.0
 
     def rounds(lead):
         monkeypatch.setattr(batch_module.PanelJudge, "leads", lambda self, written, judged: np.full(len(judged.variants), lead, np.float32))
