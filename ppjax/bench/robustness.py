@@ -74,7 +74,7 @@ COLUMNS: dict[str, Callable[[int, int], tuple[Variant, ...]]] = {
 #: ensemble's fusion, the perceptual budget and the real panel's margin for later rounds.
 ATTACK_OPTIONS = (
     "method", "look", "no_refine", "strength", "margin", "diversity", "smoothing", "momentum", "scales", "skip_gradient", "ghost", "spectrum",
-    "min_psnr", "ensemble", "delta_e", "mottle", "panel_margin",
+    "min_psnr", "ensemble", "delta_e", "mottle", "panel_margin", "lattice_steps",
 )  # fmt: skip
 
 
@@ -95,7 +95,7 @@ def _protector(setting: str, models, eps: float | None, steps: int | None, attac
     social settings; ``eps`` and ``steps`` None take the strength's."""
     from ppjax import attacks
     from ppjax.protect import Protector
-    from ppjax.protect.config import STRENGTHS, attack_defaults, budget_of, parse_delta_e, perceptual_of, transfer_of
+    from ppjax.protect.config import STRENGTHS, attack_defaults, budget_of, method_defaults, parse_delta_e, perceptual_of, transfer_of
 
     attack = {k: v for k, v in (attack or {}).items() if v is not None}
     unknown = set(attack) - set(ATTACK_OPTIONS)
@@ -115,7 +115,8 @@ def _protector(setting: str, models, eps: float | None, steps: int | None, attac
     picked = {k: preset[k] for k in ("margin", "scales", "min_psnr")}
     picked["delta_e"] = budget_of(method, attack.get("strength", "mid"), None, None)[0]
     picked["mottle"] = preset["mottle"] if parse_delta_e(attack.get("delta_e", picked["delta_e"])) is not None else "off"
-    chosen = {**attack_defaults(method), **picked, **{k: v for k, v in attack.items() if k not in ("strength", "method", "look", "no_refine", "panel_margin")}}
+    lattice_steps = attack.get("lattice_steps", {**preset, **method_defaults(method, attack.get("strength", "mid"))}["lattice_steps"])
+    chosen = {**attack_defaults(method), **picked, **{k: v for k, v in attack.items() if k not in ("strength", "method", "look", "no_refine", "panel_margin", "lattice_steps")}}
     look = None
     if attack.get("look"):
         from ppjax.edits.looks import resolve_look
@@ -126,7 +127,7 @@ def _protector(setting: str, models, eps: float | None, steps: int | None, attac
     shaped = [m.with_skip_gradient(transfer.skip_gradient) for m in models]
     targets = [attacks.Target(m.apply, m.variables, attacks.cross_entropy(), fusion, m.spec.fixed_size, m.has_ghost) for m in shaped]
     protector = Protector(
-        targets, method=method, eps=eps, steps=steps, channel="exact" if setting == "exact" else "social", margin=chosen["margin"],
+        targets, method=method, eps=eps, steps=steps, lattice_steps=lattice_steps, channel="exact" if setting == "exact" else "social", margin=chosen["margin"],
         transfer=transfer if transfer.active else None, min_psnr=chosen["min_psnr"] or None, look=look,
         perceptual=perceptual_of(chosen["delta_e"], chosen["mottle"]),
     )  # fmt: skip

@@ -62,6 +62,7 @@ def bench_robustness(
     model: Annotated[str, typer.Option(help="Installed classifier(s) to protect against, comma-separated (or a group such as places365-family) for an ensemble; their ONNX graphs (exported from the original framework) judge, and a photo counts as protected when every one is fooled.")] = "efficientnet-lite0",
     eps: Annotated[Optional[float], typer.Option(min=0, help="L-infinity budget in 1/255, for every setting (default: the strength's).")] = None,
     steps: Annotated[Optional[int], typer.Option(min=1, help="Attack steps, for every setting (default: the strength's).")] = None,
+    lattice_steps: Annotated[Optional[int], typer.Option(min=0, help="As for protect: whole-level steps after the rounding to bytes (default: the strength's).")] = None,
     strength: Annotated[str, typer.Option(help="As for protect: low, mid or high, for the exact and social settings (options given win).")] = "mid",
     method: Annotated[str, typer.Option(help="As for protect, for the social setting: pgd, or an edit method (edit, curves, tone, grade, edit+pgd).")] = "pgd",
     look: Annotated[Optional[str], typer.Option(help="As for protect, with an edit method: the look the search starts from.")] = None,
@@ -115,7 +116,7 @@ def bench_robustness(
         raise fail(f"--method {method} runs under the social setting only: add --settings social", 2)
     if no_refine and not look:
         raise fail("--no-refine needs --look", 2)
-    attack = {"method": method, "look": look, "no_refine": no_refine or None, "strength": strength, "margin": margin, "diversity": diversity, "smoothing": smoothing, "momentum": momentum, "scales": scales, "skip_gradient": skip_gradient, "ghost": ghost, "spectrum": spectrum, "panel_margin": panel_margin, "min_psnr": min_psnr, "ensemble": ensemble, "delta_e": delta_e, "mottle": mottle}
+    attack = {"method": method, "look": look, "no_refine": no_refine or None, "strength": strength, "margin": margin, "diversity": diversity, "smoothing": smoothing, "momentum": momentum, "scales": scales, "skip_gradient": skip_gradient, "ghost": ghost, "spectrum": spectrum, "panel_margin": panel_margin, "lattice_steps": lattice_steps, "min_psnr": min_psnr, "ensemble": ensemble, "delta_e": delta_e, "mottle": mottle}
     results = run_robustness_bench(loaded, onnx_judges, files, eps=eps, steps=steps, settings=chosen, log=lambda s: err.print(s), judges=held_out, attack=attack)
     results["models"] = list(names)
     model = ",".join(names)

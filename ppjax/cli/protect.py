@@ -24,7 +24,7 @@ _METHOD_HELP = (
 
 def _strength_help() -> str:
     """``--strength``'s help, from the presets themselves."""
-    names = {"delta_e": "CIEDE2000", "mottle": "mottle %", "steps": "steps", "margin": "margin", "min_psnr": "dB floor", "channel_rounds": "rounds", "scales": "scale copies"}
+    names = {"delta_e": "CIEDE2000", "mottle": "mottle %", "steps": "steps", "lattice_steps": "lattice steps", "margin": "margin", "min_psnr": "dB floor", "channel_rounds": "rounds", "scales": "scale copies"}
     varying = [k for k in names if len({preset[k] for preset in STRENGTHS.values()}) > 1]
     shown = lambda v: v if isinstance(v, str) else f"{v:g}"  # noqa: E731
     parts = [f"{name} ({', '.join(f'{names[k]} {shown(preset[k])}' for k in varying)})" for name, preset in STRENGTHS.items()]
@@ -50,7 +50,8 @@ def protect(
     channel_rounds: Annotated[Optional[int], typer.Option(min=0, help="With --channel social: rounds of extra steps for images whose smallest lead over the real channel's variants is not over --panel-margin. Default: the strength's (3; low: 1).")] = None,
     panel_margin: Annotated[float, typer.Option(min=0.0, help="With --channel social: the smallest lead (logits) over the real channel's variants that makes a photo final without a later round. Default 0: later rounds only for a photo some variant still shows unprotected (10, the attack's margin, gives the rounds of before 2026-12-07: a quarter slower, no held-out protection gained on the photos measured).")] = PANEL_MARGIN,
     eps: Annotated[Optional[float], typer.Option(min=0.0, help="Budget: the largest change of any pixel, in 1/255 units (4 means 4/255). Default: the strength's: 8 around the perceptual budget (low 6, high 12; --delta-e bounds what shows), 4 with --delta-e off (low 3, high 6).")] = None,
-    steps: Annotated[Optional[int], typer.Option(min=1, help="Attack steps (iterative methods). Default: the strength's (20; low 10, high 30).")] = None,
+    steps: Annotated[Optional[int], typer.Option(min=1, help="Attack steps (iterative methods). Default: the strength's (12; low 10, high 30).")] = None,
+    lattice_steps: Annotated[Optional[int], typer.Option(min=0, help="Whole-level steps after the rounding to bytes, for a photo that lacks the margin there (pixel methods; 0: none). Default: the strength's (4; low and high 10; 10 for the edit methods).")] = None,
     margin: Annotated[Optional[float], typer.Option(min=0.0, help="Logit lead another class must have over the original's before an image counts as protected and stops changing. Default: the strength's (10; low 5, high 15; 2 for cw and pfgsm): a large lead on the attacked model carries over to models never seen.")] = None,
     diversity: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Input diversity: the probability per step that the classifier sees the image shrunk (to 85-100%) at a random place on black. Default 1, every step (0.7 for the edit methods; 0: off; cw and pfgsm take none).")] = None,
     smoothing: Annotated[Optional[int], typer.Option(min=0, help="Translation-invariant smoothing: the gradient blurred by a Gaussian of this odd side in pixels. Default 5 (0: off).")] = None,
@@ -90,7 +91,7 @@ def protect(
     try:
         config = ProtectConfig(
             tuple(inputs), out_dir, models=tuple(model.split(",")), ensemble=ensemble, method=method, objective=objective, channel=channel,
-            channel_draws=channel_draws, channel_rounds=channel_rounds, panel_margin=panel_margin, eps=eps, steps=steps, margin=margin,
+            channel_draws=channel_draws, channel_rounds=channel_rounds, panel_margin=panel_margin, eps=eps, steps=steps, lattice_steps=lattice_steps, margin=margin,
             diversity=diversity, smoothing=smoothing, momentum=momentum, scales=scales, skip_gradient=skip_gradient, ghost=ghost, spectrum=spectrum, min_psnr=min_psnr, strength=strength,
             delta_e=delta_e, mottle=mottle, seed=seed, format=fmt, keep_metadata=keep_metadata, look=look, no_refine=no_refine, jpeg_quality=jpeg_quality, jpeg_rounds=jpeg_rounds, appeal=appeal, penalty=penalty,
             penalty_weight=penalty_weight, batch_size=batch_size, early_stop=not no_early_stop, overwrite=overwrite,

@@ -152,6 +152,7 @@ def run_settings(config: ProtectConfig, protector: Protector) -> dict:
         # Only when not the default, so that manifests written before the option keep their fingerprint.
         **({"ensemble": config.ensemble} if config.ensemble != "loss" else {}),
         **({"keep_metadata": True} if config.keep_metadata else {}),
+        **({"lattice_steps": config.lattice_steps} if config.lattice_steps != 10 else {}),  # 10 for every run before the option
         **({"scales": config.scales} if config.scales != 1 else {}),
         **({"skip_gradient": config.skip_gradient} if config.skip_gradient != 1 else {}),
         **({"ghost": config.ghost} if config.ghost else {}),
@@ -193,7 +194,7 @@ def build_protector(config: ProtectConfig, load: Callable[[str], object], progra
     if config.penalty is not None:
         terms.append(attacks.perceptual(config.penalty.value, config.penalty_weight))
     return Protector(
-        targets, method=config.method.value, eps=config.eps, steps=config.steps, early_stop=config.early_stop, terms=terms,
+        targets, method=config.method.value, eps=config.eps, steps=config.steps, lattice_steps=config.lattice_steps, early_stop=config.early_stop, terms=terms,
         channel=config.channel.value, channel_draws=config.channel_draws, margin=config.margin,
         transfer=config.transfer if config.transfer.active else None, min_psnr=config.min_psnr or None, perceptual=config.perceptual,
         program_cache=None if program_folder is None else ProgramCache(Path(program_folder), program_identity(config)),

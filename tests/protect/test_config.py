@@ -85,6 +85,24 @@ def test_options_added_later_enter_the_fingerprint_only_when_used(tiny):
     used = run_settings(ProtectConfig(("a.png",), Path("out"), scales=3, ensemble="probs"), protector)
     assert (used["scales"], used["ensemble"]) == (3, "probs")
     assert {k: v for k, v in used.items() if k not in ("scales", "ensemble")} == plain
+    # The lattice steps every run had before the option (10) leave no trace; mid's 4 do.
+    assert run_settings(ProtectConfig(("a.png",), Path("out")), protector)["lattice_steps"] == 4
+    assert "lattice_steps" not in run_settings(ProtectConfig(("a.png",), Path("out"), lattice_steps=10), protector)
+
+
+def test_the_lattice_steps_reach_the_protector():
+    """--lattice-steps, or the strength's, is what the protector built for the run takes."""
+    import jax.numpy as jnp
+
+    from ppjax.models import Model, ModelSpec
+    from ppjax.protect.runner import build_protector
+
+    def load(name):
+        return Model(ModelSpec(name, "", 365, 32, (0.0,) * 3, (1.0,) * 3), lambda v, x: jnp.zeros((x.shape[0], 365)), (), tuple(map(str, range(365))))
+
+    assert build_protector(ProtectConfig(("a.png",), Path("out"), channel="exact"), load).lattice_steps == 4
+    assert build_protector(ProtectConfig(("a.png",), Path("out"), channel="exact", strength="high"), load).lattice_steps == 10
+    assert build_protector(ProtectConfig(("a.png",), Path("out"), channel="exact", lattice_steps=0), load).lattice_steps == 0
 
 
 def test_strength_presets_are_their_documented_options():
@@ -92,9 +110,9 @@ def test_strength_presets_are_their_documented_options():
     from ppjax.protect.config import STRENGTHS
 
     documented = {
-        "low": {"eps": 3.0, "steps": 10, "margin": 5.0, "min_psnr": 40.0, "channel_rounds": 1, "scales": 1, "delta_e": "0.8,2", "mottle": "1.5"},
-        "mid": {"eps": 4.0, "steps": 20, "margin": 10.0, "min_psnr": 38.0, "channel_rounds": 3, "scales": 1, "delta_e": "1.2,3", "mottle": "2"},
-        "high": {"eps": 6.0, "steps": 30, "margin": 15.0, "min_psnr": 35.0, "channel_rounds": 3, "scales": 1, "delta_e": "1.8,4.5", "mottle": "3"},
+        "low": {"eps": 3.0, "steps": 10, "lattice_steps": 10, "margin": 5.0, "min_psnr": 40.0, "channel_rounds": 1, "scales": 1, "delta_e": "0.8,2", "mottle": "1.5"},
+        "mid": {"eps": 4.0, "steps": 12, "lattice_steps": 4, "margin": 10.0, "min_psnr": 38.0, "channel_rounds": 3, "scales": 1, "delta_e": "1.2,3", "mottle": "2"},
+        "high": {"eps": 6.0, "steps": 30, "lattice_steps": 10, "margin": 15.0, "min_psnr": 35.0, "channel_rounds": 3, "scales": 1, "delta_e": "1.8,4.5", "mottle": "3"},
     }  # fmt: skip
     assert STRENGTHS == documented
     perceptual_eps = {"low": 6.0, "mid": 8.0, "high": 12.0}  # the ball around the perceptual budget
@@ -105,7 +123,11 @@ def test_strength_presets_are_their_documented_options():
         assert {k: getattr(alone, k) for k in options} == {**options, "delta_e": "off", "mottle": "off"}, name
         assert (config.diversity, config.smoothing, config.momentum) == (1.0, 5, 1.0)  # the transfer parts stay
     assert ProtectConfig(("a.png",), Path("out")) == ProtectConfig(("a.png",), Path("out"), strength="mid")
-    assert ProtectConfig(("a.png",), Path("out"), method="edit+pgd").eps == 2.0  # half the ball alone's
+    edit = ProtectConfig(("a.png",), Path("out"), method="edit+pgd")
+    assert (edit.eps, edit.lattice_steps) == (2.0, 10)  # half the ball alone's; the lattice steps its figures were measured with
+    assert ProtectConfig(("a.png",), Path("out"), lattice_steps=0).lattice_steps == 0
+    with pytest.raises(ValueError, match="lattice-steps"):
+        ProtectConfig(("a.png",), Path("out"), lattice_steps=-1)
     mixed = ProtectConfig(("a.png",), Path("out"), strength="high", eps=5.0, min_psnr=38.0)
     assert (mixed.eps, mixed.min_psnr, mixed.steps, mixed.margin) == (5.0, 38.0, 30, 15.0)
     own_loop = ProtectConfig(("a.png",), Path("out"), strength="high", method="pfgsm", channel="exact")
