@@ -28,7 +28,7 @@ def _strength_help() -> str:
     varying = [k for k in names if len({preset[k] for preset in STRENGTHS.values()}) > 1]
     shown = lambda v: v if isinstance(v, str) else f"{v:g}"  # noqa: E731
     parts = [f"{name} ({', '.join(f'{names[k]} {shown(preset[k])}' for k in varying)})" for name, preset in STRENGTHS.items()]
-    return "A preset of the attack's options: " + "; ".join(parts) + ". low is subtler and faster, mid the defaults, high more protective and more visible. Options given explicitly win."
+    return "A preset of the attack's options: " + "; ".join(parts) + ". low is subtler, mid the defaults, high more protective and more visible. Options given explicitly win."
 
 
 def _need_ray() -> None:

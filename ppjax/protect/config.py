@@ -72,7 +72,7 @@ class Penalty(str, enum.Enum):
 
 
 class Strength(str, enum.Enum):
-    """A named set of options (:data:`STRENGTHS`): low (subtler and faster), mid (the defaults),
+    """A named set of options (:data:`STRENGTHS`): low (subtler), mid (the defaults),
     high (more protection, more visible change)."""
 
     LOW = "low"
