@@ -78,6 +78,11 @@ ATTACK_OPTIONS = (
 )  # fmt: skip
 
 
+#: The plain PGD setting's steps unless ``--steps`` is given: the peer's loop it stands for (20 sign
+#: steps of 1/255), whatever the strength's steps are.
+PLAIN_PGD_STEPS = 20
+
+
 def _eps_steps(eps: float | None, steps: int | None, attack: dict) -> tuple[float, int]:
     """``eps`` and ``steps``, each None taken from the method's and the strength preset's defaults
     (``attack`` names them; pgd and mid by default), as `ppjax protect` takes them."""
@@ -106,10 +111,11 @@ def _protector(setting: str, models, eps: float | None, steps: int | None, attac
     preset = STRENGTHS[attack.get("strength", "mid")]
     # Plain PGD has no perceptual budget: its ball is the strength's ball alone.
     plain_eps = preset["eps"] if eps is None else eps
+    plain_steps = PLAIN_PGD_STEPS if steps is None else steps
     eps, steps = _eps_steps(eps, steps, attack)
     if setting == "plain PGD":
         targets = [attacks.Target(m.apply, m.variables, attacks.cross_entropy(), fusion, m.spec.fixed_size) for m in models]
-        plain = Protector(targets, method="pgd", eps=plain_eps, steps=steps, early_stop=False, lattice_steps=0, margin=0.0, options={"step_size": 1.0})
+        plain = Protector(targets, method="pgd", eps=plain_eps, steps=plain_steps, early_stop=False, lattice_steps=0, margin=0.0, options={"step_size": 1.0})
         return plain, 0
     method = attack.get("method", "pgd")
     picked = {k: preset[k] for k in ("margin", "scales", "min_psnr")}
