@@ -83,13 +83,22 @@ ATTACK_OPTIONS = (
 PLAIN_PGD_STEPS = 20
 
 
-def _eps_steps(eps: float | None, steps: int | None, attack: dict) -> tuple[float, int]:
-    """``eps`` and ``steps``, each None taken from the method's and the strength preset's defaults
-    (``attack`` names them; pgd and mid by default), as `ppjax protect` takes them."""
-    from ppjax.protect.config import STRENGTHS, budget_of, method_defaults
+def _preset(attack: dict) -> dict:
+    """The strength preset's options with the method's own defaults over them (``attack`` names
+    both; pgd and mid by default), as `ppjax protect` takes them when none is given."""
+    from ppjax.protect.config import STRENGTHS, method_defaults
 
     strength, method = attack.get("strength", "mid"), attack.get("method", "pgd")
-    preset = {**STRENGTHS[strength], **method_defaults(method, strength)}
+    return {**STRENGTHS[strength], **method_defaults(method, strength)}
+
+
+def _eps_steps(eps: float | None, steps: int | None, attack: dict) -> tuple[float, int]:
+    """``eps`` and ``steps``, each None taken from :func:`_preset` (and ``eps`` from the perceptual
+    budget's ball when the budget is on), as `ppjax protect` takes them."""
+    from ppjax.protect.config import budget_of, method_defaults
+
+    strength, method = attack.get("strength", "mid"), attack.get("method", "pgd")
+    preset = _preset(attack)
     eps = budget_of(method, strength, attack.get("delta_e"), method_defaults(method, strength).get("eps") if eps is None else eps)[1]
     return (preset["eps"] if eps is None else eps), (preset["steps"] if steps is None else steps)
 
@@ -100,7 +109,7 @@ def _protector(setting: str, models, eps: float | None, steps: int | None, attac
     social settings; ``eps`` and ``steps`` None take the strength's."""
     from ppjax import attacks
     from ppjax.protect import Protector
-    from ppjax.protect.config import STRENGTHS, attack_defaults, budget_of, method_defaults, parse_delta_e, perceptual_of, transfer_of
+    from ppjax.protect.config import STRENGTHS, attack_defaults, budget_of, parse_delta_e, perceptual_of, transfer_of
 
     attack = {k: v for k, v in (attack or {}).items() if v is not None}
     unknown = set(attack) - set(ATTACK_OPTIONS)
@@ -121,7 +130,7 @@ def _protector(setting: str, models, eps: float | None, steps: int | None, attac
     picked = {k: preset[k] for k in ("margin", "scales", "min_psnr")}
     picked["delta_e"] = budget_of(method, attack.get("strength", "mid"), None, None)[0]
     picked["mottle"] = preset["mottle"] if parse_delta_e(attack.get("delta_e", picked["delta_e"])) is not None else "off"
-    lattice_steps = attack.get("lattice_steps", {**preset, **method_defaults(method, attack.get("strength", "mid"))}["lattice_steps"])
+    lattice_steps = attack.get("lattice_steps", _preset(attack)["lattice_steps"])
     chosen = {**attack_defaults(method), **picked, **{k: v for k, v in attack.items() if k not in ("strength", "method", "look", "no_refine", "panel_margin", "lattice_steps")}}
     look = None
     if attack.get("look"):
