@@ -31,7 +31,14 @@ def _compare(mine, reference, *shapes, seed=0):
 
 @pytest.mark.parametrize(
     "size, kernel, stride, padding",
-    [((9, 7), 3, 2, ((1, 1), (1, 1))), ((8, 8), 3, 2, ((0, 1), (0, 1))), ((11, 10), 5, 2, ((1, 2), (2, 2))), ((10, 9), 5, 1, ((2, 2), (2, 2))), ((7, 7), 3, 1, ((0, 0), (0, 0)))],
+    [
+        ((9, 7), 3, 2, ((1, 1), (1, 1))),
+        ((8, 8), 3, 2, ((0, 1), (0, 1))),
+        ((11, 10), 5, 2, ((1, 2), (2, 2))),  # phases with 3 and with 2 taps
+        ((10, 9), 5, 1, ((2, 2), (2, 2))),
+        ((7, 7), 3, 1, ((0, 0), (0, 0))),
+        ((10, 9), 3, 2, ((0, 0), (0, 0))),  # the last input row is never read: no gradient there
+    ],
 )
 @pytest.mark.slow
 def test_depthwise_conv_matches_grouped_convolution(size, kernel, stride, padding):
