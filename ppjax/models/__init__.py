@@ -9,7 +9,9 @@ module strictly from the converted ``weights.safetensors`` in the store.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -21,7 +23,10 @@ import jax.numpy as jnp
 from ppjax.models.layers import ghostly
 from ppjax.store.variables import flat_shapes, load_variables
 
-__all__ = ["ModelSpec", "Model", "abstract_shapes", "normalised_apply", "load_classifier"]
+__all__ = ["ModelSpec", "Model", "SHAPES", "abstract_shapes", "normalised_apply", "load_classifier"]
+
+#: The file in a model's store folder that keeps its variables' shapes (:func:`abstract_shapes`).
+SHAPES = "abstract-shapes.json"
 
 
 @dataclass(frozen=True)
@@ -92,10 +97,48 @@ class Model:
         return lambda x01: fn(self.variables, jnp.asarray(x01))
 
 
-def abstract_shapes(module, size: int) -> dict[str, tuple[int, ...]]:
-    """Flat variable key -> shape of ``module`` for (1, size, size, 3) inputs, computed abstractly."""
+def abstract_shapes(module, size: int, kept: Path | None = None) -> dict[str, tuple[int, ...]]:
+    """Flat variable key -> shape of ``module`` for (1, size, size, 3) inputs, computed abstractly.
+
+    ``kept``: a JSON file that keeps them for later processes, under a key made of the module's
+    settings, ``size``, JAX's version and ppjax's source: tracing a network's ``init`` takes a
+    second or more (1.4 s of EfficientNet-Lite0's load, on every command that loads it), reading
+    the file a millisecond. A missing, damaged or unwritable file only costs the trace.
+    """
+    key = None if kept is None else _shapes_key(module, size)
+    table = {} if kept is None else _read_table(kept)
+    if key in table:
+        return {name: tuple(shape) for name, shape in table[key].items()}
     x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
-    return flat_shapes(jax.eval_shape(partial(module.init, jax.random.key(0)), x))
+    shapes = flat_shapes(jax.eval_shape(partial(module.init, jax.random.key(0)), x))
+    if kept is not None:
+        from ppjax.store.programs import write_atomically
+
+        newest = dict(list(table.items())[-(_KEPT_SHAPES - 1) :])  # the newest few, and this one
+        try:
+            write_atomically(kept, json.dumps({**newest, key: shapes}).encode())
+        except OSError:  # a read-only store: trace again next time
+            pass
+    return shapes
+
+
+#: Entries a model folder's shapes file keeps (each dtype and each ppjax version is one).
+_KEPT_SHAPES = 4
+
+
+def _shapes_key(module, size: int) -> str:
+    from ppjax.store.programs import source_digest
+
+    text = json.dumps([repr(module), size, jax.__version__, source_digest()])
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _read_table(path: Path) -> dict:
+    try:
+        table = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return table if isinstance(table, dict) else {}
 
 
 def normalised_apply(module, spec: ModelSpec) -> Callable[[Any, jnp.ndarray], jnp.ndarray]:
@@ -115,6 +158,6 @@ def normalised_apply(module, spec: ModelSpec) -> Callable[[Any, jnp.ndarray], jn
 
 def load_classifier(model_dir: str | Path, spec: ModelSpec, module, labels: tuple[str, ...], sensitive=frozenset()) -> Model:
     """A :class:`Model` from a store folder's ``weights.safetensors``, filled strictly into ``module``."""
-    expected = abstract_shapes(module, spec.native_size)
+    expected = abstract_shapes(module, spec.native_size, kept=Path(model_dir) / SHAPES)
     variables = jax.tree_util.tree_map(jnp.asarray, load_variables(Path(model_dir) / "weights.safetensors", expected))
     return Model(spec=spec, apply=normalised_apply(module, spec), variables=variables, labels=labels, sensitive=frozenset(sensitive), module=module)

@@ -242,3 +242,28 @@ def test_a_tampered_install_is_refused_naming_the_file(store, official_checkpoin
     assert result.exit_code == 1 and "weights.safetensors: sha256" in result.stderr and "Traceback" not in result.output
     result = runner.invoke(app, ["models", "verify", "places365"])
     assert result.exit_code == 1 and "weights.safetensors" in result.stderr
+
+
+def test_a_later_load_reads_the_variables_shapes_instead_of_tracing_the_network(store, official_checkpoint, monkeypatch):
+    """Tracing a network's init for its variables' shapes took 1.4 s of every command's start; the
+    first load keeps them in the model's folder, later ones read them; a damaged file is traced again."""
+    import jax
+
+    from ppjax.models import SHAPES
+
+    model_store.import_files("places365", official_checkpoint.path, categories=official_checkpoint.categories)
+    first = model_store.load_model("places365")
+    kept = store / "models" / "places365" / SHAPES
+    assert kept.is_file()
+
+    def no_trace(*args, **kwargs):
+        raise AssertionError("traced the network again")
+
+    with monkeypatch.context() as m:
+        m.setattr(jax, "eval_shape", no_trace)
+        second = model_store.load_model("places365")
+    assert jax.tree_util.tree_map(np.shape, second.variables) == jax.tree_util.tree_map(np.shape, first.variables)
+    kept.write_text("{damaged")
+    third = model_store.load_model("places365")
+    assert jax.tree_util.tree_map(np.shape, third.variables) == jax.tree_util.tree_map(np.shape, first.variables)
+    assert len(json.loads(kept.read_text())) == 1  # traced and kept again
