@@ -245,8 +245,9 @@ def test_a_tampered_install_is_refused_naming_the_file(store, official_checkpoin
 
 
 def test_a_later_load_reads_the_variables_shapes_instead_of_tracing_the_network(store, official_checkpoint, monkeypatch):
-    """Tracing a network's init for its variables' shapes took 1.4 s of every command's start; the
-    first load keeps them in the model's folder, later ones read them; a damaged file is traced again."""
+    """Tracing a network's init for its variables' shapes took half a second of every command's
+    start; the first load keeps them in the model's folder, later ones read them; a damaged file is
+    traced again."""
     import jax
 
     from ppjax.models import SHAPES
