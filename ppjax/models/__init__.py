@@ -105,8 +105,10 @@ def abstract_shapes(module, size: int, kept: Path | None = None) -> dict[str, tu
     a second of every command that loads EfficientNet-Lite0 (its load 1.24 -> 0.75 s on a 2-core
     CPU), reading the file a millisecond. A missing, damaged or unwritable file only costs the trace.
     """
+    from ppjax.store.programs import read_json_table
+
     key = None if kept is None else _shapes_key(module, size)
-    table = {} if kept is None else _read_table(kept)
+    table = {} if kept is None else read_json_table(kept)
     if key in table:
         return {name: tuple(shape) for name, shape in table[key].items()}
     x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
@@ -131,14 +133,6 @@ def _shapes_key(module, size: int) -> str:
 
     text = json.dumps([repr(module), size, jax.__version__, source_digest()])
     return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-def _read_table(path: Path) -> dict:
-    try:
-        table = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return table if isinstance(table, dict) else {}
 
 
 def normalised_apply(module, spec: ModelSpec) -> Callable[[Any, jnp.ndarray], jnp.ndarray]:

@@ -131,10 +131,9 @@ class _KeptExtents:
 
     def _load(self) -> dict:
         if self._table is None:
-            try:
-                self._table = json.loads(self.path.read_text())
-            except (OSError, ValueError):  # none yet, or damaged: start again
-                self._table = {}
+            from ppjax.store.programs import read_json_table
+
+            self._table = read_json_table(self.path)  # none yet, or damaged: start again
         return self._table
 
     def has(self, key: str) -> bool:

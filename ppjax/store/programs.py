@@ -120,6 +120,16 @@ class CachedProgram:
         return jax.jit(exported.call)
 
 
+def read_json_table(path: Path) -> dict:
+    """The JSON object a cache file keeps (written by :func:`write_atomically`); ``{}`` where there
+    is none yet or it is damaged, so that the caller computes its entries again."""
+    try:
+        table = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return table if isinstance(table, dict) else {}
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
