@@ -37,10 +37,10 @@ from ppjax.attacks.objectives import (
 from ppjax.attacks.perceptual_budget import PerceptualBudget, budget_context, perceptual_ball, perceptual_lattice_step, perceptual_step
 from ppjax.attacks.projections import Projection, l2_ball, linf_ball, per_image_keys, psnr_radius, with_psnr_floor
 from ppjax.attacks.steps import l2_step, masked_sign_step, momentum_sign_step, sign_step
-from ppjax.attacks.transfer import Transfer, diverse_inputs, smooth_gradient, spectrum_inputs
+from ppjax.attacks.transfer import Transfer, diverse_inputs, mirror_inputs, smooth_gradient, spectrum_inputs
 
 __all__ = [
-    "Transfer", "diverse_inputs", "smooth_gradient", "spectrum_inputs",
+    "Transfer", "diverse_inputs", "mirror_inputs", "smooth_gradient", "spectrum_inputs",
     "COMBINE", "iterate", "lead_through",
     "COMMON_OPTIONS", "EDIT_METHODS", "METHODS", "NEEDS_APPEAL", "PERCEPTUAL_METHODS", "Method", "build", "options_of",
     "FUSIONS", "Objective", "Target", "Term", "appeal", "fuse", "away_from_group", "bind", "cross_entropy", "margin",

@@ -187,7 +187,7 @@ def iterate(
     the classes of the original through that draw (``seen``: those classes from :func:`seen_period`,
     computed when not given). None: the classifiers see the image exactly.
 
-    ``transfer`` (a :class:`ppjax.attacks.transfer.Transfer`) adds spectrum simulation and input diversity before the
+    ``transfer`` (a :class:`ppjax.attacks.transfer.Transfer`) adds the mirror, spectrum simulation and input diversity before the
     classifiers (and the channel), scale copies at the classifiers' input, ghost networks in place
     of the targets that take them, and TI smoothing and momentum before ``step_rule``; the early
     stop then looks at the diverse copies (and the ghosts), which the caller's verification on the
@@ -196,10 +196,12 @@ def iterate(
     targets, terms = tuple(targets), tuple(terms)
     alpha = step_size / 255.0
     diversity = None
-    if transfer is not None and (transfer.diversity or transfer.spectrum):
-        from ppjax.attacks.transfer import diverse_inputs, spectrum_inputs
+    if transfer is not None and (transfer.diversity or transfer.spectrum or transfer.flip):
+        from ppjax.attacks.transfer import diverse_inputs, mirror_inputs, spectrum_inputs
 
         def diversity(x, keys, step, valid):
+            if transfer.flip:
+                x = mirror_inputs(x, keys, step, transfer.flip, valid)
             if transfer.spectrum:  # SSA's view first, then the shrink and shift, as in its paper
                 x = spectrum_inputs(x, keys, step, transfer.spectrum, transfer.spectrum_noise / 255.0, valid)
             if transfer.diversity:

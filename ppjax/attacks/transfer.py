@@ -30,6 +30,11 @@ built on :func:`ppjax.attacks.iterate`.
   of another design, which weighs frequencies differently, looked at it. As in the paper the
   gradient is taken at the transformed image and used as the image's own (no backward pass through
   the transform). One draw a step, not the paper's 20 a step: the steps' momentum averages them.
+- **Mirror** (a horizontal flip, one of the transforms of the structure-invariant and block-shuffle
+  attacks, Wang et al. 2023): at each step, with probability ``flip``, the classifiers see the image
+  mirrored left to right (within each photo's extent on its canvas), so that the perturbation must
+  work on the mirrored scene too, as trained classifiers, which learn with flips, see both alike.
+  The gradient is mirrored back (the flip's exact transpose), at no extra cost.
 
 :class:`Transfer` holds the settings; zero (one for ``scales``) switches a part off.
 """
@@ -45,7 +50,7 @@ import optax
 
 from ppjax.attacks.steps import normalise_l1
 
-__all__ = ["Transfer", "diverse_inputs", "ghost_draws", "smooth_gradient", "spectrum_inputs", "with_transfer_steps"]
+__all__ = ["Transfer", "diverse_inputs", "ghost_draws", "mirror_inputs", "smooth_gradient", "spectrum_inputs", "with_transfer_steps"]
 
 
 @dataclass(frozen=True)
@@ -55,8 +60,8 @@ class Transfer:
     (decay; 0 off), ``scales`` (copies the objective is averaged over; 1 off), ``skip_gradient``
     (SGM's gamma on residual branches, in (0, 1]; 1 off), ``ghost`` (the half width of the ghost
     networks' skip factors, in [0, 0.5]; 0 off), ``spectrum`` (the half width of SSA's DCT
-    coefficient factors, in [0, 1); 0 off) and ``spectrum_noise`` (its Gaussian noise's standard
-    deviation, in 1/255)."""
+    coefficient factors, in [0, 1); 0 off), ``spectrum_noise`` (its Gaussian noise's standard
+    deviation, in 1/255) and ``flip`` (the probability per step of a mirrored view, 0..1; 0 off)."""
 
     diversity: float = 0.0
     diversity_scale: float = 0.85
@@ -67,6 +72,7 @@ class Transfer:
     ghost: float = 0.0
     spectrum: float = 0.0
     spectrum_noise: float = 4.0
+    flip: float = 0.0
 
     def __post_init__(self):
         if not 0.0 <= self.diversity <= 1.0:
@@ -85,12 +91,14 @@ class Transfer:
             raise ValueError(f"ghost is the half width of the skip factors' range, in [0, 0.5] (0: off), got {self.ghost}")
         if not 0.0 <= self.spectrum < 1.0:
             raise ValueError(f"spectrum is the half width of the DCT factors' range, in [0, 1) (0: off), got {self.spectrum}")
+        if not 0.0 <= self.flip <= 1.0:
+            raise ValueError(f"flip is a probability in 0..1, got {self.flip}")
         if self.spectrum_noise < 0:
             raise ValueError(f"spectrum_noise is a standard deviation in 1/255, at least 0, got {self.spectrum_noise}")
 
     @property
     def active(self) -> bool:
-        return bool(self.diversity or self.smoothing or self.momentum or self.scales > 1 or self.skip_gradient != 1.0 or self.ghost or self.spectrum)
+        return bool(self.diversity or self.smoothing or self.momentum or self.scales > 1 or self.skip_gradient != 1.0 or self.ghost or self.spectrum or self.flip)
 
 
 def diverse_inputs(x01: jnp.ndarray, keys: jax.Array, step, p: float, scale: float, valid=None) -> jnp.ndarray:
@@ -115,6 +123,24 @@ def diverse_inputs(x01: jnp.ndarray, keys: jax.Array, step, p: float, scale: flo
     rows = shift_scale_bands(valid[:, 0], h, s, uy * (1.0 - s) * hv)
     moved = apply_bands(apply_bands(x01, *cols, axis=2), *rows, axis=1)
     return jnp.where((s < 1.0)[:, None, None, None], moved, x01)  # exactly the image when not drawn
+
+
+def mirror_inputs(x01: jnp.ndarray, keys: jax.Array, step, p: float, valid=None) -> jnp.ndarray:
+    """(N, H, W, 3) ``x01``, each image with probability ``p`` mirrored left to right, per image
+    from its own key (``keys`` (N,)) and the step. ``valid`` (N, 2): each photo's extent at the
+    top left of a canvas, which is mirrored in place (None: the whole image); the padding's columns
+    move too, but nothing reads them (:mod:`ppjax.ops.canvas`)."""
+    n, h, w = x01.shape[:3]
+    widths = jnp.full((n,), w, jnp.int32) if valid is None else jnp.asarray(valid)[:, 1].astype(jnp.int32)
+
+    def draw(key):
+        return jax.random.uniform(jax.random.fold_in(jax.random.fold_in(key, step), 0xF11B)) < p
+
+    flip = jax.vmap(draw)(keys)
+    # Reversed, the photo's columns end at the canvas's right edge; rolled back by the padding's
+    # width they start at column 0 again, so the photo stays at the top left.
+    mirrored = jax.vmap(lambda im, pad: jnp.roll(im, -pad, axis=1))(x01[:, :, ::-1, :], w - widths)
+    return jnp.where(flip[:, None, None, None], mirrored, x01)
 
 
 def spectrum_inputs(x01: jnp.ndarray, keys: jax.Array, step, rho: float, sigma: float, valid=None) -> jnp.ndarray:

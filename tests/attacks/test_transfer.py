@@ -1,4 +1,4 @@
-"""Transfer parts: input diversity, TI smoothing, momentum, scale copies, spectrum simulation; within
+"""Transfer parts: input diversity, TI smoothing, momentum, scale copies, spectrum simulation, mirror; within
 budget, deterministic per key."""
 
 from __future__ import annotations
@@ -62,6 +62,34 @@ def test_spectrum_simulation_scales_each_dct_coefficient_within_its_range_per_im
     # Straight through: the gradient at the view is the image's own.
     grad = jax.grad(lambda a: jnp.sum(attacks.spectrum_inputs(a, keys, 2, 0.5, 4 / 255) ** 2))(x)
     assert np.allclose(grad, 2 * np.asarray(attacks.spectrum_inputs(x, keys, 2, 0.5, 4 / 255)), atol=1e-5)
+
+
+def test_mirror_flips_each_photo_within_its_extent_per_image_and_step():
+    rng = np.random.RandomState(1)
+    valid = jnp.array([[24, 32], [10, 20], [24, 5], [16, 17]])
+    x = np.zeros((4, 24, 32, 3), np.float32)
+    for i, (h, w) in enumerate(np.asarray(valid)):
+        x[i, :h, :w] = rng.rand(h, w, 3)
+    x = jnp.asarray(x)
+    keys = _keys(4)
+    assert np.array_equal(attacks.mirror_inputs(x, keys, 0, 0.0, valid), x)  # p = 0: the images themselves
+    seen = np.asarray(attacks.mirror_inputs(x, keys, 0, 1.0, valid))
+    for i, (h, w) in enumerate(np.asarray(valid)):
+        # The photo mirrored in place, at the top left; the canvas's black stays black.
+        assert np.array_equal(seen[i, :h, :w], np.asarray(x[i, :h, :w])[:, ::-1])
+        assert not seen[i, h:].any() and not seen[i, :, w:].any()
+    # Without an extent, the whole image; each image and step draws its own flip (about half at 0.5).
+    assert np.array_equal(attacks.mirror_inputs(x, keys, 0, 1.0), np.asarray(x)[:, :, ::-1])
+    many = _keys(64, seed=5)
+    ones = jnp.broadcast_to(jnp.arange(8, dtype=jnp.float32)[None, None, :, None], (64, 2, 8, 1))
+    flipped = [np.asarray(attacks.mirror_inputs(ones, many, step, 0.5))[:, 0, 0, 0] > 0 for step in (3, 4)]
+    assert 16 < flipped[0].sum() < 48 and not np.array_equal(flipped[0], flipped[1])
+    assert np.array_equal(np.asarray(attacks.mirror_inputs(ones[5:6], many[5:6], 3, 0.5))[0], np.asarray(attacks.mirror_inputs(ones, many, 3, 0.5))[5])
+    # The gradient is the cotangent mirrored back, within each extent.
+    cotangent = jnp.asarray(rng.normal(size=x.shape), jnp.float32)
+    grad = np.asarray(jax.grad(lambda a: jnp.sum(attacks.mirror_inputs(a, keys, 0, 1.0, valid) * cotangent))(x))
+    for i, (h, w) in enumerate(np.asarray(valid)):
+        assert np.allclose(grad[i, :h, :w], np.asarray(cotangent[i, :h, :w])[:, ::-1])
 
 
 def test_smoothing_keeps_a_constant_gradient_inside_and_blurs_a_spike():
