@@ -5,7 +5,8 @@ CIEDE2000 per pixel (:mod:`ppjax.ops.perceptual`), composed with the others like
 its allowance (and within an outer L-infinity ball of ``eps``/255, and [0, 1]); the step rules move
 each pixel along its cheapest direction instead of the sign of its gradient: a step of ``eps``
 (1/255 units) takes a pixel to its whole allowance, as a sign step of ``eps`` takes it to the
-L-infinity ball's face.
+L-infinity ball's face. With a ``focus`` the steps follow the gradient's size as well as its
+direction (:func:`perceptual_step`).
 """
 
 from __future__ import annotations
@@ -33,10 +34,15 @@ class PerceptualBudget:
     #: The cap on the change's low-frequency luminance contrast on smooth areas (a fraction:
     #: :mod:`ppjax.ops.mottle`), or None for none.
     mottle: float | None = None
+    #: How far each pixel's step follows the size of its gradient, in [0, 1] (:func:`perceptual_step`):
+    #: 0 every pixel a step of its whole allowance over ``eps`` (the sign step's counterpart).
+    focus: float = 0.0
 
     def __post_init__(self):
         if not 0.0 < self.flat <= self.busy:
             raise ValueError(f"the perceptual budget needs 0 < flat <= busy (CIEDE2000), got flat {self.flat}, busy {self.busy}")
+        if not 0.0 <= self.focus <= 1.0:
+            raise ValueError(f"the step's focus is in [0, 1] (0: every pixel alike), got {self.focus}")
         if self.mottle is not None and not 0.0 < self.mottle < 1.0:
             raise ValueError(f"the mottle cap is a contrast in (0, 1), got {self.mottle}")
 
@@ -112,16 +118,36 @@ def perceptual_step(budget: PerceptualBudget, eps: float, context: BudgetContext
     (:func:`ppjax.ops.perceptual.cheapest_direction`) times the pixel's allowance over ``eps``, so
     that a step of ``eps`` (1/255 units) is a change of the whole allowance, as modelled. The
     metric and the allowance come from the original, once per attack (from ``context``, the
-    originals' :func:`budget_context`, when given)."""
+    originals' :func:`budget_context`, when given).
+
+    With ``budget.focus`` F > 0 each pixel's step is also weighted by its gradient's size in the
+    metric to the power F (:func:`ppjax.ops.perceptual.gradient_size`), over the photo's root mean
+    square of those weights: the same step size on average, more where the objective rises
+    fastest per unit of CIEDE2000 (F = 1: an L2 step's allocation; the ball still caps each pixel).
+    Where the PSNR floor binds, as it does on most photos, a sign-like step spends the budget alike
+    on every pixel and the floor scales it all down; a focused one spends more where it pays."""
+    focus = budget.focus
 
     def init(x0):
         ctx = context if context is not None else budget_context(budget, x0)
         return _Metric(ctx.inverse, ctx.limit[..., None] / eps)
 
     def update(g, state, params=None):
-        return perceptual.cheapest_direction(g, state.inverse) * state.scale, state
+        step = perceptual.cheapest_direction(g, state.inverse) * state.scale
+        if focus:
+            step = step * _focus_weights(perceptual.gradient_size(g, state.inverse), focus)[..., None]
+        return step, state
 
     return optax.GradientTransformation(init, update)
+
+
+def _focus_weights(size: jnp.ndarray, focus: float) -> jnp.ndarray:
+    """(N, H, W) ``size`` ** ``focus`` over its root mean square per image, taken over the pixels
+    with a gradient (the canvas's padding has none); zero where ``size`` is."""
+    w = jnp.where(size > 0, size, 0.0) ** focus
+    moving = jnp.sum((size > 0).astype(size.dtype), axis=(1, 2), keepdims=True)
+    rms = jnp.sqrt(jnp.sum(w * w, axis=(1, 2), keepdims=True) / jnp.maximum(moving, 1.0))
+    return jnp.where(rms > 0, w / jnp.where(rms > 0, rms, 1.0), 0.0)
 
 
 def perceptual_lattice_step(context: BudgetContext | None = None) -> optax.GradientTransformation:

@@ -73,8 +73,8 @@ COLUMNS: dict[str, Callable[[int, int], tuple[Variant, ...]]] = {
 #: protect`'s defaults): the method (default pgd), the strength preset, margin, the transfer parts, the PSNR floor, the
 #: ensemble's fusion, the perceptual budget and the real panel's margin for later rounds.
 ATTACK_OPTIONS = (
-    "method", "look", "no_refine", "strength", "margin", "diversity", "smoothing", "momentum", "scales", "skip_gradient", "ghost", "spectrum",
-    "min_psnr", "ensemble", "delta_e", "mottle", "panel_margin", "lattice_steps",
+    "method", "look", "no_refine", "strength", "margin", "diversity", "smoothing", "momentum", "scales", "skip_gradient", "ghost", "spectrum", "flip",
+    "min_psnr", "ensemble", "delta_e", "mottle", "focus", "panel_margin", "lattice_steps",
 )  # fmt: skip
 
 
@@ -129,7 +129,9 @@ def _protector(setting: str, models, eps: float | None, steps: int | None, attac
     method = attack.get("method", "pgd")
     picked = {k: preset[k] for k in ("margin", "scales", "min_psnr")}
     picked["delta_e"] = budget_of(method, attack.get("strength", "mid"), None, None)[0]
-    picked["mottle"] = preset["mottle"] if parse_delta_e(attack.get("delta_e", picked["delta_e"])) is not None else "off"
+    budgeted = parse_delta_e(attack.get("delta_e", picked["delta_e"])) is not None
+    picked["mottle"] = preset["mottle"] if budgeted else "off"
+    picked["focus"] = preset["focus"] if budgeted else 0.0
     lattice_steps = attack.get("lattice_steps", _preset(attack)["lattice_steps"])
     chosen = {**attack_defaults(method), **picked, **{k: v for k, v in attack.items() if k not in ("strength", "method", "look", "no_refine", "panel_margin", "lattice_steps")}}
     look = None
@@ -144,7 +146,7 @@ def _protector(setting: str, models, eps: float | None, steps: int | None, attac
     protector = Protector(
         targets, method=method, eps=eps, steps=steps, lattice_steps=lattice_steps, channel="exact" if setting == "exact" else "social", margin=chosen["margin"],
         transfer=transfer if transfer.active else None, min_psnr=chosen["min_psnr"] or None, look=look,
-        perceptual=perceptual_of(chosen["delta_e"], chosen["mottle"]),
+        perceptual=perceptual_of(chosen["delta_e"], chosen["mottle"], chosen["focus"]),
     )  # fmt: skip
     return protector, preset["channel_rounds"]
 

@@ -75,6 +75,8 @@ def bench_robustness(
     skip_gradient: Annotated[Optional[float], typer.Option(min=0.01, max=1.0, help="As for protect (default: protect's).")] = None,
     ghost: Annotated[Optional[float], typer.Option(min=0.0, max=0.5, help="As for protect (default: protect's).")] = None,
     spectrum: Annotated[Optional[float], typer.Option(min=0.0, max=0.99, help="As for protect (default: protect's).")] = None,
+    flip: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="As for protect (default: protect's).")] = None,
+    focus: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="As for protect (default: protect's).")] = None,
     panel_margin: Annotated[Optional[float], typer.Option(min=0.0, help="As for protect, for the social setting (default: protect's).")] = None,
     momentum: Annotated[Optional[float], typer.Option(min=0.0, help="As for protect (default: protect's).")] = None,
     scales: Annotated[Optional[int], typer.Option(min=1, help="As for protect (default: protect's).")] = None,
@@ -116,7 +118,7 @@ def bench_robustness(
         raise fail(f"--method {method} runs under the social setting only: add --settings social", 2)
     if no_refine and not look:
         raise fail("--no-refine needs --look", 2)
-    attack = {"method": method, "look": look, "no_refine": no_refine or None, "strength": strength, "margin": margin, "diversity": diversity, "smoothing": smoothing, "momentum": momentum, "scales": scales, "skip_gradient": skip_gradient, "ghost": ghost, "spectrum": spectrum, "panel_margin": panel_margin, "lattice_steps": lattice_steps, "min_psnr": min_psnr, "ensemble": ensemble, "delta_e": delta_e, "mottle": mottle}
+    attack = {"method": method, "look": look, "no_refine": no_refine or None, "strength": strength, "margin": margin, "diversity": diversity, "smoothing": smoothing, "momentum": momentum, "scales": scales, "skip_gradient": skip_gradient, "ghost": ghost, "spectrum": spectrum, "flip": flip, "panel_margin": panel_margin, "lattice_steps": lattice_steps, "min_psnr": min_psnr, "ensemble": ensemble, "delta_e": delta_e, "mottle": mottle, "focus": focus}
     results = run_robustness_bench(loaded, onnx_judges, files, eps=eps, steps=steps, settings=chosen, log=lambda s: err.print(s), judges=held_out, attack=attack)
     results["models"] = list(names)
     model = ",".join(names)

@@ -24,7 +24,7 @@ _METHOD_HELP = (
 
 def _strength_help() -> str:
     """``--strength``'s help, from the presets themselves."""
-    names = {"delta_e": "CIEDE2000", "mottle": "mottle %", "steps": "steps", "lattice_steps": "lattice steps", "margin": "margin", "min_psnr": "dB floor", "channel_rounds": "rounds", "scales": "scale copies"}
+    names = {"delta_e": "CIEDE2000", "mottle": "mottle %", "steps": "steps", "lattice_steps": "lattice steps", "margin": "margin", "min_psnr": "dB floor", "channel_rounds": "rounds", "scales": "scale copies", "focus": "focus"}
     varying = [k for k in names if len({preset[k] for preset in STRENGTHS.values()}) > 1]
     shown = lambda v: v if isinstance(v, str) else f"{v:g}"  # noqa: E731
     parts = [f"{name} ({', '.join(f'{names[k]} {shown(preset[k])}' for k in varying)})" for name, preset in STRENGTHS.items()]
@@ -60,9 +60,11 @@ def protect(
     skip_gradient: Annotated[Optional[float], typer.Option(min=0.01, max=1.0, help="Skip gradient (SGM): the gradient through the attacked networks' residual branches scaled by this gamma, so that it leans on the skip paths (forward unchanged; networks without residual blocks are attacked as they are). Default 0.5 (1: off).")] = None,
     ghost: Annotated[Optional[float], typer.Option(min=0.0, max=0.5, help="Ghost networks: at each step every residual block's skip path of the attacked networks is multiplied by a random factor in [1-G, 1+G], so that the attack meets a new variant of each network at every step, at no extra cost (networks without residual blocks are attacked as they are). Default 0 (off).")] = None,
     spectrum: Annotated[Optional[float], typer.Option(min=0.0, max=0.99, help="Spectrum simulation (SSA): at each step the networks see the photo with faint noise and each of its DCT coefficients scaled by a random factor in [1-R, 1+R], as a network of another design might weigh them, at no extra cost. Default 0 (off).")] = None,
+    flip: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Mirror: the probability per step that the networks see the photo flipped left to right, so that the change works on the mirrored scene too, at no extra cost. Default 0 (off).")] = None,
     min_psnr: Annotated[Optional[float], typer.Option(min=0.0, max=100.0, help="PSNR floor in dB: no written PNG differs from its original more than this allows; a photo that needs more stays less protected (0: no floor; JPEG output adds the encoder's own change). Default: the strength's (38; low 40, high 35).")] = None,
     delta_e: Annotated[Optional[str], typer.Option(help="Perceptual budget: how far each pixel may change in CIEDE2000, as FLAT,BUSY (on flat areas, rising to BUSY in busy texture; less in deep shadow and near white), inside the --eps ball; steps go where the eye sees least (lightness more than colour). 'off': the --eps ball alone. Default: the strength's (1.2,3; low 0.8,2; high 1.8,4.5); off for the methods other than pgd, bim, fgsm and mifgsm.")] = None,
     mottle: Annotated[Optional[str], typer.Option(help="Part of the perceptual budget: the most low-frequency luminance contrast the change may carry where the photo is smooth, in percent (what shows first on a dark sky or a wall: blotches, not single pixels); held by the attack and fitted on the bytes written. 'off': none. Default: the strength's (2; low 1.5, high 3) with --delta-e, off without.")] = None,
+    focus: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Part of the perceptual budget: how far each pixel's step follows the size of its gradient (0: every pixel a step of its whole allowance, as a sign step; 1: in proportion to the gradient, as an L2 step), at the same mean step size; where the PSNR floor binds, the change goes where it fools most. Default: the strength's (mid 0.5; low and high 0) with --delta-e, 0 without.")] = None,
     strength: Annotated[Strength, typer.Option(help=_strength_help())] = Strength.MID,
     look: Annotated[Optional[str], typer.Option(help="With an edit method: the look its search starts from, a name (`ppjax looks list`) or a look's JSON file (`ppjax looks fit`).")] = None,
     no_refine: Annotated[bool, typer.Option("--no-refine", help="With --look: apply the look as it is, with no search of each photo's own (still verified).")] = False,
@@ -92,8 +94,8 @@ def protect(
         config = ProtectConfig(
             tuple(inputs), out_dir, models=tuple(model.split(",")), ensemble=ensemble, method=method, objective=objective, channel=channel,
             channel_draws=channel_draws, channel_rounds=channel_rounds, panel_margin=panel_margin, eps=eps, steps=steps, lattice_steps=lattice_steps, margin=margin,
-            diversity=diversity, smoothing=smoothing, momentum=momentum, scales=scales, skip_gradient=skip_gradient, ghost=ghost, spectrum=spectrum, min_psnr=min_psnr, strength=strength,
-            delta_e=delta_e, mottle=mottle, seed=seed, format=fmt, keep_metadata=keep_metadata, look=look, no_refine=no_refine, jpeg_quality=jpeg_quality, jpeg_rounds=jpeg_rounds, appeal=appeal, penalty=penalty,
+            diversity=diversity, smoothing=smoothing, momentum=momentum, scales=scales, skip_gradient=skip_gradient, ghost=ghost, spectrum=spectrum, flip=flip, min_psnr=min_psnr, strength=strength,
+            delta_e=delta_e, mottle=mottle, focus=focus, seed=seed, format=fmt, keep_metadata=keep_metadata, look=look, no_refine=no_refine, jpeg_quality=jpeg_quality, jpeg_rounds=jpeg_rounds, appeal=appeal, penalty=penalty,
             penalty_weight=penalty_weight, batch_size=batch_size, early_stop=not no_early_stop, overwrite=overwrite,
             devices=devices, num_shards=num_shards, shard_index=shard_index, backend=backend, ray_address=ray_address,
             ray_workers=ray_workers,

@@ -29,7 +29,7 @@ import numpy as np
 from ppjax.ops.metrics import D65_WHITE, SRGB_TO_XYZ, a_stretch, ciede2000_weights, delta_e_2000, positive_power, srgb_to_lab
 
 __all__ = [
-    "WINDOW", "REACH", "SYMMETRIC", "FIT_PASSES", "local_metric", "modelled", "inverse_metric", "cheapest_direction",
+    "WINDOW", "REACH", "SYMMETRIC", "FIT_PASSES", "local_metric", "modelled", "inverse_metric", "cheapest_direction", "gradient_size",
     "allowance", "allowance_inside", "allowance_of_lightness", "texture_masking", "luminance_adaptation",
     "scale_to_allowance", "fit_levels",
 ]  # fmt: skip
@@ -194,6 +194,13 @@ def cheapest_direction(g: jnp.ndarray, inverse: jnp.ndarray) -> jnp.ndarray:
     positive = length2 > 0
     norm = jnp.where(positive, jax.lax.rsqrt(jnp.where(positive, length2, 1.0)), 0.0)
     return jnp.stack([vi * norm for vi in v], -1)
+
+
+def gradient_size(g: jnp.ndarray, inverse: jnp.ndarray) -> jnp.ndarray:
+    """(...): per pixel, ``sqrt(g^T G^-1 g)`` for gradients ``g`` (..., 3) and ``inverse`` (6, ...):
+    how fast the objective rises along :func:`cheapest_direction`, per unit of modelled CIEDE2000."""
+    v = [sum(_entry(inverse, i, j) * g[..., j] for j in range(3)) for i in range(3)]
+    return jnp.sqrt(jnp.maximum(sum(v[i] * g[..., i] for i in range(3)), 0.0))
 
 
 def scale_to_allowance(d: jnp.ndarray, metric: jnp.ndarray, limit: jnp.ndarray) -> jnp.ndarray:

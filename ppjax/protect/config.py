@@ -87,11 +87,14 @@ class Strength(str, enum.Enum):
 #: whole-level steps after the rounding to bytes, where a photo lacks the margin there. mid's 12
 #: attack steps and 4 lattice steps (20 and 10 before 2026-12-07): the PSNR floor, not the steps,
 #: bounds what the attack reaches, and on the first 60 shared photos the held-out networks were
-#: fooled as often in 29% less time (docs/scale.md, "Fewer steps").
+#: fooled as often in 29% less time (docs/scale.md, "Fewer steps"). mid's ``focus`` of 0.5 (0
+#: before 2026-12-07): where the PSNR floor binds, steps weighted by the gradient's size carried
+#: further to held-out networks on 210 shared photos at the same PSNR and visibility
+#: (docs/benchmarks.md, "Where the steps go"); low and high keep 0, not measured with it.
 STRENGTHS = {
-    "low": {"eps": 3.0, "steps": 10, "lattice_steps": 10, "margin": 5.0, "min_psnr": 40.0, "channel_rounds": 1, "scales": 1, "delta_e": "0.8,2", "mottle": "1.5"},
-    "mid": {"eps": 4.0, "steps": 12, "lattice_steps": 4, "margin": 10.0, "min_psnr": 38.0, "channel_rounds": 3, "scales": 1, "delta_e": "1.2,3", "mottle": "2"},
-    "high": {"eps": 6.0, "steps": 30, "lattice_steps": 10, "margin": 15.0, "min_psnr": 35.0, "channel_rounds": 3, "scales": 1, "delta_e": "1.8,4.5", "mottle": "3"},
+    "low": {"eps": 3.0, "steps": 10, "lattice_steps": 10, "margin": 5.0, "min_psnr": 40.0, "channel_rounds": 1, "scales": 1, "delta_e": "0.8,2", "mottle": "1.5", "focus": 0.0},
+    "mid": {"eps": 4.0, "steps": 12, "lattice_steps": 4, "margin": 10.0, "min_psnr": 38.0, "channel_rounds": 3, "scales": 1, "delta_e": "1.2,3", "mottle": "2", "focus": 0.5},
+    "high": {"eps": 6.0, "steps": 30, "lattice_steps": 10, "margin": 15.0, "min_psnr": 35.0, "channel_rounds": 3, "scales": 1, "delta_e": "1.8,4.5", "mottle": "3", "focus": 0.0},
 }
 #: The ``eps`` ball (1/255) around the perceptual budget, per strength, when no ``eps`` is given:
 #: twice the ball alone's. The allowance, not the ball, bounds what shows; the wider ball lets the
@@ -156,14 +159,14 @@ def parse_delta_e(text: str) -> tuple[float, float] | None:
 #: diversity of 0.7 they were measured with (:data:`EDIT_DIVERSITY`).
 ATTACK_DEFAULTS = {
     "margin": STRENGTHS["mid"]["margin"], "diversity": 1.0, "smoothing": 5, "momentum": 1.0, "scales": STRENGTHS["mid"]["scales"],
-    "skip_gradient": 0.5, "ghost": 0.0, "spectrum": 0.0,
+    "skip_gradient": 0.5, "ghost": 0.0, "spectrum": 0.0, "flip": 0.0,
 }  # fmt: skip
 #: The edit methods' input diversity: the setting their figures in docs/edits.md were measured with.
 EDIT_DIVERSITY = 0.7
 #: The edit methods' lattice steps: the setting their figures in docs/edits.md were measured with.
 EDIT_LATTICE_STEPS = 10
-#: The transfer parts off: what ``--diversity 0 --smoothing 0 --momentum 0 --scales 1 --skip-gradient 1 --ghost 0 --spectrum 0`` gives.
-TRANSFER_OFF = {"diversity": 0.0, "smoothing": 0, "momentum": 0.0, "scales": 1, "skip_gradient": 1.0, "ghost": 0.0, "spectrum": 0.0}
+#: The transfer parts off: what ``--diversity 0 --smoothing 0 --momentum 0 --scales 1 --skip-gradient 1 --ghost 0 --spectrum 0 --flip 0`` gives.
+TRANSFER_OFF = {"diversity": 0.0, "smoothing": 0, "momentum": 0.0, "scales": 1, "skip_gradient": 1.0, "ghost": 0.0, "spectrum": 0.0, "flip": 0.0}
 OWN_LOOP_MARGIN = 2.0
 #: The smallest lead (logits) over the real panel's variants at which a photo is final: 0, so that
 #: a later round goes only to a photo some variant still shows unprotected. At the attack's own
@@ -230,7 +233,7 @@ class ProtectConfig:
     #: Transfer parts (see :mod:`ppjax.attacks.transfer`): input diversity probability, TI kernel
     #: side (0: off), momentum decay (0: off), scale copies (1: off), SGM's gamma on the attacked
     #: networks' residual branches (1: off), the ghost networks' skip factor half width (0: off),
-    #: the spectrum simulation's DCT factor half width (0: off).
+    #: the spectrum simulation's DCT factor half width (0: off), the mirror's probability per step (0: off).
     #: None: :data:`ATTACK_DEFAULTS` for the methods built on the common loop, off for those with
     #: loops of their own (cw, pfgsm).
     diversity: float | None = None
@@ -240,6 +243,7 @@ class ProtectConfig:
     skip_gradient: float | None = None
     ghost: float | None = None
     spectrum: float | None = None
+    flip: float | None = None
     #: PSNR floor in dB against the original, per image (0: none); it holds for the written bytes of
     #: PNG output (JPEG adds the encoder's own change).
     min_psnr: float | None = None
@@ -252,6 +256,10 @@ class ProtectConfig:
     #: attack and fitted on the bytes written. None: the strength's with a perceptual budget, off
     #: without one.
     mottle: str | None = None
+    #: How far each pixel's step follows the size of its gradient, in [0, 1]
+    #: (:class:`ppjax.attacks.PerceptualBudget`): part of the perceptual budget. None: the
+    #: strength's with a perceptual budget, 0 without one.
+    focus: float | None = None
     #: The preset that fills the options left None (:data:`STRENGTHS`).
     strength: Strength = Strength.MID
     seed: int = 0
@@ -317,14 +325,19 @@ class ProtectConfig:
         allowances = parse_delta_e(delta_e)
         if allowances is None and self.mottle is not None and parse_mottle(self.mottle) is not None:
             raise ValueError("--mottle is part of the perceptual budget: it needs --delta-e (not off)")
+        if allowances is None and self.focus:
+            raise ValueError("--focus is part of the perceptual budget: it needs --delta-e (not off)")
         if allowances is None:
             set_(self, "mottle", "off")
+            set_(self, "focus", 0.0)
         for name, value in STRENGTHS[self.strength.value].items():
             if getattr(self, name) is None and not (custom and name in ("margin", "scales")):
                 set_(self, name, value)
         set_(self, "delta_e", "off" if allowances is None else f"{allowances[0]:g},{allowances[1]:g}")
         cap = parse_mottle(self.mottle)
         set_(self, "mottle", "off" if cap is None else f"{100.0 * cap:g}")
+        if not 0.0 <= self.focus <= 1.0:
+            raise ValueError(f"--focus must be in 0..1 (0: every pixel's step alike), got {self.focus}")
         if allowances is not None and self.method.value not in attacks.PERCEPTUAL_METHODS:
             raise ValueError(f"--delta-e works with --method {', '.join(attacks.PERCEPTUAL_METHODS)}; use --delta-e off with {self.method.value}")
         if self.penalty is not None:
@@ -409,14 +422,14 @@ def _transfer(config: "ProtectConfig") -> attacks.Transfer:
 ProtectConfig.transfer = property(_transfer, doc="The transfer parts as an :class:`ppjax.attacks.Transfer`.")
 
 
-def perceptual_of(delta_e: str, mottle: str = "off") -> attacks.PerceptualBudget | None:
-    """The :class:`ppjax.attacks.PerceptualBudget` of a ``--delta-e`` value (None for off) and a
-    ``--mottle`` one."""
+def perceptual_of(delta_e: str, mottle: str = "off", focus: float = 0.0) -> attacks.PerceptualBudget | None:
+    """The :class:`ppjax.attacks.PerceptualBudget` of a ``--delta-e`` value (None for off), a
+    ``--mottle`` one and a ``--focus`` one."""
     allowances = parse_delta_e(delta_e)
-    return None if allowances is None else attacks.PerceptualBudget(*allowances, mottle=parse_mottle(mottle))
+    return None if allowances is None else attacks.PerceptualBudget(*allowances, mottle=parse_mottle(mottle), focus=float(focus))
 
 
-ProtectConfig.perceptual = property(lambda config: perceptual_of(config.delta_e, config.mottle), doc="The perceptual budget (None: off).")
+ProtectConfig.perceptual = property(lambda config: perceptual_of(config.delta_e, config.mottle, config.focus), doc="The perceptual budget (None: off).")
 
 
 def _member(kind: type[enum.Enum], value, name: str):

@@ -157,8 +157,10 @@ def run_settings(config: ProtectConfig, protector: Protector) -> dict:
         **({"skip_gradient": config.skip_gradient} if config.skip_gradient != 1 else {}),
         **({"ghost": config.ghost} if config.ghost else {}),
         **({"spectrum": config.spectrum} if config.spectrum else {}),
+        **({"flip": config.flip} if config.flip else {}),
         **({"delta_e": config.delta_e} if config.delta_e != "off" else {}),
         **({"mottle": config.mottle} if config.mottle != "off" else {}),
+        **({"focus": config.focus} if config.focus else {}),
         **({"look": jax.tree_util.tree_map(lambda a: np.asarray(a).tolist(), config.look_params)} if config.look else {}),
     }  # fmt: skip
 

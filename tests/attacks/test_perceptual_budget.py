@@ -58,6 +58,37 @@ def test_perceptual_steps_change_lightness_not_colour(linear, photos):
     assert colour_share(budget) < 0.5 * colour_share(linf)
 
 
+def test_focused_steps_follow_the_gradients_size_at_the_same_mean_size(photos):
+    """Focus 0 is the unweighted step; focus F weights each pixel's step by its gradient's size in
+    the metric to the power F, at a root mean square of 1 over the pixels with a gradient, and
+    leaves the canvas's padding (no gradient) still."""
+    from ppjax.ops import perceptual
+
+    x0 = jnp.asarray(photos[:2], jnp.float32) / 255.0
+    g = jnp.asarray(np.random.default_rng(0).normal(size=x0.shape), jnp.float32).at[:, -5:].set(0.0)
+    ctx = attacks.budget_context(BUDGET, x0)
+
+    def step(focus):
+        rule = attacks.perceptual_step(attacks.PerceptualBudget(1.0, 2.5, focus=focus), 4.0, ctx)
+        return np.asarray(rule.update(g, rule.init(x0))[0])
+
+    plain = step(0.0)
+    size = np.asarray(perceptual.gradient_size(g, ctx.inverse))
+    assert size.shape == x0.shape[:3] and not size[:, -5:].any() and (size[:, :-5] > 0).all()
+    for focus in (0.5, 1.0):
+        focused = step(focus)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.linalg.norm(focused, axis=-1) / np.linalg.norm(plain, axis=-1)
+        moving = size > 0
+        # Same direction per pixel; weights size**F over their RMS, whose own RMS is then 1.
+        np.testing.assert_allclose(focused[moving] * np.linalg.norm(plain[moving], axis=-1, keepdims=True), plain[moving] * np.linalg.norm(focused[moving], axis=-1, keepdims=True), atol=1e-5)
+        expected = size**focus / np.sqrt(np.mean(size[:, :-5] ** (2 * focus), axis=(1, 2), keepdims=True))
+        np.testing.assert_allclose(ratio[moving], expected[moving], rtol=1e-4)
+        assert not focused[:, -5:].any()
+    with pytest.raises(ValueError, match="focus"):
+        attacks.PerceptualBudget(1.0, 2.5, focus=1.5)
+
+
 def test_projection_with_and_without_prepared_context_agree(photos):
     x0 = jnp.asarray(photos, jnp.float32) / 255.0
     ball = attacks.with_psnr_floor(attacks.perceptual_ball(BUDGET, 4.0), 38.0)
@@ -108,9 +139,15 @@ def test_options_and_their_errors(tmp_path):
         with pytest.raises(ValueError, match="--delta-e"):
             parse_delta_e(bad)
     make = lambda **kw: ProtectConfig((tmp_path,), tmp_path / "out", models=("efficientnet-lite0",), **kw)  # noqa: E731
-    assert make().delta_e == "1.2,3" and make().perceptual == attacks.PerceptualBudget(1.2, 3.0, mottle=0.02)
+    assert make().delta_e == "1.2,3" and make().perceptual == attacks.PerceptualBudget(1.2, 3.0, mottle=0.02, focus=0.5)
     assert make(strength="low").delta_e == "0.8,2" and make(delta_e="OFF").perceptual is None
     assert make(method="edit").perceptual is None and make(method="cw", channel="exact").perceptual is None
+    assert make(focus=0).perceptual == attacks.PerceptualBudget(1.2, 3.0, mottle=0.02) and make(strength="high").focus == 0.0
+    assert make(delta_e="off").focus == 0.0
+    with pytest.raises(ValueError, match="--focus is part of the perceptual budget"):
+        make(delta_e="off", focus=0.5)
+    with pytest.raises(ValueError, match="--focus must be in 0..1"):
+        make(focus=2.0)
     with pytest.raises(ValueError, match="--delta-e works with --method"):
         make(method="masked", delta_e="1,2")
     with pytest.raises(ValueError, match="sign-step methods"):

@@ -22,13 +22,14 @@ def test_attack_defaults_are_the_measured_transfer_setting_except_for_own_loops(
     from ppjax.protect.config import ATTACK_DEFAULTS, DEFAULT_MIN_PSNR
 
     pgd = ProtectConfig(("a.png",), Path("out"))
-    assert (pgd.margin, pgd.diversity, pgd.smoothing, pgd.momentum, pgd.scales, pgd.skip_gradient, pgd.ghost, pgd.spectrum) == (10.0, 1.0, 5, 1.0, 1, 0.5, 0.0, 0.0) == tuple(ATTACK_DEFAULTS.values())
+    assert (pgd.margin, pgd.diversity, pgd.smoothing, pgd.momentum, pgd.scales, pgd.skip_gradient, pgd.ghost, pgd.spectrum, pgd.flip) == (10.0, 1.0, 5, 1.0, 1, 0.5, 0.0, 0.0, 0.0) == tuple(ATTACK_DEFAULTS.values())
     assert pgd.min_psnr == DEFAULT_MIN_PSNR == 38.0 and pgd.transfer.active
     cw = ProtectConfig(("a.png",), Path("out"), method="cw", channel="exact")
-    assert (cw.margin, cw.diversity, cw.smoothing, cw.momentum, cw.scales, cw.skip_gradient, cw.ghost, cw.spectrum) == (2.0, 0.0, 0, 0.0, 1, 1.0, 0.0, 0.0) and not cw.transfer.active
+    assert (cw.margin, cw.diversity, cw.smoothing, cw.momentum, cw.scales, cw.skip_gradient, cw.ghost, cw.spectrum, cw.flip) == (2.0, 0.0, 0, 0.0, 1, 1.0, 0.0, 0.0, 0.0) and not cw.transfer.active
     assert ProtectConfig(("a.png",), Path("out"), skip_gradient=0.5).transfer.skip_gradient == 0.5
     assert ProtectConfig(("a.png",), Path("out"), ghost=0.2).transfer.ghost == 0.2
     assert ProtectConfig(("a.png",), Path("out"), spectrum=0.5).transfer.spectrum == 0.5
+    assert ProtectConfig(("a.png",), Path("out"), flip=0.5).transfer.flip == 0.5
     from ppjax.protect.config import PANEL_MARGIN
 
     assert ProtectConfig(("a.png",), Path("out")).panel_margin == PANEL_MARGIN == 0.0
@@ -52,10 +53,11 @@ def test_attack_defaults_are_the_measured_transfer_setting_except_for_own_loops(
         ({"min_psnr": -1.0}, "--min-psnr must be in 0..100"),
         ({"method": "cw", "channel": "exact", "smoothing": 5}, "--method cw has a loop of its own: it takes no --smoothing"),
         ({"method": "pfgsm", "channel": "exact", "scales": 3}, "--method pfgsm has a loop of its own: it takes no --scales"),
-        ({"scales": 0}, "--ghost/--spectrum: scales is a whole number"),
-        ({"ghost": 0.7}, "--spectrum: ghost is the half width"),
+        ({"scales": 0}, "--spectrum/--flip: scales is a whole number"),
+        ({"ghost": 0.7}, "--flip: ghost is the half width"),
         ({"method": "cw", "channel": "exact", "ghost": 0.2}, "--method cw has a loop of its own: it takes no --ghost"),
-        ({"spectrum": 1.0}, "--spectrum: spectrum is the half width"),
+        ({"spectrum": 1.0}, "--flip: spectrum is the half width"),
+        ({"flip": 1.5}, "--flip: flip is a probability"),
         ({"panel_margin": -1.0}, "--panel-margin must be at least 0"),
         ({"method": "pfgsm", "channel": "exact", "spectrum": 0.5}, "--method pfgsm has a loop of its own: it takes no --spectrum"),
     ],
@@ -110,9 +112,9 @@ def test_strength_presets_are_their_documented_options():
     from ppjax.protect.config import STRENGTHS
 
     documented = {
-        "low": {"eps": 3.0, "steps": 10, "lattice_steps": 10, "margin": 5.0, "min_psnr": 40.0, "channel_rounds": 1, "scales": 1, "delta_e": "0.8,2", "mottle": "1.5"},
-        "mid": {"eps": 4.0, "steps": 12, "lattice_steps": 4, "margin": 10.0, "min_psnr": 38.0, "channel_rounds": 3, "scales": 1, "delta_e": "1.2,3", "mottle": "2"},
-        "high": {"eps": 6.0, "steps": 30, "lattice_steps": 10, "margin": 15.0, "min_psnr": 35.0, "channel_rounds": 3, "scales": 1, "delta_e": "1.8,4.5", "mottle": "3"},
+        "low": {"eps": 3.0, "steps": 10, "lattice_steps": 10, "margin": 5.0, "min_psnr": 40.0, "channel_rounds": 1, "scales": 1, "delta_e": "0.8,2", "mottle": "1.5", "focus": 0.0},
+        "mid": {"eps": 4.0, "steps": 12, "lattice_steps": 4, "margin": 10.0, "min_psnr": 38.0, "channel_rounds": 3, "scales": 1, "delta_e": "1.2,3", "mottle": "2", "focus": 0.5},
+        "high": {"eps": 6.0, "steps": 30, "lattice_steps": 10, "margin": 15.0, "min_psnr": 35.0, "channel_rounds": 3, "scales": 1, "delta_e": "1.8,4.5", "mottle": "3", "focus": 0.0},
     }  # fmt: skip
     assert STRENGTHS == documented
     perceptual_eps = {"low": 6.0, "mid": 8.0, "high": 12.0}  # the ball around the perceptual budget
@@ -120,7 +122,7 @@ def test_strength_presets_are_their_documented_options():
         config = ProtectConfig(("a.png",), Path("out"), strength=name)
         assert {k: getattr(config, k) for k in options} == {**options, "eps": perceptual_eps[name]}, name
         alone = ProtectConfig(("a.png",), Path("out"), strength=name, delta_e="off")
-        assert {k: getattr(alone, k) for k in options} == {**options, "delta_e": "off", "mottle": "off"}, name
+        assert {k: getattr(alone, k) for k in options} == {**options, "delta_e": "off", "mottle": "off", "focus": 0.0}, name
         assert (config.diversity, config.smoothing, config.momentum) == (1.0, 5, 1.0)  # the transfer parts stay
     assert ProtectConfig(("a.png",), Path("out")) == ProtectConfig(("a.png",), Path("out"), strength="mid")
     edit = ProtectConfig(("a.png",), Path("out"), method="edit+pgd")
