@@ -87,14 +87,14 @@ class Strength(str, enum.Enum):
 #: whole-level steps after the rounding to bytes, where a photo lacks the margin there. mid's 12
 #: attack steps and 4 lattice steps (20 and 10 before 2026-12-07): the PSNR floor, not the steps,
 #: bounds what the attack reaches, and on the first 60 shared photos the held-out networks were
-#: fooled as often in 29% less time (docs/scale.md, "Fewer steps"). mid's ``focus`` of 0.5 (0
-#: before 2026-12-07): where the PSNR floor binds, steps weighted by the gradient's size carried
-#: further to held-out networks on 210 shared photos at the same PSNR and visibility
-#: (docs/benchmarks.md, "Where the steps go"); low and high keep 0, not measured with it.
+#: fooled as often in 29% less time (docs/scale.md, "Fewer steps"). mid's and high's ``focus`` of
+#: 0.5 (0 before 2026-12-07): where the PSNR floor binds, steps weighted by the gradient's size
+#: carried further to held-out networks (mid: on 210 shared photos, high: on 60) at the same PSNR
+#: and visibility (docs/benchmarks.md, "Where the steps go"); low keeps 0, not measured with it.
 STRENGTHS = {
     "low": {"eps": 3.0, "steps": 10, "lattice_steps": 10, "margin": 5.0, "min_psnr": 40.0, "channel_rounds": 1, "scales": 1, "delta_e": "0.8,2", "mottle": "1.5", "focus": 0.0},
     "mid": {"eps": 4.0, "steps": 12, "lattice_steps": 4, "margin": 10.0, "min_psnr": 38.0, "channel_rounds": 3, "scales": 1, "delta_e": "1.2,3", "mottle": "2", "focus": 0.5},
-    "high": {"eps": 6.0, "steps": 30, "lattice_steps": 10, "margin": 15.0, "min_psnr": 35.0, "channel_rounds": 3, "scales": 1, "delta_e": "1.8,4.5", "mottle": "3", "focus": 0.0},
+    "high": {"eps": 6.0, "steps": 30, "lattice_steps": 10, "margin": 15.0, "min_psnr": 35.0, "channel_rounds": 3, "scales": 1, "delta_e": "1.8,4.5", "mottle": "3", "focus": 0.5},
 }
 #: The ``eps`` ball (1/255) around the perceptual budget, per strength, when no ``eps`` is given:
 #: twice the ball alone's. The allowance, not the ball, bounds what shows; the wider ball lets the

@@ -142,7 +142,7 @@ def test_options_and_their_errors(tmp_path):
     assert make().delta_e == "1.2,3" and make().perceptual == attacks.PerceptualBudget(1.2, 3.0, mottle=0.02, focus=0.5)
     assert make(strength="low").delta_e == "0.8,2" and make(delta_e="OFF").perceptual is None
     assert make(method="edit").perceptual is None and make(method="cw", channel="exact").perceptual is None
-    assert make(focus=0).perceptual == attacks.PerceptualBudget(1.2, 3.0, mottle=0.02) and make(strength="high").focus == 0.0
+    assert make(focus=0).perceptual == attacks.PerceptualBudget(1.2, 3.0, mottle=0.02) and make(strength="low").focus == 0.0
     assert make(delta_e="off").focus == 0.0
     with pytest.raises(ValueError, match="--focus is part of the perceptual budget"):
         make(delta_e="off", focus=0.5)
