@@ -185,12 +185,18 @@ def inverse_metric(metric: jnp.ndarray) -> jnp.ndarray:
     return adj / det
 
 
+def _inverse_times(g: jnp.ndarray, inverse: jnp.ndarray) -> tuple[list[jnp.ndarray], jnp.ndarray]:
+    """(``G^-1 g`` as its three channels, ``g^T G^-1 g``) per pixel: what :func:`cheapest_direction`
+    and :func:`gradient_size` are both made of."""
+    v = [sum(_entry(inverse, i, j) * g[..., j] for j in range(3)) for i in range(3)]
+    return v, sum(v[i] * g[..., i] for i in range(3))
+
+
 def cheapest_direction(g: jnp.ndarray, inverse: jnp.ndarray) -> jnp.ndarray:
     """(..., 3): per pixel, ``G^-1 g / sqrt(g^T G^-1 g)`` for gradients ``g`` (..., 3) and
     ``inverse`` (6, ...; from :func:`inverse_metric`): the change of modelled CIEDE2000 1 (in 1/255
     units) that raises the objective most; zero where the gradient is."""
-    v = [sum(_entry(inverse, i, j) * g[..., j] for j in range(3)) for i in range(3)]
-    length2 = sum(v[i] * g[..., i] for i in range(3))
+    v, length2 = _inverse_times(g, inverse)
     positive = length2 > 0
     norm = jnp.where(positive, jax.lax.rsqrt(jnp.where(positive, length2, 1.0)), 0.0)
     return jnp.stack([vi * norm for vi in v], -1)
@@ -199,8 +205,7 @@ def cheapest_direction(g: jnp.ndarray, inverse: jnp.ndarray) -> jnp.ndarray:
 def gradient_size(g: jnp.ndarray, inverse: jnp.ndarray) -> jnp.ndarray:
     """(...): per pixel, ``sqrt(g^T G^-1 g)`` for gradients ``g`` (..., 3) and ``inverse`` (6, ...):
     how fast the objective rises along :func:`cheapest_direction`, per unit of modelled CIEDE2000."""
-    v = [sum(_entry(inverse, i, j) * g[..., j] for j in range(3)) for i in range(3)]
-    return jnp.sqrt(jnp.maximum(sum(v[i] * g[..., i] for i in range(3)), 0.0))
+    return jnp.sqrt(jnp.maximum(_inverse_times(g, inverse)[1], 0.0))
 
 
 def scale_to_allowance(d: jnp.ndarray, metric: jnp.ndarray, limit: jnp.ndarray) -> jnp.ndarray:
