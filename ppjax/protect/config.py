@@ -90,7 +90,8 @@ class Strength(str, enum.Enum):
 #: fooled as often in 29% less time (docs/scale.md, "Fewer steps"). mid's and high's ``focus`` of
 #: 0.5 (0 before 2026-12-07): where the PSNR floor binds, steps weighted by the gradient's size
 #: carried further to held-out networks (mid: on 210 shared photos, high: on 60) at the same PSNR
-#: and visibility (docs/benchmarks.md, "Where the steps go"); low keeps 0, not measured with it.
+#: and visibility (docs/benchmarks.md, "Where the steps go"); low keeps 0 (on the first 60 photos
+#: at 40 dB it moved the held-out columns by a photo or two either way, docs/benchmarks.md).
 STRENGTHS = {
     "low": {"eps": 3.0, "steps": 10, "lattice_steps": 10, "margin": 5.0, "min_psnr": 40.0, "channel_rounds": 1, "scales": 1, "delta_e": "0.8,2", "mottle": "1.5", "focus": 0.0},
     "mid": {"eps": 4.0, "steps": 12, "lattice_steps": 4, "margin": 10.0, "min_psnr": 38.0, "channel_rounds": 3, "scales": 1, "delta_e": "1.2,3", "mottle": "2", "focus": 0.5},
