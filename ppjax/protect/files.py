@@ -150,13 +150,19 @@ def protect_files(
 
 
 def plan_work(jobs: Sequence[tuple[Path, Path]], manifest: Manifest | None, overwrite: bool) -> tuple[list, list[ProtectResult]]:
-    """(the jobs to do, a result for each job skipped): by ``manifest`` (read afresh) when given,
+    """(the jobs to do, a result for each job not done): a job whose output would be one of the
+    inputs (the same path, or the same file under another name) fails at once, ``overwrite`` or
+    not, before any attack is spent on it; the others by ``manifest`` (read afresh) when given,
     else any existing output is skipped unless ``overwrite``."""
     results: list[ProtectResult] = []
     pending = []
     if manifest:
         manifest.refresh()
+    is_input = _InputCheck([src for src, _ in jobs])
     for src, out in jobs:
+        if is_input(out):
+            results.append(ProtectResult(src, None, error=f"{out}: refusing to overwrite an input image"))
+            continue
         if manifest:
             decision = manifest.decide(src, out, overwrite)
         else:

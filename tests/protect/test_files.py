@@ -313,3 +313,32 @@ def test_a_photo_past_the_margin_on_the_programs_draws_gets_no_later_round_and_t
     called, again = runs("call")
     assert called["attack, later rounds"] > skipped.get("attack, later rounds", 0)
     assert files == again
+
+
+def test_an_output_that_is_an_input_fails_before_any_attack(tiny, photos, tmp_path, monkeypatch):
+    """``-o`` on the input folder itself, even with ``--overwrite``: each photo whose output would
+    be an input (the same path, or the same file under another name) fails at once with one line,
+    and no attack runs for it; the inputs are untouched and the other photos are protected."""
+    import os
+
+    from ppjax.protect import files, protect_files
+
+    folder = tmp_path / "album"
+    folder.mkdir()
+    for n, rgb in enumerate(photos[:2]):
+        Image.fromarray(rgb).save(folder / f"{n}.png")
+    os.link(folder / "1.png", tmp_path / "linked.png")  # the same file under another name
+    before = {p: p.read_bytes() for p in folder.iterdir()}
+    jobs = [(folder / "0.png", folder / "0.png"), (folder / "1.png", tmp_path / "linked.png"), (folder / "0.png", tmp_path / "out" / "0.png")]
+
+    pending, results = files.plan_work(jobs, None, overwrite=True)
+    assert pending == [jobs[2]]
+    assert [(r.source, r.output) for r in results] == [(jobs[0][0], None), (jobs[1][0], None)]
+    assert all("refusing to overwrite an input image" in r.error for r in results)
+
+    attacked = []
+    real_batches = files.plan_batches
+    monkeypatch.setattr(files, "plan_batches", lambda p, todo, n: attacked.extend(todo) or real_batches(p, todo, n))
+    done = protect_files(Protector([tiny], eps=2.0, steps=2), jobs[:2], overwrite=True)
+    assert attacked == [] and all(r.error and "refusing to overwrite an input image" in r.error for r in done)
+    assert {p: p.read_bytes() for p in folder.iterdir()} == before  # nothing written beside them either
