@@ -124,6 +124,8 @@ def protect(
         TextColumn("protecting"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
         TextColumn("{task.fields[now]}"),
     )  # fmt: skip
+    finished: list = []  # this run's photos written, should Ctrl+C stop it
+    interrupted = False
     with Progress(*columns, console=err) as bar:
         task = bar.add_task("images", total=len(jobs), rate="", now="")
         start = time.perf_counter()
@@ -135,7 +137,19 @@ def protect(
         def stage(source: Path, text: str) -> None:
             bar.update(task, now=f"{source.name}: {text}")
 
-        summary = protection.run(config, load_or_fetch, progress=advance, stage=stage, work=work, protector=protector)
+        try:
+            summary = protection.run(
+                config, load_or_fetch, progress=advance, stage=stage, work=work, protector=protector,
+                on_result=lambda r: finished.append(r) if r.output is not None else None,
+            )  # fmt: skip
+        except KeyboardInterrupt:
+            interrupted = True
+    if interrupted:
+        err.print(
+            f"interrupted: {len(finished)} photo(s) written in this run, each recorded in {config.out_dir}'s manifest; "
+            "no other file was left behind. The same command goes on from there.", markup=False,
+        )  # fmt: skip
+        raise typer.Exit(130)
     for r in summary.results:
         if r.renamed_from and r.output is not None:
             err.print(f"renamed: {r.source} is written as {r.output.name} ({r.renamed_from} is another input's output)", markup=False)

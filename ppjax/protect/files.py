@@ -76,7 +76,10 @@ def protect_files(
     ``keep_metadata``: write each photo's allowlisted camera details (see
     :mod:`ppjax.io.metadata`); by default no metadata. ``on_result(result)`` hears each photo's result
     as it is final; once ``cancelled()`` is true, photos not yet started are skipped and those in
-    flight are not written (both "cancelled").
+    flight are not written (both "cancelled"). An interrupt (Ctrl+C: ``KeyboardInterrupt`` in the
+    waiting thread) cancels the same way and is raised again once the photos in flight have
+    stopped: what was final stays written and recorded, nothing else is left behind, and the same
+    command resumes.
 
     ``devices``: the local devices to use (default: JAX's default device only). Batches are formed
     exactly as for one device and each runs whole on one device, so that the bytes do not depend on
@@ -87,6 +90,11 @@ def protect_files(
     """
     pending, results = plan_work(jobs, manifest, overwrite)
     clean_leftovers(out for _, out in pending)
+    interrupted = threading.Event()
+
+    def stopped() -> bool:
+        return interrupted.is_set() or (cancelled is not None and cancelled())
+
     if manifest and pending:
         manifest.start()
     lock = threading.Lock()
@@ -95,7 +103,7 @@ def protect_files(
     inputs = _InputCheck([src for src, _ in jobs])
 
     def finish(result: ProtectResult) -> None:
-        if result.output is not None and cancelled is not None and cancelled():
+        if result.output is not None and stopped():
             staging_path(result.output).unlink(missing_ok=True)  # cancelled while it was computed: never written
             result = ProtectResult(result.source, None, skipped="cancelled")
         if result.output is not None:
@@ -122,7 +130,7 @@ def protect_files(
                 workers.put(Batch(p, finish, inputs, seed, max_batch, jpeg_quality, jpeg_rounds, channel_rounds, PanelJudge(p, pool, clock), report, keep_metadata, clock, panel_margin))
 
         def run(batch_jobs) -> None:
-            if cancelled is not None and cancelled():
+            if stopped():
                 for src, out in batch_jobs:
                     finish(ProtectResult(src, None, skipped="cancelled"))
                 return
@@ -143,8 +151,14 @@ def protect_files(
 
         with ThreadPoolExecutor(len(protectors) * in_flight, thread_name_prefix="ppjax-batch") as runners:
             futures = [runners.submit(run, b) for b in plan_batches(protector, pending, max_batch)]
-            for f in futures:
-                f.result()
+            try:
+                for f in futures:
+                    f.result()
+            except KeyboardInterrupt:
+                # Leaving the pool waits for every batch submitted: without this each would still
+                # be attacked and written, the whole album after a Ctrl+C.
+                interrupted.set()
+                raise
     order = {src: n for n, (src, _) in enumerate(jobs)}
     return sorted(results, key=lambda r: order[r.source])
 

@@ -169,6 +169,42 @@ def test_a_photo_cancelled_while_it_is_computed_is_never_written(tiny, photos, t
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
 
 
+def test_ctrl_c_stops_the_run_keeping_what_is_final_and_leaving_nothing_else(tiny, photos, tmp_path):
+    """A real SIGINT while the run waits on its batches: the photos not yet started are not
+    attacked (leaving the thread pool used to wait for every one of them, the whole album), the
+    interrupt is raised again, and the folder holds only whole files its manifest records, which a
+    second run skips."""
+    import os
+    import signal
+
+    from ppjax.protect import protect_files
+    from ppjax.protect.manifest import Manifest
+
+    (tmp_path / "in").mkdir()
+    jobs = []
+    for i in range(6):
+        Image.fromarray(photos[i % len(photos)]).save(tmp_path / "in" / f"{i}.png")
+        jobs.append((tmp_path / "in" / f"{i}.png", tmp_path / "out" / f"{i}.png"))
+    protector = Protector([tiny], method="bim", eps=4.0, steps=3)
+    started = []
+
+    def stage(source, text):
+        if source not in started:
+            started.append(source)
+        if len(started) == 2:  # the first photo in flight: Ctrl+C, delivered to the waiting thread
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        protect_files(protector, jobs, stage=stage, manifest=Manifest(tmp_path / "out", {"test": 1}))
+    assert len(started) < len(jobs)  # the rest were never attacked
+    on_disk = sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith("."))
+    assert len(on_disk) < len(jobs)
+    assert [p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".") and "manifest" not in p.name] == []
+    again = protect_files(protector, jobs, manifest=Manifest(tmp_path / "out", {"test": 1}))
+    assert sorted(r.output.name for r in again if r.skipped and r.skipped.startswith("done")) == on_disk
+    assert all(r.output is not None and r.error is None for r in again)
+
+
 @pytest.mark.slow
 def test_a_stage_clock_hears_every_stage_of_a_social_run(tiny, photos, tmp_path):
     """`ppjax bench profile`'s clock: the social channel's stages are each measured, once per
