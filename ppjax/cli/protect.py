@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -36,6 +38,10 @@ def _need_ray() -> None:
         import ray  # noqa: F401
     except ImportError:
         raise ValueError("--backend ray needs Ray: pip install 'ppjax[ray]'") from None
+
+
+#: What the progress line says after a first Ctrl+C.
+STOPPING = "stopping after the photos in flight (Ctrl+C again to quit at once)"
 
 
 def protect(
@@ -125,6 +131,7 @@ def protect(
         TextColumn("{task.fields[now]}"),
     )  # fmt: skip
     finished: list = []  # this run's photos written, should Ctrl+C stop it
+    stopping: list = []  # the Ctrl+C heard
     interrupted = False
     with Progress(*columns, console=err) as bar:
         task = bar.add_task("images", total=len(jobs), rate="", now="")
@@ -135,8 +142,19 @@ def protect(
             bar.update(task, completed=n, rate=f"{elapsed / n:.1f} s/photo" if n else "")
 
         def stage(source: Path, text: str) -> None:
-            bar.update(task, now=f"{source.name}: {text}")
+            bar.update(task, now=STOPPING if stopping else f"{source.name}: {text}")
 
+        def interrupt(signum, frame) -> None:
+            # The first Ctrl+C stops the run once the photos in flight come back (seconds, or a
+            # compile's minute on a first run); a second one quits at once, as a kill would (the
+            # next run removes what that leaves half-written).
+            if stopping:
+                os._exit(130)
+            stopping.append(signum)
+            bar.update(task, now=STOPPING)
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGINT, interrupt)
         try:
             summary = protection.run(
                 config, load_or_fetch, progress=advance, stage=stage, work=work, protector=protector,
@@ -144,6 +162,8 @@ def protect(
             )  # fmt: skip
         except KeyboardInterrupt:
             interrupted = True
+        finally:
+            signal.signal(signal.SIGINT, previous)
     if interrupted:
         err.print(
             f"interrupted: {len(finished)} photo(s) written in this run, each recorded in {config.out_dir}'s manifest; "
