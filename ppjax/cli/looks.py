@@ -54,7 +54,7 @@ def apply(
     except ValueError as e:
         raise fail(str(e), 2) from None
     pipe = EditPipeline(tuple(PARTS))
-    files, renamed = plan_names([(f, Path(rel).with_suffix(".png")) for f, rel in iter_image_files(inputs)])
+    files, renamed = plan_names([(f, Path(rel).with_suffix(".png")) for f, rel in iter_image_files(inputs, skip=out_dir)])
     if not files:
         raise fail("no image files found in the given paths", 2)
     failed = 0

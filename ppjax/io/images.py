@@ -412,18 +412,21 @@ def write_image(
     return path
 
 
-def iter_image_files(inputs: Iterable[str | os.PathLike]) -> Iterator[tuple[Path, Path]]:
+def iter_image_files(inputs: Iterable[str | os.PathLike], skip: str | os.PathLike | None = None) -> Iterator[tuple[Path, Path]]:
     """Yield ``(file, relative_path)`` for every input file and every image file under input folders.
 
     Files named explicitly are yielded whatever their suffix (reading reports non-images); folders
     are walked recursively in sorted order, keeping only known image suffixes and skipping hidden
-    entries. ``relative_path`` is the path below the folder given (the bare name for files).
+    entries and the folder ``skip`` below them (the output folder: ``ppjax protect Photos -o
+    Photos/protected`` run again must not take its own outputs for new photos). ``relative_path``
+    is the path below the folder given (the bare name for files).
     """
+    skipped = None if skip is None else Path(skip).resolve()
     for item in inputs:
         p = Path(item)
         if p.is_dir():
             for root, dirs, files in os.walk(p):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (skipped is None or (Path(root) / d).resolve() != skipped))
                 for name in sorted(files):
                     f = Path(root) / name
                     if not name.startswith(".") and f.suffix.lower() in IMAGE_SUFFIXES:

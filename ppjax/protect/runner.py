@@ -121,7 +121,7 @@ def plan(config: ProtectConfig, environ=None) -> Plan:
     only this process's shard of them (the config's ``num_shards``/``shard_index``, else the
     scheduler's environment ``environ``). Names are planned over every input before the split, so
     that every shard agrees on them."""
-    wanted = [(f, Path(rel).with_suffix(config.format.suffix_for(f))) for f, rel in iter_image_files(config.inputs)]
+    wanted = [(f, Path(rel).with_suffix(config.format.suffix_for(f))) for f, rel in iter_image_files(config.inputs, skip=config.out_dir)]
     named, renamed = plan_names(wanted)
     jobs = [(f, config.out_dir / rel) for f, rel in named]
     count, index, _ = resolve_shard(config.num_shards, config.shard_index, environ)

@@ -354,3 +354,25 @@ def test_written_files_get_the_umasks_permissions(tmp_path):
                 assert stat.S_IMODE(out.stat().st_mode) == mode
         finally:
             os.umask(old)
+
+
+def test_iter_image_files_skips_the_output_folder_inside_an_input(tmp_path):
+    """``ppjax protect Photos -o Photos/protected``, run again: the protected copies are not new
+    photos (they would be protected again, into Photos/protected/protected, and so on)."""
+    from ppjax.protect.config import ProtectConfig
+    from ppjax.protect.runner import plan
+
+    photos = tmp_path / "Photos"
+    (photos / "protected" / "trip").mkdir(parents=True)
+    (photos / "trip").mkdir()
+    for rel in ("a.png", "trip/b.jpg", "protected/a.jpg", "protected/trip/b.jpg"):
+        (photos / rel).write_bytes(b"x")
+    assert [str(r) for _, r in iter_image_files([photos], skip=photos / "protected")] == ["a.png", "trip/b.jpg"]
+    assert len(list(iter_image_files([photos]))) == 4  # only the output folder is left out
+    # Named through another path, and the output folder named as an input itself: still its own.
+    assert [str(r) for _, r in iter_image_files([photos], skip=tmp_path / "Photos" / ".." / "Photos" / "protected")] == ["a.png", "trip/b.jpg"]
+    assert len(list(iter_image_files([photos / "protected"], skip=photos / "protected"))) == 2
+    jobs = plan(ProtectConfig((photos,), photos / "protected", models=("efficientnet-lite0",))).jobs
+    assert [(src.relative_to(photos).as_posix(), out.relative_to(photos).as_posix()) for src, out in jobs] == [
+        ("a.png", "protected/a.png"), ("trip/b.jpg", "protected/trip/b.jpg"),
+    ]  # fmt: skip
