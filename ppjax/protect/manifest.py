@@ -4,7 +4,8 @@ Every output folder holds one or more append-only JSON-lines files named ``.ppja
 (one per process writing there: a shard of an array job, or a Ray worker, so no two processes ever
 append to the same file). A run first appends a ``run`` record (its settings and their
 fingerprint), then one ``output`` record per finished file, flushed to disk before the next file
-starts: the input's path and sha256, the output's sha256, the fingerprint, and the verdict.
+starts: the input's file name (never its path: the folder goes where the photos go) and sha256,
+the output's sha256, the fingerprint, and the verdict.
 
 An output counts as done only when its latest record has the current settings' fingerprint, the
 input's current bytes and the output's current bytes. Files in progress never sit at an output's
@@ -167,8 +168,10 @@ class Manifest:
     def commit(self, src: Path, staged: Path, out: Path, verdict: dict) -> None:
         """Rename the finished ``staged`` file to ``out`` and record it, flushed to disk before
         returning: from here on the output counts as done."""
+        # The input by its file name alone: the folder is shared with the photos, and a path names
+        # its owner's folders (an account, an event, a place); the name is the output's own anyway.
         entry = {
-            "kind": "output", "output": self.key(out), "input": str(src), "input_sha256": sha256_file(src),
+            "kind": "output", "output": self.key(out), "input": Path(src).name, "input_sha256": sha256_file(src),
             "output_sha256": sha256_file(staged), "fingerprint": self.fingerprint, "run_id": self.run_id,
         }  # fmt: skip
         os.replace(staged, out)

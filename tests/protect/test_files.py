@@ -378,3 +378,25 @@ def test_an_output_that_is_an_input_fails_before_any_attack(tiny, photos, tmp_pa
     done = protect_files(Protector([tiny], eps=2.0, steps=2), jobs[:2], overwrite=True)
     assert attacked == [] and all(r.error and "refusing to overwrite an input image" in r.error for r in done)
     assert {p: p.read_bytes() for p in folder.iterdir()} == before  # nothing written beside them either
+
+
+def test_the_manifest_names_no_folder_of_the_inputs(tiny, photos, tmp_path):
+    """The output folder is what a person shares, manifest included: it records each input by its
+    file name and bytes' sha256 alone, never the path (an account name, an event, a place)."""
+    from ppjax.protect import protect_files
+    from ppjax.protect.manifest import Manifest, read_records
+
+    private = tmp_path / "alice" / "hospital-2026"
+    private.mkdir(parents=True)
+    jobs = []
+    for i, rgb in enumerate(photos[:2]):
+        Image.fromarray(rgb).save(private / f"{i}.png")
+        jobs.append((private / f"{i}.png", tmp_path / "share" / f"{i}.png"))
+    results = protect_files(Protector([tiny], method="bim", eps=4.0, steps=2), jobs, manifest=Manifest(tmp_path / "share", {"test": 1}))
+    assert all(r.output is not None for r in results)
+    text = "".join(p.read_text() for p in (tmp_path / "share").glob(".ppjax-manifest*"))
+    assert "alice" not in text and "hospital" not in text and str(tmp_path) not in text
+    assert sorted(r["input"] for r in read_records(tmp_path / "share") if r["kind"] == "output") == ["0.png", "1.png"]
+    # And a re-run still knows them: done, not redone.
+    again = protect_files(Protector([tiny], method="bim", eps=4.0, steps=2), jobs, manifest=Manifest(tmp_path / "share", {"test": 1}))
+    assert all(r.skipped and r.skipped.startswith("done") for r in again)
