@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -154,7 +155,10 @@ def protect(
             bar.update(task, now=STOPPING)
             raise KeyboardInterrupt
 
-        previous = signal.signal(signal.SIGINT, interrupt)
+        # Only the main thread may set a handler (a caller running the command on another thread
+        # keeps Python's own Ctrl+C, which stops the run the same way, without the second press).
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, interrupt) if main else None
         try:
             summary = protection.run(
                 config, load_or_fetch, progress=advance, stage=stage, work=work, protector=protector,
@@ -163,7 +167,8 @@ def protect(
         except KeyboardInterrupt:
             interrupted = True
         finally:
-            signal.signal(signal.SIGINT, previous)
+            if main:
+                signal.signal(signal.SIGINT, previous)
     if interrupted:
         err.print(
             f"interrupted: {len(finished)} photo(s) written in this run, each recorded in {config.out_dir}'s manifest; "
