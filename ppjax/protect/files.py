@@ -88,7 +88,8 @@ def protect_files(
     ``clock``: a :class:`ppjax.protect.timings.StageClock` that hears each stage's seconds;
     ``in_flight``: batches in flight per device (1: one stage at a time, to attribute time).
     """
-    pending, results = plan_work(jobs, manifest, overwrite)
+    inputs = _InputCheck([src for src, _ in jobs])
+    pending, results = plan_work(jobs, manifest, overwrite, inputs)
     clean_leftovers(out for _, out in pending)
     interrupted = threading.Event()
 
@@ -100,7 +101,6 @@ def protect_files(
     lock = threading.Lock()
     if progress:
         progress(len(results))
-    inputs = _InputCheck([src for src, _ in jobs])
 
     def finish(result: ProtectResult) -> None:
         if result.output is not None and stopped():
@@ -163,16 +163,17 @@ def protect_files(
     return sorted(results, key=lambda r: order[r.source])
 
 
-def plan_work(jobs: Sequence[tuple[Path, Path]], manifest: Manifest | None, overwrite: bool) -> tuple[list, list[ProtectResult]]:
+def plan_work(jobs: Sequence[tuple[Path, Path]], manifest: Manifest | None, overwrite: bool, is_input=None) -> tuple[list, list[ProtectResult]]:
     """(the jobs to do, a result for each job not done): a job whose output would be one of the
     inputs (the same path, or the same file under another name) fails at once, ``overwrite`` or
     not, before any attack is spent on it; the others by ``manifest`` (read afresh) when given,
-    else any existing output is skipped unless ``overwrite``."""
+    else any existing output is skipped unless ``overwrite``. ``is_input``: the jobs' input check,
+    when the caller keeps one (None: made here)."""
     results: list[ProtectResult] = []
     pending = []
     if manifest:
         manifest.refresh()
-    is_input = _InputCheck([src for src, _ in jobs])
+    is_input = _InputCheck([src for src, _ in jobs]) if is_input is None else is_input
     for src, out in jobs:
         if is_input(out):
             results.append(ProtectResult(src, None, error=f"{out}: refusing to overwrite an input image"))
