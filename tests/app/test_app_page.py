@@ -79,3 +79,26 @@ def test_status_line_cards_and_cancel_agree(tmp_path):
         _shot(page, "cancelled")
         stand_in.gate.set()
         browser.close()
+
+
+def test_photos_chosen_before_the_server_makes_the_batch_wait_for_it(tmp_path):
+    """A busy server answers the page's "new batch" late; photos chosen meanwhile used to go to a batch
+    that did not exist yet and were all refused (the CI failure of 2026-12-07 under load)."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    expect = playwright.expect
+    held = []
+    with serving(tmp_path, CopyingWorker()) as (settings, _), playwright.sync_playwright() as p:
+        browser = _browser(p)
+        page = browser.new_page()
+        page.route("**/api/jobs", lambda route: held.append(route) if route.request.method == "POST" else route.continue_())
+        page.goto(f"http://127.0.0.1:{settings.port}/?token={settings.token}")
+        expect(page.locator("#files")).to_be_attached()
+        page.wait_for_timeout(300)
+        assert len(held) == 1  # the batch is asked for and not answered yet
+        page.set_input_files("#files", _files(tmp_path, ["one.png", "two.png"]))
+        expect(page.locator(".card[data-state=uploading]")).to_have_count(2, timeout=10000)
+        held[0].continue_()
+        expect(page.locator(".card[data-state=ready]")).to_have_count(2, timeout=10000)
+        expect(page.locator("#status")).to_contain_text("2 photos ready", timeout=10000)
+        assert page.locator(".card[data-state=refused]").count() == 0
+        browser.close()

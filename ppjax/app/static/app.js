@@ -19,16 +19,27 @@ const STATE_PROGRESS = {
 };
 
 let job = null, uploads = [], cards = new Map(), events = null, started = false, modelReady = false, modelFailed = false;
+// The batch's job is asked of the server when the page opens and on "New batch"; photos chosen before
+// it answers (a slow or busy server) wait for it rather than go to a job that does not exist yet.
+let jobMade = Promise.resolve();
 
 async function newJob() {
-  const response = await api("/api/jobs", { method: "POST" });
-  if (!response.ok) { say((await response.json()).error || "The server refused the page."); return; }
-  job = (await response.json()).job;
-  uploads = []; cards = new Map(); started = false; list.textContent = "";
+  job = null; uploads = []; cards = new Map(); started = false; list.textContent = "";
   zipLink.hidden = true; againButton.hidden = true; cancelButton.hidden = true;
   protectButton.hidden = false; say("");
   updateProtectButton();
+  let response;
+  try {
+    response = await api("/api/jobs", { method: "POST" });
+  } catch (e) {
+    say("The ppjax server does not answer; is it still running?"); return;
+  }
+  if (!response.ok) { say((await response.json().catch(() => ({}))).error || "The server refused the page."); return; }
+  job = (await response.json()).job;
+  updateProtectButton();
 }
+
+function startNewJob() { jobMade = newJob(); return jobMade; }
 
 function say(text) { statusLine.textContent = text; }
 
@@ -139,7 +150,11 @@ function showResult(card, index, result) {
 async function upload(file) {
   const card = addCard(file.name);
   setCard(card, "uploading");
-  const pending = api(withToken(`/api/jobs/${job}/photos`) + "&name=" + encodeURIComponent(file.name), { method: "POST", body: file })
+  const pending = jobMade
+    .then(() => {
+      if (job === null) throw new Error("no batch");
+      return api(withToken(`/api/jobs/${job}/photos`) + "&name=" + encodeURIComponent(file.name), { method: "POST", body: file });
+    })
     .then(async (response) => {
       const body = await response.json().catch(() => ({ error: "the server did not answer" }));
       if (!response.ok) { setCard(card, "refused", body.error); return null; }
@@ -187,7 +202,7 @@ cancelButton.addEventListener("click", async () => {
   cancelButton.disabled = false;
 });
 
-againButton.addEventListener("click", newJob);
+againButton.addEventListener("click", startNewJob);
 
 const written = () => [...cards.values()].filter((card) => card.dataset.state === "done").length;
 
@@ -220,4 +235,4 @@ function listen() {
 }
 
 watchModel();
-newJob();
+startNewJob();
