@@ -230,6 +230,15 @@ def store(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture(autouse=True)
+def _private_key_in_a_test_folder(tmp_path_factory, monkeypatch):
+    """Without $PPJAX_HOME the manifest's private key goes to the user data folder: not in tests."""
+    from ppjax.store import private_key
+
+    folder = tmp_path_factory.getbasetemp() / "user-data"
+    monkeypatch.setattr(private_key, "_default_folder", lambda: folder)
+
+
+@pytest.fixture(autouse=True)
 def _never_download_from_outside(monkeypatch):
     """Tests reach only the loopback server; official URLs must never be contacted."""
     monkeypatch.setenv("PPJAX_OFFLINE", "1")

@@ -4,8 +4,9 @@ Every output folder holds one or more append-only JSON-lines files named ``.ppja
 (one per process writing there: a shard of an array job, or a Ray worker, so no two processes ever
 append to the same file). A run first appends a ``run`` record (its settings and their
 fingerprint), then one ``output`` record per finished file, flushed to disk before the next file
-starts: the input's file name (never its path: the folder goes where the photos go) and sha256,
-the output's sha256, the fingerprint, and the verdict.
+starts: the input's file name (never its path: the folder goes where the photos go) and a keyed
+digest of its bytes (never their plain sha256: see :mod:`ppjax.store.private_key`), the output's
+sha256, the fingerprint, and the verdict.
 
 An output counts as done only when its latest record has the current settings' fingerprint, the
 input's current bytes and the output's current bytes. Files in progress never sit at an output's
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ppjax.store.install import sha256_file
+from ppjax.store.private_key import keyed_digest, local_key
 
 __all__ = [
     "MANIFEST_PREFIX", "Manifest", "Decision", "read_records", "newest_outputs", "settings_fingerprint", "variables_sha256", "staging_path",
@@ -109,12 +111,15 @@ class Manifest:
     is read. ``settings`` are recorded once per run, with their ``fingerprint``. ``run_id`` names
     the run (the workers of one distributed run share it): an output it already recorded is done
     even under ``overwrite``, so a batch retried after a worker died writes nothing twice.
+    ``secret`` is this computer's private key (default :func:`~ppjax.store.private_key.local_key`; a
+    distributed run hands the driver's to its workers), under which inputs are recorded.
     """
 
     out_dir: Path
     settings: dict
     name: str | None = None
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    secret: bytes | None = field(default=None, repr=False)
     fingerprint: str = field(init=False)
     _records: dict = field(init=False, repr=False)
     _existed: bool = field(init=False, repr=False)
@@ -124,6 +129,8 @@ class Manifest:
     def __post_init__(self):
         self.out_dir = Path(self.out_dir)
         self.fingerprint = settings_fingerprint(self.settings)
+        if self.secret is None:
+            self.secret = local_key()
         self.refresh()
 
     def refresh(self) -> None:
@@ -156,14 +163,23 @@ class Manifest:
             return Decision(False, "output exists and no ppjax manifest says how it was made (use --overwrite)")
         if rec.get("fingerprint") != self.fingerprint:
             return Decision(False, "output made with other settings (use --overwrite to redo it)")
-        if rec.get("input_sha256") != sha256_file(src):
+        if not self._same_input(rec, src):
             made_from = Path(str(rec.get("input", ""))).name
             if made_from != Path(src).name:
                 return Decision(False, f"output was made from another input, {made_from} (use --overwrite to redo it)")
-            return Decision(False, "input changed since its output was made (use --overwrite to redo it)")
+            return Decision(False, "input changed since its output was made, or it was made on another computer (use --overwrite to redo it)")
         if rec.get("output_sha256") != sha256_file(out):
             return Decision(False, "output changed since it was written (use --overwrite to redo it)")
         return Decision(False, "done with these settings (manifest)")
+
+    def input_digest(self, src: Path) -> str:
+        """The input's bytes as recorded: HMAC-SHA256 under this computer's key."""
+        return keyed_digest(src, self.secret)
+
+    def _same_input(self, rec: dict, src: Path) -> bool:
+        if "input_hmac" in rec:
+            return rec["input_hmac"] == self.input_digest(src)
+        return rec.get("input_sha256") == sha256_file(src)  # a record of ppjax before 2026-12-07
 
     def commit(self, src: Path, staged: Path, out: Path, verdict: dict) -> None:
         """Rename the finished ``staged`` file to ``out`` and record it, flushed to disk before
@@ -171,7 +187,7 @@ class Manifest:
         # The input by its file name alone: the folder is shared with the photos, and a path names
         # its owner's folders (an account, an event, a place); the name is the output's own anyway.
         entry = {
-            "kind": "output", "output": self.key(out), "input": Path(src).name, "input_sha256": sha256_file(src),
+            "kind": "output", "output": self.key(out), "input": Path(src).name, "input_hmac": self.input_digest(src),
             "output_sha256": sha256_file(staged), "fingerprint": self.fingerprint, "run_id": self.run_id,
         }  # fmt: skip
         os.replace(staged, out)

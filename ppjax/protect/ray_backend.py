@@ -32,7 +32,7 @@ __all__ = ["run_on_ray"]
 class _Worker:
     """One Ray actor: a protector built once, then batches of jobs."""
 
-    def __init__(self, config: ProtectConfig, fingerprint: str, run_id: str, store_home: str | None):
+    def __init__(self, config: ProtectConfig, fingerprint: str, run_id: str, store_home: str | None, secret: bytes | None = None):
         if store_home:
             os.environ["PPJAX_HOME"] = store_home
         from ppjax import store
@@ -43,7 +43,7 @@ class _Worker:
         self.config = config
         self.protector = build_protector(config, store.load_model, store.programs_folder())
         settings = run_settings(config, self.protector)
-        self.manifest = Manifest(config.out_dir, settings, name=f"ray-{run_id[:12]}-{os.getpid()}-{time.time_ns() % 10**9}", run_id=run_id)
+        self.manifest = Manifest(config.out_dir, settings, name=f"ray-{run_id[:12]}-{os.getpid()}-{time.time_ns() % 10**9}", run_id=run_id, secret=secret)
         if self.manifest.fingerprint != fingerprint:
             raise RuntimeError("this Ray worker's models differ from the driver's (another PPJAX_HOME, or other weights)")
         self.devices = select_devices(config.devices)
@@ -93,7 +93,7 @@ def run_on_ray(
         data = ray.data.from_items([{"source": str(s), "output": str(o)} for s, o in pending])
         store_home = str(store.store_root())
         out = data.map_batches(
-            worker or _Worker, fn_constructor_kwargs={"config": config, "fingerprint": manifest.fingerprint, "run_id": manifest.run_id, "store_home": store_home},
+            worker or _Worker, fn_constructor_kwargs={"config": config, "fingerprint": manifest.fingerprint, "run_id": manifest.run_id, "store_home": store_home, "secret": manifest.secret},
             batch_size=config.batch_size, compute=ray.data.ActorPoolStrategy(size=size), batch_format="numpy",
             max_restarts=-1, max_task_retries=-1, **per_worker,
         )  # fmt: skip

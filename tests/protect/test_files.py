@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import jax
@@ -382,7 +383,9 @@ def test_an_output_that_is_an_input_fails_before_any_attack(tiny, photos, tmp_pa
 
 def test_the_manifest_names_no_folder_of_the_inputs(tiny, photos, tmp_path):
     """The output folder is what a person shares, manifest included: it records each input by its
-    file name and bytes' sha256 alone, never the path (an account name, an event, a place)."""
+    file name alone, never the path (an account name, an event, a place), and its bytes by a digest
+    under this computer's private key, never their plain sha256 (which would let anyone holding the
+    original link it to the protected copy)."""
     from ppjax.protect import protect_files
     from ppjax.protect.manifest import Manifest, read_records
 
@@ -396,7 +399,55 @@ def test_the_manifest_names_no_folder_of_the_inputs(tiny, photos, tmp_path):
     assert all(r.output is not None for r in results)
     text = "".join(p.read_text() for p in (tmp_path / "share").glob(".ppjax-manifest*"))
     assert "alice" not in text and "hospital" not in text and str(tmp_path) not in text
+    for src, _ in jobs:
+        assert hashlib.sha256(src.read_bytes()).hexdigest() not in text
     assert sorted(r["input"] for r in read_records(tmp_path / "share") if r["kind"] == "output") == ["0.png", "1.png"]
     # And a re-run still knows them: done, not redone.
     again = protect_files(Protector([tiny], method="bim", eps=4.0, steps=2), jobs, manifest=Manifest(tmp_path / "share", {"test": 1}))
     assert all(r.skipped and r.skipped.startswith("done") for r in again)
+
+
+def test_the_manifest_knows_its_inputs_only_under_this_computers_key(tiny, photos, tmp_path, monkeypatch):
+    """Under another key (another computer, or a key moved away) a finished output is not taken as
+    done, nor redone without --overwrite: the run says why. A folder made before the key (plain
+    sha256 records) is still recognised."""
+    import json
+
+    from ppjax.protect import protect_files
+    from ppjax.protect.manifest import Manifest
+    from ppjax.store.private_key import key_path, local_key
+
+    monkeypatch.setenv("PPJAX_HOME", str(tmp_path / "home"))
+    Image.fromarray(photos[0]).save(tmp_path / "a.png")
+    jobs = [(tmp_path / "a.png", tmp_path / "out" / "a.png")]
+    protector = Protector([tiny], method="bim", eps=4.0, steps=2)
+    first = protect_files(protector, jobs, manifest=Manifest(tmp_path / "out", {"test": 1}))
+    assert first[0].output is not None
+    assert key_path() == tmp_path / "home" / "private-key" and key_path().stat().st_mode & 0o077 == 0
+    assert local_key() == local_key()  # made once
+    again = protect_files(protector, jobs, manifest=Manifest(tmp_path / "out", {"test": 1}))
+    assert again[0].skipped.startswith("done")
+    elsewhere = protect_files(protector, jobs, manifest=Manifest(tmp_path / "out", {"test": 1}, secret=bytes(32)))
+    assert "another computer" in elsewhere[0].skipped
+
+    # A manifest written before keys: its plain sha256 still matches, and only the true input.
+    manifest = next((tmp_path / "out").glob(".ppjax-manifest*"))
+    records = [json.loads(line) for line in manifest.read_text().splitlines()]
+    for rec in records:
+        if rec["kind"] == "output":
+            del rec["input_hmac"]
+            rec["input_sha256"] = hashlib.sha256((tmp_path / "a.png").read_bytes()).hexdigest()
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in records))
+    old = protect_files(protector, jobs, manifest=Manifest(tmp_path / "out", {"test": 1}))
+    assert old[0].skipped.startswith("done")
+    Image.fromarray(photos[1]).save(tmp_path / "a.png")
+    changed = protect_files(protector, jobs, manifest=Manifest(tmp_path / "out", {"test": 1}))
+    assert changed[0].skipped.startswith("input changed")
+
+
+def test_a_key_file_that_is_not_a_key_is_refused(tmp_path):
+    from ppjax.store.private_key import local_key
+
+    (tmp_path / "private-key").write_text("not a key")
+    with pytest.raises(ValueError, match="not a ppjax private key"):
+        local_key(tmp_path / "private-key")
