@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ppjax import store
@@ -45,8 +46,21 @@ def _need_ray() -> None:
 STOPPING = "stopping after the photos in flight (Ctrl+C again to quit at once)"
 
 
+def left_out_line(files, shown: int = 5) -> str:
+    """One line naming the files of the input folders that are not protected (their suffix is not a
+    photo format ppjax reads): a person must not learn it after sharing the folder."""
+    from ppjax.io.images import PHOTO_FORMAT_NAMES
+
+    n = len(files)
+    names = ", ".join(escape(f.name) for f in files[:shown]) + (f" and {n - shown} more" if n > shown else "")
+    return (
+        f"left out {n} file{'s' if n != 1 else ''} that ppjax does not read, not protected and not copied: {names}. "
+        f"It reads {PHOTO_FORMAT_NAMES} (a RAW .dng can be exported as one of them first)."
+    )
+
+
 def protect(
-    inputs: Annotated[list[Path], typer.Argument(help="Image files or folders (searched recursively; non-images ignored).", show_default=False)],
+    inputs: Annotated[list[Path], typer.Argument(help="Image files or folders (searched recursively; other files are named and left out).", show_default=False)],
     out_dir: Annotated[Path, typer.Option("-o", "--out-dir", help="Where protected images go, keeping each input's relative path and stem.")],
     model: Annotated[str, typer.Option(help=f"Classifier(s) to protect against, comma-separated for an ensemble (an image counts as protected only when every one is fooled): {', '.join(store.classifier_names())}, or the group {', '.join(store.MODEL_GROUPS)}.")] = "places365",
     ensemble: Annotated[str, typer.Option(help="How an ensemble's objectives join: loss (sum of each model's loss), balanced (the same sum with each model's gradient scaled to one mean magnitude), logits (the loss on the models' mean logits) or probs (on their mean probabilities); the last two need models with the same classes.")] = "loss",
@@ -115,6 +129,8 @@ def protect(
             _need_ray()
     except ValueError as e:
         raise fail(str(e), 2) from None
+    if work.left_out:
+        err.print(left_out_line(work.left_out))
     if not jobs:
         if protection.plan_jobs(replace(config, num_shards=1, shard_index=0)):
             out.print("no image files in this shard; nothing to do")

@@ -412,14 +412,18 @@ def write_image(
     return path
 
 
-def iter_image_files(inputs: Iterable[str | os.PathLike], skip: str | os.PathLike | None = None) -> Iterator[tuple[Path, Path]]:
+def iter_image_files(
+    inputs: Iterable[str | os.PathLike], skip: str | os.PathLike | None = None, left_out: list | None = None,
+) -> Iterator[tuple[Path, Path]]:
     """Yield ``(file, relative_path)`` for every input file and every image file under input folders.
 
     Files named explicitly are yielded whatever their suffix (reading reports non-images); folders
     are walked recursively in sorted order, keeping only known image suffixes and skipping hidden
     entries and the folder ``skip`` below them (the output folder: ``ppjax protect Photos -o
     Photos/protected`` run again must not take its own outputs for new photos). ``relative_path``
-    is the path below the folder given (the bare name for files).
+    is the path below the folder given (the bare name for files). ``left_out``, when given, gets
+    every file under a folder that is not taken for its suffix (a video, a RAW ``.dng``): a person
+    must hear which of their files were not protected, not find out after sharing the folder.
     """
     skipped = None if skip is None else Path(skip).resolve()
     for item in inputs:
@@ -429,8 +433,12 @@ def iter_image_files(inputs: Iterable[str | os.PathLike], skip: str | os.PathLik
                 dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (skipped is None or (Path(root) / d).resolve() != skipped))
                 for name in sorted(files):
                     f = Path(root) / name
-                    if not name.startswith(".") and f.suffix.lower() in IMAGE_SUFFIXES:
+                    if name.startswith("."):
+                        continue
+                    if f.suffix.lower() in IMAGE_SUFFIXES:
                         yield f, f.relative_to(p)
+                    elif left_out is not None:
+                        left_out.append(f)
         else:
             yield p, Path(p.name)
 

@@ -109,10 +109,12 @@ def _mean(values) -> float | None:
 class Plan:
     """A run's work: ``jobs``, this process's (input, output) pairs, and ``renamed``, for every
     input whose output has another name than its own (see :mod:`ppjax.io.naming`), the output
-    path it would have had."""
+    path it would have had; ``left_out``, the files under the input folders that are not photos
+    ppjax reads (by suffix), in every shard's plan."""
 
     jobs: list
     renamed: dict
+    left_out: tuple = ()
 
 
 def plan(config: ProtectConfig, environ=None) -> Plan:
@@ -121,13 +123,14 @@ def plan(config: ProtectConfig, environ=None) -> Plan:
     only this process's shard of them (the config's ``num_shards``/``shard_index``, else the
     scheduler's environment ``environ``). Names are planned over every input before the split, so
     that every shard agrees on them."""
-    wanted = [(f, Path(rel).with_suffix(config.format.suffix_for(f))) for f, rel in iter_image_files(config.inputs, skip=config.out_dir)]
+    left_out: list = []
+    wanted = [(f, Path(rel).with_suffix(config.format.suffix_for(f))) for f, rel in iter_image_files(config.inputs, skip=config.out_dir, left_out=left_out)]
     named, renamed = plan_names(wanted)
     jobs = [(f, config.out_dir / rel) for f, rel in named]
     count, index, _ = resolve_shard(config.num_shards, config.shard_index, environ)
     mine = select_shard(jobs, config.out_dir, count, index)
     chosen = {f for f, _ in mine}
-    return Plan(mine, {f: config.out_dir / rel for f, rel in renamed.items() if f in chosen})
+    return Plan(mine, {f: config.out_dir / rel for f, rel in renamed.items() if f in chosen}, tuple(left_out))
 
 
 def plan_jobs(config: ProtectConfig, environ=None) -> list:

@@ -376,3 +376,27 @@ def test_iter_image_files_skips_the_output_folder_inside_an_input(tmp_path):
     assert [(src.relative_to(photos).as_posix(), out.relative_to(photos).as_posix()) for src, out in jobs] == [
         ("a.png", "protected/a.png"), ("trip/b.jpg", "protected/trip/b.jpg"),
     ]  # fmt: skip
+
+
+def test_files_left_out_of_a_folder_are_named_and_protect_says_so(tmp_path):
+    """A phone folder holds videos and RAW files beside its photos: they are not protected, and the
+    person hears which, before the run (and when nothing else is there, instead of a bare error)."""
+    from typer.testing import CliRunner
+
+    from ppjax.cli import app
+
+    folder = tmp_path / "DCIM"
+    (folder / "trip").mkdir(parents=True)
+    for rel in ("IMG_1.jpg", "IMG_1.MOV", "trip/RAW_2.dng", ".thumbs.db", "trip/IMG_3.HEIC"):
+        (folder / rel).write_bytes(b"x")
+    left: list = []
+    taken = [r.as_posix() for _, r in iter_image_files([folder], left_out=left)]
+    assert taken == ["IMG_1.jpg", "trip/IMG_3.HEIC"]
+    assert sorted(p.relative_to(folder).as_posix() for p in left) == ["IMG_1.MOV", "trip/RAW_2.dng"]  # hidden files are not news
+
+    (folder / "IMG_1.jpg").unlink()
+    (folder / "trip" / "IMG_3.HEIC").unlink()
+    result = CliRunner().invoke(app, ["protect", str(folder), "-o", str(tmp_path / "out"), "--model", "efficientnet-lite0"])
+    assert result.exit_code == 2
+    assert "left out 2 files" in result.stderr and "IMG_1.MOV" in result.stderr and "RAW_2.dng" in result.stderr
+    assert "no image files found" in result.stderr
