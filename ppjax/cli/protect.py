@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ppjax import store
 from ppjax.cli.common import err, fail, load_or_fetch, out
 from ppjax.protect.config import PANEL_MARGIN, STRENGTHS, Backend, Channel, Method, ObjectiveKind, OutputFormat, Penalty, ProtectConfig, Strength
+from ppjax.store.private_key import local_key
 
 _METHOD_HELP = (
     "Attack: pgd, fgsm, bim, mifgsm, cw (C&W-L2, Adam), pfgsm (towards a random class), masked (Concealed FGSM: "
@@ -123,6 +124,7 @@ def protect(
         )  # fmt: skip
         work = protection.plan(config)
         jobs = work.jobs
+        local_key()  # made now, not after the attack of the first photo, where it is first needed
         if config.backend is Backend.LOCAL:
             protection.select_devices(config.devices)
         else:

@@ -46,9 +46,17 @@ def local_key(path: str | os.PathLike | None = None) -> bytes:
     """The key at ``path`` (default :func:`key_path`), made now if there is none yet.
 
     Raises ``ValueError`` for a key file that is not one (wrong length, not hex): the manifest
-    would otherwise stop recognising every finished output without saying why.
+    would otherwise stop recognising every finished output without saying why; and for a key that
+    cannot be made or read (a read-only store), saying where.
     """
     path = Path(path) if path is not None else key_path()
+    try:
+        return _read_or_make(path)
+    except OSError as e:
+        raise ValueError(f"cannot make or read ppjax's private key {path} ({e.strerror or e}): set PPJAX_HOME to a folder you can write") from None
+
+
+def _read_or_make(path: Path) -> bytes:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         staged = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")

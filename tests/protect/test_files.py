@@ -445,9 +445,18 @@ def test_the_manifest_knows_its_inputs_only_under_this_computers_key(tiny, photo
     assert changed[0].skipped.startswith("input changed")
 
 
-def test_a_key_file_that_is_not_a_key_is_refused(tmp_path):
+def test_a_key_that_is_not_one_or_cannot_be_made_stops_protect_before_any_work(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from ppjax.cli import app
     from ppjax.store.private_key import local_key
 
     (tmp_path / "private-key").write_text("not a key")
     with pytest.raises(ValueError, match="not a ppjax private key"):
         local_key(tmp_path / "private-key")
+    Image.new("RGB", (32, 32)).save(tmp_path / "a.png")
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("PPJAX_HOME", str(tmp_path / "file" / "home"))  # a folder that cannot be (even for root)
+    result = CliRunner().invoke(app, ["protect", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model", "efficientnet-lite0"])
+    assert result.exit_code == 2 and "private key" in result.stderr and "PPJAX_HOME" in result.stderr
+    assert not (tmp_path / "out").exists()
