@@ -120,3 +120,35 @@ def test_cli_refuses_more_devices_than_there_are_and_takes_only_its_shard(tmp_pa
     monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "0")
     broken = CliRunner().invoke(app, [*base, str(src)])
     assert broken.exit_code == 2 and "Slurm" in broken.output
+
+
+@pytest.mark.slow
+def test_a_second_ctrl_c_quits_at_once_even_while_the_first_photo_compiles(tmp_path, lite0_store, photos):
+    """The first Ctrl+C waits for the photos in flight (a compile's minute on a first run: 83 s here
+    when the second press did nothing); a person who presses again gets their terminal back at once,
+    with exit 130, and nothing unfinished is recorded or left beside the outputs."""
+    root, _ = lite0_store
+    src = tmp_path / "in"
+    src.mkdir()
+    for k in range(4):
+        Image.fromarray(photos[k]).save(src / f"{k}.png")
+    env = {**os.environ, "PPJAX_HOME": str(root), "PPJAX_OFFLINE": "1", "JAX_PLATFORMS": "cpu", "PPJAX_JIT_CACHE": str(tmp_path / "jit")}
+    out = tmp_path / "out"
+    # A fresh program cache and a step count no other test uses: the first photo compiles for a minute.
+    args = ["protect", "--model", "efficientnet-lite0", "--steps", "7", "-o", str(out), str(src)]
+    run = subprocess.Popen([*_PPJAX, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not list(out.glob(".ppjax-manifest*")) and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # the run's manifest is started once its Ctrl+C handler is in place
+    assert run.poll() is None, run.communicate()[1][-3000:]
+    time.sleep(1.0)
+    run.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    pressed = time.monotonic()
+    run.send_signal(signal.SIGINT)
+    _, stderr = run.communicate(timeout=120)
+    waited = time.monotonic() - pressed
+    assert run.returncode == 130, stderr[-3000:]
+    assert waited < 5.0, f"the second Ctrl+C took {waited:.1f} s to quit"
+    assert _records(out) == []  # nothing was finished, and nothing recorded as if it were
+    assert not [p for p in out.iterdir() if not p.name.startswith(".ppjax-manifest")]
