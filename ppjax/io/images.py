@@ -16,6 +16,7 @@ camera details is written (:mod:`ppjax.io.metadata`).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import tempfile
@@ -88,13 +89,16 @@ class ImageWriteError(Exception):
 class LoadedImage:
     """A decoded image: ``rgb`` is (H, W, 3) uint8 sRGB, ``alpha`` (H, W) uint8 or None; ``exif``
     a new EXIF block of the photo's allowlisted camera details alone (None when it had none), for a
-    caller that is asked to keep them (:func:`ppjax.io.metadata.camera_exif`)."""
+    caller that is asked to keep them (:func:`ppjax.io.metadata.camera_exif`); ``sha256`` the
+    digest of the file's bytes that were decoded (hex), which a record of what was made from them
+    must name, not the bytes the file holds later."""
 
     path: Path
     rgb: np.ndarray
     alpha: np.ndarray | None
     format: str
     exif: bytes | None = None
+    sha256: str | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -178,7 +182,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         if "truncated" in reason.lower() or isinstance(e, EOFError):
             reason = f"truncated or corrupt image data ({reason})"
         raise ImageReadError(path, f"cannot decode: {reason}") from None
-    return LoadedImage(path=path, rgb=np.ascontiguousarray(rgb), alpha=alpha, format=fmt, exif=exif)
+    return LoadedImage(path=path, rgb=np.ascontiguousarray(rgb), alpha=alpha, format=fmt, exif=exif, sha256=hashlib.sha256(data).hexdigest())
 
 
 def _camera_details(img: Image.Image) -> bytes | None:

@@ -99,6 +99,7 @@ def protect_files(
     if manifest and pending:
         manifest.start()
     lock = threading.Lock()
+    decoded: dict[Path, str | None] = {}  # each input's bytes as decoded: what its output is made from
     if progress:
         progress(len(results))
 
@@ -110,7 +111,7 @@ def protect_files(
             staged = staging_path(result.output)
             with clock("manifest and rename"):
                 if manifest is not None:
-                    manifest.commit(result.source, staged, result.output, {k: getattr(result, k) for k in VERDICT})
+                    manifest.commit(result.source, staged, result.output, {k: getattr(result, k) for k in VERDICT}, decoded.get(result.source))
                 else:
                     os.replace(staged, result.output)
         with lock:
@@ -141,6 +142,7 @@ def protect_files(
                     try:
                         with clock("decode"):
                             loaded.append(read_image(job[0]))
+                        decoded[job[0]] = loaded[-1].sha256
                         ok_jobs.append(job)
                     except ImageReadError as e:
                         finish(ProtectResult(job[0], None, error=str(e)))

@@ -172,22 +172,26 @@ class Manifest:
             return Decision(False, "output changed since it was written (use --overwrite to redo it)")
         return Decision(False, "done with these settings (manifest)")
 
-    def input_digest(self, src: Path) -> str:
-        """The input's bytes as recorded: HMAC-SHA256 under this computer's key."""
-        return keyed_digest(src, self.secret)
+    def input_digest(self, src: Path, sha256: str | None = None) -> str:
+        """The input's bytes as recorded: HMAC-SHA256 under this computer's key of their sha256
+        (``sha256``: of the bytes that were decoded; None: of the file's bytes now)."""
+        return keyed_digest(sha256 or sha256_file(src), self.secret)
 
     def _same_input(self, rec: dict, src: Path) -> bool:
         if "input_hmac" in rec:
             return rec["input_hmac"] == self.input_digest(src)
         return rec.get("input_sha256") == sha256_file(src)  # a record of ppjax before 2026-12-07
 
-    def commit(self, src: Path, staged: Path, out: Path, verdict: dict) -> None:
+    def commit(self, src: Path, staged: Path, out: Path, verdict: dict, input_sha256: str | None = None) -> None:
         """Rename the finished ``staged`` file to ``out`` and record it, flushed to disk before
-        returning: from here on the output counts as done."""
+        returning: from here on the output counts as done. ``input_sha256``: the digest of the
+        input's bytes the output was made from (as decoded); should the file have changed since
+        (edited while the run went on), the record says so by not matching it, and the next run
+        reports the input changed instead of taking the old version's output as done."""
         # The input by its file name alone: the folder is shared with the photos, and a path names
         # its owner's folders (an account, an event, a place); the name is the output's own anyway.
         entry = {
-            "kind": "output", "output": self.key(out), "input": Path(src).name, "input_hmac": self.input_digest(src),
+            "kind": "output", "output": self.key(out), "input": Path(src).name, "input_hmac": self.input_digest(src, input_sha256),
             "output_sha256": sha256_file(staged), "fingerprint": self.fingerprint, "run_id": self.run_id,
         }  # fmt: skip
         os.replace(staged, out)

@@ -82,10 +82,7 @@ def _read_or_make(path: Path) -> bytes:
     return key
 
 
-def keyed_digest(path: str | os.PathLike, key: bytes, chunk: int = 1 << 20) -> str:
-    """HMAC-SHA256 of the file's bytes under ``key``, as hex."""
-    mac = hmac.new(key, digestmod=hashlib.sha256)
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            mac.update(block)
-    return mac.hexdigest()
+def keyed_digest(sha256_hex: str, key: bytes) -> str:
+    """HMAC-SHA256 under ``key`` of a file's sha256 (given as hex), as hex: the file's bytes known
+    by their digest, which the caller took of the bytes it actually used."""
+    return hmac.new(key, bytes.fromhex(sha256_hex), hashlib.sha256).hexdigest()

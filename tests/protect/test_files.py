@@ -460,3 +460,26 @@ def test_a_key_that_is_not_one_or_cannot_be_made_stops_protect_before_any_work(t
     result = CliRunner().invoke(app, ["protect", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model", "efficientnet-lite0"])
     assert result.exit_code == 2 and "private key" in result.stderr and "PPJAX_HOME" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_an_input_edited_while_it_is_protected_is_not_taken_as_done(tiny, photos, tmp_path):
+    """A photo edited (or synced) while the run protects it: the output is made from the bytes
+    decoded, so the record names those, and the next run reports the input changed instead of
+    passing the old version's output off as the new one's."""
+    from ppjax.protect import protect_files
+    from ppjax.protect.manifest import Manifest
+
+    src, out = tmp_path / "a.png", tmp_path / "out" / "a.png"
+    Image.fromarray(photos[0]).save(src)
+    edited = []
+
+    def stage(source, text):
+        if not edited:  # decoded, now being attacked: the person saves an edit over it
+            Image.fromarray(photos[1]).save(src)
+            edited.append(text)
+
+    protector = Protector([tiny], method="bim", eps=4.0, steps=2)
+    first = protect_files(protector, [(src, out)], stage=stage, manifest=Manifest(tmp_path / "out", {"test": 1}))
+    assert edited and first[0].output == out
+    again = protect_files(protector, [(src, out)], manifest=Manifest(tmp_path / "out", {"test": 1}))
+    assert again[0].skipped.startswith("input changed")
