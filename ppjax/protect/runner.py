@@ -122,7 +122,15 @@ def plan(config: ProtectConfig, environ=None) -> Plan:
     format's suffix, under a name no other input's output has (see :mod:`ppjax.io.naming`); then
     only this process's shard of them (the config's ``num_shards``/``shard_index``, else the
     scheduler's environment ``environ``). Names are planned over every input before the split, so
-    that every shard agrees on them."""
+    that every shard agrees on them. An output folder that is one of the input folders is refused
+    (``ValueError``) before anything is planned."""
+    out = Path(config.out_dir).resolve()
+    for p in config.inputs:
+        if Path(p).is_dir() and Path(p).resolve() == out:
+            raise ValueError(
+                f"the output folder {config.out_dir} is the input folder {p}: protected copies would be written over the "
+                f"originals or beside them (where the next run would take them for new photos); choose another, e.g. -o {Path(p) / 'protected'}"
+            )
     left_out: list = []
     wanted = [(f, Path(rel).with_suffix(config.format.suffix_for(f))) for f, rel in iter_image_files(config.inputs, skip=config.out_dir, left_out=left_out)]
     named, renamed = plan_names(wanted)

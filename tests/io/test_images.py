@@ -400,3 +400,20 @@ def test_files_left_out_of_a_folder_are_named_and_protect_says_so(tmp_path):
     assert result.exit_code == 2
     assert "left out 2 files" in result.stderr and "IMG_1.MOV" in result.stderr and "RAW_2.dng" in result.stderr
     assert "no image files found" in result.stderr
+
+
+def test_an_output_folder_that_is_an_input_folder_is_refused_once(tmp_path):
+    """`ppjax protect Photos -o Photos`: one clear refusal before any work, not an error per photo."""
+    from typer.testing import CliRunner
+
+    from ppjax.cli import app
+
+    photos = tmp_path / "Photos"
+    photos.mkdir()
+    for name in ("a.jpg", "b.png"):
+        (photos / name).write_bytes(b"x")
+    result = CliRunner().invoke(app, ["protect", str(photos), "-o", str(tmp_path / "Photos" / "." ), "--model", "efficientnet-lite0"])
+    assert result.exit_code == 2
+    assert "is the input folder" in result.stderr and "protected" in result.stderr
+    assert result.stderr.count("error") == 1
+    assert sorted(p.name for p in photos.iterdir()) == ["a.jpg", "b.png"]
