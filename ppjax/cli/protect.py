@@ -168,6 +168,11 @@ def protect(
             # compile's minute on a first run); a second one quits at once, as a kill would (the
             # next run removes what that leaves half-written).
             if stopping:
+                # Rich hid the cursor for the progress bar: give it back, or the shell is left without one.
+                if err.is_terminal:
+                    os.write(2, b"\x1b[?25h")
+                os.write(2, f"\nquit at once: {len(finished)} photo(s) written in this run are kept and recorded; the next run removes "
+                            "any partial file and goes on from there.\n".encode())
                 os._exit(130)
             stopping.append(signum)
             bar.update(task, now=STOPPING)

@@ -150,5 +150,6 @@ def test_a_second_ctrl_c_quits_at_once_even_while_the_first_photo_compiles(tmp_p
     waited = time.monotonic() - pressed
     assert run.returncode == 130, stderr[-3000:]
     assert waited < 5.0, f"the second Ctrl+C took {waited:.1f} s to quit"
+    assert "quit at once: 0 photo(s) written" in stderr
     assert _records(out) == []  # nothing was finished, and nothing recorded as if it were
     assert not [p for p in out.iterdir() if not p.name.startswith(".ppjax-manifest")]
