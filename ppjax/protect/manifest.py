@@ -17,6 +17,7 @@ start removes the staging files it left (:func:`clean_leftovers`).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -217,7 +218,45 @@ class Manifest:
             if not self._started:
                 self.out_dir.mkdir(parents=True, exist_ok=True)
                 self._started = True
+                self._scrub()
                 self._write({"kind": "run", "run_id": self.run_id, "started_at": _now(), "fingerprint": self.fingerprint, "settings": self.settings})
+
+
+    def _scrub(self) -> None:
+        """Rewrite this writer's own manifest file if an earlier ppjax left in it what is no longer
+        recorded: an input's full path (its owner's folders) or its plain sha256 (which anyone
+        holding the original can match). Each becomes the file name, and the keyed digest of that
+        same sha256, so the outputs are still recognised. Only this writer's file: by the module's
+        rule no other process appends to it, so nothing is lost by the rewrite."""
+        if not self.path.is_file():
+            return
+        lines, changed = [], False
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                lines.append(line)  # cut short by a kill: readers skip it, as before
+                continue
+            if isinstance(rec, dict) and rec.get("kind") == "output":
+                name = rec.get("input")
+                if isinstance(name, str) and ("/" in name or "\\" in name):
+                    rec["input"], changed = name.replace("\\", "/").rsplit("/", 1)[-1], True
+                if "input_sha256" in rec:
+                    plain = rec.pop("input_sha256")
+                    if isinstance(plain, str) and "input_hmac" not in rec:
+                        with contextlib.suppress(ValueError):  # not a sha256: the record no longer matches any input
+                            rec["input_hmac"] = keyed_digest(plain, self.secret)
+                    changed = True
+            lines.append(json.dumps(rec, sort_keys=True, default=str))
+        if not changed:
+            return
+        staged = self.path.with_name(f".{self.path.name}.{os.getpid()}.scrub")
+        with open(staged, "w", encoding="utf-8") as f:
+            f.write("".join(line + "\n" for line in lines))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(staged, self.path)
+        self.refresh()
 
 
 def read_records(folder: Path):

@@ -483,3 +483,39 @@ def test_an_input_edited_while_it_is_protected_is_not_taken_as_done(tiny, photos
     assert edited and first[0].output == out
     again = protect_files(protector, [(src, out)], manifest=Manifest(tmp_path / "out", {"test": 1}))
     assert again[0].skipped.startswith("input changed")
+
+
+def test_a_manifest_of_an_earlier_ppjax_loses_its_paths_and_plain_digests_on_the_next_run(tiny, photos, tmp_path):
+    """Folders written before 2026-12-07 hold each input's full path and plain sha256: the next run
+    into them rewrites its manifest with the name and the keyed digest, and still knows the output."""
+    import json
+
+    from ppjax.protect import protect_files
+    from ppjax.protect.manifest import Manifest
+
+    private = tmp_path / "alice" / "hospital-2026"
+    private.mkdir(parents=True)
+    Image.fromarray(photos[0]).save(private / "a.png")
+    Image.fromarray(photos[1]).save(private / "b.png")
+    protector = Protector([tiny], method="bim", eps=4.0, steps=2)
+    out = tmp_path / "share"
+    protect_files(protector, [(private / "a.png", out / "a.png")], manifest=Manifest(out, {"test": 1}))
+    manifest = out / ".ppjax-manifest.jsonl"
+    old = []
+    for line in manifest.read_text().splitlines():  # as the ppjax of before wrote it
+        rec = json.loads(line)
+        if rec["kind"] == "output":
+            del rec["input_hmac"]
+            rec["input"], rec["input_sha256"] = str(private / "a.png"), hashlib.sha256((private / "a.png").read_bytes()).hexdigest()
+        old.append(json.dumps(rec))
+    manifest.write_text("\n".join(old) + "\n" + '{"kind": "output", "cut short by a kill\n')
+
+    jobs = [(private / "a.png", out / "a.png"), (private / "b.png", out / "b.png")]
+    again = protect_files(protector, jobs, manifest=Manifest(out, {"test": 1}))
+    assert again[0].skipped.startswith("done") and again[1].output is not None
+    text = manifest.read_text()
+    assert "alice" not in text and "hospital" not in text and "input_sha256" not in text
+    assert hashlib.sha256((private / "a.png").read_bytes()).hexdigest() not in text
+    assert sorted(p.name for p in out.iterdir()) == [".ppjax-manifest.jsonl", "a.png", "b.png"]
+    last = protect_files(protector, jobs, manifest=Manifest(out, {"test": 1}))
+    assert all(r.skipped.startswith("done") for r in last)
