@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ppjax import store
 from ppjax.cli.common import err, fail, load_or_fetch, out
+from ppjax.io.naming import names_with_capture_time
 from ppjax.protect.config import PANEL_MARGIN, STRENGTHS, Backend, Channel, Method, ObjectiveKind, OutputFormat, Penalty, ProtectConfig, Strength
 from ppjax.store.private_key import local_key
 
@@ -93,6 +94,7 @@ def protect(
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same bytes.")] = 0,
     fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format: auto (the input's kind: a JPEG or HEIC photo gives a JPEG, anything else a PNG), png (lossless) or jpeg. A JPEG is judged as decoded.")] = OutputFormat.AUTO,
     keep_metadata: Annotated[bool, typer.Option("--keep-metadata", help="Keep the camera details alone: make, model, lens, capture date and time, exposure, aperture, ISO, focal length, flash, white balance. Never GPS, time zone, XMP, IPTC, captions, names, serial numbers or the thumbnail. Default: no metadata at all.")] = False,
+    private_names: Annotated[bool, typer.Option("--private-names", help="Name each output photo-<12 hex digits> in OUT itself (the same on every run on this computer), and record no input name: a phone's file names carry the date and time a photo was taken, and folder names can name a place. Default: each output keeps its input's name and folder.")] = False,
     jpeg_quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG quality with --format jpeg.")] = 95,
     jpeg_rounds: Annotated[int, typer.Option(min=0, help="With --format jpeg and --channel exact: rounds of extra steps through a differentiable JPEG for images the encoder un-protected (the social channel uses --channel-rounds).")] = 3,
     appeal: Annotated[Optional[float], typer.Option(min=0.0, help="Weight of NIMA's mean score (appeal) in the objective; needs the nima model. Default 0, or 1 with --method coupled.")] = None,
@@ -117,7 +119,7 @@ def protect(
             tuple(inputs), out_dir, models=tuple(model.split(",")), ensemble=ensemble, method=method, objective=objective, channel=channel,
             channel_draws=channel_draws, channel_rounds=channel_rounds, panel_margin=panel_margin, eps=eps, steps=steps, lattice_steps=lattice_steps, margin=margin,
             diversity=diversity, smoothing=smoothing, momentum=momentum, scales=scales, skip_gradient=skip_gradient, ghost=ghost, spectrum=spectrum, flip=flip, min_psnr=min_psnr, strength=strength,
-            delta_e=delta_e, mottle=mottle, focus=focus, seed=seed, format=fmt, keep_metadata=keep_metadata, look=look, no_refine=no_refine, jpeg_quality=jpeg_quality, jpeg_rounds=jpeg_rounds, appeal=appeal, penalty=penalty,
+            delta_e=delta_e, mottle=mottle, focus=focus, seed=seed, format=fmt, keep_metadata=keep_metadata, private_names=private_names, look=look, no_refine=no_refine, jpeg_quality=jpeg_quality, jpeg_rounds=jpeg_rounds, appeal=appeal, penalty=penalty,
             penalty_weight=penalty_weight, batch_size=batch_size, early_stop=not no_early_stop, overwrite=overwrite,
             devices=devices, num_shards=num_shards, shard_index=shard_index, backend=backend, ray_address=ray_address,
             ray_workers=ray_workers,
@@ -133,6 +135,11 @@ def protect(
         raise fail(str(e), 2) from None
     if work.left_out:
         err.print(left_out_line(work.left_out))
+    if not config.private_names and (timed := names_with_capture_time([out for _, out in jobs])):
+        err.print(
+            f"note: {len(timed)} output name{'s carry' if len(timed) != 1 else ' carries'} the date a photo was taken (e.g. {escape(timed[0].name)}), "
+            "which a platform reads even with the metadata gone; --private-names names them photo-<code> instead."
+        )  # fmt: skip
     if not jobs:
         if protection.plan_jobs(replace(config, num_shards=1, shard_index=0)):
             out.print("no image files in this shard; nothing to do")

@@ -21,12 +21,15 @@ resumes each input into its own output. The same file named twice is one input.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
+import re
 import unicodedata
 from pathlib import Path, PurePath
 from typing import Sequence
 
-__all__ = ["collision_key", "plan_names", "fit_name_bytes", "MAX_NAME_BYTES"]
+__all__ = ["collision_key", "plan_names", "fit_name_bytes", "MAX_NAME_BYTES", "private_name", "names_with_capture_time"]
 
 #: The longest output name, in UTF-8 bytes. File systems allow 255; the staging and temporary names
 #: written beside an output add up to about 60 more (see :func:`ppjax.protect.manifest.staging_path`).
@@ -92,3 +95,25 @@ def _free_name(rel: PurePath, source_suffix: str, taken: set[str]) -> PurePath:
         if collision_key(candidate) not in taken:
             return candidate
     raise AssertionError("unreachable: more candidates than taken names")
+
+
+#: A capture date and time in a file name, as phones and messengers write them: IMG_20261205_143012,
+#: PXL_20261205_143012345, 20261205_143012, IMG-20261205-WA0001 (a date alone), Screenshot
+#: 2026-12-05 at 14.30.12.
+_CAPTURE_TIME = re.compile(r"(?<!\d)(19|20)\d{2}[-_.]?(0[1-9]|1[0-2])[-_.]?(0[1-9]|[12]\d|3[01])(?!\d)|(?<!\d)(19|20)\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])")
+
+
+def names_with_capture_time(paths) -> list:
+    """The paths whose file name carries a calendar date (with or without the time): what a
+    platform reads off a shared file even when its metadata is gone."""
+    return [p for p in paths if _CAPTURE_TIME.search(PurePath(p).stem)]
+
+
+def private_name(rel: PurePath, key: bytes) -> PurePath:
+    """The output name ``--private-names`` gives the photo that would be written at ``rel`` (a path
+    below the output folder): ``photo-`` and twelve hex digits of an HMAC-SHA256 of ``rel`` under
+    this computer's private key, with ``rel``'s suffix, in the folder itself. The same input gets
+    the same name on every run here, and nobody without the key can tell the original name (or
+    the date and time in it) from it, not even by trying every second of a year."""
+    mac = hmac.new(key, collision_key(rel).encode(), hashlib.sha256).hexdigest()[:12]
+    return PurePath(f"photo-{mac}{PurePath(rel).suffix.lower()}")

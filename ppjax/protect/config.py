@@ -268,6 +268,10 @@ class ProtectConfig:
     #: Write each photo's allowlisted camera details (:mod:`ppjax.io.metadata`: make, model, lens,
     #: capture time, exposure, ISO, focal length, flash, white balance); by default no metadata at all.
     keep_metadata: bool = False
+    #: Name each output ``photo-<12 hex digits>`` in the output folder itself (a keyed digest of
+    #: the name it would have had, :func:`ppjax.io.naming.private_name`), and record no input name:
+    #: phones put the date and time a photo was taken in its name, and folders name places.
+    private_names: bool = False
     #: Edit methods: a look (a name of :data:`ppjax.edits.looks.LOOKS` or a look's JSON file) the
     #: search starts from, instead of no edit.
     look: str | None = None

@@ -113,7 +113,8 @@ class Manifest:
     the run (the workers of one distributed run share it): an output it already recorded is done
     even under ``overwrite``, so a batch retried after a worker died writes nothing twice.
     ``secret`` is this computer's private key (default :func:`~ppjax.store.private_key.local_key`; a
-    distributed run hands the driver's to its workers), under which inputs are recorded.
+    distributed run hands the driver's to its workers), under which inputs are recorded;
+    ``input_names`` False records no input's name either (``--private-names``).
     """
 
     out_dir: Path
@@ -121,6 +122,7 @@ class Manifest:
     name: str | None = None
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     secret: bytes | None = field(default=None, repr=False)
+    input_names: bool = True
     fingerprint: str = field(init=False)
     _records: dict = field(init=False, repr=False)
     _existed: bool = field(init=False, repr=False)
@@ -165,8 +167,8 @@ class Manifest:
         if rec.get("fingerprint") != self.fingerprint:
             return Decision(False, "output made with other settings (use --overwrite to redo it)")
         if not self._same_input(rec, src):
-            made_from = Path(str(rec.get("input", ""))).name
-            if made_from != Path(src).name:
+            made_from = Path(str(rec.get("input") or "")).name
+            if made_from and made_from != Path(src).name:
                 return Decision(False, f"output was made from another input, {made_from} (use --overwrite to redo it)")
             return Decision(False, "input changed since its output was made, or it was made on another computer (use --overwrite to redo it)")
         if rec.get("output_sha256") != sha256_file(out):
@@ -192,7 +194,7 @@ class Manifest:
         # The input by its file name alone: the folder is shared with the photos, and a path names
         # its owner's folders (an account, an event, a place); the name is the output's own anyway.
         entry = {
-            "kind": "output", "output": self.key(out), "input": Path(src).name, "input_hmac": self.input_digest(src, input_sha256),
+            "kind": "output", "output": self.key(out), "input": Path(src).name if self.input_names else None, "input_hmac": self.input_digest(src, input_sha256),
             "output_sha256": sha256_file(staged), "fingerprint": self.fingerprint, "run_id": self.run_id,
         }  # fmt: skip
         os.replace(staged, out)

@@ -43,7 +43,7 @@ class _Worker:
         self.config = config
         self.protector = build_protector(config, store.load_model, store.programs_folder())
         settings = run_settings(config, self.protector)
-        self.manifest = Manifest(config.out_dir, settings, name=f"ray-{run_id[:12]}-{os.getpid()}-{time.time_ns() % 10**9}", run_id=run_id, secret=secret)
+        self.manifest = Manifest(config.out_dir, settings, name=f"ray-{run_id[:12]}-{os.getpid()}-{time.time_ns() % 10**9}", run_id=run_id, secret=secret, input_names=not config.private_names)
         if self.manifest.fingerprint != fingerprint:
             raise RuntimeError("this Ray worker's models differ from the driver's (another PPJAX_HOME, or other weights)")
         self.devices = select_devices(config.devices)
@@ -82,7 +82,7 @@ def run_on_ray(
 
     if not ray.is_initialized():
         ray.init(address=address, **(init_options or {}))
-    manifest = Manifest(config.out_dir, run_settings(config, protector))
+    manifest = Manifest(config.out_dir, run_settings(config, protector), input_names=not config.private_names)
     pending, results = plan_work(jobs, manifest, config.overwrite)
     if progress:
         progress(len(results))

@@ -19,7 +19,7 @@ import numpy as np
 import ppjax
 from ppjax import attacks
 from ppjax.io.images import iter_image_files
-from ppjax.io.naming import plan_names
+from ppjax.io.naming import plan_names, private_name
 from ppjax.protect.config import Backend, ObjectiveKind, ProtectConfig
 from ppjax.protect.devices import select_devices
 from ppjax.protect.files import ProtectResult, protect_files
@@ -27,6 +27,7 @@ from ppjax.protect.manifest import Manifest, variables_sha256
 from ppjax.store.programs import ProgramCache
 from ppjax.protect.protector import Protector
 from ppjax.protect.shards import resolve_shard, select_shard
+from ppjax.store.private_key import local_key
 
 __all__ = ["ProtectSummary", "Plan", "plan", "plan_jobs", "build_protector", "program_identity", "run_settings", "run"]
 
@@ -136,8 +137,12 @@ def plan(config: ProtectConfig, environ=None) -> Plan:
     named, renamed = plan_names(wanted)
     jobs = [(f, config.out_dir / rel) for f, rel in named]
     count, index, _ = resolve_shard(config.num_shards, config.shard_index, environ)
-    mine = select_shard(jobs, config.out_dir, count, index)
+    mine = select_shard(jobs, config.out_dir, count, index)  # by the plain names: the same on every machine
     chosen = {f for f, _ in mine}
+    if config.private_names:
+        key = local_key()
+        private, _ = plan_names([(f, private_name(out.relative_to(config.out_dir), key)) for f, out in mine])
+        return Plan([(f, config.out_dir / rel) for f, rel in private], {}, tuple(left_out))
     return Plan(mine, {f: config.out_dir / rel for f, rel in renamed.items() if f in chosen}, tuple(left_out))
 
 
@@ -252,7 +257,9 @@ def run(
         return ProtectSummary(tuple(map(noted, results)), time.perf_counter() - start, (count, index), 0)
     devices = select_devices(config.devices)
     # One manifest file per shard: the copies of an array job append to their own.
-    manifest = Manifest(config.out_dir, run_settings(config, protector), name=f"shard-{index}-of-{count}" if count > 1 else None)
+    manifest = Manifest(
+        config.out_dir, run_settings(config, protector), name=f"shard-{index}-of-{count}" if count > 1 else None, input_names=not config.private_names,
+    )  # fmt: skip
     start = time.perf_counter()
     results = protect_files(
         protector, jobs, seed=config.seed, max_batch=config.batch_size, jpeg_quality=config.jpeg_quality,

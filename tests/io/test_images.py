@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import struct
 import zlib
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 import pytest
@@ -417,3 +418,29 @@ def test_an_output_folder_that_is_an_input_folder_is_refused_once(tmp_path):
     assert "is the input folder" in result.stderr and "protected" in result.stderr
     assert result.stderr.count("error") == 1
     assert sorted(p.name for p in photos.iterdir()) == ["a.jpg", "b.png"]
+
+
+def test_capture_dates_in_names_are_found_and_private_names_hide_them(tmp_path, monkeypatch):
+    """Phones write the date and time a photo was taken into its name; --private-names names each
+    output by a keyed digest instead: stable on this computer, flat in the output folder, and the
+    manifest is told to record no input name."""
+    from ppjax.io.naming import names_with_capture_time, private_name
+    from ppjax.protect.config import ProtectConfig
+    from ppjax.protect.runner import plan
+
+    dated = ["IMG_20261205_143012.jpg", "PXL_20261205_143012345.jpg", "20261205_143012.jpg", "IMG-20261205-WA0001.jpg",
+             "Screenshot 2026-12-05 at 14.30.12.png"]  # fmt: skip
+    plain = ["IMG_1234.HEIC", "DSC01234.JPG", "photo-e17ebc6379a2.png", "001b5e6f1b89fd3b.png", "Places365_val_00000001.jpg", "DSC_2019.jpg", "20261305_1.jpg"]
+    assert names_with_capture_time(dated + plain) == dated
+
+    monkeypatch.setenv("PPJAX_HOME", str(tmp_path / "home"))
+    photos = tmp_path / "Photos"
+    (photos / "hospital").mkdir(parents=True)
+    for rel in ("IMG_20261205_143012.jpg", "hospital/IMG_20261205_143012.jpg", "hospital/b.png"):
+        (photos / rel).write_bytes(b"x")
+    config = ProtectConfig((photos,), tmp_path / "out", models=("efficientnet-lite0",), private_names=True)
+    jobs = plan(config).jobs
+    names = [out.relative_to(tmp_path / "out").as_posix() for _, out in jobs]
+    assert all(re.fullmatch(r"photo-[0-9a-f]{12}\.(jpg|png)", n) for n in names) and len(set(names)) == 3
+    assert names == [out.relative_to(tmp_path / "out").as_posix() for _, out in plan(config).jobs]  # every run
+    assert private_name(PurePath("a.jpg"), bytes(32)) != private_name(PurePath("a.jpg"), bytes([1]) * 32)

@@ -519,3 +519,21 @@ def test_a_manifest_of_an_earlier_ppjax_loses_its_paths_and_plain_digests_on_the
     assert sorted(p.name for p in out.iterdir()) == [".ppjax-manifest.jsonl", "a.png", "b.png"]
     last = protect_files(protector, jobs, manifest=Manifest(out, {"test": 1}))
     assert all(r.skipped.startswith("done") for r in last)
+
+
+def test_with_private_names_the_manifest_records_no_input_name(tiny, photos, tmp_path):
+    from ppjax.protect import protect_files
+    from ppjax.protect.manifest import Manifest, read_records
+
+    src = tmp_path / "IMG_20261205_143012.png"
+    Image.fromarray(photos[0]).save(src)
+    jobs = [(src, tmp_path / "out" / "photo-0123456789ab.png")]
+    protector = Protector([tiny], method="bim", eps=4.0, steps=2)
+    protect_files(protector, jobs, manifest=Manifest(tmp_path / "out", {"test": 1}, input_names=False))
+    assert "20261205" not in "".join(p.read_text() for p in (tmp_path / "out").glob(".ppjax-manifest*"))
+    assert [r["input"] for r in read_records(tmp_path / "out") if r["kind"] == "output"] == [None]
+    again = protect_files(protector, jobs, manifest=Manifest(tmp_path / "out", {"test": 1}, input_names=False))
+    assert again[0].skipped.startswith("done")
+    Image.fromarray(photos[1]).save(src)
+    changed = protect_files(protector, jobs, manifest=Manifest(tmp_path / "out", {"test": 1}, input_names=False))
+    assert changed[0].skipped.startswith("input changed")
