@@ -29,6 +29,18 @@ LOOK_METHODS = {"noise": "pgd", "edit": "edit+pgd"}
 _SHOWN_VIEW = Variant("demo", "bilinear")
 
 
+def job_config(job: Job, model_name: str):
+    """The :class:`~ppjax.protect.config.ProtectConfig` of a page's batch, from the settings it was
+    started with (strength, look, keep camera details, private names)."""
+    from ppjax.protect.config import ProtectConfig
+
+    return ProtectConfig(
+        tuple(p.original for p in job.photos), job.out_dir, models=(model_name,), strength=job.settings.get("strength", "mid"),
+        method=LOOK_METHODS[job.settings.get("look", "noise")], keep_metadata=bool(job.settings.get("keep_metadata")),
+        private_names=bool(job.settings.get("private_names")),
+    )  # fmt: skip
+
+
 class Protection:
     """Protects jobs against the installed model ``model_name`` (``load(name)`` loads a model),
     keeping traced programs in ``program_folder``; a protector per strength and look, built once."""
@@ -48,15 +60,10 @@ class Protection:
         return top_classes(probs, self.model.labels, self.model.sensitive)
 
     def __call__(self, job: Job) -> None:
-        from ppjax.protect.config import ProtectConfig
         from ppjax.protect.runner import build_protector, run
 
-        strength = job.settings.get("strength", "mid")
-        method = LOOK_METHODS[job.settings.get("look", "noise")]
-        config = ProtectConfig(
-            tuple(p.original for p in job.photos), job.out_dir, models=(self.model_name,), strength=strength, method=method,
-            keep_metadata=bool(job.settings.get("keep_metadata")),
-        )  # fmt: skip
+        config = job_config(job, self.model_name)
+        strength, method = config.strength.value, config.method.value
         if (strength, method) not in self._protectors:
             self._protectors[strength, method] = build_protector(config, self.load, self.program_folder)
         by_source = {p.original: p for p in job.photos}

@@ -168,12 +168,15 @@ def create_app(settings: AppSettings, worker: Worker, loader: ModelLoader | None
         if not isinstance(body, dict):
             return _error("the settings must be a JSON object", 400)
         strength, look, keep = body.get("strength", "mid"), body.get("look", "noise"), body.get("keep_metadata", False)
+        private = body.get("private_names", False)
         if not isinstance(strength, str) or strength not in ("low", "mid", "high"):
             return _error("strength must be low, mid or high", 400)
         if not isinstance(look, str) or look not in LOOK_METHODS:
             return _error(f"look must be {' or '.join(LOOK_METHODS)}", 400)
         if not isinstance(keep, bool):
             return _error("keep_metadata must be true or false", 400)
+        if not isinstance(private, bool):
+            return _error("private_names must be true or false", 400)
         if loader is not None and not loader.ready.is_set():
             return _error(f"the model is not ready: {loader.status().get('message', '')}", 409)
         with job.lock:
@@ -182,7 +185,7 @@ def create_app(settings: AppSettings, worker: Worker, loader: ModelLoader | None
             if job.state != "open":
                 return _error("this batch has started already", 409)
             job.state = "queued"
-        job.settings = {"strength": strength, "look": look, "keep_metadata": keep}
+        job.settings = {"strength": strength, "look": look, "keep_metadata": keep, "private_names": private}
         try:
             await asyncio.to_thread(worker.submit, job)
         except OSError as e:

@@ -42,11 +42,12 @@ def _bodies(jobs_photo: bytes):
         st.just(b""), st.binary(max_size=300), st.just(jobs_photo), st.just(jobs_photo[: len(jobs_photo) // 2]),
         st.just(b"%!PS-Adobe-3.0 EPSF-3.0\nshowpage\n"), st.just(_png(12000, 14000, rows=1)), st.just(_png(30000, 30000, rows=1)),
         st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | _TEXT,
-                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["strength", "look", "keep_metadata", "x"]) | _TEXT, inner, max_size=4),
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["strength", "look", "keep_metadata", "private_names", "x"]) | _TEXT, inner, max_size=4),
                      max_leaves=8).map(lambda v: json.dumps(v).encode()),
         st.fixed_dictionaries({}, optional={"strength": st.sampled_from(["low", "mid", "high", "max", 3, None]),
                                             "look": st.sampled_from(["noise", "edit", [1], {}, ""]),
-                                            "keep_metadata": st.sampled_from([True, False, "yes", 1, None])}).map(lambda v: json.dumps(v).encode()),
+                                            "keep_metadata": st.sampled_from([True, False, "yes", 1, None]),
+                                            "private_names": st.sampled_from([True, False, "yes", 1, None])}).map(lambda v: json.dumps(v).encode()),
     )  # fmt: skip
 
 

@@ -113,7 +113,7 @@ def test_cancel_ends_a_batch_in_every_state(tmp_path):
 def test_malformed_requests_get_a_4xx_with_one_line(tmp_path):
     with serving(tmp_path, CopyingWorker()) as (settings, _worker), _client(settings) as client:
         job = _new_job_with(client, png_bytes(0))
-        for body in (b"[]", b'{"look": [1]}', b'{"strength": 3}', b'{"strength": "max"}', b'{"keep_metadata": "yes"}', b"{", b'"mid"', b"\xff\xfe"):
+        for body in (b"[]", b'{"look": [1]}', b'{"strength": 3}', b'{"strength": "max"}', b'{"keep_metadata": "yes"}', b'{"private_names": 1}', b"{", b'"mid"', b"\xff\xfe"):
             answer = client.post(f"/api/jobs/{job}/start", content=body)
             assert 400 <= answer.status_code < 500 and "\n" not in answer.json()["error"], (body, answer.text)
         long_name = "\U0001f600" * 150 + ".png"  # 600 bytes
@@ -227,3 +227,23 @@ def test_the_models_download_is_reported_as_it_goes(tmp_path, loopback_server, m
     assert any(state == "converting" for state, _ in heard)
     status = loader.status()
     assert status["state"] == "failed" and "places365" in status["message"] and not loader.ready.is_set()
+
+
+def test_the_pages_settings_reach_the_protection(tmp_path, monkeypatch):
+    """What the page's boxes send is what `ppjax protect` is given: a private-names batch is planned
+    with photo-<code> names, and no box ticked keeps each photo's own name."""
+    from ppjax.app.jobs import Job, Photo
+    from ppjax.app.protection import job_config
+    from ppjax.protect.runner import plan
+
+    monkeypatch.setenv("PPJAX_HOME", str(tmp_path / "home"))
+    original = tmp_path / "uploads" / "IMG_20261205_143012.png"
+    original.parent.mkdir()
+    original.write_bytes(png_bytes(0))
+    job = Job("j", tmp_path, photos=[Photo(0, original.name, original, (8, 8))], out_dir=tmp_path / "out")
+    job.settings = {"strength": "high", "look": "noise", "keep_metadata": True, "private_names": True}
+    config = job_config(job, "efficientnet-lite0")
+    assert config.strength.value == "high" and config.keep_metadata and config.private_names
+    assert plan(config).jobs[0][1].name.startswith("photo-")
+    job.settings = {"strength": "mid", "look": "noise", "keep_metadata": False, "private_names": False}
+    assert plan(job_config(job, "efficientnet-lite0")).jobs[0][1].name == "IMG_20261205_143012.png"

@@ -187,8 +187,9 @@ protectButton.addEventListener("click", async () => {
   const strength = document.querySelector("input[name=strength]:checked").value;
   const look = document.querySelector("input[name=look]:checked").value;
   const keep = el("keep-metadata").checked;
+  const privateNames = el("private-names").checked;
   const response = await api(`/api/jobs/${job}/start`, {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ strength, look, keep_metadata: keep }),
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ strength, look, keep_metadata: keep, private_names: privateNames }),
   });
   if (!response.ok) { say((await response.json()).error); started = false; updateProtectButton(); return; }
   cancelButton.hidden = false;
