@@ -124,6 +124,9 @@ class Batch:
     clock: object = NO_CLOCK
     #: The real panel's smallest lead at which a photo is final (:data:`ppjax.protect.config.PANEL_MARGIN`).
     panel_margin: float = PANEL_MARGIN
+    #: True once the run is cancelled (Ctrl+C, the page's Cancel): the photos in flight stop at the
+    #: next stage (after the program call under way, which cannot be cut short) and are not written.
+    stopped: Callable[[], bool] = lambda: False
     _done: set = field(default_factory=set)
 
     def run(self, jobs, images) -> None:
@@ -152,6 +155,17 @@ class Batch:
         self._done.add(result.source)
         self.finish(result)
 
+    def _cancelled(self, jobs) -> bool:
+        """Whether the run is cancelled; if so, each of ``jobs`` not final yet is final as
+        cancelled and its staging file (an earlier round's) removed."""
+        if not self.stopped():
+            return False
+        for src, out in jobs:
+            if src not in self._done:
+                staging_path(out).unlink(missing_ok=True)
+                self._final(ProtectResult(src, None, skipped="cancelled"))
+        return True
+
     # -- the social channel ----------------------------------------------------------------------
 
     def social(self, jobs, images) -> None:
@@ -179,6 +193,8 @@ class Batch:
             else:
                 q, _, computed = p.protect_canvas(keys, x01, geometry, exact=canvas.exact)
                 q, computed = np.array(q), np.array(computed)
+        if self._cancelled(jobs):
+            return
         with clock("waiting for the originals' panels"):
             originals = [f.result() for f in started]
         written: list = [None] * n
@@ -187,6 +203,8 @@ class Batch:
         best = [float("-inf")] * n
         pending = list(range(n))
         for round_ in range(self.channel_rounds + 1):
+            if self._cancelled(jobs):
+                return
             for j in pending:
                 self.stage(jobs[j][0], "verifying" if round_ == 0 else f"verifying (round {round_ + 1})")
             with clock("carry back to full size, fit to the budget"):
@@ -313,6 +331,8 @@ class Batch:
         with self.clock("attack, compiling or loading its program" if cold else "attack, first round"):
             q01, labels, flags = p(keys, x01)
             computed = to_uint8(q01[:n])
+        if self._cancelled(jobs):
+            return
         q = np.stack([self._mottle_fitted(im.rgb, c, _is_jpeg(out)) for im, c, (_, out) in zip(images, computed, jobs)])
         with self.clock("write and read back"):
             written = self._write(list(q), jobs, images)
@@ -325,6 +345,8 @@ class Batch:
         for _ in range(self.jpeg_rounds if any(is_jpeg) else 0):
             # The encoder may have undone the protection: step on from what was encoded, against
             # the classifiers behind a differentiable JPEG round trip, and encode again.
+            if self._cancelled(jobs):
+                return
             redo = [j for j, w in enumerate(written) if w is not None and is_jpeg[j] and not flags[j]]
             if not redo:
                 break

@@ -128,7 +128,7 @@ def protect_files(
         workers: queue.SimpleQueue = queue.SimpleQueue()
         for p in protectors:
             for _ in range(in_flight):
-                workers.put(Batch(p, finish, inputs, seed, max_batch, jpeg_quality, jpeg_rounds, channel_rounds, PanelJudge(p, pool, clock), report, keep_metadata, clock, panel_margin))
+                workers.put(Batch(p, finish, inputs, seed, max_batch, jpeg_quality, jpeg_rounds, channel_rounds, PanelJudge(p, pool, clock), report, keep_metadata, clock, panel_margin, stopped))
 
         def run(batch_jobs) -> None:
             if stopped():
