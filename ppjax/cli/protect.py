@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ppjax import store
 from ppjax.cli.common import err, fail, load_or_fetch, out
 from ppjax.io.naming import names_with_capture_time
+from ppjax.protect.batch import DISK_FULL_REASON
 from ppjax.protect.config import PANEL_MARGIN, STRENGTHS, Backend, Channel, Method, ObjectiveKind, OutputFormat, Penalty, ProtectConfig, Strength
 from ppjax.store.private_key import local_key
 
@@ -209,10 +210,16 @@ def protect(
         if r.renamed_from and r.output is not None:
             err.print(f"renamed: {r.source} is written as {r.output.name} ({r.renamed_from} is another input's output)", markup=False)
     for r in summary.failed:
-        err.print(f"[red]error:[/] {r.error}", markup=True)
+        err.print(f"[red]error:[/] {escape(r.error)}", markup=True)
+    skipped: dict[str, list] = {}  # by reason: a full disk skips every photo after it, for one reason
     for r in summary.results:
         if r.skipped and not r.skipped.startswith("done"):
-            err.print(f"[yellow]skipped:[/] {r.output}: {r.skipped}", markup=True)
+            skipped.setdefault(r.skipped, []).append(r.output or r.source)
+    for reason, paths in skipped.items():
+        for path in paths[:3]:
+            err.print(f"[yellow]skipped:[/] {escape(str(path))}: {escape(reason)}", markup=True)
+        if len(paths) > 3:
+            err.print(f"[yellow]skipped:[/] {len(paths) - 3} more: {escape(reason)}", markup=True)
     for r in summary.written:
         if not r.protected:
             where = f" on {len(r.unprotected_variants)} of {r.variants} variants: {', '.join(r.unprotected_variants[:4])}" if r.variants else ""
@@ -222,5 +229,11 @@ def protect(
         import json
 
         as_json.write_text(json.dumps(summary.to_json(), indent=2) + "\n")
-    if summary.failed:
+    full = next((reason for reason in skipped if reason.startswith(DISK_FULL_REASON)), None)
+    if full:
+        err.print(
+            f"stopped: {full.removeprefix('not written: ')}. The {len(summary.written)} photo(s) written in this run are kept and "
+            "recorded; free some space, then the same command goes on from there.", markup=False,
+        )  # fmt: skip
+    if summary.failed or full:
         raise typer.Exit(1)

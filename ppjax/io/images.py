@@ -82,7 +82,12 @@ class ImageReadError(Exception):
 
 
 class ImageWriteError(Exception):
-    """An image could not be written; ``str()`` is one line naming the destination."""
+    """An image could not be written; ``str()`` is one line naming the destination; ``errno`` the
+    system's error number when the system refused (ENOSPC: the disk is full), else None."""
+
+    def __init__(self, message: str, errno: int | None = None):
+        super().__init__(message)
+        self.errno = errno
 
 
 @dataclass(frozen=True)
@@ -411,7 +416,7 @@ def write_image(
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(e, OSError):
-            raise ImageWriteError(f"{path}: cannot write ({e.strerror or e})") from None
+            raise ImageWriteError(f"{path}: cannot write ({e.strerror or e})", e.errno) from None
         raise
     return path
 

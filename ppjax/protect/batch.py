@@ -20,6 +20,7 @@ final, not when its batch is.
 from __future__ import annotations
 
 import contextlib
+import errno
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -124,9 +125,13 @@ class Batch:
     clock: object = NO_CLOCK
     #: The real panel's smallest lead at which a photo is final (:data:`ppjax.protect.config.PANEL_MARGIN`).
     panel_margin: float = PANEL_MARGIN
-    #: True once the run is cancelled (Ctrl+C, the page's Cancel): the photos in flight stop at the
-    #: next stage (after the program call under way, which cannot be cut short) and are not written.
-    stopped: Callable[[], bool] = lambda: False
+    #: Why the run stopped (None while it goes on): "cancelled" (Ctrl+C, the page's Cancel) or a
+    #: reason such as a full disk; the photos in flight stop at their next stage (after the program
+    #: call under way, which cannot be cut short) and are not written.
+    stopped: Callable[[], str | None] = lambda: None
+    #: Stops the whole run for the reason given (a full disk: every later photo would be attacked
+    #: only to fail at its write).
+    halt: Callable[[str], None] = lambda reason: None
     _done: set = field(default_factory=set)
 
     def run(self, jobs, images) -> None:
@@ -158,12 +163,13 @@ class Batch:
     def _cancelled(self, jobs) -> bool:
         """Whether the run is cancelled; if so, each of ``jobs`` not final yet is final as
         cancelled and its staging file (an earlier round's) removed."""
-        if not self.stopped():
+        reason = self.stopped()
+        if not reason:
             return False
         for src, out in jobs:
             if src not in self._done:
                 staging_path(out).unlink(missing_ok=True)
-                self._final(ProtectResult(src, None, skipped="cancelled"))
+                self._final(ProtectResult(src, None, skipped=reason))
         return True
 
     # -- the social channel ----------------------------------------------------------------------
@@ -382,9 +388,18 @@ class Batch:
             except (ImageWriteError, ImageReadError) as e:
                 with contextlib.suppress(OSError):
                     staging_path(out).unlink(missing_ok=True)
-                self._final(ProtectResult(src, None, error=str(e)))
+                message = str(e).replace(str(staging_path(out)), str(out))  # the name a person knows
+                if getattr(e, "errno", None) in DISK_FULL:
+                    self.halt(f"{DISK_FULL_REASON} {out.parent} is full")
+                self._final(ProtectResult(src, None, error=message))
                 written.append(None)
         return written
+
+
+#: The system's answers for a disk (or a quota) that takes no more: the run stops.
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+#: How a photo skipped for a full disk is reported: this, the folder, "is full".
+DISK_FULL_REASON = "not written: the disk holding"
 
 
 def _is_jpeg(out: Path) -> bool:

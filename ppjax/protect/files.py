@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ppjax.io.images import ImageReadError, peek_size, read_image
-from ppjax.protect.batch import VERDICT, Batch, ProtectResult
+from ppjax.protect.batch import DISK_FULL, DISK_FULL_REASON, VERDICT, Batch, ProtectResult
 from ppjax.protect.config import PANEL_MARGIN
 from ppjax.protect.devices import replicas
 from ppjax.protect.manifest import Decision, Manifest, clean_leftovers, staging_path
@@ -92,9 +92,20 @@ def protect_files(
     pending, results = plan_work(jobs, manifest, overwrite, inputs)
     clean_leftovers(out for _, out in pending)
     interrupted = threading.Event()
+    halted: list[str] = []  # why the run stopped by itself (a full disk)
 
-    def stopped() -> bool:
+    def halt(reason: str) -> None:
+        if not halted:
+            halted.append(reason)
+
+    def called_off() -> bool:
         return interrupted.is_set() or (cancelled is not None and cancelled())
+
+    def stopped() -> str | None:
+        """Why the run stopped, or None while it goes on."""
+        if halted:
+            return halted[0]
+        return "cancelled" if called_off() else None
 
     if manifest and pending:
         manifest.start()
@@ -104,16 +115,25 @@ def protect_files(
         progress(len(results))
 
     def finish(result: ProtectResult) -> None:
-        if result.output is not None and stopped():
+        # A photo written whole when the run stopped by itself (a full disk) is still kept; one
+        # cancelled while it was computed is not (the person asked to stop).
+        if result.output is not None and called_off():
             staging_path(result.output).unlink(missing_ok=True)  # cancelled while it was computed: never written
             result = ProtectResult(result.source, None, skipped="cancelled")
         if result.output is not None:
             staged = staging_path(result.output)
-            with clock("manifest and rename"):
-                if manifest is not None:
-                    manifest.commit(result.source, staged, result.output, {k: getattr(result, k) for k in VERDICT}, decoded.get(result.source))
-                else:
-                    os.replace(staged, result.output)
+            try:
+                with clock("manifest and rename"):
+                    if manifest is not None:
+                        manifest.commit(result.source, staged, result.output, {k: getattr(result, k) for k in VERDICT}, decoded.get(result.source))
+                    else:
+                        os.replace(staged, result.output)
+            except OSError as e:  # the manifest's disk is full, say: never a result left unsaid
+                staged.unlink(missing_ok=True)
+                if e.errno in DISK_FULL:
+                    halt(f"{DISK_FULL_REASON} {result.output.parent} is full")
+                where = "the manifest could not record it" if result.output.exists() else "it could not be put in place"
+                result = ProtectResult(result.source, None, error=f"{result.output}: written, but {where} ({e.strerror or e}); the next run makes it again")
         with lock:
             results.append(result)
             done = len(results)
@@ -128,12 +148,12 @@ def protect_files(
         workers: queue.SimpleQueue = queue.SimpleQueue()
         for p in protectors:
             for _ in range(in_flight):
-                workers.put(Batch(p, finish, inputs, seed, max_batch, jpeg_quality, jpeg_rounds, channel_rounds, PanelJudge(p, pool, clock), report, keep_metadata, clock, panel_margin, stopped))
+                workers.put(Batch(p, finish, inputs, seed, max_batch, jpeg_quality, jpeg_rounds, channel_rounds, PanelJudge(p, pool, clock), report, keep_metadata, clock, panel_margin, stopped, halt))
 
         def run(batch_jobs) -> None:
-            if stopped():
+            if reason := stopped():
                 for src, out in batch_jobs:
-                    finish(ProtectResult(src, None, skipped="cancelled"))
+                    finish(ProtectResult(src, None, skipped=reason))
                 return
             worker = workers.get()
             try:

@@ -539,12 +539,10 @@ def test_with_private_names_the_manifest_records_no_input_name(tiny, photos, tmp
     assert changed[0].skipped.startswith("input changed")
 
 
-def test_after_ctrl_c_the_photos_in_flight_stop_at_their_next_stage(tiny, photos, tmp_path, monkeypatch):
-    """The photos being attacked when Ctrl+C comes are dropped anyway: they are not written, judged
-    or given later rounds first (at 12 MP that was 10-20 s more before the run stopped)."""
-    import os
-    import signal
-
+def test_after_a_cancel_the_photos_in_flight_stop_at_their_next_stage(tiny, photos, tmp_path, monkeypatch):
+    """The photos being attacked when the run is called off (the page's Cancel; Ctrl+C sets the
+    same flag, test above) are dropped anyway: they are not written, judged or given later rounds
+    first (at 12 MP that was 10-20 s more before the run stopped)."""
     from ppjax.protect import batch as batch_module
     from ppjax.protect import protect_files
     from ppjax.protect.manifest import Manifest
@@ -557,14 +555,55 @@ def test_after_ctrl_c_the_photos_in_flight_stop_at_their_next_stage(tiny, photos
     writes = []
     real_write = batch_module.Batch._write
     monkeypatch.setattr(batch_module.Batch, "_write", lambda self, *a: writes.append(1) or real_write(self, *a))
-    sent = []
+    called_off = []
 
     def stage(source, text):
-        if not sent:  # the first photo's attack starts: Ctrl+C
-            sent.append(source)
-            os.kill(os.getpid(), signal.SIGINT)
+        called_off.append(source)  # the first photo's attack starts: Cancel
 
-    with pytest.raises(KeyboardInterrupt):
-        protect_files(Protector([tiny], method="bim", eps=4.0, steps=3), jobs, stage=stage, manifest=Manifest(tmp_path / "out", {"test": 1}))
-    assert writes == []
+    results = protect_files(
+        Protector([tiny], method="bim", eps=4.0, steps=3), jobs, stage=stage, cancelled=lambda: bool(called_off),
+        manifest=Manifest(tmp_path / "out", {"test": 1}),
+    )  # fmt: skip
+    assert called_off and writes == []
+    assert all(r.skipped == "cancelled" for r in results)
     assert [p.name for p in (tmp_path / "out").iterdir() if "manifest" not in p.name] == []
+
+
+def test_a_full_disk_stops_the_run_keeping_what_was_written(tiny, photos, tmp_path, monkeypatch):
+    """Every photo after a full disk would be attacked only to fail at its write (an album's hours
+    for a screen of errors): the run stops, the photos written stay, the rest are skipped for it."""
+    import errno
+
+    from ppjax.io.images import ImageWriteError
+    from ppjax.protect import batch as batch_module
+    from ppjax.protect import protect_files
+    from ppjax.protect.manifest import Manifest
+
+    (tmp_path / "in").mkdir()
+    jobs = []
+    for i in range(8):
+        Image.fromarray(photos[i % len(photos)]).save(tmp_path / "in" / f"{i}.png")
+        jobs.append((tmp_path / "in" / f"{i}.png", tmp_path / "out" / f"{i}.png"))
+    real_write, writes = batch_module.write_image, []
+
+    def write(path, *a, **k):
+        writes.append(path)
+        if len(writes) >= 2:
+            raise ImageWriteError(f"{path}: cannot write (No space left on device)", errno.ENOSPC)
+        return real_write(path, *a, **k)
+
+    monkeypatch.setattr(batch_module, "write_image", write)
+    attacked = []
+    results = protect_files(
+        Protector([tiny], method="bim", eps=4.0, steps=2), jobs, stage=lambda s, t: attacked.append(s) if s not in attacked else None,
+        manifest=Manifest(tmp_path / "out", {"test": 1}),
+    )  # fmt: skip
+    assert len(attacked) <= 4  # the photos in flight when the disk filled, not the album
+    written = [r for r in results if r.output is not None]
+    assert len(written) == 1 and written[0].output.exists()
+    failed = [r for r in results if r.error]
+    assert failed and all("No space left" in r.error and "staged" not in r.error for r in failed)
+    skipped = [r for r in results if r.skipped]
+    assert len(written) + len(failed) + len(skipped) == 8
+    assert all(r.skipped == f"not written: the disk holding {tmp_path / 'out'} is full" for r in skipped)
+    assert [p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".") and "manifest" not in p.name] == []
