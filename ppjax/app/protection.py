@@ -90,7 +90,8 @@ class Protection:
                 elif result.skipped == "cancelled":
                     job.set_photo(photo, "cancelled", "cancelled before it started")
                 else:
-                    job.set_photo(photo, "skipped", f"not written: {result.skipped}")
+                    reason = result.skipped if result.skipped.startswith("not written") else f"not written: {result.skipped}"
+                    job.set_photo(photo, "skipped", reason.replace(str(job.out_dir), "the output folder"))
 
         run(config, self.load, protector=self._protectors[strength, method], stage=stage, on_result=on_result, cancelled=job.cancel.is_set)
 
