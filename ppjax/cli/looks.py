@@ -46,15 +46,21 @@ def apply(
     """Apply a look to photos as it is: no classifier, no verdict (the non-adversarial baseline)."""
     from ppjax.edits import PARTS, EditPipeline, apply_full
     from ppjax.io import iter_image_files
-    from ppjax.io.images import ImageReadError, ImageWriteError, read_image, write_image
+    from ppjax.cli.protect import left_out_line
+    from ppjax.io.images import ImageReadError, ImageWriteError, check_output_folder, read_image, write_image
     from ppjax.io.naming import plan_names
 
     try:
         params = resolve_look(look)
+        check_output_folder(inputs, out_dir)
     except ValueError as e:
         raise fail(str(e), 2) from None
     pipe = EditPipeline(tuple(PARTS))
-    files, renamed = plan_names([(f, Path(rel).with_suffix(".png")) for f, rel in iter_image_files(inputs, skip=out_dir)])
+    left_out: list = []
+    files, renamed = plan_names([(f, Path(rel).with_suffix(".png")) for f, rel in iter_image_files(inputs, skip=out_dir, left_out=left_out)])
+    if left_out:
+        err.print(left_out_line(left_out))
+    sources = [path for path, _ in files]
     if not files:
         raise fail("no image files found in the given paths", 2)
     failed = 0
@@ -65,7 +71,7 @@ def apply(
         try:
             image = read_image(path)
             dst.parent.mkdir(parents=True, exist_ok=True)
-            write_image(dst, apply_full(pipe, params, image.rgb), image.alpha)
+            write_image(dst, apply_full(pipe, params, image.rgb), image.alpha, sources=sources)
         except (ImageReadError, ImageWriteError, OSError) as e:
             err.print(f"[red]error:[/] {path}: {e}", markup=True)
             failed += 1

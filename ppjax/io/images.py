@@ -421,6 +421,18 @@ def write_image(
     return path
 
 
+def check_output_folder(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike) -> None:
+    """Raise ``ValueError`` when ``out_dir`` is one of the input folders: outputs would be written
+    over the originals or beside them, where the next run would take them for new photos."""
+    out = Path(out_dir).resolve()
+    for p in inputs:
+        if Path(p).is_dir() and Path(p).resolve() == out:
+            raise ValueError(
+                f"the output folder {out_dir} is the input folder {p}: the outputs would be written over the originals or "
+                f"beside them (where the next run would take them for new photos); choose another, e.g. -o {Path(p) / 'protected'}"
+            )
+
+
 def iter_image_files(
     inputs: Iterable[str | os.PathLike], skip: str | os.PathLike | None = None, left_out: list | None = None,
 ) -> Iterator[tuple[Path, Path]]:

@@ -18,7 +18,7 @@ import numpy as np
 
 import ppjax
 from ppjax import attacks
-from ppjax.io.images import iter_image_files
+from ppjax.io.images import check_output_folder, iter_image_files
 from ppjax.io.naming import plan_names, private_name
 from ppjax.protect.config import Backend, ObjectiveKind, ProtectConfig
 from ppjax.protect.devices import select_devices
@@ -125,13 +125,7 @@ def plan(config: ProtectConfig, environ=None) -> Plan:
     scheduler's environment ``environ``). Names are planned over every input before the split, so
     that every shard agrees on them. An output folder that is one of the input folders is refused
     (``ValueError``) before anything is planned."""
-    out = Path(config.out_dir).resolve()
-    for p in config.inputs:
-        if Path(p).is_dir() and Path(p).resolve() == out:
-            raise ValueError(
-                f"the output folder {config.out_dir} is the input folder {p}: protected copies would be written over the "
-                f"originals or beside them (where the next run would take them for new photos); choose another, e.g. -o {Path(p) / 'protected'}"
-            )
+    check_output_folder(config.inputs, config.out_dir)
     left_out: list = []
     wanted = [(f, Path(rel).with_suffix(config.format.suffix_for(f))) for f, rel in iter_image_files(config.inputs, skip=config.out_dir, left_out=left_out)]
     named, renamed = plan_names(wanted)

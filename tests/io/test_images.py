@@ -444,3 +444,24 @@ def test_capture_dates_in_names_are_found_and_private_names_hide_them(tmp_path, 
     assert all(re.fullmatch(r"photo-[0-9a-f]{12}\.(jpg|png)", n) for n in names) and len(set(names)) == 3
     assert names == [out.relative_to(tmp_path / "out").as_posix() for _, out in plan(config).jobs]  # every run
     assert private_name(PurePath("a.jpg"), bytes(32)) != private_name(PurePath("a.jpg"), bytes([1]) * 32)
+
+
+def test_looks_apply_never_writes_over_its_inputs(tmp_path):
+    """`ppjax looks apply` writes PNGs: `-o` on the input folder used to write each PNG input's look
+    over the original itself."""
+    from typer.testing import CliRunner
+
+    from ppjax.cli import app
+
+    photos = tmp_path / "Photos"
+    photos.mkdir()
+    Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(photos / "a.png")
+    (photos / "clip.mov").write_bytes(b"x")
+    before = (photos / "a.png").read_bytes()
+    folder = CliRunner().invoke(app, ["looks", "apply", "warm", str(photos), "-o", str(photos)])
+    assert folder.exit_code == 2 and "is the input folder" in folder.stderr
+    named = CliRunner().invoke(app, ["looks", "apply", "warm", str(photos / "a.png"), "-o", str(photos)])
+    assert named.exit_code == 1 and "refusing to overwrite an input" in named.stderr
+    assert (photos / "a.png").read_bytes() == before
+    elsewhere = CliRunner().invoke(app, ["looks", "apply", "warm", str(photos), "-o", str(tmp_path / "out")])
+    assert elsewhere.exit_code == 0 and "left out 1 file" in elsewhere.stderr and (tmp_path / "out" / "a.png").is_file()
