@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from ppjax import store
@@ -91,3 +92,16 @@ def exit_if_failed(failed: int, total: int) -> None:
     if failed:
         err.print(f"{failed} of {total} files could not be read or processed")
         raise typer.Exit(1)
+
+
+def left_out_line(files, shown: int = 5) -> str:
+    """One line naming the files of the input folders that are not protected (their suffix is not a
+    photo format ppjax reads): a person must not learn it after sharing the folder."""
+    from ppjax.io.images import PHOTO_FORMAT_NAMES
+
+    n = len(files)
+    names = ", ".join(escape(f.name) for f in files[:shown]) + (f" and {n - shown} more" if n > shown else "")
+    return (
+        f"left out {n} file{'s' if n != 1 else ''} that ppjax does not read, not protected and not copied: {names}. "
+        f"It reads {PHOTO_FORMAT_NAMES} (a RAW .dng can be exported as one of them first)."
+    )

@@ -46,8 +46,8 @@ def apply(
     """Apply a look to photos as it is: no classifier, no verdict (the non-adversarial baseline)."""
     from ppjax.edits import PARTS, EditPipeline, apply_full
     from ppjax.io import iter_image_files
-    from ppjax.cli.protect import left_out_line
-    from ppjax.io.images import ImageReadError, ImageWriteError, check_output_folder, read_image, write_image
+    from ppjax.cli.common import left_out_line
+    from ppjax.io.images import ImageReadError, ImageWriteError, InputCheck, check_output_folder, read_image, write_image
     from ppjax.io.naming import plan_names
 
     try:
@@ -60,7 +60,7 @@ def apply(
     files, renamed = plan_names([(f, Path(rel).with_suffix(".png")) for f, rel in iter_image_files(inputs, skip=out_dir, left_out=left_out)])
     if left_out:
         err.print(left_out_line(left_out))
-    sources = [path for path, _ in files]
+    is_input = InputCheck([path for path, _ in files])
     if not files:
         raise fail("no image files found in the given paths", 2)
     failed = 0
@@ -69,9 +69,11 @@ def apply(
         if path in renamed:
             err.print(f"renamed: {path} is written as {dst.name} ({renamed[path].name} is another input's output)", markup=False)
         try:
+            if is_input(dst):
+                raise ImageWriteError(f"{dst}: refusing to overwrite an input image")
             image = read_image(path)
             dst.parent.mkdir(parents=True, exist_ok=True)
-            write_image(dst, apply_full(pipe, params, image.rgb), image.alpha, sources=sources)
+            write_image(dst, apply_full(pipe, params, image.rgb), image.alpha)
         except (ImageReadError, ImageWriteError, OSError) as e:
             err.print(f"[red]error:[/] {path}: {e}", markup=True)
             failed += 1

@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ppjax import store
-from ppjax.cli.common import err, fail, load_or_fetch, out
+from ppjax.cli.common import err, fail, left_out_line, load_or_fetch, out
 from ppjax.io.naming import names_with_capture_time
 from ppjax.protect.batch import DISK_FULL_REASON
 from ppjax.protect.config import PANEL_MARGIN, STRENGTHS, Backend, Channel, Method, ObjectiveKind, OutputFormat, Penalty, ProtectConfig, Strength
@@ -47,19 +47,6 @@ def _need_ray() -> None:
 
 #: What the progress line says after a first Ctrl+C.
 STOPPING = "stopping after the photos in flight (Ctrl+C again to quit at once)"
-
-
-def left_out_line(files, shown: int = 5) -> str:
-    """One line naming the files of the input folders that are not protected (their suffix is not a
-    photo format ppjax reads): a person must not learn it after sharing the folder."""
-    from ppjax.io.images import PHOTO_FORMAT_NAMES
-
-    n = len(files)
-    names = ", ".join(escape(f.name) for f in files[:shown]) + (f" and {n - shown} more" if n > shown else "")
-    return (
-        f"left out {n} file{'s' if n != 1 else ''} that ppjax does not read, not protected and not copied: {names}. "
-        f"It reads {PHOTO_FORMAT_NAMES} (a RAW .dng can be exported as one of them first)."
-    )
 
 
 def protect(

@@ -16,6 +16,7 @@ camera details is written (:mod:`ppjax.io.metadata`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -38,6 +39,7 @@ __all__ = [
     "ImageHeader",
     "ImageReadError",
     "ImageWriteError",
+    "InputCheck",
     "LoadedImage",
     "peek_size",
     "read_header",
@@ -419,6 +421,28 @@ def write_image(
             raise ImageWriteError(f"{path}: cannot write ({e.strerror or e})", e.errno) from None
         raise
     return path
+
+
+class InputCheck:
+    """Whether a path is one of the inputs (by path, or the same file under another name), for a
+    whole run's outputs: the inputs are resolved and stat'ed once, each output in one lookup."""
+
+    def __init__(self, sources):
+        self.paths = {Path(p).resolve() for p in sources}
+        self.nodes = set()
+        for p in self.paths:
+            with contextlib.suppress(OSError):
+                st = p.stat()
+                self.nodes.add((st.st_dev, st.st_ino))
+
+    def __call__(self, out: Path) -> bool:
+        if out.resolve() in self.paths:
+            return True
+        try:
+            st = out.stat()
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) in self.nodes
 
 
 def check_output_folder(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike) -> None:

@@ -199,8 +199,6 @@ class Batch:
             else:
                 q, _, computed = p.protect_canvas(keys, x01, geometry, exact=canvas.exact)
                 q, computed = np.array(q), np.array(computed)
-        if self._cancelled(jobs):
-            return
         with clock("waiting for the originals' panels"):
             originals = [f.result() for f in started]
         written: list = [None] * n

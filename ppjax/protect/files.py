@@ -11,7 +11,6 @@ and judging on the host overlaps the other's program.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import queue
 import threading
@@ -19,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ppjax.io.images import ImageReadError, peek_size, read_image
+from ppjax.io.images import ImageReadError, InputCheck, peek_size, read_image
 from ppjax.protect.batch import DISK_FULL, DISK_FULL_REASON, VERDICT, Batch, ProtectResult
 from ppjax.protect.config import PANEL_MARGIN
 from ppjax.protect.devices import replicas
@@ -88,7 +87,7 @@ def protect_files(
     ``clock``: a :class:`ppjax.protect.timings.StageClock` that hears each stage's seconds;
     ``in_flight``: batches in flight per device (1: one stage at a time, to attribute time).
     """
-    inputs = _InputCheck([src for src, _ in jobs])
+    inputs = InputCheck([src for src, _ in jobs])
     pending, results = plan_work(jobs, manifest, overwrite, inputs)
     clean_leftovers(out for _, out in pending)
     interrupted = threading.Event()
@@ -195,7 +194,7 @@ def plan_work(jobs: Sequence[tuple[Path, Path]], manifest: Manifest | None, over
     pending = []
     if manifest:
         manifest.refresh()
-    is_input = _InputCheck([src for src, _ in jobs]) if is_input is None else is_input
+    is_input = InputCheck([src for src, _ in jobs]) if is_input is None else is_input
     for src, out in jobs:
         if is_input(out):
             results.append(ProtectResult(src, None, error=f"{out}: refusing to overwrite an input image"))
@@ -238,24 +237,3 @@ def _program_key(protector: Protector, size: tuple[int, int] | None):
     if size is None:
         return None
     return protector.canvas_for(*size) if protector.channel == "exact" else protector.photo_canvas(*size)
-
-
-class _InputCheck:
-    """Whether a path is one of the inputs (by path, or the same file under another name)."""
-
-    def __init__(self, sources):
-        self.paths = {Path(p).resolve() for p in sources}
-        self.nodes = set()
-        for p in self.paths:
-            with contextlib.suppress(OSError):
-                st = p.stat()
-                self.nodes.add((st.st_dev, st.st_ino))
-
-    def __call__(self, out: Path) -> bool:
-        if out.resolve() in self.paths:
-            return True
-        try:
-            st = out.stat()
-        except OSError:
-            return False
-        return (st.st_dev, st.st_ino) in self.nodes

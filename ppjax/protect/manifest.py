@@ -223,7 +223,6 @@ class Manifest:
                 self._scrub()
                 self._write({"kind": "run", "run_id": self.run_id, "started_at": _now(), "fingerprint": self.fingerprint, "settings": self.settings})
 
-
     def _scrub(self) -> None:
         """Rewrite this writer's own manifest file if an earlier ppjax left in it what is no longer
         recorded: an input's full path (its owner's folders) or its plain sha256 (which anyone
