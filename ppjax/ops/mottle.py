@@ -21,15 +21,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppjax.ops.metrics import positive_power
-from ppjax.ops.perceptual import _box
+from ppjax.ops.perceptual import SCREEN_FLARE, _box
 
 __all__ = ["LUMINANCE", "FLARE", "SIGMA", "WINDOW", "MASK_CONTRAST", "REACH", "linear", "luminance_slope", "kernels", "blur", "mottle_cap", "cap_change"]
 
 #: Rec. 709 / sRGB weights of relative luminance.
 LUMINANCE = (0.2126, 0.7152, 0.0722)
 #: The luminance a screen shows at black, as a fraction of its white (its own black level and the
-#: room's light it reflects): dark areas are compared against their luminance plus this.
-FLARE = 0.01
+#: room's light it reflects): dark areas are compared against their luminance plus this (the
+#: perceptual budget's dark allowance uses the same).
+FLARE = SCREEN_FLARE
 #: The low-pass's Gaussian sigma in the photo's own pixels (looked at 1:1): patterns wider than
 #: about 2 pi sigma, ten pixels, pass; pixel-level grain does not.
 SIGMA = 1.5

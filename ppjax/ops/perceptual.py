@@ -9,8 +9,9 @@ let an attack measure its change the way the eye does:
 - :func:`local_metric`: per pixel, the 3x3 matrix ``G`` with CIEDE2000(x0, x0 + d/255)^2 ~ d^T G d
   for a small change ``d`` in 1/255 units, from CIEDE2000's own weights at the pixel.
 - :func:`allowance`: per pixel, the CIEDE2000 a change may reach there (a just-noticeable-difference
-  map): ``flat`` on flat mid-tones, up to ``busy`` in busy texture (texture masking), less in very
-  dark and very bright surroundings (luminance adaptation).
+  map): ``flat`` on flat mid-tones, up to ``busy`` in busy texture (texture masking), less in dark
+  surroundings (the flat part as Weber's law on the screen's light asks, :func:`weber_adaptation`;
+  texture's extra by :func:`luminance_adaptation`) and in very bright ones.
 - :func:`cheapest_direction`: per pixel, the change of unit (modelled) CIEDE2000 that raises a
   linear objective most: ``G^-1 g / sqrt(g^T G^-1 g)``, the steepest ascent under this metric.
 - :func:`scale_to_allowance`: a change scaled down per pixel to its allowance, as modelled (the
@@ -30,7 +31,7 @@ from ppjax.ops.metrics import D65_WHITE, SRGB_TO_XYZ, a_stretch, ciede2000_weigh
 
 __all__ = [
     "WINDOW", "REACH", "SYMMETRIC", "FIT_PASSES", "local_metric", "modelled", "inverse_metric", "cheapest_direction", "gradient_size",
-    "allowance", "allowance_inside", "allowance_of_lightness", "texture_masking", "luminance_adaptation",
+    "SCREEN_FLARE", "allowance", "allowance_inside", "allowance_of_lightness", "texture_masking", "luminance_adaptation", "weber_adaptation",
     "scale_to_allowance", "fit_levels",
 ]  # fmt: skip
 
@@ -41,11 +42,19 @@ WINDOW = 7
 REACH = 2 * (WINDOW // 2)
 #: The local RMS deviation of L* (L* units) at which texture masking gives half of its extra allowance.
 TEXTURE_HALF = 6.0
-#: Below this local mean L* the allowance shrinks (down to :data:`DARK_FACTOR` at black), and above
-#: :data:`BRIGHT_L` towards :data:`BRIGHT_FACTOR` at white: noise in shadows shows when a phone
-#: brightens a photo, and a flat sky or wall near white shows every speck.
+#: Below this local mean L* texture masking's extra allowance shrinks (down to :data:`DARK_FACTOR`
+#: at black; a flat area's own shrinks further, :func:`weber_adaptation`), and above
+#: :data:`BRIGHT_L` the whole allowance towards :data:`BRIGHT_FACTOR` at white: noise in shadows
+#: shows when a phone brightens a photo, and a flat sky or wall near white shows every speck.
 DARK_L, DARK_FACTOR = 25.0, 0.6
 BRIGHT_L, BRIGHT_FACTOR = 85.0, 0.75
+#: The luminance a screen shows at black, as a fraction of its white (its own black level and the
+#: room's light it reflects). A change is seen by its Weber contrast on the screen: its change of
+#: relative luminance over the local luminance plus this (:mod:`ppjax.ops.mottle` uses the same).
+SCREEN_FLARE = 0.01
+#: The local mean L* at and above which CIEDE2000's lightness weighting is taken as it is: its S_L
+#: was fitted on a mid-grey surround, where a lightness step is seen best.
+WEBER_L = 50.0
 #: Passes of :func:`fit_levels` over the pixels still over their allowance (each one an exact
 #: CIEDE2000 of the whole array: on real changes the first fits nearly all).
 FIT_PASSES = 3
@@ -145,12 +154,39 @@ def texture_masking(lightness: jnp.ndarray) -> jnp.ndarray:
 
 
 def luminance_adaptation(mean_lightness: jnp.ndarray) -> jnp.ndarray:
-    """(..., H, W) factor in (0, 1] of the local mean L*: :data:`DARK_FACTOR` at black rising
-    linearly to 1 at :data:`DARK_L`, 1 up to :data:`BRIGHT_L`, then down to :data:`BRIGHT_FACTOR`
-    at white."""
+    """(..., H, W) factor in (0, 1] of the local mean L* for texture masking's extra allowance:
+    :data:`DARK_FACTOR` at black rising linearly to 1 at :data:`DARK_L`, 1 up to :data:`BRIGHT_L`,
+    then down to :data:`BRIGHT_FACTOR` at white."""
     dark = DARK_FACTOR + (1.0 - DARK_FACTOR) * jnp.clip(mean_lightness / DARK_L, 0.0, 1.0)
-    bright = 1.0 - (1.0 - BRIGHT_FACTOR) * jnp.clip((mean_lightness - BRIGHT_L) / (100.0 - BRIGHT_L), 0.0, 1.0)
-    return dark * bright
+    return dark * _bright_adaptation(mean_lightness)
+
+
+def _weber_per_delta_e(lightness: jnp.ndarray) -> jnp.ndarray:
+    """The Weber contrast on the screen (change of relative luminance over the luminance plus
+    :data:`SCREEN_FLARE`) of a lightness change of one CIEDE2000 on a flat grey of L* ``lightness``."""
+    big = lightness > 8.0
+    f = (lightness + 16.0) / 116.0
+    y = jnp.where(big, f * f * f, lightness / 903.3)
+    dy_dl = jnp.where(big, 3.0 * f * f / 116.0, 1.0 / 903.3)  # d Y / d L*
+    d = lightness - 50.0
+    s_l = 1.0 + 0.015 * d * d / jnp.sqrt(20.0 + d * d)  # CIEDE2000's S_L: one CIEDE2000 is S_L in L*
+    return s_l * dy_dl / (y + SCREEN_FLARE)
+
+
+def weber_adaptation(mean_lightness: jnp.ndarray) -> jnp.ndarray:
+    """(..., H, W) factor in (0, 1] of the local mean L* for a flat area's allowance: below
+    :data:`WEBER_L`, what makes a lightness change of the allowance as visible as on mid-grey by
+    Weber's law on the screen's light (its Weber contrast over the local luminance plus
+    :data:`SCREEN_FLARE` the same); 1 above. CIEDE2000 weighs a dark lightness change as if seen on a
+    mid-grey surround: on a black background one CIEDE2000 is about 4 times the Weber contrast of
+    one on mid-grey, and in a photo's dark areas, to which the eye adapts, that shows (about 0.22
+    at black, 0.44 at L* 10, 0.53 at 25, 0.77 at 40)."""
+    ell = jnp.clip(mean_lightness, 0.0, WEBER_L)
+    return jnp.minimum(1.0, _weber_per_delta_e(jnp.float32(WEBER_L)) / _weber_per_delta_e(ell))
+
+
+def _bright_adaptation(mean_lightness: jnp.ndarray) -> jnp.ndarray:
+    return 1.0 - (1.0 - BRIGHT_FACTOR) * jnp.clip((mean_lightness - BRIGHT_L) / (100.0 - BRIGHT_L), 0.0, 1.0)
 
 
 def allowance_inside(x0: jnp.ndarray, flat: float, busy: float) -> jnp.ndarray:
@@ -162,15 +198,19 @@ def allowance_inside(x0: jnp.ndarray, flat: float, busy: float) -> jnp.ndarray:
 
 def allowance_of_lightness(lightness: jnp.ndarray, flat: float, busy: float) -> jnp.ndarray:
     """:func:`allowance_inside` from the L* plane (..., H, W) of the original."""
-    budget = flat + (busy - flat) * texture_masking(lightness)
     inner = REACH - WINDOW // 2
-    return budget * luminance_adaptation(_box(lightness[..., inner:-inner, inner:-inner], WINDOW))
+    mean = _box(lightness[..., inner:-inner, inner:-inner], WINDOW)
+    # A flat area shows a change against its own light (Weber); texture's extra is masked by the
+    # texture, and keeps the milder adaptation (a dark textured area hides more than a dark flat one).
+    base = flat * weber_adaptation(mean) * _bright_adaptation(mean)
+    return base + (busy - flat) * texture_masking(lightness) * luminance_adaptation(mean)
 
 
 def allowance(x0: jnp.ndarray, flat: float, busy: float) -> jnp.ndarray:
-    """(..., H, W) CIEDE2000 each pixel of (..., H, W, 3) ``x0`` may change by: ``flat`` plus
-    ``busy - flat`` times :func:`texture_masking`, times :func:`luminance_adaptation`, the photo's
-    edge pixels repeated beyond it. From the original alone, never the change."""
+    """(..., H, W) CIEDE2000 each pixel of (..., H, W, 3) ``x0`` may change by: ``flat`` times
+    :func:`weber_adaptation`, plus ``busy - flat`` times :func:`texture_masking` times
+    :func:`luminance_adaptation` (both times the bright areas' factor), the photo's edge pixels
+    repeated beyond it. From the original alone, never the change."""
     pads = [(0, 0)] * (x0.ndim - 3) + [(REACH, REACH), (REACH, REACH), (0, 0)]
     return allowance_inside(jnp.pad(x0, pads, mode="edge"), flat, busy)
 

@@ -86,16 +86,61 @@ def test_allowance_grows_with_texture():
 
 
 def test_allowance_follows_luminance_adaptation():
-    """Flat patches: least at black, rising through the shadows, level across mid-tones, falling
-    towards white."""
-    levels = [0, 10, 25, 40, 60, 100, 150, 200, 230, 245, 255]
+    """Flat patches: least at black, rising through the shadows to mid-grey, level across mid-tones,
+    falling towards white."""
+    levels = [0, 10, 25, 40, 60, 90, 118, 130, 160, 200, 230, 245, 255]
     values = [_allowance_at_centre(_patch(v, 0)) for v in levels]
-    assert values[0] == pytest.approx(perceptual.DARK_FACTOR, abs=1e-3)
-    rising, level_, falling = values[:5], values[5:8], values[7:]
+    assert values[0] == pytest.approx(float(perceptual.weber_adaptation(jnp.float32(0.0))), abs=1e-3)
+    assert values[0] < 0.25  # a flat black area: a quarter of mid-grey's allowance
+    rising, level_, falling = values[:7], values[7:10], values[9:]
     assert all(a < b for a, b in zip(rising, rising[1:]))
     assert max(level_) - min(level_) < 1e-3 and level_[0] == pytest.approx(1.0, abs=1e-3)
     assert all(a > b for a, b in zip(falling, falling[1:]))
     assert values[-1] == pytest.approx(perceptual.BRIGHT_FACTOR, abs=1e-3)
+
+
+def _srgb_luminance(level):
+    v = level / 255.0
+    return v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4
+
+
+def _grey_step_of(level, delta_e):
+    """The upward grey change (levels, float) of a grey at ``level`` whose exact CIEDE2000 is
+    ``delta_e``, by bisection."""
+    lo, hi = 0.0, 40.0
+    x0 = jnp.full((1, 3), level / 255.0)
+    for _ in range(50):
+        mid = 0.5 * (lo + hi)
+        if float(ciede2000_map(x0, x0 + mid / 255.0)[0]) < delta_e:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def test_flat_allowance_is_one_weber_contrast_from_black_to_mid_grey():
+    """On a flat grey the allowance, taken as an exact CIEDE2000 grey step, is the same Weber
+    contrast on the screen (luminance change over luminance plus the screen's flare) in deep shadow
+    as on mid-grey, where CIEDE2000 holds: the dark allowance follows what the eye sees on a dark
+    area, not CIEDE2000's mid-grey surround (with the old linear ramp, x0.6 at black, a flat area's step was
+    2.5 times mid-grey's contrast at level 2, 1.5 to 2.2 times at levels 8 to 80)."""
+    def contrast(level):
+        step = _grey_step_of(level, _allowance_at_centre(_patch(level, 0)))
+        y = _srgb_luminance(level)
+        return (_srgb_luminance(level + step) - y) / (y + perceptual.SCREEN_FLARE)
+
+    reference = contrast(119)  # L* 50
+    for level in (2, 8, 20, 45, 80):
+        assert contrast(level) == pytest.approx(reference, rel=0.06)
+
+
+def test_dark_texture_keeps_more_than_a_dark_flat_area():
+    """Texture masks a dark change too: a busy dark patch's allowance exceeds a flat one's by
+    texture's extra (under the milder dark factor), not only by the flat part's share."""
+    flat_dark, busy_dark = _allowance_at_centre(_patch(20, 0)), _allowance_at_centre(_patch(20, 12))
+    flat_mid, busy_mid = _allowance_at_centre(_patch(128, 0)), _allowance_at_centre(_patch(128, 12))
+    assert busy_dark > flat_dark
+    assert busy_dark / flat_dark > busy_mid / flat_mid
 
 
 def test_scale_and_fit_levels_hold_the_budget(photo_pixels):
