@@ -104,14 +104,19 @@ def _srgb_luminance(level):
     return v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4
 
 
+@jax.jit
+def _grey_ciede2000(x0, step):
+    return ciede2000_map(x0, x0 + step / 255.0)[0]
+
+
 def _grey_step_of(level, delta_e):
     """The upward grey change (levels, float) of a grey at ``level`` whose exact CIEDE2000 is
     ``delta_e``, by bisection."""
     lo, hi = 0.0, 40.0
     x0 = jnp.full((1, 3), level / 255.0)
-    for _ in range(50):
+    for _ in range(40):
         mid = 0.5 * (lo + hi)
-        if float(ciede2000_map(x0, x0 + mid / 255.0)[0]) < delta_e:
+        if float(_grey_ciede2000(x0, jnp.float32(mid))) < delta_e:
             lo = mid
         else:
             hi = mid
