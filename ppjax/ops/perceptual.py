@@ -169,7 +169,9 @@ def _weber_per_delta_e(lightness: jnp.ndarray) -> jnp.ndarray:
     y = jnp.where(big, f * f * f, lightness / 903.3)
     dy_dl = jnp.where(big, 3.0 * f * f / 116.0, 1.0 / 903.3)  # d Y / d L*
     d = lightness - 50.0
-    s_l = 1.0 + 0.015 * d * d / jnp.sqrt(20.0 + d * d)  # CIEDE2000's S_L: one CIEDE2000 is S_L in L*
+    # CIEDE2000's S_L (one CIEDE2000 is S_L in L*), as ciede2000_weights has it; not shared with it,
+    # because its products round in another order and calling it changed the written bytes.
+    s_l = 1.0 + 0.015 * d * d / jnp.sqrt(20.0 + d * d)
     return s_l * dy_dl / (y + SCREEN_FLARE)
 
 

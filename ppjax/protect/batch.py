@@ -161,8 +161,9 @@ class Batch:
         self.finish(result)
 
     def _cancelled(self, jobs) -> bool:
-        """Whether the run is cancelled; if so, each of ``jobs`` not final yet is final as
-        cancelled and its staging file (an earlier round's) removed."""
+        """Whether the run has stopped (cancelled, or halted by a full disk); if so, each of
+        ``jobs`` not final yet is final as skipped for that reason and its staging file (an
+        earlier round's) removed."""
         reason = self.stopped()
         if not reason:
             return False
